@@ -1,0 +1,1 @@
+"""The notebook document: event catalog, projection tables, materializer, CRDT source, ordering."""

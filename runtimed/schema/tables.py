@@ -1,0 +1,147 @@
+"""The SQL projection of a notebook log (DESIGN 3.3), one database per notebook.
+
+The server's store and every client's in-memory replica create exactly these tables,
+and the materializer is the only code that writes them. JSON columns hold canonical
+JSON text (sorted keys) so that replicas are byte-identical.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    seq     INTEGER PRIMARY KEY,
+    id      TEXT NOT NULL UNIQUE,
+    name    TEXT NOT NULL,
+    v       INTEGER NOT NULL,
+    args    TEXT NOT NULL,
+    actor   TEXT NOT NULL,
+    ts      TEXT NOT NULL
+);
+"""
+
+PROJECTION_DDL = """
+CREATE TABLE IF NOT EXISTS notebooks (
+    id          TEXT PRIMARY KEY,
+    title       TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    head_seq    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notebook_metadata (
+    key     TEXT PRIMARY KEY,
+    value   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id                  TEXT PRIMARY KEY,
+    cell_type           TEXT NOT NULL,
+    fractional_index    TEXT NOT NULL,
+    source              TEXT NOT NULL,
+    metadata            TEXT NOT NULL,
+    attachments         TEXT,
+    execution_count     INTEGER,
+    clear_pending       INTEGER NOT NULL DEFAULT 0,
+    created_seq         INTEGER NOT NULL,
+    updated_seq         INTEGER NOT NULL,
+    ystate              BLOB
+);
+CREATE INDEX IF NOT EXISTS cells_order ON cells (fractional_index, id);
+CREATE TABLE IF NOT EXISTS outputs (
+    id              TEXT PRIMARY KEY,
+    cell_id         TEXT NOT NULL,
+    queue_id        TEXT,
+    position        INTEGER NOT NULL,
+    output_type     TEXT NOT NULL,
+    display_id      TEXT,
+    content         TEXT NOT NULL,
+    seq             INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outputs_cell ON outputs (cell_id, position);
+CREATE INDEX IF NOT EXISTS outputs_display ON outputs (display_id) WHERE display_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS execution_queue (
+    queue_id            TEXT PRIMARY KEY,
+    cell_id             TEXT NOT NULL,
+    batch_id            TEXT,
+    status              TEXT NOT NULL,
+    session_id          TEXT,
+    source              TEXT,
+    cancel_requested    INTEGER NOT NULL DEFAULT 0,
+    execution_count     INTEGER,
+    duration_ms         REAL,
+    error               TEXT,
+    requested_by        TEXT NOT NULL,
+    requested_seq       INTEGER NOT NULL,
+    requested_at        TEXT NOT NULL,
+    started_at          TEXT,
+    completed_at        TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_status ON execution_queue (status, requested_seq);
+CREATE TABLE IF NOT EXISTS inputs (
+    queue_id        TEXT PRIMARY KEY,
+    prompt          TEXT NOT NULL,
+    password        INTEGER NOT NULL,
+    value           TEXT,
+    requested_seq   INTEGER NOT NULL,
+    replied_seq     INTEGER
+);
+CREATE TABLE IF NOT EXISTS runtime_sessions (
+    session_id      TEXT PRIMARY KEY,
+    runtime_id      TEXT NOT NULL,
+    actor_id        TEXT NOT NULL,
+    kernel_name     TEXT NOT NULL,
+    language        TEXT NOT NULL,
+    capabilities    TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    detail          TEXT,
+    active          INTEGER NOT NULL,
+    ended_reason    TEXT,
+    started_seq     INTEGER NOT NULL,
+    started_at      TEXT NOT NULL,
+    ended_at        TEXT
+);
+CREATE TABLE IF NOT EXISTS actors (
+    id              TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    display_name    TEXT,
+    first_seq       INTEGER NOT NULL,
+    last_seq        INTEGER NOT NULL,
+    event_count     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id     TEXT PRIMARY KEY,
+    tool            TEXT NOT NULL,
+    arguments       TEXT NOT NULL,
+    cell_id         TEXT,
+    decision        TEXT,
+    requested_by    TEXT NOT NULL,
+    requested_seq   INTEGER NOT NULL,
+    resolved_by     TEXT,
+    resolved_seq    INTEGER
+);
+CREATE TABLE IF NOT EXISTS ai_settings (
+    scope       TEXT PRIMARY KEY,
+    provider    TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    settings    TEXT NOT NULL
+);
+"""
+
+PROJECTION_TABLES = (
+    "notebooks",
+    "notebook_metadata",
+    "cells",
+    "outputs",
+    "execution_queue",
+    "inputs",
+    "runtime_sessions",
+    "actors",
+    "approvals",
+    "ai_settings",
+)
+
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    conn.executescript(EVENTS_DDL + PROJECTION_DDL)
