@@ -1,0 +1,1 @@
+"""Clients of the daemon: sync client with a local replica, bindings, discovery."""

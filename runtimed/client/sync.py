@@ -1,0 +1,258 @@
+"""The sync client: a local replica of one notebook kept current over the sync protocol.
+
+It applies only server-acknowledged events (the log is the truth), keeps pushed
+events until they are acknowledged, reconnects with backoff, resumes from the last
+seq it saw, and re-pushes unacknowledged events (safe: pushes are idempotent by id).
+Every other client (bindings, CLI, automation, runtime agents) is built on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from runtimed.errors import AuthError, ConnectionLostError, EventRejected, RuntimedError
+from runtimed.schema.materializer import Envelope
+from runtimed.schema.replica import Replica
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FATAL_CLOSE_CODES = {4400: "bad message", 4401: "unauthorized", 4413: "message too large"}
+
+
+class SyncClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        notebook_id: str,
+        actor: dict[str, Any],
+        *,
+        client: str = "python",
+        reconnect: bool = True,
+        max_message_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.notebook_id = notebook_id
+        self.actor = actor
+        self.client = client
+        self.reconnect = reconnect
+        self.max_message_bytes = max_message_bytes
+        self.replica = Replica(notebook_id)
+        self.connection_id: str | None = None
+        self.peers: dict[str, dict[str, Any]] = {}
+        self._ws: ClientConnection | None = None
+        self._runner: asyncio.Task | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._fatal: RuntimedError | None = None
+        self._unacked: OrderedDict[str, tuple[dict[str, Any], asyncio.Future]] = OrderedDict()
+        self._refs = itertools.count(1)
+        self._change = asyncio.Event()
+        self._event_listeners: list[Callable[[list[Envelope]], None]] = []
+        self._presence_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.server_head = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def connect(self, timeout: float = 15.0) -> None:
+        """Connect and catch up to the head the server announced."""
+        if self._runner is None or self._runner.done():
+            self._closing = False
+            self._fatal = None
+            self._runner = asyncio.create_task(self._run(), name=f"sync-{self.notebook_id}")
+        try:
+            await asyncio.wait_for(self._wait_connected(), timeout)
+            await self.wait_for(lambda: self.replica.head >= self.server_head, timeout)
+        except TimeoutError:
+            raise ConnectionLostError(
+                f"could not connect to {self.url} for notebook {self.notebook_id!r} within {timeout:.0f} s"
+            ) from None
+
+    async def _wait_connected(self) -> None:
+        while not self._connected.is_set():
+            if self._fatal is not None:
+                raise self._fatal
+            if self._runner is not None and self._runner.done():
+                raise self._fatal or ConnectionLostError("the sync connection ended")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), 0.05)
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+        self._connected.clear()
+        for _, fut in self._unacked.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLostError("the client was closed before the server acknowledged"))
+        self._unacked.clear()
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while not self._closing:
+            try:
+                await self._session()
+                delay = 0.05
+            except (OSError, ConnectionClosed, InvalidStatus, TimeoutError) as exc:
+                log.debug("sync connection to %s lost: %s", self.url, exc)
+                if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
+                    self._on_close_code(exc.rcvd.code, exc.rcvd.reason)
+            except RuntimedError as exc:
+                self._fatal = exc
+            finally:
+                self._connected.clear()
+                self._ws = None
+            if self._fatal is not None or self._closing or not self.reconnect:
+                self._notify()
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _on_close_code(self, code: int, reason: str) -> None:
+        if code in FATAL_CLOSE_CODES:
+            cls = AuthError if code == 4401 else RuntimedError
+            self._fatal = cls(f"the server closed the connection ({FATAL_CLOSE_CODES[code]}): {reason}")
+        elif code == 4409:  # our replica is ahead of the server: start again from nothing
+            self.replica.close()
+            self.replica = Replica(self.notebook_id)
+
+    async def _session(self) -> None:
+        uri = f"{'ws' + self.url[4:]}/api/notebooks/{self.notebook_id}/sync"
+        async with connect(uri, additional_headers={"Authorization": f"Bearer {self.token}"},
+                           max_size=self.max_message_bytes, open_timeout=10, ping_interval=20,
+                           ping_timeout=30, close_timeout=2) as ws:
+            self._ws = ws
+            await ws.send(orjson.dumps({"type": "hello", "since": self.replica.head, "actor": self.actor,
+                                        "client": self.client, "snapshot": self.replica.head == 0}).decode())
+            async for raw in ws:
+                self._receive(orjson.loads(raw))
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "events":
+            applied = self.replica.apply_wire(message["events"])
+            self.server_head = max(self.server_head, message.get("head", 0))
+            if applied:
+                for listener in list(self._event_listeners):
+                    listener(applied)
+                self._notify()
+        elif kind == "ack":
+            for result in message["results"]:
+                entry = self._unacked.pop(result.get("id", ""), None)
+                if entry is not None and not entry[1].done():
+                    entry[1].set_result(result)
+        elif kind == "welcome":
+            self.server_head = message["head"]
+            self.connection_id = message["connectionId"]
+            self._connected.set()
+            if self._unacked:  # re-push what the previous connection did not get acknowledged
+                asyncio.ensure_future(self._send_push([e for e, _ in self._unacked.values()]))
+            self._notify()
+        elif kind == "snapshot":
+            self.replica.load_snapshot(base64.b64decode(message["data"]))
+            self._notify()
+        elif kind == "presence":
+            if message.get("left"):
+                self.peers.pop(message.get("connectionId", ""), None)
+            else:
+                self.peers[message.get("connectionId", "")] = message
+            for listener in list(self._presence_listeners):
+                listener(message)
+        elif kind == "error":
+            log.warning("server error on %s: %s", self.notebook_id, message.get("message"))
+
+    def _notify(self) -> None:
+        change, self._change = self._change, asyncio.Event()
+        change.set()
+
+    # -- pushing ---------------------------------------------------------------------------------
+
+    async def _send_push(self, events: list[dict[str, Any]]) -> None:
+        ws = self._ws
+        if ws is None:
+            return  # sent again after the next welcome
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(orjson.dumps({"type": "push", "ref": next(self._refs), "events": events}).decode())
+
+    async def push(self, events: Sequence[dict[str, Any]], timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Push events in order; return one result per event (``{id, seq}`` or ``{id, error}``)."""
+        if self._fatal is not None:
+            raise self._fatal
+        loop = asyncio.get_running_loop()
+        futures = []
+        for event in events:
+            fut = loop.create_future()
+            self._unacked[event["id"]] = (event, fut)
+            futures.append(fut)
+        await self._send_push(list(events))
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+        except TimeoutError:
+            raise ConnectionLostError(f"no acknowledgement from {self.url} within {timeout:.0f} s") from None
+
+    async def commit(self, events: Sequence[dict[str, Any]], timeout: float = 30.0) -> list[int]:
+        """Push, raise on the first rejection, and wait until the replica has applied the events."""
+        results = await self.push(events, timeout)
+        for result in results:
+            if "error" in result:
+                raise EventRejected(result["error"]["message"], code=result["error"]["code"])
+        seqs = [r["seq"] for r in results]
+        if seqs:
+            last = max(seqs)
+            await self.wait_for(lambda: self.replica.head >= last, timeout)
+        return seqs
+
+    # -- observing -------------------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[], T], timeout: float | None = 30.0) -> T:
+        """Wait until ``predicate()`` is truthy (re-checked after every change) and return its value."""
+        async def waiting() -> T:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                if self._fatal is not None:
+                    raise self._fatal
+                if self._runner is not None and self._runner.done() and not self._connected.is_set():
+                    raise ConnectionLostError(f"the connection to {self.url} is closed")
+                change = self._change
+                await change.wait()
+
+        return await asyncio.wait_for(waiting(), timeout)
+
+    def on_events(self, listener: Callable[[list[Envelope]], None]) -> Callable[[], None]:
+        self._event_listeners.append(listener)
+        return lambda: self._event_listeners.remove(listener) if listener in self._event_listeners else None
+
+    def on_presence(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        self._presence_listeners.append(listener)
+        return lambda: self._presence_listeners.remove(listener) if listener in self._presence_listeners else None
+
+    async def send_presence(self, **fields: Any) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await self._ws.send(orjson.dumps({"type": "presence", **fields}).decode())

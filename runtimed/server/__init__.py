@@ -1,0 +1,1 @@
+"""The runtimed daemon: ASGI app, sync endpoint, REST, auth, discovery."""

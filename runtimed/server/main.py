@@ -1,0 +1,169 @@
+"""The ``runtimed`` daemon process: one per home, found by clients through ``daemon.json``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+from typing import IO
+
+from runtimed import __version__
+from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
+
+EXIT_ALREADY_RUNNING = 3
+EXIT_PORT_IN_USE = 4
+
+log = logging.getLogger("runtimed")
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def acquire_lock(home: Home) -> IO[str]:
+    """Hold an exclusive lock on the home for the daemon's lifetime (one daemon per home)."""
+    home.ensure()
+    handle = open(home.lock_file, "a+")  # noqa: SIM115 - held open for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        info = home.read_daemon_info() or {}
+        handle.close()
+        raise AlreadyRunning(
+            f"a daemon is already running for {home.path} (pid {info.get('pid', '?')}, {info.get('url', '?')}); "
+            "stop it with `runt daemon stop`"
+        ) from None
+    return handle
+
+
+def bind(host: str, port: int | str) -> socket.socket:
+    """Bind the listening socket; 'auto' tries the default port and falls back to any free one."""
+    candidates = [DEFAULT_PORT, 0] if port == "auto" else [int(port)]
+    last_error: OSError | None = None
+    for candidate in candidates:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets on Linux
+        try:
+            sock.bind((host, candidate))
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            if exc.errno == errno.EADDRINUSE and port == "auto":
+                log.info("port %d is in use; falling back to a free port", candidate)
+                continue
+            raise
+        sock.listen(512)
+        sock.setblocking(False)
+        return sock
+    assert last_error is not None
+    raise last_error
+
+
+def setup_logging(home: Home, foreground: bool) -> None:
+    handlers: list[logging.Handler] = [logging.FileHandler(home.log_file)]
+    if foreground:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(level=os.environ.get("RUNTIMED_LOG_LEVEL", "INFO"), handlers=handlers,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from runtimed.server.app import create_app
+    from runtimed.server.daemon import Daemon, Settings
+
+    home = Home.resolve(args.home)
+    lock = acquire_lock(home)
+    setup_logging(home, args.foreground)
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        msg = f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        if exc.errno == errno.EADDRINUSE:
+            msg += "; pass --port N for another port, or --port auto to fall back to a free one"
+        print(f"runtimed: {msg}", file=sys.stderr)
+        log.error(msg)
+        return EXIT_PORT_IN_USE
+    host, port = sock.getsockname()[:2]
+    settings = Settings(home=home, host=host, port=port, pool_size=args.pool_size,
+                        preimport=[m for m in (args.preimport or "").split(",") if m],
+                        idle_timeout=args.idle_timeout, runtime_grace=args.runtime_grace)
+    daemon = Daemon(settings)
+    if not args.no_runtimes:
+        from runtimed.runtime.manager import RuntimeManager
+
+        daemon.runtimes = RuntimeManager(daemon)
+    app = create_app(daemon)
+    config = uvicorn.Config(app, log_level="warning", ws_max_size=daemon.limits.max_message_bytes,
+                            ws_ping_interval=20.0, ws_ping_timeout=30.0, timeout_graceful_shutdown=5, lifespan="on")
+    server = uvicorn.Server(config)
+    daemon.request_shutdown = lambda: setattr(server, "should_exit", True)
+
+    async def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.01)
+        home.write_daemon_info({
+            "url": daemon.url, "pid": os.getpid(), "version": __version__,
+            "started_at": datetime.now(UTC).isoformat(), "host": host, "port": port,
+        })
+        log.info("runtimed %s listening on %s (home %s)", __version__, daemon.url, home.path)
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        announcer.cancel()
+        home.clear_daemon_info(os.getpid())
+        log.info("runtimed stopped")
+        lock.close()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="runtimed", description="The runtimed daemon (same as `runt daemon start --foreground`).")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
+    p.add_argument("--port", default=str(DEFAULT_PORT),
+                   help=f"port (default {DEFAULT_PORT}); 0 for any free port; 'auto' for the default or a free one")
+    p.add_argument("--home", default=None, help="home folder (default $RUNTIMED_HOME or a per-user data dir)")
+    p.add_argument("--pool-size", type=int, default=int(os.environ.get("RUNTIMED_POOL_SIZE", "1")),
+                   help="prewarmed kernels per kernelspec (default 1)")
+    p.add_argument("--preimport", default=os.environ.get("RUNTIMED_PREIMPORT", ""),
+                   help="comma-separated modules to import in pooled kernels")
+    p.add_argument("--idle-timeout", type=float, default=float(os.environ.get("RUNTIMED_IDLE_TIMEOUT", "1800")),
+                   help="seconds before an idle daemon-managed runtime stops (default 1800)")
+    p.add_argument("--runtime-grace", type=float, default=float(os.environ.get("RUNTIMED_RUNTIME_GRACE", "5")),
+                   help="seconds a runtime may be disconnected before its session is ended as lost (default 5)")
+    p.add_argument("--no-runtimes", action="store_true", help="do not start daemon-managed runtimes")
+    p.add_argument("--foreground", action="store_true", help="also log to stderr")
+    p.add_argument("--version", action="version", version=f"runtimed {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.port != "auto":
+        try:
+            int(args.port)
+        except ValueError:
+            parser().error(f"--port must be a number or 'auto', got {args.port!r}")
+    try:
+        return asyncio.run(serve(args))
+    except AlreadyRunning as exc:
+        print(f"runtimed: {exc}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

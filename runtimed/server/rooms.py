@@ -1,0 +1,130 @@
+"""Rooms: the live side of a notebook log: its connections, fan-out and presence.
+
+Fan-out is pull-based. An append only wakes each connection's sender, which sends
+what it has not sent yet, from a small cache of recent encoded events or from the
+log. A slow reader therefore never makes the server buffer events for it: it lags,
+and is disconnected with a reason if a single send blocks too long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from runtimed.schema.materializer import Envelope
+from runtimed.store.base import AppendResult
+from runtimed.store.sqlite import SQLiteNotebookLog
+
+log = logging.getLogger(__name__)
+
+RECENT_EVENTS = 4096
+BATCH_EVENTS = 1000
+
+
+class Peer:
+    """One connection's outgoing side, as the room sees it."""
+
+    def __init__(self, connection_id: str, actor: dict[str, Any], client: str, sent_seq: int) -> None:
+        self.connection_id = connection_id
+        self.actor = actor
+        self.client = client
+        self.sent_seq = sent_seq
+        self.outbox: collections.deque[bytes] = collections.deque()
+        self.wake = asyncio.Event()
+        self.presence: dict[str, Any] | None = None
+        self.closed = False
+
+    def send_control(self, message: bytes) -> None:
+        self.outbox.append(message)
+        self.wake.set()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "connectionId": self.connection_id,
+            "actor": self.actor,
+            "client": self.client,
+            "cellId": (self.presence or {}).get("cellId"),
+        }
+
+
+class Room:
+    def __init__(self, notebook_id: str, nb_log: SQLiteNotebookLog) -> None:
+        self.notebook_id = notebook_id
+        self.log = nb_log
+        self.peers: dict[str, Peer] = {}
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=RECENT_EVENTS)
+        self._message_cache: tuple[int, int, bytes] | None = None
+        self.append_hooks: list[Callable[[Room, Sequence[Envelope]], None]] = []
+        self._unsubscribe = nb_log.subscribe(self._on_append)
+
+    @property
+    def head(self) -> int:
+        return self.log.head
+
+    def push(self, events: Sequence[Any], actor: Any) -> list[AppendResult]:
+        return self.log.append(events, actor)
+
+    def _on_append(self, stored: Sequence[Envelope], encoded: Sequence[bytes]) -> None:
+        for env, data in zip(stored, encoded, strict=True):
+            self._recent.append((env.seq, data))
+        for peer in self.peers.values():
+            peer.wake.set()
+        for hook in list(self.append_hooks):
+            try:
+                hook(self, stored)
+            except Exception:
+                log.exception("append hook failed")
+
+    def events_message(self, after: int) -> tuple[bytes, int] | None:
+        """The next ``events`` message for a reader that has everything up to ``after``."""
+        head = self.log.head
+        if after >= head:
+            return None
+        cached = self._message_cache
+        if cached is not None and cached[0] == after and cached[1] <= head:
+            return cached[2], cached[1]
+        recent = self._recent
+        if recent and recent[0][0] <= after + 1 and recent[-1][0] >= after + 1:
+            start = after + 1 - recent[0][0]
+            items = [recent[i][1] for i in range(start, min(len(recent), start + BATCH_EVENTS))]
+        else:
+            items = self.log.read_encoded(after, limit=BATCH_EVENTS)
+        if not items:
+            return None
+        last = after + len(items)
+        message = b'{"type":"events","head":%d,"events":[' % head + b",".join(items) + b"]}"
+        self._message_cache = (after, last, message)
+        return message, last
+
+    # -- peers and presence ----------------------------------------------------------------------
+
+    def join(self, peer: Peer) -> None:
+        self.peers[peer.connection_id] = peer
+        for other in self.peers.values():
+            if other is not peer and other.presence is not None:
+                peer.send_control(orjson.dumps(other.presence))
+
+    def leave(self, peer: Peer) -> None:
+        self.peers.pop(peer.connection_id, None)
+        if peer.presence is not None:
+            self.broadcast_presence(peer, {"type": "presence", "connectionId": peer.connection_id,
+                                           "actor": peer.actor, "left": True}, remember=False)
+
+    def broadcast_presence(self, sender: Peer, message: dict[str, Any], *, remember: bool = True) -> None:
+        if remember:
+            sender.presence = message
+        data = orjson.dumps(message)
+        for peer in self.peers.values():
+            if peer is not sender:
+                peer.send_control(data)
+
+    def describe_peers(self) -> list[dict[str, Any]]:
+        return [p.describe() for p in self.peers.values()]
+
+    def close(self) -> None:
+        self._unsubscribe()

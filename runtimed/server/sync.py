@@ -1,0 +1,201 @@
+"""The sync protocol endpoint (DESIGN 4): hello/welcome, catch-up, live events, push/ack, presence.
+
+Each connection runs a receive loop (hello, push, presence, ping) and one sender task
+that owns every write to the socket: control messages first, then events the peer
+has not seen yet. Protocol violations get an ``error`` message and a 44xx close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from runtimed.errors import EventRejected, RuntimedError
+from runtimed.schema import events as ev
+from runtimed.schema.ids import new_id
+from runtimed.server.rooms import Peer, Room
+from runtimed.store.sqlite import check_notebook_id
+
+log = logging.getLogger(__name__)
+
+CLOSE_BAD_MESSAGE = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_CONFLICT = 4409
+CLOSE_SLOW_CONSUMER = 4408
+CLOSE_TOO_LARGE = 4413
+CLOSE_GOING_AWAY = 4503
+
+HELLO_TIMEOUT = 10.0
+SNAPSHOT_THRESHOLD = 2000
+"""A new replica (since=0) that asks for a snapshot gets one when the log is longer than this."""
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, close_code: int = CLOSE_BAD_MESSAGE) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+
+
+async def close_with_error(ws: WebSocket, code: str, message: str, close_code: int) -> None:
+    with contextlib.suppress(Exception):
+        if ws.application_state == WebSocketState.CONNECTED:
+            await ws.send_text(orjson.dumps({"type": "error", "code": code, "message": message}).decode())
+            await ws.close(code=close_code, reason=message[:120])
+
+
+def _parse(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    if raw.get("type") == "websocket.disconnect":
+        raise WebSocketDisconnect(raw.get("code", 1000))
+    data = raw.get("text")
+    if data is None:
+        data = raw.get("bytes")
+    if data is None:
+        raise ProtocolError("bad_message", "empty message")
+    if len(data) > max_bytes:
+        raise ProtocolError("message_too_large", f"message of {len(data)} bytes exceeds the limit of {max_bytes}",
+                            CLOSE_TOO_LARGE)
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError("bad_message", f"message is not valid JSON: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("bad_message", "a message must be a JSON object with a string 'type'")
+    return message
+
+
+class SyncConnection:
+    def __init__(self, ws: WebSocket, room: Room, daemon: Any) -> None:
+        self.ws = ws
+        self.room = room
+        self.daemon = daemon
+        self.peer: Peer | None = None
+        self.send_timeout = daemon.settings.slow_consumer_timeout
+        self.max_bytes = daemon.limits.max_message_bytes
+
+    async def run(self) -> None:
+        sender: asyncio.Task | None = None
+        try:
+            hello = _parse(await asyncio.wait_for(self.ws.receive(), HELLO_TIMEOUT), self.max_bytes)
+            self.peer = self._welcome(hello)
+            sender = asyncio.create_task(self._send_loop(), name=f"sync-send-{self.peer.connection_id}")
+            self.room.join(self.peer)
+            while True:
+                message = _parse(await self.ws.receive(), self.max_bytes)
+                self._handle(message)
+                if sender.done():
+                    break
+        except TimeoutError:
+            await close_with_error(self.ws, "hello_timeout", f"send hello within {HELLO_TIMEOUT:.0f} s", CLOSE_BAD_MESSAGE)
+        except ProtocolError as exc:
+            await close_with_error(self.ws, exc.code, exc.message, exc.close_code)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            if self.peer is not None:
+                self.peer.closed = True
+                self.room.leave(self.peer)
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sender
+
+    def _welcome(self, hello: dict[str, Any]) -> Peer:
+        if hello["type"] != "hello":
+            raise ProtocolError("hello_required", f"the first message must be 'hello', got {hello['type']!r}")
+        since = hello.get("since", 0)
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            raise ProtocolError("bad_hello", "hello.since must be a non-negative integer (0 = from the start)")
+        try:
+            actor = ev.validate_actor(hello.get("actor"))
+        except EventRejected as exc:
+            raise ProtocolError("bad_hello", f"hello.actor: {exc.message}") from None
+        head = self.room.head
+        if since > head:
+            raise ProtocolError(
+                "since_ahead",
+                f"client has seen seq {since} but this notebook's head is {head}; discard the replica and resync from 0",
+                CLOSE_CONFLICT,
+            )
+        peer = Peer(new_id("c"), actor.model_dump(), str(hello.get("client", ""))[:100], since)
+        peer.send_control(orjson.dumps({"type": "welcome", "head": head, "connectionId": peer.connection_id}))
+        if since == 0 and hello.get("snapshot") and head > SNAPSHOT_THRESHOLD:
+            seq, data = self.room.log.snapshot()
+            peer.send_control(orjson.dumps({"type": "snapshot", "seq": seq, "data": base64.b64encode(data).decode()}))
+            peer.sent_seq = seq
+        return peer
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        peer = self.peer
+        assert peer is not None
+        kind = message["type"]
+        if kind == "push":
+            events = message.get("events")
+            if not isinstance(events, list):
+                raise ProtocolError("bad_push", "push.events must be a list of events")
+            results = self.room.push(events, peer.actor)
+            peer.send_control(orjson.dumps({"type": "ack", "ref": message.get("ref"), "results": results}))
+        elif kind == "presence":
+            relay = {k: message[k] for k in ("cellId", "cursor", "selection") if k in message}
+            relay.update(type="presence", actor=peer.actor, connectionId=peer.connection_id)
+            self.room.broadcast_presence(peer, relay)
+        elif kind == "ping":
+            peer.send_control(b'{"type":"pong"}')
+        elif kind == "pong":
+            pass
+        elif kind == "hello":
+            raise ProtocolError("duplicate_hello", "hello may be sent only once per connection")
+        else:
+            raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected push, presence, ping or pong")
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await asyncio.wait_for(self.ws.send_text(data.decode()), self.send_timeout)
+        except TimeoutError:
+            raise ProtocolError(
+                "slow_consumer",
+                f"disconnected: a send blocked for more than {self.send_timeout:.0f} s; reconnect with since=<last seq>",
+                CLOSE_SLOW_CONSUMER,
+            ) from None
+
+    async def _send_loop(self) -> None:
+        peer = self.peer
+        assert peer is not None
+        try:
+            while True:
+                await peer.wake.wait()
+                peer.wake.clear()
+                while peer.outbox or peer.sent_seq < self.room.head:
+                    while peer.outbox:
+                        await self._send(peer.outbox.popleft())
+                    batch = self.room.events_message(peer.sent_seq)
+                    if batch is not None:
+                        data, last = batch
+                        await self._send(data)
+                        peer.sent_seq = last
+        except ProtocolError as exc:
+            await close_with_error(self.ws, exc.code, exc.message, exc.close_code)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+
+
+async def sync_endpoint(ws: WebSocket, notebook_id: str, daemon: Any) -> None:
+    await ws.accept()
+    if not daemon.auth.websocket_ok(ws):
+        await close_with_error(ws, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>' "
+                               "or ?token=<token> (the token is in $RUNTIMED_HOME/token)", CLOSE_UNAUTHORIZED)
+        return
+    try:
+        check_notebook_id(notebook_id)
+    except RuntimedError as exc:
+        await close_with_error(ws, exc.code, exc.message, CLOSE_BAD_MESSAGE)
+        return
+    room = daemon.room(notebook_id)
+    await SyncConnection(ws, room, daemon).run()

@@ -1,0 +1,107 @@
+"""Shared fixtures: a real daemon process in a temporary RUNTIMED_HOME."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runtimed.client.discovery import DaemonEndpoint, find_daemon
+from runtimed.home import Home
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_BENCH = ROOT.parent / "shared" / "bench"
+
+
+class DaemonProcess:
+    """A ``runtimed`` daemon started as a subprocess for one test (or module)."""
+
+    def __init__(self, home: Path, *args: str) -> None:
+        self.home = Home(home)
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.endpoint: DaemonEndpoint | None = None
+
+    def start(self, timeout: float = 30.0) -> DaemonEndpoint:
+        self.home.daemon_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runtimed.server.main", "--home", str(self.home.path), "--port", "0", *self.args],
+            stdout=subprocess.DEVNULL, stderr=open(self.home.path / "test-daemon.stderr", "ab"),  # noqa: SIM115
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.stderr()}")
+            found = find_daemon(self.home)
+            if found is not None and found.pid == self.proc.pid:
+                self.endpoint = found
+                return found
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon did not start: {self.stderr()}")
+
+    def stderr(self) -> str:
+        path = self.home.path / "test-daemon.stderr"
+        return path.read_text()[-3000:] if path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    @property
+    def url(self) -> str:
+        assert self.endpoint is not None
+        return self.endpoint.url
+
+    @property
+    def token(self) -> str:
+        assert self.endpoint is not None
+        return self.endpoint.token
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess client of this daemon."""
+        return {**os.environ, "RUNTIMED_HOME": str(self.home.path)}
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated RUNTIMED_HOME for this test."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("RUNTIMED_HOME", str(path))
+    monkeypatch.delenv("RUNTIMED_URL", raising=False)
+    monkeypatch.delenv("RUNTIMED_TOKEN", raising=False)
+    return path
+
+
+@pytest.fixture
+def daemon(home: Path) -> Iterator[DaemonProcess]:
+    """A real daemon (with daemon-managed runtimes) in this test's RUNTIMED_HOME."""
+    proc = DaemonProcess(home)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def bare_daemon(home: Path) -> Iterator[DaemonProcess]:
+    """A real daemon without daemon-managed runtimes (document and sync tests)."""
+    proc = DaemonProcess(home, "--no-runtimes")
+    proc.start()
+    yield proc
+    proc.stop()
