@@ -366,7 +366,7 @@ def validate_args(name: Any, version: Any, args: Any) -> Args:
         raise EventRejected(
             f"unknown event name {name!r}; known events: {', '.join(sorted(CATALOG))}", code="unknown_event"
         )
-    if version != spec.version or isinstance(version, bool):
+    if not isinstance(version, int) or isinstance(version, bool) or version != spec.version:
         raise EventRejected(
             f"{name}: unsupported version {version!r}; this server speaks v{spec.version}",
             code="unsupported_version",
@@ -393,8 +393,11 @@ def is_valid_id(value: Any) -> bool:
     return isinstance(value, str) and bool(_ID_RE.match(value))
 
 
-def make_event(name: str, event_id: str | None = None, **args: Any) -> dict[str, Any]:
-    """Build a wire event ``{id, name, v, args}``, validating it locally first."""
+def make_event(name: str, /, event_id: str | None = None, **args: Any) -> dict[str, Any]:
+    """Build a wire event ``{id, name, v, args}``, validating it locally first.
+
+    ``name`` is positional-only: a stream output's args have a ``name`` of their own.
+    """
     from runtimed.schema.ids import new_id
 
     spec = CATALOG[name]

@@ -232,6 +232,47 @@ def create_app(daemon: Daemon) -> FastAPI:
         room = daemon.rooms.get(notebook_id)
         return room.describe_peers() if room else []
 
+    # -- runtimes and kernels --------------------------------------------------------------------
+
+    def _runtimes():
+        if daemon.runtimes is None:
+            raise RuntimedError("this daemon runs without managed runtimes (--no-runtimes)", code="runtimes_disabled")
+        return daemon.runtimes
+
+    @app.get("/api/kernelspecs", dependencies=auth, tags=["runtimes"])
+    def kernelspecs() -> dict[str, Any]:
+        from runtimed.runtime.kernel import list_kernelspecs
+
+        return list_kernelspecs()
+
+    @app.get("/api/runtimes", dependencies=auth, tags=["runtimes"])
+    def list_runtimes() -> list[dict[str, Any]]:
+        return daemon.runtimes.describe() if daemon.runtimes is not None else []
+
+    @app.post("/api/notebooks/{notebook_id}/runtime", dependencies=auth, tags=["runtimes"])
+    async def start_runtime(notebook_id: str) -> dict[str, Any]:
+        _require(notebook_id)
+        agent = await _runtimes().start_runtime(notebook_id)
+        return agent.describe()
+
+    @app.delete("/api/runtimes/{runtime_id}", dependencies=auth, tags=["runtimes"])
+    async def stop_runtime(runtime_id: str) -> dict[str, Any]:
+        if not await _runtimes().stop_runtime(runtime_id):
+            raise RuntimedError(f"no managed runtime {runtime_id!r}; list them with `runt ps`", code="runtime_not_found")
+        return {"stopped": runtime_id}
+
+    @app.post("/api/runtimes/{runtime_id}/interrupt", dependencies=auth, tags=["runtimes"])
+    async def interrupt_runtime(runtime_id: str) -> dict[str, Any]:
+        agent = _runtimes().find(runtime_id)
+        if agent is None:
+            raise RuntimedError(f"no managed runtime {runtime_id!r}; list them with `runt ps`", code="runtime_not_found")
+        await agent.kernel.interrupt()
+        return {"interrupted": runtime_id}
+
+    @app.post("/api/pool/flush", dependencies=auth, tags=["runtimes"])
+    async def flush_pool() -> dict[str, Any]:
+        return await _runtimes().flush_pool()
+
     @app.websocket("/api/notebooks/{notebook_id}/sync")
     async def sync(ws: WebSocket, notebook_id: str) -> None:
         await sync_endpoint(ws, notebook_id, daemon)

@@ -14,6 +14,7 @@ from runtimed import __version__
 from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
 from runtimed.schema.limits import Limits
 from runtimed.server.auth import Auth
+from runtimed.server.liveness import RuntimeLiveness
 from runtimed.server.rooms import Room
 from runtimed.store.sqlite import SQLiteEventStore
 
@@ -49,12 +50,14 @@ class Daemon:
         self.url = f"http://{settings.host}:{settings.port}"
         self.runtimes: Any = None  # the runtime manager, attached by the app at start-up
         self.request_shutdown: Callable[[], None] | None = None
+        self.liveness = RuntimeLiveness(settings.runtime_grace)
 
     def room(self, notebook_id: str) -> Room:
         room = self.rooms.get(notebook_id)
         if room is None:
             room = Room(notebook_id, self.store.log(notebook_id))
             self.rooms[notebook_id] = room
+            self.liveness.attach(room)
             if self.runtimes is not None:
                 self.runtimes.watch(room)
         return room
@@ -80,6 +83,7 @@ class Daemon:
         }
 
     def close(self) -> None:
+        self.liveness.close()
         for room in self.rooms.values():
             room.close()
         self.rooms.clear()

@@ -95,7 +95,8 @@ async def serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     settings = Settings(home=home, host=host, port=port, pool_size=args.pool_size,
                         preimport=[m for m in (args.preimport or "").split(",") if m],
-                        idle_timeout=args.idle_timeout, runtime_grace=args.runtime_grace)
+                        idle_timeout=args.idle_timeout, runtime_grace=args.runtime_grace,
+                        slow_consumer_timeout=args.slow_consumer_timeout)
     daemon = Daemon(settings)
     if not args.no_runtimes:
         from runtimed.runtime.manager import RuntimeManager
@@ -143,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds before an idle daemon-managed runtime stops (default 1800)")
     p.add_argument("--runtime-grace", type=float, default=float(os.environ.get("RUNTIMED_RUNTIME_GRACE", "5")),
                    help="seconds a runtime may be disconnected before its session is ended as lost (default 5)")
+    p.add_argument("--slow-consumer-timeout", type=float,
+                   default=float(os.environ.get("RUNTIMED_SLOW_CONSUMER_TIMEOUT", "30")),
+                   help="seconds one send to a client may block before it is disconnected as slow (default 30)")
     p.add_argument("--no-runtimes", action="store_true", help="do not start daemon-managed runtimes")
     p.add_argument("--foreground", action="store_true", help="also log to stderr")
     p.add_argument("--version", action="version", version=f"runtimed {__version__}")

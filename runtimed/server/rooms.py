@@ -60,6 +60,7 @@ class Room:
         self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=RECENT_EVENTS)
         self._message_cache: tuple[int, int, bytes] | None = None
         self.append_hooks: list[Callable[[Room, Sequence[Envelope]], None]] = []
+        self.peer_hooks: list[Callable[[str, Room, Peer], None]] = []
         self._unsubscribe = nb_log.subscribe(self._on_append)
 
     @property
@@ -103,14 +104,26 @@ class Room:
 
     # -- peers and presence ----------------------------------------------------------------------
 
+    def _peer_event(self, what: str, peer: Peer) -> None:
+        for hook in list(self.peer_hooks):
+            try:
+                hook(what, self, peer)
+            except Exception:
+                log.exception("peer hook failed")
+
+    def has_actor(self, actor_id: str) -> bool:
+        return any(p.actor.get("id") == actor_id for p in self.peers.values())
+
     def join(self, peer: Peer) -> None:
         self.peers[peer.connection_id] = peer
+        self._peer_event("join", peer)
         for other in self.peers.values():
             if other is not peer and other.presence is not None:
                 peer.send_control(orjson.dumps(other.presence))
 
     def leave(self, peer: Peer) -> None:
         self.peers.pop(peer.connection_id, None)
+        self._peer_event("leave", peer)
         if peer.presence is not None:
             self.broadcast_presence(peer, {"type": "presence", "connectionId": peer.connection_id,
                                            "actor": peer.actor, "left": True}, remember=False)

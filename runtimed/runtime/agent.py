@@ -1,0 +1,351 @@
+"""The runtime agent: a sync client that claims execution requests and runs them in a kernel.
+
+It starts a runtime session (displacing an older one, or waiting for it to end),
+claims the oldest pending request with ``executionAssigned`` (the server arbitrates:
+the session id is a fencing token), records in ``executionStarted`` the exact source
+it read from the document, streams outputs as events, and completes each execution
+with its status, count, duration and error. The same agent runs inside the daemon
+and as an external ``runt runtime connect`` process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from typing import Any
+
+from runtimed.client.sync import SyncClient
+from runtimed.errors import EventRejected, RuntimedError
+from runtimed.runtime.kernel import ExecuteReply, KernelSession
+from runtimed.runtime.outputs import OutputWriter
+from runtimed.schema import views
+from runtimed.schema.events import make_event
+from runtimed.schema.ids import new_id
+from runtimed.schema.materializer import Envelope, loads
+
+log = logging.getLogger(__name__)
+
+CONTROL_EVENTS = frozenset({"executionCancelRequested", "runtimeInterruptRequested", "runtimeRestartRequested",
+                            "runtimeSessionEnded"})
+
+
+class EventPipe:
+    """Pushes emitted events in order, batching whatever accumulates while a push is in flight."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self.client = client
+        self._queue: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task = asyncio.create_task(self._run(), name="event-pipe")
+        self.rejections: list[dict[str, Any]] = []
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self._queue.append(event)
+        self._idle.clear()
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await self.client.push(batch)
+                except RuntimedError as exc:
+                    log.warning("output events not acknowledged: %s", exc)
+                    continue
+                for result in results:
+                    if "error" in result:
+                        self.rejections.append(result)
+                        log.info("event rejected: %s", result["error"])
+            self._idle.set()
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class RuntimeAgent:
+    def __init__(
+        self,
+        client: SyncClient,
+        kernel: KernelSession,
+        *,
+        runtime_id: str | None = None,
+        displace: bool = True,
+        input_timeout: float = 300.0,
+        flush_interval: float = 0.05,
+    ) -> None:
+        self.client = client
+        self.kernel = kernel
+        self.runtime_id = runtime_id or new_id("rt-")
+        self.session_id = new_id("s-")
+        self.displace = displace
+        self.input_timeout = input_timeout
+        self.flush_interval = flush_interval
+        self.pipe: EventPipe | None = None
+        self.running_queue_id: str | None = None
+        self.status = "starting"
+        self.started_at = time.time()
+        self.last_activity = time.monotonic()
+        self.executions = 0
+        self._task: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self._interrupted_by_cancel = False
+        self._unsubscribe = None
+
+    # -- session lifecycle -----------------------------------------------------------------------
+
+    @property
+    def conn(self):
+        return self.client.replica.conn
+
+    async def start(self) -> None:
+        """Connect, open a runtime session, and begin working through the queue."""
+        await self.client.connect()
+        if views.notebook_info(self.conn) is None:
+            raise RuntimedError(f"notebook {self.client.notebook_id!r} does not exist", code="notebook_not_found")
+        await self._open_session()
+        self.pipe = EventPipe(self.client)
+        self._unsubscribe = self.client.on_events(self._on_events)
+        self._task = asyncio.create_task(self._work(), name=f"runtime-{self.runtime_id}")
+
+    async def _open_session(self) -> None:
+        started = make_event(
+            "runtimeSessionStarted", session_id=self.session_id, runtime_id=self.runtime_id,
+            kernel_name=self.kernel.kernel_name, language=self.kernel.language or "",
+            capabilities={"interrupt": True, "restart": True, "input": True, "pid": self.kernel.pid},
+            host=socket.gethostname(),
+        )
+        idle = make_event("runtimeStatusChanged", session_id=self.session_id, status="idle")
+        for _attempt in range(50):
+            active = views.active_session(self.conn)
+            events = [started, idle]
+            if active is not None:
+                if not self.displace:
+                    await self.client.wait_for(lambda: views.active_session(self.conn) is None, None)
+                    continue
+                events.insert(0, make_event("runtimeSessionEnded", session_id=active["session_id"], reason="displaced"))
+            results = await self.client.push(events)
+            if "error" not in results[-2]:
+                await self.client.wait_for(lambda: self.client.replica.head >= results[-1].get("seq", 0))
+                self.status = "idle"
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimedError("could not open a runtime session: another runtime keeps taking the notebook",
+                            code="runtime_conflict")
+
+    def session_active(self) -> bool:
+        row = self.conn.execute("SELECT active FROM runtime_sessions WHERE session_id = ?", (self.session_id,)).fetchone()
+        return bool(row and row[0])
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def stop(self, reason: str = "shutdown", *, shutdown_kernel: bool = True) -> None:
+        """End the session (if still ours), stop working, and shut the kernel down."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.session_active() and self.client.is_connected:
+            with contextlib.suppress(RuntimedError, TimeoutError):
+                await self.client.push([make_event("runtimeSessionEnded", session_id=self.session_id, reason=reason)],
+                                       timeout=5)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self.pipe is not None:
+            await self.pipe.close()
+        if shutdown_kernel:
+            with contextlib.suppress(Exception):
+                await self.kernel.shutdown()
+        await self.client.close()
+        self.status = "dead"
+        self._stopped.set()
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def _on_events(self, envs: list[Envelope]) -> None:
+        for env in envs:
+            if env.name in CONTROL_EVENTS:
+                asyncio.ensure_future(self._control(env))
+
+    async def _control(self, env: Envelope) -> None:
+        running = self.running_queue_id
+        if env.name == "executionCancelRequested":
+            queue_id = env.args.queue_id
+            if running is not None and (queue_id is None or queue_id == running):
+                self._interrupted_by_cancel = True
+                await self.kernel.interrupt()
+        elif env.name == "runtimeInterruptRequested":
+            if running is not None:
+                await self.kernel.interrupt()
+        elif env.name == "runtimeRestartRequested":
+            await self._restart("restart requested")
+        elif env.name == "runtimeSessionEnded" and env.args.session_id == self.session_id:
+            if env.args.reason != "shutdown":
+                log.info("runtime session %s ended (%s); stopping", self.session_id, env.args.reason)
+            asyncio.ensure_future(self.stop(env.args.reason))
+
+    async def _restart(self, detail: str) -> None:
+        self._set_status("restarting", detail)
+        if self.running_queue_id is not None:
+            self._interrupted_by_cancel = False
+            await self.kernel.interrupt()
+        await self.kernel.restart()
+        self._set_status("idle")
+
+    def _set_status(self, status: str, detail: str | None = None) -> None:
+        self.status = status
+        if self.pipe is not None and self.session_active():
+            self.pipe.emit(make_event("runtimeStatusChanged", session_id=self.session_id, status=status, detail=detail))
+
+    # -- the work loop ---------------------------------------------------------------------------
+
+    def _next_pending(self) -> tuple[str, str] | None:
+        return self.conn.execute(
+            "SELECT queue_id, cell_id FROM execution_queue WHERE status = 'pending' ORDER BY requested_seq LIMIT 1"
+        ).fetchone()
+
+    async def _work(self) -> None:
+        try:
+            while self.session_active():
+                job = await self.client.wait_for(lambda: self._next_pending() or not self.session_active(), None)
+                if job is True or not self.session_active():
+                    break
+                queue_id, cell_id = job
+                if await self._claim(queue_id, cell_id):
+                    await self._execute(queue_id, cell_id)
+                    self.last_activity = time.monotonic()
+                    if self._next_pending() is None and self.session_active():
+                        self._set_status("idle")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("runtime agent %s failed", self.runtime_id)
+        finally:
+            if not self._stopped.is_set():
+                asyncio.ensure_future(self.stop("error" if self.session_active() else "displaced"))
+
+    async def _claim(self, queue_id: str, cell_id: str) -> bool:
+        row = self.conn.execute("SELECT source FROM cells WHERE id = ?", (cell_id,)).fetchone()
+        source = row[0] if row else ""
+        assert self.pipe is not None
+        await self.pipe.drain()
+        events = [
+            make_event("executionAssigned", queue_id=queue_id, session_id=self.session_id),
+            make_event("executionStarted", queue_id=queue_id, session_id=self.session_id, source=source),
+        ]
+        try:
+            await self.client.commit(events)
+        except EventRejected as exc:
+            log.debug("claim of %s lost: %s", queue_id, exc)
+            await self.client.wait_for(lambda: self._queue_status(queue_id) != "pending", 5)
+            return False
+        if self.status != "busy":
+            self._set_status("busy")
+        return True
+
+    def _queue_status(self, queue_id: str) -> str | None:
+        row = self.conn.execute("SELECT status FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
+        return row[0] if row else None
+
+    def _execution_timeout(self) -> float | None:
+        row = self.conn.execute("SELECT value FROM notebook_metadata WHERE key = 'runtimed'").fetchone()
+        settings = loads(row[0]) if row else None
+        value = settings.get("execution_timeout") if isinstance(settings, dict) else None
+        return float(value) if isinstance(value, int | float) and value > 0 else None
+
+    async def _execute(self, queue_id: str, cell_id: str) -> None:
+        assert self.pipe is not None
+        self.running_queue_id = queue_id
+        self._interrupted_by_cancel = False
+        self.executions += 1
+        source = self.conn.execute("SELECT source FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()[0]
+        cell_type = self.conn.execute("SELECT cell_type FROM cells WHERE id = ?", (cell_id,)).fetchone()
+        writer = OutputWriter(self.pipe.emit, cell_id=cell_id, queue_id=queue_id, flush_interval=self.flush_interval)
+        started = time.perf_counter()
+        timeout = self._execution_timeout()
+        try:
+            if cell_type is not None and cell_type[0] != "code":
+                reply = ExecuteReply(status="error", ename="UnsupportedCellType",
+                                     evalue=f"this runtime runs code cells; {cell_type[0]} cells need another runtime")
+            else:
+                reply = await self.kernel.execute(
+                    source, writer.on_output, on_input=lambda p, pw: self._ask_input(queue_id, p, pw),
+                    timeout=timeout, input_timeout=self.input_timeout,
+                )
+        finally:
+            writer.close()
+            self.running_queue_id = None
+        duration_ms = (time.perf_counter() - started) * 1000
+        self.pipe.emit(self._completion(queue_id, reply, duration_ms, timeout, writer))
+        if reply.kernel_died:
+            await self._restart("the kernel died")
+
+    def _completion(self, queue_id: str, reply: ExecuteReply, duration_ms: float, timeout: float | None,
+                    writer: OutputWriter) -> dict[str, Any]:
+        status, error = "success", None
+        if self._interrupted_by_cancel:
+            status = "cancelled"
+        elif reply.kernel_died:
+            status = "error"
+            error = {"ename": "KernelDied", "evalue": "the kernel died while running this cell; it was restarted "
+                     "(its state is gone)", "traceback": []}
+        elif reply.timed_out:
+            status = "error"
+            error = {"ename": "ExecutionTimeout", "evalue": f"the cell ran longer than the execution timeout "
+                     f"({timeout:g} s) and was interrupted", "traceback": []}
+        elif reply.input_timed_out:
+            status = "error"
+            error = {"ename": "InputTimeout", "evalue": f"nobody answered input() within {self.input_timeout:g} s",
+                     "traceback": []}
+        elif reply.status != "ok":
+            status = "error"
+            error = {"ename": reply.ename or "Error", "evalue": reply.evalue or "", "traceback": list(reply.traceback or [])}
+        if error is not None and error["ename"] in ("KernelDied", "ExecutionTimeout", "InputTimeout"):
+            writer.on_output("error", error)  # make the failure visible as an output too
+        return make_event("executionCompleted", queue_id=queue_id, status=status,
+                          execution_count=reply.execution_count, duration_ms=round(duration_ms, 3), error=error)
+
+    async def _ask_input(self, queue_id: str, prompt: str, password: bool) -> str:
+        assert self.pipe is not None
+        await self.pipe.drain()
+        (asked,) = await self.client.commit([make_event("inputRequested", queue_id=queue_id, prompt=prompt,
+                                                        password=password)])
+
+        def answered() -> tuple[str] | None:
+            row = self.conn.execute("SELECT value, replied_seq FROM inputs WHERE queue_id = ?", (queue_id,)).fetchone()
+            return (row[0],) if row is not None and row[1] is not None and row[1] > asked else None
+
+        value = await self.client.wait_for(answered, self.input_timeout)
+        return value[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runtime_id": self.runtime_id,
+            "session_id": self.session_id,
+            "notebook_id": self.client.notebook_id,
+            "kernel_name": self.kernel.kernel_name,
+            "language": self.kernel.language,
+            "status": self.status,
+            "pid": self.kernel.pid,
+            "connection_file": self.kernel.connection_file,
+            "started_at": self.started_at,
+            "executions": self.executions,
+        }

@@ -1,0 +1,201 @@
+"""Daemon-managed runtimes: started on demand from a prewarmed kernel pool, stopped when idle.
+
+The first execution request on a notebook with no active runtime starts an agent
+with the notebook's kernelspec. Agents connect to the daemon over the same sync
+protocol as external runtimes; the manager only decides when they live and die.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from runtimed.client.sync import SyncClient
+from runtimed.errors import RuntimedError
+from runtimed.runtime.agent import RuntimeAgent
+from runtimed.runtime.pool import KernelPool
+from runtimed.schema import views
+from runtimed.schema.events import make_event
+from runtimed.schema.ids import new_id
+from runtimed.schema.materializer import Envelope
+from runtimed.server.liveness import SYSTEM_ACTOR
+from runtimed.server.rooms import Room
+
+log = logging.getLogger(__name__)
+
+WAKE_EVENTS = frozenset({"executionRequested", "executionRequeued", "runtimeSessionEnded"})
+WATCHDOG_INTERVAL = 2.0
+
+
+def notebook_settings(conn: Any) -> tuple[str, str | None]:
+    """The kernel name (kernelspec, default python3) and working directory (``runtimed.cwd``) of a notebook."""
+    meta = views.notebook_metadata(conn)
+    kernelspec = meta.get("kernelspec") if isinstance(meta.get("kernelspec"), dict) else {}
+    settings = meta.get("runtimed") if isinstance(meta.get("runtimed"), dict) else {}
+    cwd = settings.get("cwd")
+    return str(kernelspec.get("name") or "python3"), cwd if isinstance(cwd, str) else None
+
+
+class RuntimeManager:
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        settings = daemon.settings
+        self.pool = KernelPool(size=settings.pool_size, preimport=list(settings.preimport))
+        self.idle_timeout = settings.idle_timeout
+        self.agents: dict[str, RuntimeAgent] = {}
+        self._starting: dict[str, asyncio.Task] = {}
+        self._watchdog: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self._watchdog = asyncio.create_task(self._watch(), name="runtime-watchdog")
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for task in self._starting.values():
+            task.cancel()
+        await asyncio.gather(*(a.stop("shutdown") for a in list(self.agents.values())), return_exceptions=True)
+        self.agents.clear()
+        await self.pool.shutdown()
+
+    # -- on demand -------------------------------------------------------------------------------
+
+    def watch(self, room: Room) -> None:
+        room.append_hooks.append(self._on_append)
+
+    def _on_append(self, room: Room, stored: Sequence[Envelope]) -> None:
+        if any(env.name in WAKE_EVENTS for env in stored):
+            self.ensure_runtime(room)
+
+    def ensure_runtime(self, room: Room) -> None:
+        notebook_id = room.notebook_id
+        if notebook_id in self._starting:
+            return
+        agent = self.agents.get(notebook_id)
+        if agent is not None and agent.status != "dead":
+            return
+        conn = room.log.conn
+        if views.active_session(conn) is not None:
+            return
+        if conn.execute("SELECT 1 FROM execution_queue WHERE status = 'pending' LIMIT 1").fetchone() is None:
+            return
+        task = asyncio.create_task(self._start_agent(room), name=f"start-runtime-{notebook_id}")
+        self._starting[notebook_id] = task
+        task.add_done_callback(lambda _t: self._starting.pop(notebook_id, None))
+
+    async def start_runtime(self, notebook_id: str) -> RuntimeAgent:
+        """Start (or return) the managed runtime of a notebook, whether or not work is pending."""
+        room = self.daemon.room(notebook_id)
+        agent = self.agents.get(notebook_id)
+        if agent is not None and agent.status != "dead":
+            return agent
+        pending = self._starting.get(notebook_id)
+        if pending is not None:
+            await pending
+        else:
+            await self._start_agent(room)
+        agent = self.agents.get(notebook_id)
+        if agent is None:
+            raise RuntimedError(f"the runtime for {notebook_id!r} did not start; see the daemon log", code="runtime_failed")
+        return agent
+
+    async def _start_agent(self, room: Room) -> None:
+        notebook_id = room.notebook_id
+        kernel_name, cwd = notebook_settings(room.log.conn)
+        try:
+            kernel = await self.pool.take(kernel_name, cwd=cwd)
+        except Exception as exc:
+            log.warning("cannot start kernel %r for %s: %s", kernel_name, notebook_id, exc)
+            self._fail_pending(room, kernel_name, exc)
+            return
+        runtime_id = new_id("rt-")
+        client = SyncClient(self.daemon.url, self.daemon.auth.token, notebook_id,
+                            {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (managed)"},
+                            client="runtimed-managed")
+        agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False)
+        try:
+            await agent.start()
+        except Exception:
+            log.exception("runtime agent for %s failed to start", notebook_id)
+            await agent.stop("error")
+            return
+        self.agents[notebook_id] = agent
+        log.info("started runtime %s (%s, pid %s) for %s", runtime_id, kernel_name, kernel.pid, notebook_id)
+
+    def _fail_pending(self, room: Room, kernel_name: str, exc: Exception) -> None:
+        """No kernel could start: end the pending requests with an error that says why, under a system session."""
+        conn = room.log.conn
+        pending = conn.execute(
+            "SELECT q.queue_id, c.source FROM execution_queue q JOIN cells c ON c.id = q.cell_id "
+            "WHERE q.status = 'pending' ORDER BY q.requested_seq"
+        ).fetchall()
+        if not pending or views.active_session(conn) is not None:
+            return
+        session_id = new_id("s-")
+        message = str(exc.message if isinstance(exc, RuntimedError) else exc)
+        error = {"ename": "KernelStartFailed", "evalue": message, "traceback": []}
+        events = [make_event("runtimeSessionStarted", session_id=session_id, runtime_id="runtimed",
+                             kernel_name=kernel_name or "unknown", host="")]
+        for queue_id, source in pending:
+            events += [
+                make_event("executionAssigned", queue_id=queue_id, session_id=session_id),
+                make_event("executionStarted", queue_id=queue_id, session_id=session_id, source=source),
+                make_event("executionCompleted", queue_id=queue_id, status="error", error=error),
+            ]
+        events.append(make_event("runtimeSessionEnded", session_id=session_id, reason="error"))
+        room.push(events, SYSTEM_ACTOR)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL)
+            for notebook_id, agent in list(self.agents.items()):
+                if agent.status == "dead":
+                    self.agents.pop(notebook_id, None)
+                    room = self.daemon.rooms.get(notebook_id)
+                    if room is not None:
+                        self.ensure_runtime(room)
+                elif self._idle_too_long(agent):
+                    log.info("stopping idle runtime %s of %s", agent.runtime_id, notebook_id)
+                    self.agents.pop(notebook_id, None)
+                    await agent.stop("shutdown")
+
+    def _idle_too_long(self, agent: RuntimeAgent) -> bool:
+        if agent.running_queue_id is not None or agent.status not in ("idle", "starting"):
+            return False
+        busy = agent.conn.execute(
+            "SELECT 1 FROM execution_queue WHERE status IN ('pending', 'assigned', 'running') LIMIT 1"
+        ).fetchone()
+        return busy is None and time.monotonic() - agent.last_activity > self.idle_timeout
+
+    async def stop_notebook(self, notebook_id: str) -> bool:
+        agent = self.agents.pop(notebook_id, None)
+        if agent is None:
+            return False
+        await agent.stop("shutdown")
+        return True
+
+    async def stop_runtime(self, runtime_id: str) -> bool:
+        for notebook_id, agent in list(self.agents.items()):
+            if agent.runtime_id == runtime_id:
+                return await self.stop_notebook(notebook_id)
+        return False
+
+    def find(self, runtime_id: str) -> RuntimeAgent | None:
+        return next((a for a in self.agents.values() if a.runtime_id == runtime_id), None)
+
+    async def flush_pool(self) -> dict[str, Any]:
+        await self.pool.flush()
+        return self.pool.status()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [agent.describe() for agent in self.agents.values()]
+
+    def pool_status(self) -> dict[str, Any]:
+        return self.pool.status()
+
