@@ -9,6 +9,6 @@ fi
 stamp=.venv/.runtimed-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test]" --config-settings editable_mode=compat
   touch "$stamp"
 fi

@@ -19,7 +19,7 @@ from runtimed.client.discovery import DaemonEndpoint, ensure_daemon
 from runtimed.client.http import DaemonHTTP
 from runtimed.client.models import Cell, ExecutionResult, Output
 from runtimed.client.sync import SyncClient
-from runtimed.errors import CellNotFoundError, ExecutionTimeoutError, KernelError
+from runtimed.errors import CellNotFoundError, ExecutionTimeoutError, KernelError, RuntimedError
 from runtimed.home import Home
 from runtimed.schema import views
 from runtimed.schema.crdt import SourceDoc, encode_update
@@ -72,6 +72,13 @@ class AsyncSession:
     @property
     def env_source(self) -> str | None:
         return self._env_source
+
+    @property
+    def client(self) -> SyncClient:
+        """The underlying sync client (its ``replica`` is the local SQL view of the notebook)."""
+        if self._client is None:
+            raise RuntimedError("not connected: call connect() first", code="not_connected")
+        return self._client
 
     @property
     def url(self) -> str:

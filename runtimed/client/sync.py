@@ -28,7 +28,9 @@ from runtimed.schema.replica import Replica
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-FATAL_CLOSE_CODES = {4400: "bad message", 4401: "unauthorized", 4413: "message too large"}
+FATAL_CLOSE_CODES = {1009: "message too large", 4400: "bad message", 4401: "unauthorized", 4413: "message too large"}
+REPUSH_BATCH = 1000
+"""Unacknowledged events are re-pushed in pushes of at most this many (the server caps a push's size)."""
 
 
 class SyncClient:
@@ -127,10 +129,18 @@ class SyncClient:
                 self._connected.clear()
                 self._ws = None
             if self._fatal is not None or self._closing or not self.reconnect:
+                self._fail_unacked(self._fatal or ConnectionLostError(f"the connection to {self.url} is closed"))
                 self._notify()
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _fail_unacked(self, exc: RuntimedError) -> None:
+        """Pushes that can no longer be acknowledged fail now rather than at their timeout."""
+        for _, fut in self._unacked.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._unacked.clear()
 
     def _on_close_code(self, code: int, reason: str) -> None:
         if code in FATAL_CLOSE_CODES:
@@ -170,7 +180,7 @@ class SyncClient:
             self.connection_id = message["connectionId"]
             self._connected.set()
             if self._unacked:  # re-push what the previous connection did not get acknowledged
-                asyncio.ensure_future(self._send_push([e for e, _ in self._unacked.values()]))
+                asyncio.ensure_future(self._repush([e for e, _ in self._unacked.values()]))
             self._notify()
         elif kind == "snapshot":
             self.replica.load_snapshot(base64.b64decode(message["data"]))
@@ -182,6 +192,7 @@ class SyncClient:
                 self.peers[message.get("connectionId", "")] = message
             for listener in list(self._presence_listeners):
                 listener(message)
+            self._notify()  # wake wait_for() predicates on peers
         elif kind == "error":
             log.warning("server error on %s: %s", self.notebook_id, message.get("message"))
 
@@ -197,6 +208,10 @@ class SyncClient:
             return  # sent again after the next welcome
         with contextlib.suppress(ConnectionClosed):
             await ws.send(orjson.dumps({"type": "push", "ref": next(self._refs), "events": events}).decode())
+
+    async def _repush(self, events: list[dict[str, Any]]) -> None:
+        for start in range(0, len(events), REPUSH_BATCH):
+            await self._send_push(events[start : start + REPUSH_BATCH])
 
     async def push(self, events: Sequence[dict[str, Any]], timeout: float = 30.0) -> list[dict[str, Any]]:
         """Push events in order; return one result per event (``{id, seq}`` or ``{id, error}``)."""

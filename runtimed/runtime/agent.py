@@ -139,7 +139,8 @@ class RuntimeAgent:
                 events.insert(0, make_event("runtimeSessionEnded", session_id=active["session_id"], reason="displaced"))
             results = await self.client.push(events)
             if "error" not in results[-2]:
-                await self.client.wait_for(lambda: self.client.replica.head >= results[-1].get("seq", 0))
+                last = results[-1].get("seq", 0)
+                await self.client.wait_for(lambda: self.client.replica.head >= last)
                 self.status = "idle"
                 return
             await asyncio.sleep(0.05)

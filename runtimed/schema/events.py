@@ -41,7 +41,15 @@ SessionEndReason = Literal["shutdown", "displaced", "lost", "error"]
 ApprovalDecision = Literal["approved", "approved_always", "denied"]
 
 
+_ORDER_KEY_RE = re.compile(r"^[0-9A-Za-z]+$")
+
+
 def _check_order_key(key: str) -> str:
+    # validate_order_key does not check the digits: a key like "a0 " would pass and then crash every
+    # client that computes a key next to it.
+    if not _ORDER_KEY_RE.match(key):
+        raise ValueError("not a fractional index key (only base-62 digits 0-9, A-Z, a-z); generate one with "
+                         "runtimed.schema.ordering")
     try:
         validate_order_key(key)
     except FIError as exc:

@@ -167,6 +167,17 @@ class Projection:
         if actor.kind != "system" and actor.id != row[1]:
             raise reject("not_session_owner", f"runtime session {session_id!r} belongs to actor {row[1]!r}, not {actor.id!r}")
 
+    def _fence_runtime(self, actor: ev.Actor, what: str) -> None:
+        """A runtime may touch outputs only while it owns the active session (events carry no session id)."""
+        if actor.kind != "runtime":
+            return
+        active = self._active_session()
+        if active is None or active[1] != actor.id:
+            raise reject(
+                "session_inactive",
+                f"{what}: runtime {actor.id!r} has no active runtime session in this notebook (ended or displaced)",
+            )
+
     def _require_running_by(self, queue_id: str, actor: ev.Actor) -> tuple:
         """The execution must be running, and the actor must own its (active) session."""
         row = self._require_queue(queue_id)
@@ -291,7 +302,7 @@ def _cell_source_edited(p: Projection, env: Envelope, a: ev.CellSourceEdited) ->
     p._touched.add(a.cell_id)
     doc = p.source_doc(a.cell_id)
     try:
-        doc.apply(update)
+        doc.apply_edit(update)
     except InvalidUpdate as exc:
         raise reject("invalid_update", f"cellSourceEdited for {a.cell_id!r}: {exc}") from None
     p._store_doc(a.cell_id, doc, env.seq)
@@ -304,6 +315,8 @@ def _cell_type_changed(p: Projection, env: Envelope, a: ev.CellTypeChanged) -> N
     if a.cell_type not in ev.EXECUTABLE_CELL_TYPES:
         p.conn.execute("DELETE FROM outputs WHERE cell_id = ?", (a.cell_id,))
         p.conn.execute("UPDATE cells SET execution_count = NULL WHERE id = ?", (a.cell_id,))
+        # Queued runs of a cell that is no longer code would execute its new text: cancel them.
+        p._cancel_queue("cell_id = ?", (a.cell_id,), env.ts)
 
 
 @on("cellMoved")
@@ -428,7 +441,9 @@ def _output_added(p: Projection, env: Envelope, a: ev.OutputAdded) -> None:
     p._require_cell(a.cell_id)
     if p._one("SELECT 1 FROM outputs WHERE id = ?", a.output_id) is not None:
         raise reject("output_exists", f"an output with id {a.output_id!r} already exists")
-    if a.queue_id is not None:
+    if a.queue_id is None:
+        p._fence_runtime(env.actor, "outputAdded")
+    else:
         row = p._require_running_by(a.queue_id, env.actor)
         if row[1] != a.cell_id:
             raise reject("wrong_cell", f"execution {a.queue_id!r} runs cell {row[1]!r}, not {a.cell_id!r}")
@@ -454,6 +469,8 @@ def _stream_text_changed(p: Projection, env: Envelope, a: ev.StreamTextChanged) 
         raise reject("not_a_stream", f"output {a.output_id!r} is {content['output_type']}, not a stream")
     if row[1] is not None:
         p._require_running_by(row[1], env.actor)
+    else:
+        p._fence_runtime(env.actor, "streamTextChanged")
     text = content["text"]
     if a.offset > len(text):
         raise reject("bad_offset", f"offset {a.offset} is past the end of output {a.output_id!r} ({len(text)} characters)")
@@ -463,6 +480,7 @@ def _stream_text_changed(p: Projection, env: Envelope, a: ev.StreamTextChanged) 
 
 @on("displayUpdated")
 def _display_updated(p: Projection, env: Envelope, a: ev.DisplayUpdated) -> None:
+    p._fence_runtime(env.actor, "displayUpdated")
     # As in Jupyter, an update for a display id that is not shown is a no-op.
     for output_id, content in p.conn.execute("SELECT id, content FROM outputs WHERE display_id = ?", (a.display_id,)).fetchall():
         updated = loads(content)
@@ -474,6 +492,7 @@ def _display_updated(p: Projection, env: Envelope, a: ev.DisplayUpdated) -> None
 @on("outputsCleared")
 def _outputs_cleared(p: Projection, env: Envelope, a: ev.OutputsCleared) -> None:
     p._require_cell(a.cell_id)
+    p._fence_runtime(env.actor, "outputsCleared")
     if a.wait:
         p.conn.execute("UPDATE cells SET clear_pending = 1 WHERE id = ?", (a.cell_id,))
     else:
@@ -520,14 +539,16 @@ def _runtime_session_ended(p: Projection, env: Envelope, a: ev.RuntimeSessionEnd
     )
     # No execution may stay owned by an ended session: running work fails, assigned work goes back to the queue.
     error = {"ename": "RuntimeLost", "evalue": f"runtime {a.reason}: the runtime session ended while this cell ran", "traceback": []}
-    for (queue_id,) in p.conn.execute(
-        "SELECT queue_id FROM execution_queue WHERE session_id = ? AND status = 'running'", (a.session_id,)
+    for queue_id, batch_id in p.conn.execute(
+        "SELECT queue_id, batch_id FROM execution_queue WHERE session_id = ? AND status = 'running'", (a.session_id,)
     ).fetchall():
         p.conn.execute(
             "UPDATE execution_queue SET status = 'error', error = ?, completed_at = ? WHERE queue_id = ?",
             (dumps(error), env.ts, queue_id),
         )
         p.conn.execute("DELETE FROM inputs WHERE queue_id = ? AND replied_seq IS NULL", (queue_id,))
+        if batch_id is not None:  # an error stops its run-all batch, whatever caused it
+            p._cancel_queue("batch_id = ? AND queue_id != ?", (batch_id, queue_id), env.ts)
     p.conn.execute(
         "UPDATE execution_queue SET status = 'pending', session_id = NULL WHERE session_id = ? AND status = 'assigned'",
         (a.session_id,),

@@ -34,7 +34,7 @@ def key_for_position(ordered_keys: Sequence[str], index: int | None) -> str:
     ``None`` or an index past the end appends; negative indexes count from the end.
     """
     n = len(ordered_keys)
-    if index is None or index >= n:
+    if index is None or index >= n or n == 0:
         return key_between(ordered_keys[-1] if n else None, None)
     if index < 0:
         index = max(0, n + index)

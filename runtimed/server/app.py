@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -149,15 +150,21 @@ def create_app(daemon: Daemon) -> FastAPI:
         return results
 
     @app.get("/api/notebooks/{notebook_id}", dependencies=auth, tags=["notebooks"])
-    def get_notebook(notebook_id: str, at: int | None = Query(None, ge=0, description="the state after this seq")) -> dict:
+    def get_notebook(notebook_id: str, at: int | None = Query(None, ge=0, description="the state after this seq"),
+                     ystate: bool = Query(False, description="include each cell's Yjs state (base64)")) -> dict:
         nb_log = _require(notebook_id)
-        if at is None:
-            return notebook_view(nb_log.conn)
-        replica = nb_log.state_at(at)
+        replica = None if at is None else nb_log.state_at(at)
+        conn = nb_log.conn if replica is None else replica.conn
         try:
-            return notebook_view(replica.conn)
+            view = notebook_view(conn)
+            if ystate:
+                states = dict(conn.execute("SELECT id, ystate FROM cells"))
+                for cell in view["cells"]:
+                    cell["ystate"] = base64.b64encode(states.get(cell["id"]) or b"").decode()
+            return view
         finally:
-            replica.close()
+            if replica is not None:
+                replica.close()
 
     @app.delete("/api/notebooks/{notebook_id}", dependencies=auth, tags=["notebooks"])
     async def delete_notebook(notebook_id: str) -> dict[str, Any]:

@@ -44,11 +44,15 @@ class ProtocolError(Exception):
         self.close_code = close_code
 
 
-async def close_with_error(ws: WebSocket, code: str, message: str, close_code: int) -> None:
+async def close_with_error(ws: WebSocket, code: str, message: str, close_code: int, timeout: float = 5.0) -> None:
+    """Send an ``error`` and close; bounded in time, since a peer that does not read blocks every send."""
+    async def send_and_close() -> None:
+        await ws.send_text(orjson.dumps({"type": "error", "code": code, "message": message}).decode())
+        await ws.close(code=close_code, reason=message[:120])
+
     with contextlib.suppress(Exception):
         if ws.application_state == WebSocketState.CONNECTED:
-            await ws.send_text(orjson.dumps({"type": "error", "code": code, "message": message}).decode())
-            await ws.close(code=close_code, reason=message[:120])
+            await asyncio.wait_for(send_and_close(), timeout)
 
 
 def _parse(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
@@ -59,8 +63,9 @@ def _parse(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
         data = raw.get("bytes")
     if data is None:
         raise ProtocolError("bad_message", "empty message")
-    if len(data) > max_bytes:
-        raise ProtocolError("message_too_large", f"message of {len(data)} bytes exceeds the limit of {max_bytes}",
+    size = len(data.encode()) if isinstance(data, str) else len(data)
+    if size > max_bytes:
+        raise ProtocolError("message_too_large", f"message of {size} bytes exceeds the limit of {max_bytes}",
                             CLOSE_TOO_LARGE)
     try:
         message = orjson.loads(data)
@@ -88,10 +93,18 @@ class SyncConnection:
             sender = asyncio.create_task(self._send_loop(), name=f"sync-send-{self.peer.connection_id}")
             self.room.join(self.peer)
             while True:
-                message = _parse(await self.ws.receive(), self.max_bytes)
-                self._handle(message)
-                if sender.done():
+                # Also stop when the sender ends (error sent, slow consumer, socket gone): a peer that
+                # does not read may never send anything again either.
+                receiving = asyncio.ensure_future(self.ws.receive())
+                try:
+                    await asyncio.wait((receiving, sender), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopped = not receiving.done()
+                    if stopped:
+                        receiving.cancel()
+                if stopped:
                     break
+                self._handle(_parse(receiving.result(), self.max_bytes))
         except TimeoutError:
             await close_with_error(self.ws, "hello_timeout", f"send hello within {HELLO_TIMEOUT:.0f} s", CLOSE_BAD_MESSAGE)
         except ProtocolError as exc:
@@ -161,7 +174,7 @@ class SyncConnection:
         except TimeoutError:
             raise ProtocolError(
                 "slow_consumer",
-                f"disconnected: a send blocked for more than {self.send_timeout:.0f} s; reconnect with since=<last seq>",
+                f"disconnected: a send blocked for more than {self.send_timeout:g} s; reconnect with since=<last seq>",
                 CLOSE_SLOW_CONSUMER,
             ) from None
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -74,6 +76,9 @@ class SQLiteNotebookLog:
         self._last_snapshot = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()[0]
         self._listeners: list[Listener] = []
         self._cached_snapshot: tuple[int, bytes] | None = None
+        # One connection serves every thread: a transaction (and the reads that must not see it half
+        # done) holds this lock, so appends from several threads never interleave.
+        self._lock = threading.RLock()
 
     @property
     def head(self) -> int:
@@ -82,6 +87,10 @@ class SQLiteNotebookLog:
     # -- writing ---------------------------------------------------------------------------------
 
     def append(self, events: Sequence[Any], actor: Any) -> list[AppendResult]:
+        with self._lock:
+            return self._append(events, actor)
+
+    def _append(self, events: Sequence[Any], actor: Any) -> list[AppendResult]:
         if len(events) > self.limits.max_batch_events:
             exc = EventRejected(
                 f"a push may hold at most {self.limits.max_batch_events} events; split it", code="batch_too_large"
@@ -168,13 +177,17 @@ class SQLiteNotebookLog:
         return self.conn.execute(sql, params).fetchall()
 
     def read(self, since: int = 0, until: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._rows(since, until, limit)
         return [
             {"seq": s, "id": i, "name": n, "v": v, "args": orjson.loads(a), "actor": orjson.loads(ac), "ts": ts}
-            for s, i, n, v, a, ac, ts in self._rows(since, until, limit)
+            for s, i, n, v, a, ac, ts in rows
         ]
 
     def read_encoded(self, since: int = 0, until: int | None = None, limit: int | None = None) -> list[bytes]:
-        return [_encode_row(r) for r in self._rows(since, until, limit)]
+        with self._lock:
+            rows = self._rows(since, until, limit)
+        return [_encode_row(r) for r in rows]
 
     # -- snapshots and time travel ---------------------------------------------------------------
 
@@ -201,10 +214,11 @@ class SQLiteNotebookLog:
                   (time.perf_counter() - started) * 1000)
 
     def snapshot(self) -> tuple[int, bytes]:
-        cached = self._cached_snapshot
-        if cached is None or cached[0] != self._head:
-            cached = self._cached_snapshot = (self._head, self._projection_bytes())
-        return cached
+        with self._lock:
+            cached = self._cached_snapshot
+            if cached is None or cached[0] != self._head:
+                cached = self._cached_snapshot = (self._head, self._projection_bytes())
+            return cached
 
     def state_at(self, seq: int | None = None) -> Replica:
         if seq is None or seq >= self._head:
@@ -212,7 +226,10 @@ class SQLiteNotebookLog:
             return Replica.from_snapshot(self.notebook_id, data, record_events=False)
         if seq < 0:
             raise RuntimedError(f"seq must be >= 0, got {seq}", code="invalid_seq")
-        row = self.conn.execute("SELECT seq, data FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1", (seq,)).fetchone()
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT seq, data FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1", (seq,)
+            ).fetchone()
         replica = Replica(self.notebook_id, record_events=False)
         if row is not None:
             replica.load_snapshot(row[1])
@@ -228,7 +245,8 @@ class SQLiteNotebookLog:
     # -- queries and subscriptions ---------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-        ro = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        # Quote the path: '#', '?' or '%' in a home directory would otherwise change the URI's meaning.
+        ro = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True)
         try:
             ro.execute("PRAGMA query_only = 1")
             try:
@@ -250,15 +268,17 @@ class SQLiteNotebookLog:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def info(self) -> dict[str, Any] | None:
-        info = notebook_info(self.conn)
-        if info is not None:
-            info["cells"] = self.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
-            info["runtime"] = active_session(self.conn)
-        return info
+        with self._lock:
+            info = notebook_info(self.conn)
+            if info is not None:
+                info["cells"] = self.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+                info["runtime"] = active_session(self.conn)
+            return info
 
     def close(self) -> None:
-        self._listeners.clear()
-        self.conn.close()
+        with self._lock:
+            self._listeners.clear()
+            self.conn.close()
 
 
 class SQLiteEventStore:
@@ -270,16 +290,18 @@ class SQLiteEventStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.snapshot_every = snapshot_every
         self._logs: dict[str, SQLiteNotebookLog] = {}
+        self._lock = threading.Lock()  # two opens of one notebook would fork its head and its caches
 
     def _path(self, notebook_id: str) -> Path:
         return self.dir / f"{check_notebook_id(notebook_id)}.db"
 
     def log(self, notebook_id: str) -> SQLiteNotebookLog:
-        nb_log = self._logs.get(notebook_id)
-        if nb_log is None:
-            nb_log = SQLiteNotebookLog(self._path(notebook_id), notebook_id, snapshot_every=self.snapshot_every)
-            self._logs[notebook_id] = nb_log
-        return nb_log
+        with self._lock:
+            nb_log = self._logs.get(notebook_id)
+            if nb_log is None:
+                nb_log = SQLiteNotebookLog(self._path(notebook_id), notebook_id, snapshot_every=self.snapshot_every)
+                self._logs[notebook_id] = nb_log
+            return nb_log
 
     def exists(self, notebook_id: str) -> bool:
         if notebook_id in self._logs:

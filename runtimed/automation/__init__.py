@@ -1,0 +1,1 @@
+"""Papermill-style automation: parameterized, headless runs that are live notebooks in the daemon."""

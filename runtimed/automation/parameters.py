@@ -1,0 +1,270 @@
+"""Papermill-compatible parameters: parsing, inspection, injection and path templating.
+
+The injected cell, its tag and ``metadata.papermill`` follow papermill exactly, so
+notebooks and tooling written for papermill keep working.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import copy
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import nbformat
+import yaml
+
+from runtimed import __version__
+from runtimed.errors import RuntimedError
+
+log = logging.getLogger(__name__)
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+ERROR_MARKER_TAG = "papermill-error-cell-tag"
+
+
+class ParameterError(RuntimedError):
+    code = "invalid_parameters"
+
+
+# -- reading parameters from the command line --------------------------------------------------------
+
+
+def resolve_type(value: str) -> Any:
+    """Papermill's ``-p`` type inference: True/False/None, int, float, else the string itself."""
+    if value == "True":
+        return True
+    if value == "False":
+        return False
+    if value == "None":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{where}: not valid YAML ({exc})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ParameterError(f"{where}: expected a mapping of name: value, got {type(value).__name__}")
+    return value
+
+
+def collect_parameters(
+    *,
+    base64_yaml: Iterable[str] = (),
+    files: Iterable[str] = (),
+    yaml_strings: Iterable[str] = (),
+    params: Iterable[tuple[str, str]] = (),
+    raw: Iterable[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """Merge parameters with papermill's precedence: -b < -f < -y < -p < -r."""
+    merged: dict[str, Any] = {}
+    for item in base64_yaml:
+        try:
+            decoded = base64.b64decode(item, validate=True).decode()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParameterError(f"-b: not base64-encoded YAML ({exc})") from None
+        merged.update(_yaml_mapping(decoded, "-b"))
+    for path in files:
+        try:
+            with fsspec.open(path, "r", encoding="utf-8") as f:
+                text = f.read()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ParameterError(f"-f {path}: cannot read the parameters file ({exc})") from None
+        merged.update(_yaml_mapping(text, f"-f {path}"))
+    for text in yaml_strings:
+        merged.update(_yaml_mapping(text, "-y"))
+    for name, value in params:
+        merged[name] = resolve_type(value)
+    for name, value in raw:
+        merged[name] = value
+    return merged
+
+
+def parse_grid(specs: Iterable[str]) -> list[dict[str, Any]]:
+    """``name=v1,v2`` specs -> the cartesian product of parameter dicts (values typed like ``-p``)."""
+    axes: list[tuple[str, list[Any]]] = []
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not name.isidentifier() or not values:
+            raise ParameterError(f"--grid {spec!r}: expected NAME=V1,V2,...")
+        axes.append((name, [resolve_type(v) for v in values.split(",")]))
+    combos: list[dict[str, Any]] = [{}]
+    for name, values in axes:
+        combos = [{**combo, name: value} for combo in combos for value in values]
+    return combos
+
+
+def parameterize_path(path: str | None, parameters: Mapping[str, Any]) -> str | None:
+    """Template an input or output path with parameters (``out_{alpha}.ipynb``)."""
+    if path is None:
+        return None
+    try:
+        return path.format(**parameters)
+    except KeyError as exc:
+        raise ParameterError(f"path {path!r} uses parameter {exc} which was not given (pass it with -p)") from None
+    except (IndexError, ValueError) as exc:
+        raise ParameterError(f"path {path!r} is not a valid template ({exc})") from None
+
+
+# -- translating values to Python source ------------------------------------------------------------
+
+
+def translate(value: Any) -> str:
+    """A Python literal for a JSON/YAML value, byte-for-byte as papermill's PythonTranslator writes it."""
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        escaped = value.encode("unicode_escape").decode("utf-8").replace('"', r"\"")
+        return f'"{escaped}"'
+    if isinstance(value, bool | int):
+        return f"{value}"
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return f"{value}"
+        return "float('nan')" if math.isnan(value) else ("float('-inf')" if value < 0 else "float('inf')")
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{translate(str(k)) if isinstance(k, str) else translate(k)}: {translate(v)}"
+                               for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(translate(v) for v in value) + "]"
+    return f"{value}"
+
+
+def codify(parameters: Mapping[str, Any], comment: str = "Parameters") -> str:
+    return f"# {comment}\n" + "".join(f"{name} = {translate(value)}\n" for name, value in parameters.items())
+
+
+# -- inspecting a notebook's parameters -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    inferred_type_name: str
+    default: str
+    help: str
+
+
+def first_tagged_cell(nb: nbformat.NotebookNode, tag: str) -> int:
+    for index, cell in enumerate(nb.cells):
+        if tag in cell.get("metadata", {}).get("tags", []):
+            return index
+    return -1
+
+
+_COMMENT = re.compile(r"#\s*(?:type:\s*\S+\s*)?(?P<help>.*)$")
+
+
+def inspect_parameters(nb: nbformat.NotebookNode) -> list[Parameter]:
+    """The parameters declared in the first ``parameters``-tagged cell: name, type, default, help."""
+    index = first_tagged_cell(nb, PARAMETERS_TAG)
+    if index < 0:
+        return []
+    source = nb.cells[index].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise ParameterError(f"the parameters cell is not valid Python (line {exc.lineno}: {exc.msg})") from None
+    lines = source.splitlines()
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value, annotation = node.targets[0].id, node.value, None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value, annotation = node.target.id, node.value, ast.get_source_segment(source, node.annotation)
+        else:
+            continue
+        default = ast.get_source_segment(source, value) or ""
+        if annotation:
+            type_name = annotation.strip("'\"")
+        else:
+            try:
+                type_name = type(ast.literal_eval(value)).__name__
+            except (ValueError, SyntaxError, TypeError):
+                type_name = "None"
+        last_line = lines[(node.end_lineno or node.lineno) - 1]
+        tail = last_line[(node.end_col_offset or 0):]  # a comment after the value is its help
+        match = _COMMENT.search(tail)
+        out.append(Parameter(name, type_name, default, match.group("help").strip() if match else ""))
+    return out
+
+
+# -- preparing a notebook for a run -----------------------------------------------------------------
+
+
+def ensure_papermill_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Upgrade to the latest nbformat and add papermill's notebook and cell metadata skeleton."""
+    nb = nbformat.v4.upgrade(nb) or nb
+    nb.metadata.setdefault("papermill", {
+        "default_parameters": {}, "parameters": {}, "environment_variables": {}, "version": __version__,
+    })
+    for cell in nb.cells:
+        cell.metadata.setdefault("tags", [])
+        cell.metadata.setdefault("papermill", {})
+    return nb
+
+
+def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *, report_mode: bool = False
+                      ) -> nbformat.NotebookNode:
+    """Add the ``injected-parameters`` cell after the ``parameters`` cell (or replace an earlier one)."""
+    nb = ensure_papermill_metadata(copy.deepcopy(nb))
+    declared = {p.name for p in inspect_parameters(nb)}
+    for name in parameters:
+        if name not in declared:
+            log.warning("Passed unknown parameter: %s", name)
+    cell = nbformat.v4.new_code_cell(source=codify(parameters))
+    cell.metadata["tags"] = [INJECTED_TAG]
+    if report_mode:
+        cell.metadata["jupyter"] = {"source_hidden": True}
+    injected = first_tagged_cell(nb, INJECTED_TAG)
+    declared_at = first_tagged_cell(nb, PARAMETERS_TAG)
+    if injected >= 0:
+        nb.cells = nb.cells[:injected] + [cell] + nb.cells[injected + 1:]
+    elif declared_at >= 0:
+        nb.cells = nb.cells[: declared_at + 1] + [cell] + nb.cells[declared_at + 1:]
+    else:
+        log.warning("Input notebook does not contain a cell with tag 'parameters'")
+        nb.cells = [cell, *nb.cells]
+    nb.metadata.papermill["parameters"] = dict(parameters)
+    return nb
+
+
+def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *, input_path: str | None,
+                     output_path: str | None, report_mode: bool = False, kernel_name: str | None = None
+                     ) -> nbformat.NotebookNode:
+    """Everything papermill does before executing: parameters, report mode, paths, no old error markers."""
+    nb = inject_parameters(nb, parameters, report_mode=report_mode) if parameters else ensure_papermill_metadata(nb)
+    if report_mode:
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+    nb.metadata.papermill["input_path"] = input_path
+    nb.metadata.papermill["output_path"] = output_path
+    nb.cells = [c for c in nb.cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])]
+    if kernel_name:
+        from runtimed.runtime.kernel import list_kernelspecs
+
+        specs = list_kernelspecs()
+        if kernel_name not in specs:
+            raise RuntimedError(f"no kernel named {kernel_name!r}; available kernels: {', '.join(sorted(specs))}",
+                                code="unknown_kernel")
+        nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": specs[kernel_name]["display_name"],
+                                     "language": specs[kernel_name]["language"]}
+    return nb

@@ -1,0 +1,411 @@
+"""Run a notebook like papermill, except that the run is a live notebook in the daemon.
+
+The prepared notebook (parameters injected) is imported as a new notebook, every
+code cell is requested as one stop-on-error batch, and the daemon's runtime runs
+them; people and agents can watch or join at the printed URL. The output notebook
+is the projection exported back to ``.ipynb`` with papermill's metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePath
+from typing import Any
+
+import nbformat
+
+from runtimed import __version__
+from runtimed.automation.parameters import ERROR_MARKER_TAG, parameterize_path, prepare_notebook
+from runtimed.client.discovery import ensure_daemon
+from runtimed.client.http import DaemonHTTP
+from runtimed.client.session import AsyncSession, _LoopThread
+from runtimed.errors import RuntimedError
+from runtimed.home import Home
+from runtimed.schema import views
+from runtimed.schema.events import make_event
+from runtimed.schema.ids import new_id
+
+EXIT_OK = 0
+EXIT_CELL_ERROR = 1
+EXIT_USAGE = 2
+EXIT_KERNEL_DIED = 6
+EXIT_TIMEOUT = 7
+EXIT_START_FAILED = 8
+
+STATUS_EXIT_CODES = {
+    "success": EXIT_OK, "prepared": EXIT_OK, "error": EXIT_CELL_ERROR, "kernel_died": EXIT_KERNEL_DIED,
+    "timeout": EXIT_TIMEOUT, "start_failed": EXIT_START_FAILED,
+}
+FAILURE_KINDS = {"KernelDied": "kernel_died", "ExecutionTimeout": "timeout", "KernelStartFailed": "start_failed"}
+
+ERROR_STYLE = 'style="color:red; font-family:Helvetica Neue, Helvetica, Arial, sans-serif; font-size:2em;"'
+ERROR_MESSAGE_TEMPLATE = f"<span {ERROR_STYLE}>An Exception was encountered at '<a href=\"#papermill-error-cell\">In [%s]</a>'.</span>"
+ERROR_ANCHOR_MSG = (f'<span id="papermill-error-cell" {ERROR_STYLE}>'
+                    "Execution using papermill encountered an exception here and stopped:</span>")
+
+
+@dataclass
+class RunOptions:
+    input_path: str
+    output_path: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    kernel_name: str | None = None
+    cwd: str | None = None
+    start_timeout: float = 60.0
+    execution_timeout: float | None = None
+    allow_errors: bool = False
+    prepare_only: bool = False
+    report_mode: bool = False
+    log_output: bool = False
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+    progress_bar: bool = False
+    inject_paths: bool = False
+    notebook_id: str | None = None
+    notify_url: str | None = None
+    home: str | None = None
+    input_notebook: nbformat.NotebookNode | None = None
+    """Already-read input (stdin); ``input_path`` then only names it."""
+
+
+@dataclass
+class RunResult:
+    notebook: nbformat.NotebookNode
+    status: str
+    notebook_id: str | None = None
+    url: str | None = None
+    duration_s: float = 0.0
+    failed_cell: dict[str, Any] | None = None
+    output_path: str | None = None
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return STATUS_EXIT_CODES[self.status]
+
+    @property
+    def success(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+    def summary(self) -> dict[str, Any]:
+        return {"notebook_id": self.notebook_id, "url": self.url, "status": self.status, "exit_code": self.exit_code,
+                "duration_s": round(self.duration_s, 3), "failed_cell": self.failed_cell,
+                "output_path": self.output_path, "message": self.message,
+                "parameters": dict(self.notebook.metadata.get("papermill", {}).get("parameters", {}))}
+
+
+Reporter = Callable[[str], None]
+
+
+def _iso(ts: str | None) -> str | None:
+    return ts.replace("Z", "+00:00") if ts else None
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(_iso(end)) - datetime.fromisoformat(_iso(start))).total_seconds()
+
+
+def _notebook_id_for(input_path: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", PurePath(input_path.split("://")[-1]).stem or "stdin").strip("-.")[:40]
+    return f"run-{stem or 'notebook'}-{uuid.uuid4().hex[:8]}"
+
+
+def load_input(opts: RunOptions) -> nbformat.NotebookNode:
+    if opts.input_notebook is not None:
+        return opts.input_notebook
+    from runtimed.formats.files import load_notebook
+
+    try:
+        return load_notebook(opts.input_path)
+    except FileNotFoundError:
+        raise RuntimedError(f"input notebook {opts.input_path!r} not found", code="not_found") from None
+
+
+def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
+    """The papermill-prepared notebook and the templated output path."""
+    parameters = dict(opts.parameters)
+    input_path = parameterize_path(opts.input_path, parameters)
+    output_path = parameterize_path(opts.output_path, parameters)
+    if opts.inject_paths:
+        parameters.update(PAPERMILL_INPUT_PATH=input_path, PAPERMILL_OUTPUT_PATH=output_path)
+    nb = prepare_notebook(load_input(opts), parameters, input_path=input_path, output_path=output_path,
+                          report_mode=opts.report_mode, kernel_name=opts.kernel_name)
+    settings = {k: v for k, v in (("cwd", opts.cwd), ("execution_timeout", opts.execution_timeout)) if v is not None}
+    if settings:
+        nb.metadata["runtimed"] = {**nb.metadata.get("runtimed", {}), **settings}
+    for cell in nb.cells:  # stable ids, so results map back to cells
+        if not cell.get("id"):
+            cell["id"] = uuid.uuid4().hex[:16]
+    return nb, output_path
+
+
+def write_output(nb: nbformat.NotebookNode, output_path: str | None) -> None:
+    if output_path is None:
+        return
+    if output_path == "-":
+        sys.stdout.write(nbformat.writes(nb))
+        sys.stdout.flush()
+        return
+    from runtimed.formats.files import save_notebook
+
+    save_notebook(nb, output_path)
+
+
+class _LiveLog:
+    """``--log-output``: cell output streamed to this process's stdout/stderr as it arrives."""
+
+    def __init__(self) -> None:
+        self.lengths: dict[str, int] = {}
+
+    def __call__(self, envs: list[Any]) -> None:
+        for env in envs:
+            args = env.args
+            if env.name == "outputAdded" and args.output_type == "stream":
+                self.lengths[args.output_id] = len(args.text or "")
+                self._write(args.name, args.text or "")
+            elif env.name == "streamTextChanged" and args.output_id in self.lengths:
+                self._write("stdout", args.text if args.offset >= self.lengths[args.output_id] else "\r" + args.text)
+                self.lengths[args.output_id] = args.offset + len(args.text)
+            elif env.name == "outputAdded" and args.output_type == "error":
+                self._write("stderr", "\n".join(args.traceback or []) + "\n")
+
+    @staticmethod
+    def _write(name: str | None, text: str) -> None:
+        stream = sys.stderr if name == "stderr" else sys.stdout
+        stream.write(text)
+        stream.flush()
+
+
+async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunResult:
+    """Prepare, import, execute and export one notebook. ``report`` gets human-readable progress lines."""
+    say = report or (lambda _line: None)
+    started = time.monotonic()
+    nb, output_path = prepare(opts)
+    if opts.prepare_only:
+        write_output(nb, output_path)
+        return RunResult(nb, "prepared", output_path=output_path, message="prepared only (not executed)")
+
+    endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
+    notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
+    http = DaemonHTTP(endpoint)
+    try:
+        await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
+                                content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": "runt-run"})
+    finally:
+        http.close()
+    actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
+    session = AsyncSession(notebook_id, endpoint=endpoint, actor=actor)
+    await session.connect()
+    say(f"Live notebook: {session.url}")
+    try:
+        result = await _execute(session, nb, opts, started)
+    finally:
+        await session.close()
+    result.output_path = output_path
+    write_output(result.notebook, output_path)
+    if opts.stdout_file or opts.stderr_file:
+        _write_stream_files(result.notebook, opts)
+    if opts.notify_url:
+        await asyncio.to_thread(_notify, opts.notify_url, result)
+    return result
+
+
+async def _execute(session: AsyncSession, prepared: nbformat.NotebookNode, opts: RunOptions,
+                   started: float) -> RunResult:
+    client = session.client
+    conn = client.replica.conn
+    cells = views.ordered_cells(conn)
+    batch_id = new_id("b-")
+    requests: list[tuple[str, dict[str, Any]]] = []
+    for cell in cells:
+        tags = cell["metadata"].get("tags", [])
+        if cell["cell_type"] != "code" or "skip-execution" in tags or not cell["source"].strip():
+            continue
+        expects_error = "raises-exception" in tags
+        requests.append((new_id("q-"), cell))
+        cell["expects_error"] = expects_error
+    start_time = datetime.now(UTC)
+    await client.commit([
+        make_event("executionRequested", queue_id=q, cell_id=c["id"],
+                   batch_id=None if opts.allow_errors or c["expects_error"] else batch_id)
+        for q, c in requests
+    ])
+    progress = _Progress(len(requests), enabled=opts.progress_bar)
+    live_log = client.on_events(_LiveLog()) if opts.log_output else None
+    queue_ids = [q for q, _ in requests]
+
+    def statuses() -> dict[str, dict[str, Any]]:
+        return {item["queue_id"]: item for item in views.executions(conn) if item["queue_id"] in set(queue_ids)}
+
+    def all_done() -> bool:
+        items = statuses()
+        done = sum(1 for q in queue_ids if items[q]["status"] in ("success", "error", "cancelled"))
+        progress.update(done)
+        return done == len(queue_ids)
+
+    try:
+        if queue_ids:
+            try:
+                await client.wait_for(lambda: views.active_session(conn) is not None or all_done(), opts.start_timeout)
+            except TimeoutError:
+                await client.commit([make_event("executionCancelRequested")])
+                nb = _finish(client, prepared, {}, start_time, opts)
+                return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
+                                 message=f"no runtime started within --start-timeout {opts.start_timeout:g} s")
+            await client.wait_for(all_done, None)
+    finally:
+        progress.close()
+        if live_log is not None:
+            live_log()
+    items = statuses()
+    nb = _finish(client, prepared, {q: items[q] for q in queue_ids}, start_time, opts)
+    return _outcome(nb, requests, items, session, time.monotonic() - started, opts)
+
+
+def _outcome(nb: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]], items: dict[str, Any],
+             session: AsyncSession, duration: float, opts: RunOptions) -> RunResult:
+    index_of = {cell.get("id"): i for i, cell in enumerate(nb.cells)}
+    for queue_id, cell in requests:
+        item = items[queue_id]
+        if item["status"] != "error":
+            continue
+        error = item["error"] or {}
+        ename = error.get("ename", "Error")
+        kind = FAILURE_KINDS.get(ename)
+        if kind is None and (opts.allow_errors or cell["expects_error"]):
+            continue
+        if kind is None and ename == "SystemExit" and error.get("evalue") in ("", "0"):
+            continue
+        failed = {"index": index_of.get(cell["id"]), "id": cell["id"], "ename": ename,
+                  "evalue": error.get("evalue", ""), "execution_count": item["execution_count"]}
+        nb = _add_error_banner(nb, failed)
+        message = f"cell {failed['index']} (id {cell['id']}) raised {ename}: {failed['evalue']}"
+        return RunResult(nb, kind or "error", session.notebook_id, session.url, duration, failed, message=message)
+    return RunResult(nb, "success", session.notebook_id, session.url, duration, message="completed")
+
+
+def _finish(client: Any, prepared: nbformat.NotebookNode, items: dict[str, dict[str, Any]],
+            start_time: datetime, opts: RunOptions) -> nbformat.NotebookNode:
+    """Export the projection and add papermill's notebook and per-cell metadata."""
+    from runtimed.formats import notebook_from_projection
+
+    nb = notebook_from_projection(client.replica.conn)
+    by_cell = {item["cell_id"]: item for item in items.values()}
+    exception = False
+    for cell in nb.cells:
+        item = by_cell.get(cell.get("id"))
+        meta: dict[str, Any] = {"exception": None, "start_time": None, "end_time": None, "duration": None,
+                                "status": "pending"}
+        if item is not None and item["started_at"]:
+            failed = item["status"] == "error"
+            exception = exception or failed
+            meta.update(start_time=_iso(item["started_at"]), end_time=_iso(item["completed_at"]),
+                        duration=_seconds(item["started_at"], item["completed_at"]),
+                        exception=failed, status="failed" if failed else "completed")
+            cell.metadata["execution"] = {
+                "iopub.status.busy": item["started_at"], "iopub.execute_input": item["started_at"],
+                "shell.execute_reply": item["completed_at"], "iopub.status.idle": item["completed_at"],
+            }
+        cell.metadata["papermill"] = meta
+        cell.metadata.setdefault("tags", [])
+    end_time = datetime.now(UTC)
+    papermill = dict(prepared.metadata.get("papermill", {}))
+    papermill.update(start_time=start_time.isoformat(), end_time=end_time.isoformat(),
+                     duration=(end_time - start_time).total_seconds(), exception=exception or None)
+    papermill.setdefault("version", __version__)
+    nb.metadata["papermill"] = papermill
+    return nb
+
+
+def _add_error_banner(nb: nbformat.NotebookNode, failed: dict[str, Any]) -> nbformat.NotebookNode:
+    message = nbformat.v4.new_markdown_cell(ERROR_MESSAGE_TEMPLATE % str(failed["execution_count"]))
+    message.metadata["tags"] = [ERROR_MARKER_TAG]
+    anchor = nbformat.v4.new_markdown_cell(ERROR_ANCHOR_MSG)
+    anchor.metadata["tags"] = [ERROR_MARKER_TAG]
+    index = failed["index"] if failed["index"] is not None else len(nb.cells)
+    nb.cells.insert(index, anchor)
+    nb.cells.insert(0, message)
+    return nb
+
+
+def _write_stream_files(nb: nbformat.NotebookNode, opts: RunOptions) -> None:
+    import fsspec
+
+    for name, path in (("stdout", opts.stdout_file), ("stderr", opts.stderr_file)):
+        if path:
+            text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
+                           if o.get("output_type") == "stream" and o.get("name") == name)
+            with fsspec.open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+
+
+def _notify(url: str, result: RunResult) -> None:
+    import httpx
+
+    try:
+        httpx.post(url, json=result.summary(), timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"runt run: --notify {url} failed: {exc}", file=sys.stderr)
+
+
+class _Progress:
+    """A rich progress bar over executed cells (on stderr), or nothing."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._bar = None
+        self._done = 0
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("Executing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=Console(stderr=True))
+            self._task = self._bar.add_task("cells", total=total)
+            self._bar.start()
+
+    def update(self, done: int) -> None:
+        if self._bar is not None and done != self._done:
+            self._done = done
+            self._bar.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+async def run_many(options: list[RunOptions], parallel: int = 1, *, report: Reporter | None = None) -> list[RunResult]:
+    """Several runs, at most ``parallel`` at once, each on its own notebook and runtime."""
+    limit = asyncio.Semaphore(max(1, parallel))
+
+    async def one(opts: RunOptions) -> RunResult:
+        async with limit:
+            try:
+                return await run_async(opts, report=report)
+            except RuntimedError as exc:
+                return RunResult(nbformat.v4.new_notebook(), "start_failed", message=f"{opts.input_path}: {exc}")
+
+    return list(await asyncio.gather(*(one(o) for o in options)))
+
+
+def run_notebook(input: str | nbformat.NotebookNode, output: str | None = None, parameters: dict[str, Any] | None = None,
+                 kernel_name: str | None = None, **options: Any) -> RunResult:
+    """Run a notebook papermill-style on the daemon; returns the executed notebook and its status.
+
+    ``input`` is a path or fsspec URL (``.ipynb`` or YAML) or a NotebookNode. Other keyword
+    arguments are :class:`RunOptions` fields (cwd, execution_timeout, allow_errors, ...).
+    """
+    if isinstance(input, nbformat.NotebookNode):
+        options["input_notebook"] = input
+        input = "<notebook>"
+    opts = RunOptions(input_path=input, output_path=output, parameters=dict(parameters or {}),
+                      kernel_name=kernel_name, **options)
+    return _LoopThread.run(run_async(opts))

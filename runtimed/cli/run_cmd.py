@@ -1,0 +1,215 @@
+"""``runt run`` and ``runt inspect``: papermill's flags and semantics, on a live notebook in the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import PurePath
+from typing import Any
+
+import click
+
+from runtimed.cli.errors import report
+
+NOTEBOOK_SUFFIXES = (".ipynb", ".yaml", ".yml")
+
+
+def _is_kernel_name(arg: str) -> bool:
+    if arg == "-" or arg.lower().endswith(NOTEBOOK_SUFFIXES) or os.path.exists(arg) or "://" in arg:
+        return False
+    from runtimed.runtime.kernel import list_kernelspecs
+
+    return arg in list_kernelspecs()
+
+
+def _read_stdin_notebook():
+    from runtimed.formats import read_ipynb
+
+    return read_ipynb(sys.stdin.buffer.read())
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _output_for(template: str | None, output_dir: str | None, input_path: str, params: dict[str, Any]) -> str | None:
+    if template:
+        return template
+    if not output_dir:
+        return None
+    stem = PurePath(input_path).stem
+    suffix = "".join(f"-{k}={v}" for k, v in params.items())
+    return os.path.join(output_dir, f"{stem}{suffix}.ipynb")
+
+
+@click.command("run", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("notebooks", nargs=-1, metavar="NOTEBOOK [OUTPUT]")
+@click.option("-p", "--parameters", "params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="Parameter, typed like papermill (True/False/None, int, float, else string).")
+@click.option("-r", "--parameters_raw", "--parameters-raw", "raw", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="Parameter passed as a raw string.")
+@click.option("-f", "--parameters_file", "--parameters-file", "files", multiple=True, metavar="PATH",
+              help="YAML or JSON file of parameters.")
+@click.option("-y", "--parameters_yaml", "--parameters-yaml", "yamls", multiple=True, metavar="YAML",
+              help="YAML string of parameters.")
+@click.option("-b", "--parameters_base64", "--parameters-base64", "b64s", multiple=True, metavar="B64",
+              help="Base64-encoded YAML string of parameters.")
+@click.option("-k", "--kernel", "kernel_name", help="Kernel name (default: the notebook's kernelspec).")
+@click.option("--cwd", help="Working directory of the kernel.")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the runtime.")
+@click.option("--execution-timeout", type=float, help="Seconds a cell may run before it is interrupted.")
+@click.option("--allow-errors", is_flag=True, help="Run every cell even after errors; exit 0.")
+@click.option("--prepare-only", is_flag=True, help="Inject parameters and write OUTPUT without executing.")
+@click.option("--report-mode/--no-report-mode", default=False, help="Hide code cells' input in the output.")
+@click.option("--log-output/--no-log-output", default=False, help="Stream cell output to this terminal.")
+@click.option("--stdout-file", metavar="PATH", help="Write the cells' stdout to PATH.")
+@click.option("--stderr-file", metavar="PATH", help="Write the cells' stderr to PATH.")
+@click.option("--progress-bar/--no-progress-bar", default=None, help="Progress bar (default: on a terminal).")
+@click.option("--inject-paths", is_flag=True, help="Inject PAPERMILL_INPUT_PATH and PAPERMILL_OUTPUT_PATH.")
+@click.option("--help-notebook", is_flag=True, help="List the notebook's parameters and exit.")
+@click.option("--grid", multiple=True, metavar="NAME=V1,V2", help="Run once per combination of values.")
+@click.option("--batch", is_flag=True, help="Every NOTEBOOK argument is an input (no OUTPUT argument).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True, help="Concurrent runs.")
+@click.option("--output-dir", metavar="DIR", help="Where batch and grid runs write their outputs.")
+@click.option("--notify", "notify_url", metavar="URL", help="POST a JSON summary to URL when done.")
+@click.option("--id", "notebook_id", help="Notebook id to use in the daemon (default run-<name>-<random>).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout,
+        execution_timeout, allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file,
+        progress_bar, inject_paths, help_notebook, grid, batch, parallel, output_dir, notify_url, notebook_id,
+        as_json) -> None:
+    """Run NOTEBOOK (.ipynb or YAML; - for stdin) with parameters, papermill-style, as a live notebook.
+
+    OUTPUT (optional; - for stdout; fsspec URLs work) receives the executed notebook. A
+    kernel name instead of a notebook opens a console (like `runt console KERNEL`).
+    """
+    if not notebooks:
+        raise click.UsageError("give a NOTEBOOK to run (or a kernel name for a console)")
+    if len(notebooks) == 1 and not (params or raw or files or yamls or b64s) and _is_kernel_name(notebooks[0]):
+        from runtimed.cli.console import console_main
+
+        sys.exit(console_main(notebooks[0]))
+    try:
+        sys.exit(_run(**locals()))
+    except click.UsageError:
+        raise
+    except Exception as exc:  # every failure is reported with its exit code, never a traceback
+        from runtimed.errors import RuntimedError
+
+        if not isinstance(exc, RuntimedError | OSError | ValueError):
+            raise
+        sys.exit(report(exc))
+
+
+def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout, execution_timeout,
+         allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file, progress_bar,
+         inject_paths, help_notebook, grid, batch, parallel, output_dir, notify_url, notebook_id, as_json) -> int:
+    from runtimed.automation.parameters import collect_parameters, parse_grid
+    from runtimed.automation.run import RunOptions, run_async, run_many
+
+    if help_notebook:
+        return _print_parameters(notebooks[0], as_json)
+    base = collect_parameters(base64_yaml=b64s, files=files, yaml_strings=yamls, params=params, raw=raw)
+    if progress_bar is None:
+        progress_bar = sys.stderr.isatty()
+    common = dict(kernel_name=kernel_name, cwd=cwd, start_timeout=start_timeout, execution_timeout=execution_timeout,
+                  allow_errors=allow_errors, prepare_only=prepare_only, report_mode=report_mode,
+                  log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file, inject_paths=inject_paths,
+                  notify_url=notify_url)
+
+    if batch or grid or len(notebooks) > 2:
+        inputs = list(notebooks) if batch or len(notebooks) > 2 else [notebooks[0]]
+        template = None if batch or len(notebooks) > 2 else (notebooks[1] if len(notebooks) == 2 else None)
+        combos = parse_grid(grid) if grid else [{}]
+        options = [
+            RunOptions(input_path=path, output_path=_output_for(template, output_dir, path, combo),
+                       parameters={**base, **combo}, **common)
+            for path in inputs for combo in combos
+        ]
+        results = asyncio.run(run_many(options, parallel, report=_say))
+        _print_summary(results, as_json)
+        return 0 if all(r.success for r in results) else 1
+
+    if len(notebooks) > 2:
+        raise click.UsageError("give NOTEBOOK [OUTPUT], or several notebooks with --batch")
+    input_path = notebooks[0]
+    output_path = notebooks[1] if len(notebooks) == 2 else None
+    opts = RunOptions(input_path=input_path, output_path=output_path, parameters=base, notebook_id=notebook_id,
+                      progress_bar=progress_bar, **common)
+    if input_path == "-":
+        opts.input_notebook = _read_stdin_notebook()
+    _say(f"Input notebook:  {input_path}")
+    if output_path:
+        _say(f"Output notebook: {output_path}")
+    result = asyncio.run(run_async(opts, report=_say))
+    if as_json and output_path != "-":
+        click.echo(json.dumps(result.summary(), indent=2))
+    if result.success:
+        _say(f"runt run: {result.message}" + (f" in {result.duration_s:.2f} s" if result.duration_s else ""))
+    else:
+        click.secho(f"runt run: {result.message}", fg="red", err=True)
+        if result.url:
+            _say(f"  see the notebook at {result.url}")
+    return result.exit_code
+
+
+def _print_summary(results: list[Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([r.summary() for r in results], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="runt run")
+    for column in ("notebook", "parameters", "status", "seconds", "url / message"):
+        table.add_column(column)
+    for r in results:
+        params = r.notebook.metadata.get("papermill", {}).get("parameters", {})
+        table.add_row(r.notebook_id or "-", json.dumps(params), r.status, f"{r.duration_s:.2f}",
+                      r.url if r.success else r.message)
+    Console(stderr=True).print(table)
+
+
+def _print_parameters(notebook: str, as_json: bool) -> int:
+    from runtimed.automation.parameters import inspect_parameters
+    from runtimed.formats.files import load_notebook
+
+    try:
+        nb = _read_stdin_notebook() if notebook == "-" else load_notebook(notebook)
+    except FileNotFoundError:
+        from runtimed.cli.errors import NOT_FOUND
+
+        click.secho(f"error: notebook {notebook!r} not found", fg="red", err=True)
+        return NOT_FOUND
+    parameters = inspect_parameters(nb)
+    if as_json:
+        click.echo(json.dumps({p.name: p.__dict__ for p in parameters}, indent=2))
+        return 0
+    click.echo(f"Parameters inferred for notebook '{notebook}':")
+    if not parameters:
+        click.echo("\n  No cell tagged 'parameters'" if not any(
+            "parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells) else "\n  (none)")
+        return 0
+    click.echo("")
+    for p in parameters:
+        type_name = "Unknown type" if p.inferred_type_name == "None" else p.inferred_type_name
+        line = f"  {p.name}: {type_name} (default {p.default})"
+        click.echo(line + (f"  {p.help}" if p.help else ""))
+    return 0
+
+
+@click.command("inspect")
+@click.argument("notebook")
+@click.option("--json", "as_json", is_flag=True, help="Print the parameters as JSON.")
+def inspect(notebook: str, as_json: bool) -> None:
+    """List NOTEBOOK's parameters with inferred types, defaults and help comments."""
+    try:
+        sys.exit(_print_parameters(notebook, as_json))
+    except Exception as exc:
+        from runtimed.errors import RuntimedError
+
+        if not isinstance(exc, RuntimedError):
+            raise
+        sys.exit(report(exc))

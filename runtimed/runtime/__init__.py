@@ -1,0 +1,1 @@
+"""Runtime agent: drives Jupyter kernels for notebooks."""

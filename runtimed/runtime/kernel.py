@@ -1,0 +1,462 @@
+"""One Jupyter kernel driven over asyncio.
+
+A thin layer over jupyter_client's ``AsyncKernelManager``/``AsyncKernelClient`` that the
+runtime agent uses: one background reader per channel dispatches messages by parent
+``msg_id`` (cheaper than a reader per execution and nothing is lost between cells), and
+a watchdog turns a vanished kernel process into a prompt ``kernel_died`` reply instead of
+a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
+
+from runtimed.errors import KernelError, RuntimedError
+
+__all__ = [
+    "ExecuteReply",
+    "InputCallback",
+    "KernelSession",
+    "OutputCallback",
+    "UnknownKernelError",
+    "list_kernelspecs",
+]
+
+log = logging.getLogger(__name__)
+
+OutputCallback = Callable[[str, dict[str, Any]], None]
+InputCallback = Callable[[str, bool], Awaitable[str]]
+
+_WATCHDOG_INTERVAL = 0.2  # how often the kernel process is polled
+_INTERRUPT_GRACE = 2.0  # how long to wait for the reply after interrupting a timed-out cell
+_MAX_IPC_PATH = 100  # unix socket paths are limited to ~107 bytes
+
+
+class UnknownKernelError(RuntimedError):
+    """No kernelspec of that name is installed."""
+
+    code = "unknown_kernel"
+
+    def __init__(self, kernel_name: str, available: list[str]) -> None:
+        names = ", ".join(sorted(available)) or "none"
+        super().__init__(
+            f"No kernel named {kernel_name!r} is installed. Available kernels: {names}. "
+            "Install one with e.g. `python -m ipykernel install --user --name NAME`."
+        )
+        self.kernel_name = kernel_name
+        self.available = sorted(available)
+
+
+def list_kernelspecs() -> dict[str, dict[str, str]]:
+    """Installed kernelspecs: name -> {display_name, language}."""
+    specs = KernelSpecManager().get_all_specs()
+    return {
+        name: {"display_name": s["spec"].get("display_name", name), "language": s["spec"].get("language", "")}
+        for name, s in specs.items()
+    }
+
+
+@dataclass
+class ExecuteReply:
+    """How one execution ended (outputs went to the ``on_output`` callback)."""
+
+    status: str = "ok"  # 'ok' | 'error' | 'aborted'
+    execution_count: int | None = None
+    ename: str | None = None
+    evalue: str | None = None
+    traceback: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    input_timed_out: bool = False
+    kernel_died: bool = False
+
+
+class _Execution:
+    """State of one in-flight execute_request, filled in by the channel readers."""
+
+    __slots__ = (
+        "died",
+        "done",
+        "idle",
+        "input_task",
+        "input_timed_out",
+        "input_timeout",
+        "on_input",
+        "on_output",
+        "reply",
+    )
+
+    def __init__(
+        self, on_output: OutputCallback, on_input: InputCallback | None, input_timeout: float
+    ) -> None:
+        self.on_output = on_output
+        self.on_input = on_input
+        self.input_timeout = input_timeout
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.reply: dict[str, Any] | None = None
+        self.idle = False
+        self.died: str | None = None
+        self.input_timed_out = False
+        self.input_task: asyncio.Task[None] | None = None
+
+    def emit(self, kind: str, content: dict[str, Any]) -> None:
+        try:
+            self.on_output(kind, content)
+        except Exception:
+            log.exception("on_output callback failed for %s", kind)
+
+    def maybe_finish(self) -> None:
+        if self.done.done() or self.reply is None or not self.idle:
+            return
+        for payload in self.reply.get("payload") or ():
+            if payload.get("source") == "page" and payload.get("data"):
+                self.emit("display_data", {"data": payload["data"], "metadata": {}})
+        self.finish()
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+        if self.input_task is not None and not self.input_task.done():
+            self.input_task.cancel()
+
+    def result(self, timeout: float | None, timed_out: bool) -> ExecuteReply:
+        out = ExecuteReply(timed_out=timed_out, input_timed_out=self.input_timed_out)
+        if self.reply is not None:
+            out.status = self.reply.get("status", "error")
+            out.execution_count = self.reply.get("execution_count")
+            if out.status == "error":
+                out.ename = self.reply.get("ename")
+                out.evalue = self.reply.get("evalue")
+                out.traceback = list(self.reply.get("traceback") or [])
+        if self.died is not None:
+            out.status, out.ename, out.evalue, out.kernel_died = "error", "KernelDied", self.died, True
+        elif self.input_timed_out:
+            out.status, out.ename = "error", "InputTimeout"
+            out.evalue = (
+                f"No answer to the input prompt within {self.input_timeout:g} s; the kernel was interrupted."
+            )
+        elif timed_out:
+            out.status, out.ename = "error", "ExecutionTimeout"
+            out.evalue = f"The execution exceeded its {timeout:g} s timeout; the kernel was interrupted."
+        return out
+
+
+def _normalize(msg_type: str, c: dict[str, Any]) -> dict[str, Any] | None:
+    """IOPub content reduced to the fields outputs are made of (None: not an output)."""
+    if msg_type == "stream":
+        return {"name": c.get("name", "stdout"), "text": c.get("text", "")}
+    if msg_type in ("display_data", "update_display_data"):
+        out = {"data": c.get("data") or {}, "metadata": c.get("metadata") or {}}
+        display_id = (c.get("transient") or {}).get("display_id")
+        if display_id is not None:
+            out["display_id"] = display_id
+        elif msg_type == "update_display_data":
+            return None
+        return out
+    if msg_type == "execute_result":
+        return {
+            "data": c.get("data") or {},
+            "metadata": c.get("metadata") or {},
+            "execution_count": c.get("execution_count"),
+        }
+    if msg_type == "error":
+        return {
+            "ename": c.get("ename", ""),
+            "evalue": c.get("evalue", ""),
+            "traceback": c.get("traceback") or [],
+        }
+    if msg_type == "clear_output":
+        return {"wait": bool(c.get("wait", False))}
+    return None
+
+
+def _connection_file() -> str:
+    """A connection file path whose IPC socket names fit the unix socket path limit."""
+    name = f"kernel-{uuid.uuid4().hex[:12]}.json"
+    for directory in (jupyter_runtime_dir(), os.path.join(tempfile.gettempdir(), f"runtimed-{os.getuid()}")):
+        path = os.path.join(directory, name)
+        if len(path) + len("-ipc-65535") <= _MAX_IPC_PATH:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            return path
+    raise KernelError(f"No directory short enough for kernel IPC sockets (tried {jupyter_runtime_dir()})")
+
+
+class KernelSession:
+    """A running kernel plus the client channels and readers that drive it."""
+
+    def __init__(self, km: AsyncKernelManager, kernel_name: str, language: str) -> None:
+        self._km = km
+        self._kc: Any = None
+        self._kernel_name = kernel_name
+        self._language = language
+        self._pending: dict[str, _Execution] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+        self._state = "starting"
+        self._dead: str | None = None
+        self._cwd: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls,
+        kernel_name: str = "python3",
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 60.0,
+    ) -> KernelSession:
+        """Launch a kernel (IPC transport) and wait until it answers."""
+        specs = list_kernelspecs()
+        if kernel_name not in specs:
+            raise UnknownKernelError(kernel_name, list(specs))
+        conn = _connection_file()
+        km = AsyncKernelManager(
+            kernel_name=kernel_name,
+            transport="ipc",
+            connection_file=conn,
+            ip=os.path.splitext(conn)[0] + "-ipc",
+        )
+        kwargs: dict[str, Any] = {}
+        if cwd is not None:
+            kwargs["cwd"] = os.fspath(cwd)
+        if env:
+            kwargs["env"] = {**os.environ, **env}
+        session = cls(km, kernel_name, specs[kernel_name]["language"])
+        try:
+            await asyncio.wait_for(km.start_kernel(**kwargs), startup_timeout)
+            await session._connect(startup_timeout)
+        except BaseException as exc:
+            await session._kill()
+            if isinstance(exc, Exception) and not isinstance(exc, RuntimedError):
+                raise KernelError(f"Kernel {kernel_name!r} failed to start: {exc}") from exc
+            raise
+        return session
+
+    async def _connect(self, timeout: float) -> None:
+        """Open fresh client channels, wait for kernel_info, then start the readers."""
+        kc = self._km.client()
+        kc.start_channels(hb=False, control=False)
+        self._kc = kc
+        try:
+            await kc.wait_for_ready(timeout=timeout)
+        except RuntimeError as exc:
+            raise KernelError(f"Kernel {self._kernel_name!r} did not become ready: {exc}") from exc
+        self._state = "idle"
+        self._dead = None
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read(kc.iopub_channel, self._on_iopub)),
+            loop.create_task(self._read(kc.shell_channel, self._on_shell)),
+            loop.create_task(self._read(kc.stdin_channel, self._on_stdin)),
+            loop.create_task(self._watchdog()),
+        ]
+
+    async def _disconnect(self, reason: str) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks = []
+        self._fail_pending(reason)
+        if self._kc is not None:
+            self._kc.stop_channels()
+            self._kc = None
+
+    async def restart(self) -> None:
+        """Restart the kernel process; all its state is gone, the working directory is kept."""
+        await self._disconnect("The kernel was restarted while this cell was running.")
+        self._state = "starting"
+        await self._km.restart_kernel(now=True)
+        await self._connect(60.0)
+        if self._cwd is not None:
+            await self.set_cwd(self._cwd)
+
+    async def shutdown(self, now: bool = False) -> None:
+        """Stop the kernel and release its channels and connection files."""
+        await self._disconnect("The kernel was shut down while this cell was running.")
+        self._state = "dead"
+        if self._km.has_kernel:
+            await self._km.shutdown_kernel(now=now)
+        else:
+            self._km.cleanup_resources()
+
+    async def _kill(self) -> None:
+        await self._disconnect("The kernel failed to start.")
+        with contextlib.suppress(Exception):
+            await self._km.shutdown_kernel(now=True)
+
+    async def interrupt(self) -> None:
+        await self._km.interrupt_kernel()
+
+    async def is_alive(self) -> bool:
+        return self._dead is None and await self._km.is_alive()
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def kernel_name(self) -> str:
+        return self._kernel_name
+
+    @property
+    def language(self) -> str:
+        return self._language
+
+    @property
+    def pid(self) -> int | None:
+        return getattr(self._km.provisioner, "pid", None)
+
+    @property
+    def connection_file(self) -> str:
+        return self._km.connection_file
+
+    @property
+    def execution_state(self) -> str:
+        """'starting' | 'idle' | 'busy' | 'dead', from IOPub status and the watchdog."""
+        return self._state
+
+    # -- execution ------------------------------------------------------------------
+
+    async def execute(
+        self,
+        code: str,
+        on_output: OutputCallback,
+        *,
+        on_input: InputCallback | None = None,
+        timeout: float | None = None,
+        input_timeout: float = 60.0,
+        silent: bool = False,
+    ) -> ExecuteReply:
+        """Run ``code``; returns once the reply and the final IOPub idle have both arrived."""
+        async with self._lock:
+            ex = _Execution(on_output, on_input, input_timeout)
+            if self._dead is not None or self._kc is None:
+                ex.died = self._dead or "The kernel is not running."
+                return ex.result(timeout, False)
+            msg_id = self._kc.execute(
+                code, silent=silent, store_history=not silent, allow_stdin=on_input is not None
+            )
+            self._pending[msg_id] = ex
+            timed_out = False
+            try:
+                if timeout is None:
+                    await ex.done
+                else:
+                    done, _ = await asyncio.wait((ex.done,), timeout=timeout)
+                    if not done:
+                        timed_out = True
+                        await self.interrupt()
+                        await asyncio.wait((ex.done,), timeout=_INTERRUPT_GRACE)
+            finally:
+                self._pending.pop(msg_id, None)
+                if ex.input_task is not None and not ex.input_task.done():
+                    ex.input_task.cancel()
+            return ex.result(timeout, timed_out)
+
+    async def set_cwd(self, path: str | os.PathLike[str]) -> None:
+        """Change the kernel's working directory (python kernels: a silent ``os.chdir``)."""
+        path = os.fspath(path)
+        if self._language != "python":
+            raise KernelError(
+                f"Changing the working directory of a running {self._language} kernel is not supported."
+            )
+        errors: list[str] = []
+
+        def collect(kind: str, content: dict[str, Any]) -> None:
+            if kind == "error":
+                errors.append(f"{content['ename']}: {content['evalue']}")
+
+        reply = await self.execute(f"__import__('os').chdir({path!r})", collect, silent=True)
+        if reply.status != "ok":
+            raise KernelError(
+                f"Could not change the kernel's directory to {path}: {reply.ename}: {reply.evalue}"
+            )
+        self._cwd = path
+
+    # -- readers --------------------------------------------------------------------
+
+    async def _read(self, channel: Any, handle: Callable[[dict[str, Any]], None]) -> None:
+        socket, session = channel.socket, channel.session
+        while True:
+            frames = await socket.recv_multipart()
+            try:
+                _, frames = session.feed_identities(frames)
+                msg = session.deserialize(frames)
+                handle(msg)
+            except Exception:
+                log.exception("Dropped a malformed or unhandled kernel message")
+
+    def _on_iopub(self, msg: dict[str, Any]) -> None:
+        msg_type = msg["header"]["msg_type"]
+        ex = self._pending.get(msg["parent_header"].get("msg_id"))
+        if msg_type == "status":
+            self._state = msg["content"].get("execution_state", self._state)
+            if ex is not None and self._state == "idle":
+                ex.idle = True
+                ex.maybe_finish()
+            return
+        if ex is not None:
+            content = _normalize(msg_type, msg["content"])
+            if content is not None:
+                ex.emit(msg_type, content)
+
+    def _on_shell(self, msg: dict[str, Any]) -> None:
+        ex = self._pending.get(msg["parent_header"].get("msg_id"))
+        if ex is not None and msg["header"]["msg_type"] == "execute_reply":
+            ex.reply = msg["content"]
+            ex.maybe_finish()
+
+    def _on_stdin(self, msg: dict[str, Any]) -> None:
+        ex = self._pending.get(msg["parent_header"].get("msg_id"))
+        if ex is None or ex.on_input is None or msg["header"]["msg_type"] != "input_request":
+            return
+        content = msg["content"]
+        ex.input_task = asyncio.get_running_loop().create_task(
+            self._answer_input(ex, content.get("prompt", ""), bool(content.get("password", False)))
+        )
+
+    async def _answer_input(self, ex: _Execution, prompt: str, password: bool) -> None:
+        assert ex.on_input is not None
+        try:
+            value = await asyncio.wait_for(ex.on_input(prompt, password), ex.input_timeout)
+        except TimeoutError:
+            ex.input_timed_out = True
+            await self.interrupt()
+            return
+        except Exception:
+            log.exception("on_input callback failed; interrupting the kernel")
+            await self.interrupt()
+            return
+        if self._kc is not None and not ex.done.done():
+            self._kc.input(str(value))
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(_WATCHDOG_INTERVAL)
+            if not await self._km.is_alive():
+                code = await self._km.provisioner.poll() if self._km.provisioner else None
+                self._dead = (
+                    f"The kernel process exited unexpectedly (exit code {code}); its state is lost. "
+                    "Restart the kernel to continue."
+                )
+                self._state = "dead"
+                self._fail_pending(self._dead)
+                return
+
+    def _fail_pending(self, reason: str) -> None:
+        for ex in self._pending.values():
+            ex.died = reason
+            ex.finish()

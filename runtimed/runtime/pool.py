@@ -1,0 +1,218 @@
+"""Prewarmed kernels, so the first cell of a notebook does not wait for a kernel launch.
+
+Kernels are started in the background per kernelspec; ``take`` hands one out at once when
+one is ready (or claims one already starting) and the pool refills behind it. ``flush``
+replaces every pooled kernel, e.g. after packages were installed into the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from runtimed.errors import KernelError
+from runtimed.runtime.kernel import KernelSession, UnknownKernelError, list_kernelspecs
+
+__all__ = ["KernelPool"]
+
+log = logging.getLogger(__name__)
+
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+class KernelPool:
+    """Keeps ``size`` ready kernels for each of ``kernel_names``."""
+
+    def __init__(
+        self,
+        size: int = 1,
+        preimport: Iterable[str] = (),
+        kernel_names: Iterable[str] = ("python3",),
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.size = size
+        self.preimport = list(preimport)
+        for name in self.preimport:
+            if not _MODULE.match(name):
+                raise ValueError(f"Not a module name: {name!r}")
+        self.kernel_names = tuple(kernel_names)
+        self._cwd = cwd
+        self._env = env
+        self._startup_timeout = startup_timeout
+        self._ready: dict[str, deque[KernelSession]] = {name: deque() for name in self.kernel_names}
+        self._waiters: dict[str, deque[asyncio.Future[KernelSession]]] = {
+            n: deque() for n in self.kernel_names
+        }
+        self._starting: dict[asyncio.Task[None], tuple[str, int]] = {}  # task -> (kernel name, generation)
+        self._background: set[asyncio.Task[None]] = set()
+        self._generation = 0
+        self._closed = False
+
+    async def __aenter__(self) -> KernelPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    async def start(self) -> None:
+        """Begin warming kernels in the background (returns at once).
+
+        A kernelspec that is not installed is skipped with a warning rather than failing the
+        daemon; ``take`` of that name then raises ``UnknownKernelError``.
+        """
+        specs = list_kernelspecs()
+        for name in self.kernel_names:
+            if name in specs:
+                self._refill(name)
+            else:
+                log.warning("%s", UnknownKernelError(name, list(specs)).message)
+
+    def status(self) -> dict[str, dict[str, int]]:
+        """Per kernel name: how many kernels are ready and how many are starting."""
+        out = {name: {"ready": len(q), "starting": 0} for name, q in self._ready.items()}
+        for name, gen in self._starting.values():
+            if gen == self._generation:
+                out[name]["starting"] += 1
+        return out
+
+    async def take(
+        self, kernel_name: str = "python3", cwd: str | os.PathLike[str] | None = None
+    ) -> KernelSession:
+        """A ready kernel of that spec (working directory set to ``cwd``), else a fresh one."""
+        if self._closed:
+            raise KernelError("The kernel pool is shut down")
+        if kernel_name not in self._ready:
+            return await self._start_fresh(kernel_name, cwd)
+        session = await self._take_ready(kernel_name)
+        if session is None:
+            return await self._start_fresh(kernel_name, cwd)
+        if cwd is not None:
+            if session.language != "python":  # cannot chdir it: keep it pooled, start one in place
+                self._ready[kernel_name].appendleft(session)
+                return await self._start_fresh(kernel_name, cwd)
+            await session.set_cwd(cwd)
+        return session
+
+    async def _take_ready(self, name: str) -> KernelSession | None:
+        ready = self._ready[name]
+        while ready:
+            session = ready.popleft()
+            if await session.is_alive():
+                self._refill(name)
+                return session
+            self._spawn(session.shutdown(now=True))
+        if self._current_starting(name) > len(self._waiters[name]):
+            waiter: asyncio.Future[KernelSession] = asyncio.get_running_loop().create_future()
+            self._waiters[name].append(waiter)
+            self._refill(name)
+            try:
+                return await waiter
+            except Exception:
+                return None  # that start failed; the caller starts one itself
+            finally:
+                if waiter in self._waiters[name]:
+                    self._waiters[name].remove(waiter)
+        self._refill(name)
+        return None
+
+    async def _start_fresh(self, name: str, cwd: str | os.PathLike[str] | None) -> KernelSession:
+        return await KernelSession.start(
+            name,
+            cwd=cwd if cwd is not None else self._cwd,
+            env=self._env,
+            startup_timeout=self._startup_timeout,
+        )
+
+    async def flush(self) -> None:
+        """Replace every pooled kernel (kernels still starting are discarded when ready)."""
+        self._generation += 1
+        old = [session for ready in self._ready.values() for session in ready]
+        for ready in self._ready.values():
+            ready.clear()
+        for name in self.kernel_names:
+            self._refill(name)
+        await asyncio.gather(*(s.shutdown(now=True) for s in old), return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        """Stop every pooled kernel; kernels already taken are the taker's to stop."""
+        self._closed = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        tasks = list(self._starting)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        old = [session for ready in self._ready.values() for session in ready]
+        for ready in self._ready.values():
+            ready.clear()
+        await asyncio.gather(*(s.shutdown(now=True) for s in old), *self._background, return_exceptions=True)
+
+    # -- filling ----------------------------------------------------------------------
+
+    def _current_starting(self, name: str) -> int:
+        return sum(1 for n, gen in self._starting.values() if n == name and gen == self._generation)
+
+    def _refill(self, name: str) -> None:
+        if self._closed:
+            return
+        missing = self.size + len(self._waiters[name]) - len(self._ready[name]) - self._current_starting(name)
+        for _ in range(missing):
+            task = asyncio.get_running_loop().create_task(self._warm(name))
+            self._starting[task] = (name, self._generation)
+            task.add_done_callback(self._starting.pop)
+
+    async def _warm(self, name: str) -> None:
+        generation = self._generation
+        try:
+            session = await KernelSession.start(
+                name, cwd=self._cwd, env=self._env, startup_timeout=self._startup_timeout
+            )
+        except Exception as exc:
+            log.warning("Could not prewarm a %s kernel: %s", name, exc)
+            if self._waiters[name]:
+                self._waiters[name].popleft().set_exception(exc)
+            return
+        try:
+            await self._preimport(session)
+        except BaseException:
+            await session.shutdown(now=True)
+            raise
+        if self._closed or generation != self._generation:
+            await session.shutdown(now=True)
+            return
+        while self._waiters[name]:
+            waiter = self._waiters[name].popleft()
+            if not waiter.done():
+                waiter.set_result(session)
+                return
+        self._ready[name].append(session)
+
+    async def _preimport(self, session: KernelSession) -> None:
+        if not self.preimport or session.language != "python":
+            return
+        errors: list[str] = []
+
+        def collect(kind: str, content: dict[str, Any]) -> None:
+            if kind == "error":
+                errors.append(f"{content['ename']}: {content['evalue']}")
+
+        code = "\n".join(f"import {name}" for name in self.preimport)
+        reply = await session.execute(code, collect, silent=True)
+        if reply.status != "ok":
+            log.warning("Preimport failed in a pooled %s kernel: %s", session.kernel_name, "; ".join(errors))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)  # a reference, so the task is not garbage-collected
+        task.add_done_callback(self._background.discard)

@@ -1,0 +1,1 @@
+"""The browser app: static assets served by the daemon."""

@@ -1,0 +1,230 @@
+// Rendering of nbformat outputs and markdown.
+//
+// Untrusted HTML and JavaScript run only inside <iframe sandbox="allow-scripts"> with srcdoc:
+// an opaque origin that cannot reach the app's DOM, cookies or API. SVG is shown as an <img>
+// (no script runs there). Markdown is rendered by markdown-it and sanitized by DOMPurify.
+import { AnsiUp } from 'ansi_up'
+import DOMPurify from 'dompurify'
+import MarkdownIt from 'markdown-it'
+import { el, newId } from './util.js'
+
+const md = new MarkdownIt({ html: true, linkify: true })
+
+DOMPurify.addHook('afterSanitizeAttributes', (node) => {
+  if (node.tagName === 'A' && node.getAttribute('href') && !node.getAttribute('href').startsWith('#')) {
+    node.setAttribute('target', '_blank')
+    node.setAttribute('rel', 'noopener noreferrer')
+  }
+})
+
+/** Markdown to sanitized HTML; `attachment:name` images resolve from the cell's attachments. */
+export function renderMarkdown(source, attachments) {
+  let html = md.render(source || '')
+  if (attachments) {
+    html = html.replace(/(src=")attachment:([^"]+)"/g, (all, pre, name) => {
+      const bundle = attachments[decodeURIComponent(name)]
+      if (!bundle) return all
+      const mime = Object.keys(bundle).find((m) => m.startsWith('image/'))
+      if (!mime) return all
+      const data = bundle[mime]
+      const url = mime === 'image/svg+xml' ? svgUrl(String(data)) : `data:${mime};base64,${String(data).replace(/\s/g, '')}`
+      return `${pre}${url}"`
+    })
+  }
+  return DOMPurify.sanitize(html)
+}
+
+export function ansiHtml(text) {
+  const au = new AnsiUp()
+  au.use_classes = true
+  return au.ansi_to_html(text || '')
+}
+
+function svgUrl(svg) {
+  return 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(svg)
+}
+
+const MIME_ORDER = [
+  'application/javascript',
+  'text/html',
+  'text/markdown',
+  'image/svg+xml',
+  'image/png',
+  'image/jpeg',
+  'image/gif',
+  'image/webp',
+  'application/json',
+  'text/plain',
+  'text/latex',
+]
+
+function isJsonMime(mime) {
+  return mime === 'application/json' || /\+json$/.test(mime)
+}
+
+export function pickMime(data) {
+  const keys = Object.keys(data || {})
+  for (const m of MIME_ORDER) if (keys.includes(m)) return m
+  return keys.find(isJsonMime) || keys[0]
+}
+
+function isArtifact(value) {
+  return value && typeof value === 'object' && typeof value.artifact === 'string' && /^[0-9a-f]{64}$/.test(value.artifact)
+}
+
+/** A MIME value, fetching it from the artifact store when the event holds a reference. */
+async function resolve(value) {
+  if (!isArtifact(value)) return value
+  const r = await fetch(`/api/artifacts/${value.artifact}`, { credentials: 'same-origin' })
+  if (!r.ok) throw new Error(`artifact ${value.artifact.slice(0, 12)}… could not be loaded (${r.status})`)
+  return r.text()
+}
+
+function joinText(v) {
+  return Array.isArray(v) ? v.join('') : typeof v === 'string' ? v : JSON.stringify(v, null, 2)
+}
+
+// -- sandboxed frames ----------------------------------------------------------------------------
+
+const frames = new Map() // token -> iframe
+const FRAME_MAX_HEIGHT = 4000
+
+window.addEventListener('message', (e) => {
+  const d = e.data
+  if (!d || typeof d !== 'object' || typeof d.runtimedFrame !== 'string') return
+  const frame = frames.get(d.runtimedFrame)
+  if (!frame || e.source !== frame.contentWindow) return
+  if (!frame.isConnected) {
+    frames.delete(d.runtimedFrame)
+    return
+  }
+  const h = Math.max(20, Math.min(FRAME_MAX_HEIGHT, Math.ceil(Number(d.height) || 0)))
+  frame.style.height = h + 'px'
+})
+
+const FRAME_STYLE = `body{margin:0;padding:2px 0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;overflow-x:auto}
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:right}
+thead th{background:#f6f8fa}tbody tr:nth-child(odd){background:#fbfbfc}img{max-width:100%}pre{margin:0}`
+
+function frameDoc(token, body) {
+  // The resize script reports only a height; the parent trusts nothing else from the frame.
+  const resize = `<script>(function(){var t=${JSON.stringify(token)};function p(){try{parent.postMessage({runtimedFrame:t,height:Math.max(document.documentElement.scrollHeight,document.body?document.body.scrollHeight:0)},"*")}catch(e){}}
+try{new ResizeObserver(p).observe(document.documentElement)}catch(e){}addEventListener("load",p);setTimeout(p,50);setTimeout(p,500)})()</script>`
+  return `<!doctype html><html><head><meta charset="utf-8"><base target="_blank"><style>${FRAME_STYLE}</style>${resize}</head><body>${body}</body></html>`
+}
+
+const lazyFrames = new IntersectionObserver(
+  (entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue
+      lazyFrames.unobserve(entry.target)
+      entry.target._mount?.()
+    }
+  },
+  { rootMargin: '800px 0px' },
+)
+
+/** <iframe sandbox="allow-scripts" srcdoc=…>: an opaque origin (never allow-same-origin). */
+export function sandboxFrame(body, testid = 'output-frame') {
+  const slot = el('div.frame-slot')
+  slot._mount = () => {
+    const token = newId('f-')
+    const frame = el('iframe.output-frame', { sandbox: 'allow-scripts', testid, title: 'output', loading: 'eager' })
+    frame.setAttribute('sandbox', 'allow-scripts')
+    frame.srcdoc = frameDoc(token, body)
+    frames.set(token, frame)
+    slot.replaceChildren(frame)
+  }
+  lazyFrames.observe(slot)
+  return slot
+}
+
+// -- outputs -------------------------------------------------------------------------------------
+
+function renderMime(mime, value, metadata, node) {
+  const meta = (metadata && metadata[mime]) || {}
+  if (mime === 'text/html') {
+    node.append(sandboxFrame(joinText(value)))
+  } else if (mime === 'application/javascript') {
+    node.append(sandboxFrame(`<div id="output"></div><script>${joinText(value).replace(/<\/script/gi, '<\\/script')}</script>`))
+  } else if (mime === 'image/svg+xml') {
+    node.append(el('img.output-image', { src: svgUrl(joinText(value)), alt: 'SVG output', testid: 'output-svg' }))
+  } else if (mime.startsWith('image/')) {
+    const img = el('img.output-image', { src: `data:${mime};base64,${joinText(value).replace(/\s/g, '')}`, alt: mime, testid: 'output-image' })
+    if (meta.width) img.width = meta.width
+    if (meta.height) img.height = meta.height
+    node.append(img)
+  } else if (mime === 'text/markdown') {
+    node.append(el('div.markdown.output-markdown', { html: renderMarkdown(joinText(value)) }))
+  } else if (isJsonMime(mime)) {
+    const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2)
+    node.append(el('pre.output-json', { testid: 'output-json', text }))
+  } else {
+    node.append(el('pre.output-text', { html: ansiHtml(joinText(value)) }))
+  }
+}
+
+/** Render one output into a fresh element (its content signature lets callers skip unchanged ones). */
+export function renderOutput(o) {
+  const node = el('div.output.output-' + o.output_type, { testid: 'output', 'data-output-id': o.output_id })
+  if (o.output_type === 'stream') {
+    node.classList.add('stream-' + (o.name || 'stdout'))
+    node.append(el('pre.output-stream', { testid: 'output-stream', html: ansiHtml(o.text) }))
+  } else if (o.output_type === 'error') {
+    const tb = o.traceback && o.traceback.length ? o.traceback.join('\n') : `${o.ename}: ${o.evalue}`
+    node.append(el('pre.output-error', { testid: 'output-error', html: ansiHtml(tb) }))
+  } else {
+    const data = o.data || {}
+    const mime = pickMime(data)
+    if (!mime) return node
+    node.dataset.mime = mime
+    const value = data[mime]
+    if (isArtifact(value)) {
+      node.append(el('div.output-loading', { text: `loading ${mime} (${value.size} bytes)…` }))
+      resolve(value).then(
+        (v) => {
+          node.replaceChildren()
+          renderMime(mime, v, o.metadata, node)
+        },
+        (err) => node.replaceChildren(el('pre.output-error', { text: String(err.message || err) })),
+      )
+    } else {
+      renderMime(mime, value, o.metadata, node)
+    }
+  }
+  return node
+}
+
+export function outputSignature(o) {
+  if (o.output_type === 'stream') return o.text
+  if (o.output_type === 'error') return o.traceback
+  return o.data
+}
+
+/** Keyed update of an outputs container: unchanged outputs keep their DOM (iframes do not reload). */
+export function updateOutputs(container, outputs) {
+  const existing = new Map()
+  for (const child of container.children) existing.set(child.dataset.outputId, child)
+  const nodes = []
+  for (const o of outputs) {
+    let node = existing.get(o.output_id)
+    const sig = outputSignature(o)
+    if (!node || node._sig !== sig) {
+      if (node && o.output_type === 'stream' && node._sig !== sig) {
+        node.firstChild.innerHTML = ansiHtml(o.text)
+      } else {
+        node = renderOutput(o)
+      }
+      node._sig = sig
+    }
+    nodes.push(node)
+  }
+  // Replace only when the list differs, so a frame is not re-attached (which would reload it).
+  const same = nodes.length === container.children.length && nodes.every((n, i) => container.children[i] === n)
+  if (!same) {
+    for (const child of [...container.children]) if (!nodes.includes(child)) child.remove()
+    nodes.forEach((n, i) => {
+      if (container.children[i] !== n) container.insertBefore(n, container.children[i] || null)
+    })
+  }
+}

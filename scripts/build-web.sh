@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the browser UI: runtimed/web/frontend (npm sources) -> runtimed/web/static (committed bundle).
+# Needs Node.js >= 18 and npm; users of runtimed never need Node (the bundle is committed).
+#   scripts/build-web.sh            # npm ci + esbuild (minified)
+#   SKIP_NPM_CI=1 scripts/build-web.sh   # reuse the installed node_modules
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FRONTEND="$ROOT/runtimed/web/frontend"
+STATIC="$ROOT/runtimed/web/static"
+
+cd "$FRONTEND"
+if [[ -z "${SKIP_NPM_CI:-}" ]]; then
+  npm ci --no-audit --no-fund
+fi
+
+mkdir -p "$STATIC"
+rm -f "$STATIC"/app.js "$STATIC"/app.css "$STATIC"/app.js.LEGAL.txt "$STATIC"/app.css.LEGAL.txt
+npx --no-install esbuild src/main.js \
+  --bundle --minify --format=esm --target=es2020 \
+  --legal-comments=external --charset=utf8 \
+  --outdir="$STATIC" --entry-names=app
+
+# index.html references the bundle with a content hash, so browsers never run a stale bundle.
+VERSION="$(cat "$STATIC/app.js" "$STATIC/app.css" | sha256sum | cut -c1-12)"
+sed "s/__VERSION__/$VERSION/g" src/index.html > "$STATIC/index.html"
+
+ls -l "$STATIC"
+echo "built runtimed/web/static (version $VERSION)"

@@ -1,0 +1,227 @@
+"""KernelSession against real ipykernel kernels."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from runtimed.errors import RuntimedError
+from runtimed.runtime.kernel import KernelSession, UnknownKernelError, list_kernelspecs
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def kernel() -> AsyncIterator[KernelSession]:
+    session = await KernelSession.start("python3")
+    yield session
+    await session.shutdown(now=True)
+
+
+class Outputs(list[tuple[str, dict[str, Any]]]):
+    """Collects on_output calls."""
+
+    def __call__(self, kind: str, content: dict[str, Any]) -> None:
+        self.append((kind, content))
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self]
+
+
+async def run(kernel: KernelSession, code: str, **kw: Any) -> tuple[Any, Outputs]:
+    outputs = Outputs()
+    reply = await kernel.execute(code, outputs, **kw)
+    return reply, outputs
+
+
+def test_list_kernelspecs() -> None:
+    specs = list_kernelspecs()
+    assert specs["python3"]["language"] == "python"
+    assert specs["python3"]["display_name"]
+
+
+async def test_unknown_kernel_lists_available() -> None:
+    with pytest.raises(UnknownKernelError) as info:
+        await KernelSession.start("no-such-kernel")
+    assert isinstance(info.value, RuntimedError)
+    assert "no-such-kernel" in info.value.message
+    assert "python3" in info.value.message
+
+
+async def test_properties(kernel: KernelSession) -> None:
+    assert kernel.kernel_name == "python3"
+    assert kernel.language == "python"
+    assert kernel.execution_state == "idle"
+    assert kernel.connection_file.endswith(".json") and os.path.exists(kernel.connection_file)
+    reply, out = await run(kernel, "import os; os.getpid()")
+    assert out[-1][1]["data"]["text/plain"] == str(kernel.pid)
+    assert await kernel.is_alive()
+
+
+async def test_streams_are_kept_apart_in_order(kernel: KernelSession) -> None:
+    code = (
+        "import sys\n"
+        "for i in range(3):\n"
+        "    print('out', i, flush=True)\n"
+        "    print('err', i, file=sys.stderr, flush=True)\n"
+    )
+    reply, out = await run(kernel, code)
+    assert reply.status == "ok"
+    assert set(out.kinds()) == {"stream"}
+    stdout = "".join(c["text"] for k, c in out if c["name"] == "stdout")
+    stderr = "".join(c["text"] for k, c in out if c["name"] == "stderr")
+    assert stdout == "out 0\nout 1\nout 2\n"
+    assert stderr == "err 0\nerr 1\nerr 2\n"
+    assert [c["name"] for _, c in out] == ["stdout", "stderr"] * 3
+
+
+async def test_execute_result_has_execution_count(kernel: KernelSession) -> None:
+    reply, out = await run(kernel, "6 * 7")
+    assert reply.status == "ok" and reply.execution_count is not None
+    assert out == [
+        (
+            "execute_result",
+            {"data": {"text/plain": "42"}, "metadata": {}, "execution_count": reply.execution_count},
+        )
+    ]
+    again, _ = await run(kernel, "None")
+    assert again.execution_count == reply.execution_count + 1
+
+
+async def test_silent_execution_has_no_result(kernel: KernelSession) -> None:
+    reply, out = await run(kernel, "1 + 1", silent=True)
+    assert reply.status == "ok" and out == []
+
+
+async def test_display_data_and_update_by_display_id(kernel: KernelSession) -> None:
+    code = (
+        "from IPython.display import display\n"
+        "display({'text/plain': 'plain', 'text/html': '<b>x</b>'}, raw=True)\n"
+        "h = display('first', display_id='d1')\n"
+        "h.update('second')\n"
+    )
+    reply, out = await run(kernel, code)
+    assert reply.status == "ok"
+    assert out.kinds() == ["display_data", "display_data", "update_display_data"]
+    assert out[0][1]["data"] == {"text/plain": "plain", "text/html": "<b>x</b>"}
+    assert "display_id" not in out[0][1]
+    assert out[1][1]["display_id"] == "d1" and out[1][1]["data"]["text/plain"] == "'first'"
+    assert out[2][1]["display_id"] == "d1" and out[2][1]["data"]["text/plain"] == "'second'"
+
+
+async def test_clear_output_wait(kernel: KernelSession) -> None:
+    code = "from IPython.display import clear_output\nprint('a', flush=True)\nclear_output(wait=True)\nprint('b')"
+    reply, out = await run(kernel, code)
+    assert out == [
+        ("stream", {"name": "stdout", "text": "a\n"}),
+        ("clear_output", {"wait": True}),
+        ("stream", {"name": "stdout", "text": "b\n"}),
+    ]
+
+
+async def test_error_output_and_reply(kernel: KernelSession) -> None:
+    reply, out = await run(kernel, "1 / 0")
+    assert reply.status == "error" and reply.ename == "ZeroDivisionError"
+    assert reply.traceback and not reply.timed_out and not reply.kernel_died
+    assert out.kinds() == ["error"]
+    assert out[0][1]["ename"] == "ZeroDivisionError" and out[0][1]["traceback"]
+
+
+async def test_page_payload_becomes_display_data(kernel: KernelSession) -> None:
+    reply, out = await run(kernel, "print?")
+    assert reply.status == "ok"
+    assert out.kinds() == ["display_data"]
+    assert "print" in out[0][1]["data"]["text/plain"]
+
+
+async def test_input_is_answered(kernel: KernelSession) -> None:
+    prompts: list[tuple[str, bool]] = []
+
+    async def answer(prompt: str, password: bool) -> str:
+        prompts.append((prompt, password))
+        return "Ada"
+
+    reply, out = await run(kernel, "name = input('Name? ')\nprint('hello', name)", on_input=answer)
+    assert reply.status == "ok"
+    assert prompts == [("Name? ", False)]
+    assert ("stream", {"name": "stdout", "text": "hello Ada\n"}) in out
+
+
+async def test_input_without_handler_is_an_error(kernel: KernelSession) -> None:
+    reply, _ = await run(kernel, "input()")
+    assert reply.status == "error" and reply.ename == "StdinNotImplementedError"
+
+
+async def test_input_timeout_interrupts(kernel: KernelSession) -> None:
+    async def never(prompt: str, password: bool) -> str:
+        await asyncio.sleep(3600)
+        return ""
+
+    start = time.monotonic()
+    reply, _ = await run(kernel, "input('? ')", on_input=never, input_timeout=0.5)
+    assert time.monotonic() - start < 5
+    assert reply.input_timed_out and reply.status == "error"
+    assert reply.ename == "InputTimeout" and "0.5 s" in (reply.evalue or "")
+    ok, out = await run(kernel, "'still usable'")
+    assert ok.status == "ok" and out[0][1]["data"]["text/plain"] == "'still usable'"
+
+
+async def test_interrupt_long_sleep(kernel: KernelSession) -> None:
+    task = asyncio.create_task(kernel.execute("import time; time.sleep(60)", Outputs()))
+    await asyncio.sleep(0.5)
+    assert kernel.execution_state == "busy"
+    start = time.monotonic()
+    await kernel.interrupt()
+    reply = await asyncio.wait_for(task, 5)
+    assert time.monotonic() - start < 2
+    assert reply.status == "error" and reply.ename == "KeyboardInterrupt"
+
+
+async def test_execution_timeout(kernel: KernelSession) -> None:
+    start = time.monotonic()
+    reply, _ = await run(kernel, "import time; time.sleep(30)", timeout=0.5)
+    assert time.monotonic() - start < 3
+    assert reply.timed_out and reply.status == "error" and reply.ename == "ExecutionTimeout"
+    ok, _ = await run(kernel, "pass")
+    assert ok.status == "ok"
+
+
+async def test_set_cwd(kernel: KernelSession, tmp_path: Any) -> None:
+    await kernel.set_cwd(tmp_path)
+    _, out = await run(kernel, "import os; os.getcwd()")
+    assert out[0][1]["data"]["text/plain"] == repr(str(tmp_path))
+
+
+async def test_kernel_death_then_restart(tmp_path: Any) -> None:
+    session = await KernelSession.start(cwd=tmp_path, env={"RUNTIMED_TEST_VAR": "yes"})
+    try:
+        _, out = await run(session, "import os; x = 1; (os.getcwd(), os.environ['RUNTIMED_TEST_VAR'])")
+        assert out[0][1]["data"]["text/plain"] == repr((str(tmp_path), "yes"))
+        start = time.monotonic()
+        reply, _ = await run(session, "import os; os._exit(1)")
+        assert time.monotonic() - start < 2
+        assert reply.kernel_died and reply.status == "error" and reply.ename == "KernelDied"
+        assert "exit code 1" in (reply.evalue or "")
+        assert session.execution_state == "dead" and not await session.is_alive()
+        again, _ = await run(session, "1")
+        assert again.kernel_died
+
+        await session.restart()
+        assert await session.is_alive()
+        reply, out = await run(session, "x")
+        assert reply.ename == "NameError"
+        reply, out = await run(session, "2 + 2")
+        assert reply.status == "ok" and out[0][1]["data"]["text/plain"] == "4"
+    finally:
+        await session.shutdown(now=True)
+    assert not os.path.exists(session.connection_file)
