@@ -1,5 +1,17 @@
 """runtimed: event-sourced notebooks with runtime agents on real Jupyter kernels.
 
+Python API::
+
+    import runtimed
+
+    with runtimed.Session() as session:          # starts the embedded daemon if none runs
+        result = session.run("print('hello')")
+        print(result.stdout)
+
+``Session`` (blocking) and ``AsyncSession`` (asyncio) work on one notebook;
+``DaemonClient`` talks to the daemon itself; ``run_notebook`` runs a notebook
+papermill-style. Every failure is a :class:`RuntimedError` subclass.
+
 The public names load lazily, so ``import runtimed`` (and the ``runt`` CLI) stay quick.
 """
 
@@ -8,13 +20,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runtimed.errors import (
+    AuthError,
     CellNotFoundError,
     ConnectionLostError,
     DaemonNotRunningError,
     DaemonStartError,
     EventRejected,
     ExecutionTimeoutError,
+    InvalidNotebookError,
     KernelError,
+    NotFoundError,
     RuntimedError,
 )
 
@@ -43,11 +58,17 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'runtimed' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
-    "AsyncSession", "Cell", "CellNotFoundError", "ConnectionLostError", "DaemonClient", "DaemonNotRunningError",
-    "DaemonStartError", "EventRejected", "ExecutionResult", "ExecutionTimeoutError", "KernelError", "Output",
-    "RuntimedError", "Session", "run_notebook",
+    "AsyncSession", "AuthError", "Cell", "CellNotFoundError", "ConnectionLostError", "DaemonClient",
+    "DaemonNotRunningError", "DaemonStartError", "EventRejected", "ExecutionResult", "ExecutionTimeoutError",
+    "InvalidNotebookError", "KernelError", "NotFoundError", "Output", "RuntimedError", "Session", "run_notebook",
 ]

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite (what CI runs).
+# Set up and run the whole test suite (what CI runs): lint, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The web tests drive Debian's Chromium; install it when missing and we are allowed to.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing chromium for the browser tests..."
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 .venv/bin/ruff check runtimed tests bench
 .venv/bin/python -m pytest -q "$@"

@@ -203,6 +203,47 @@ class DocumentMachine(RuleBasedStateMachine):
                 return data.draw(st.sampled_from([r[0] for r in rows]))
         return data.draw(st.sampled_from(self.queue))
 
+    @rule(data=st.data(), stop=st.sampled_from(["pending", "assigned", "running", "done", "done"]),
+          batch=st.sampled_from([None, "b1"]), text=texts)
+    def run_cycle(self, data, stop, batch, text):
+        """A legal run of a cell by the active runtime, stopped at a random stage (random steps rarely get far)."""
+        code = [c for c in self.cells if self.log.conn.execute(
+            "SELECT 1 FROM cells WHERE id = ? AND cell_type IN ('code', 'sql', 'ai')", (c,)).fetchone()]
+        if not code:
+            return
+        row = self.log.conn.execute("SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1").fetchone()
+        if row is None:
+            self.start_session(data.draw(st.sampled_from(RUNTIMES)))
+            row = self.log.conn.execute("SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1").fetchone()
+        session_id, actor = row[0], next(r for r in RUNTIMES if r["id"] == row[1])
+        cell_id, queue_id = data.draw(st.sampled_from(code)), self.new_id("q")
+        assert self.one("executionRequested", HUMAN, queueId=queue_id, cellId=cell_id,
+                        **({"batchId": batch} if batch else {}))
+        self.queue.append(queue_id)
+        if stop == "pending":
+            return
+        assert self.one("executionAssigned", actor, queueId=queue_id, sessionId=session_id)
+        if stop == "assigned":
+            return
+        assert self.one("executionStarted", actor, queueId=queue_id, sessionId=session_id, source=text)
+        out = self.new_id("o")
+        assert self.one("outputAdded", actor, outputId=out, cellId=cell_id, queueId=queue_id, outputType="stream",
+                        name="stdout", text=text)
+        self.outputs.append(out)
+        cleared = data.draw(st.booleans())
+        if cleared:  # the stream output goes when the display arrives
+            assert self.one("outputsCleared", actor, cellId=cell_id, wait=True)
+        display = self.new_id("o")
+        assert self.one("outputAdded", actor, outputId=display, cellId=cell_id, queueId=queue_id,
+                        outputType="display_data", data={"text/plain": text}, displayId="d1")
+        self.outputs.append(display)
+        if data.draw(st.booleans()):
+            assert self.one("streamTextChanged", actor, outputId=out, offset=0, text=text + "\r") != cleared
+        if stop == "running":
+            return
+        status = data.draw(st.sampled_from(["success", "error", "cancelled"]))
+        assert self.one("executionCompleted", actor, queueId=queue_id, status=status, executionCount=self.counter)
+
     @precondition(lambda self: self.queue)
     @rule(data=st.data())
     def assign(self, data):

@@ -123,25 +123,26 @@ def test_take_change_reports_only_the_changed_tail() -> None:
 
 
 def test_200k_lines_are_fast() -> None:
+    """CPU time, not wall time, so other load on the machine does not fail it."""
     term = StreamTerminal()
     chunk = "".join(f"line {i}\n" for i in range(1000))
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(200):
         term.feed(chunk)
         term.take_change()
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert term.text.count("\n") == 200_000
     assert elapsed < 0.5, elapsed
 
 
 def test_many_small_writes_are_fast() -> None:
     term = StreamTerminal()
-    start = time.perf_counter()
+    start = time.process_time()
     for i in range(200_000):
         term.feed(f"line {i}\n")
         if i % 100 == 0:
             term.take_change()
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < 1.5, elapsed
 
 
@@ -190,7 +191,7 @@ def test_long_line_growing_in_chunks_is_fast() -> None:
     """Takes on a 1 MB line that only grows must not re-measure the whole line."""
     term = StreamTerminal()
     mirror = ""
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(1000):
         term.feed("." * 1000)
         offset, tail = term.take_change() or (0, "")
@@ -200,5 +201,5 @@ def test_long_line_growing_in_chunks_is_fast() -> None:
     for i in range(1000):
         term.feed(f"\r{i}%")
         term.take_change()
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert term.text == "." * 1_000_000 + "\n999%"

@@ -53,9 +53,18 @@ def resolve_type(value: str) -> Any:
     return value
 
 
-def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
+class _NoDatesSafeLoader(yaml.SafeLoader):
+    """papermill's YAML loader: dates stay strings (``2024-01-01`` is not turned into a ``date``)."""
+
+    yaml_implicit_resolvers = {
+        key: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+def _yaml_mapping(text: str | bytes, where: str) -> dict[str, Any]:
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_NoDatesSafeLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ParameterError(f"{where}: not valid YAML ({exc})") from None
     if value is None:
@@ -72,9 +81,10 @@ def collect_parameters(
     yaml_strings: Iterable[str] = (),
     params: Iterable[tuple[str, str]] = (),
     raw: Iterable[tuple[str, str]] = (),
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Merge parameters with papermill's precedence: -b < -f < -y < -p < -r."""
-    merged: dict[str, Any] = {}
+    """Merge parameters with papermill's precedence: ``base`` < -b < -f < -y < -p < -r."""
+    merged: dict[str, Any] = dict(base or {})
     for item in base64_yaml:
         try:
             decoded = base64.b64decode(item, validate=True).decode()
@@ -111,12 +121,21 @@ def parse_grid(specs: Iterable[str]) -> list[dict[str, Any]]:
     return combos
 
 
+def builtin_path_parameters() -> dict[str, Any]:
+    """papermill's ``pm`` values for path templates: ``out_{pm[run_uuid]}.ipynb``."""
+    import uuid
+    from datetime import UTC, datetime
+
+    return {"pm": {"run_uuid": str(uuid.uuid4()), "current_datetime_local": datetime.now(),
+                   "current_datetime_utc": datetime.now(UTC)}}
+
+
 def parameterize_path(path: str | None, parameters: Mapping[str, Any]) -> str | None:
-    """Template an input or output path with parameters (``out_{alpha}.ipynb``)."""
-    if path is None:
-        return None
+    """Template an input or output path with parameters (``out_{alpha}.ipynb``, papermill's ``pm``)."""
+    if path is None or path == "-" or ("{" not in path and "}" not in path):
+        return path
     try:
-        return path.format(**parameters)
+        return path.format(**{**builtin_path_parameters(), **parameters})
     except KeyError as exc:
         raise ParameterError(f"path {path!r} uses parameter {exc} which was not given (pass it with -p)") from None
     except (IndexError, ValueError) as exc:
@@ -126,13 +145,18 @@ def parameterize_path(path: str | None, parameters: Mapping[str, Any]) -> str | 
 # -- translating values to Python source ------------------------------------------------------------
 
 
+def _escaped(value: Any) -> str:
+    if isinstance(value, str):
+        value = value.encode("unicode_escape").decode("utf-8").replace('"', r'\"')
+    return f'"{value}"'
+
+
 def translate(value: Any) -> str:
     """A Python literal for a JSON/YAML value, byte-for-byte as papermill's PythonTranslator writes it."""
     if value is None:
         return "None"
     if isinstance(value, str):
-        escaped = value.encode("unicode_escape").decode("utf-8").replace('"', r"\"")
-        return f'"{escaped}"'
+        return _escaped(value)
     if isinstance(value, bool | int):
         return f"{value}"
     if isinstance(value, float):
@@ -140,11 +164,10 @@ def translate(value: Any) -> str:
             return f"{value}"
         return "float('nan')" if math.isnan(value) else ("float('-inf')" if value < 0 else "float('inf')")
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{translate(str(k)) if isinstance(k, str) else translate(k)}: {translate(v)}"
-                               for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
+        return "{" + ", ".join(f"{_escaped(k)}: {translate(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
         return "[" + ", ".join(translate(v) for v in value) + "]"
-    return f"{value}"
+    return _escaped(value)  # papermill's last resort: the value's text as a string
 
 
 def codify(parameters: Mapping[str, Any], comment: str = "Parameters") -> str:
@@ -169,7 +192,7 @@ def first_tagged_cell(nb: nbformat.NotebookNode, tag: str) -> int:
     return -1
 
 
-_COMMENT = re.compile(r"#\s*(?:type:\s*\S+\s*)?(?P<help>.*)$")
+_COMMENT = re.compile(r"#\s*(?:type:\s*(?P<type>[^\s]*)\s*)?(?P<help>.*)$")
 
 
 def inspect_parameters(nb: nbformat.NotebookNode) -> list[Parameter]:
@@ -178,6 +201,8 @@ def inspect_parameters(nb: nbformat.NotebookNode) -> list[Parameter]:
     if index < 0:
         return []
     source = nb.cells[index].source
+    # IPython magics and shell escapes are not Python: blank them out (keeping line numbers)
+    source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -192,16 +217,18 @@ def inspect_parameters(nb: nbformat.NotebookNode) -> list[Parameter]:
         else:
             continue
         default = ast.get_source_segment(source, value) or ""
-        if annotation:
-            type_name = annotation.strip("'\"")
-        else:
-            try:
-                type_name = type(ast.literal_eval(value)).__name__
-            except (ValueError, SyntaxError, TypeError):
-                type_name = "None"
         last_line = lines[(node.end_lineno or node.lineno) - 1]
         tail = last_line[(node.end_col_offset or 0):]  # a comment after the value is its help
         match = _COMMENT.search(tail)
+        if annotation:
+            type_name = annotation.strip("'\"")
+        elif match and match.group("type"):
+            type_name = match.group("type")
+        else:
+            try:  # papermill's convention: "None" is unknown, "NoneType" a null default
+                type_name = type(ast.literal_eval(value)).__name__
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                type_name = "None"
         out.append(Parameter(name, type_name, default, match.group("help").strip() if match else ""))
     return out
 
@@ -225,9 +252,16 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], 
                       ) -> nbformat.NotebookNode:
     """Add the ``injected-parameters`` cell after the ``parameters`` cell (or replace an earlier one)."""
     nb = ensure_papermill_metadata(copy.deepcopy(nb))
-    declared = {p.name for p in inspect_parameters(nb)}
+    language = (nb.metadata.get("kernelspec", {}).get("language")
+                or nb.metadata.get("language_info", {}).get("name") or "python")
+    if language.lower() != "python":
+        raise ParameterError(f"parameters can only be injected into Python notebooks; this one is {language}")
+    try:
+        declared: set[str] | None = {p.name for p in inspect_parameters(nb)}
+    except ParameterError:  # papermill ignores inspection errors too
+        declared = None
     for name in parameters:
-        if name not in declared:
+        if declared is not None and name not in declared:
             log.warning("Passed unknown parameter: %s", name)
     cell = nbformat.v4.new_code_cell(source=codify(parameters))
     cell.metadata["tags"] = [INJECTED_TAG]
@@ -250,6 +284,17 @@ def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *
                      output_path: str | None, report_mode: bool = False, kernel_name: str | None = None
                      ) -> nbformat.NotebookNode:
     """Everything papermill does before executing: parameters, report mode, paths, no old error markers."""
+    nb = copy.deepcopy(nb)
+    if kernel_name:
+        from runtimed.runtime.kernel import list_kernelspecs
+
+        specs = list_kernelspecs()
+        if kernel_name not in specs:
+            raise RuntimedError(f"no kernel named {kernel_name!r}; available kernels: {', '.join(sorted(specs))}",
+                                code="unknown_kernel")
+        nb.metadata["kernelspec"] = nbformat.from_dict({
+            "name": kernel_name, "display_name": specs[kernel_name]["display_name"],
+            "language": specs[kernel_name]["language"]})
     nb = inject_parameters(nb, parameters, report_mode=report_mode) if parameters else ensure_papermill_metadata(nb)
     if report_mode:
         for cell in nb.cells:
@@ -258,13 +303,4 @@ def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *
     nb.metadata.papermill["input_path"] = input_path
     nb.metadata.papermill["output_path"] = output_path
     nb.cells = [c for c in nb.cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])]
-    if kernel_name:
-        from runtimed.runtime.kernel import list_kernelspecs
-
-        specs = list_kernelspecs()
-        if kernel_name not in specs:
-            raise RuntimedError(f"no kernel named {kernel_name!r}; available kernels: {', '.join(sorted(specs))}",
-                                code="unknown_kernel")
-        nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": specs[kernel_name]["display_name"],
-                                     "language": specs[kernel_name]["language"]}
     return nb

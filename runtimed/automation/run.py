@@ -9,6 +9,7 @@ is the projection exported back to ``.ipynb`` with papermill's metadata.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 import time
@@ -41,7 +42,7 @@ EXIT_START_FAILED = 8
 
 STATUS_EXIT_CODES = {
     "success": EXIT_OK, "prepared": EXIT_OK, "error": EXIT_CELL_ERROR, "kernel_died": EXIT_KERNEL_DIED,
-    "timeout": EXIT_TIMEOUT, "start_failed": EXIT_START_FAILED,
+    "timeout": EXIT_TIMEOUT, "start_failed": EXIT_START_FAILED, "failed": EXIT_CELL_ERROR,
 }
 FAILURE_KINDS = {"KernelDied": "kernel_died", "ExecutionTimeout": "timeout", "KernelStartFailed": "start_failed"}
 
@@ -68,8 +69,12 @@ class RunOptions:
     stderr_file: str | None = None
     progress_bar: bool = False
     inject_paths: bool = False
+    inject_input_path: bool = False
+    inject_output_path: bool = False
     notebook_id: str | None = None
     notify_url: str | None = None
+    keep_runtime: bool = False
+    """Leave the notebook's runtime (and kernel) running after the run; by default it is stopped."""
     home: str | None = None
     input_notebook: nbformat.NotebookNode | None = None
     """Already-read input (stdin); ``input_path`` then only names it."""
@@ -95,7 +100,8 @@ class RunResult:
         return self.exit_code == EXIT_OK
 
     def summary(self) -> dict[str, Any]:
-        return {"notebook_id": self.notebook_id, "url": self.url, "status": self.status, "exit_code": self.exit_code,
+        return {"input_path": self.notebook.metadata.get("papermill", {}).get("input_path"),
+                "notebook_id": self.notebook_id, "url": self.url, "status": self.status, "exit_code": self.exit_code,
                 "duration_s": round(self.duration_s, 3), "failed_cell": self.failed_cell,
                 "output_path": self.output_path, "message": self.message,
                 "parameters": dict(self.notebook.metadata.get("papermill", {}).get("parameters", {}))}
@@ -135,10 +141,19 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
     parameters = dict(opts.parameters)
     input_path = parameterize_path(opts.input_path, parameters)
     output_path = parameterize_path(opts.output_path, parameters)
-    if opts.inject_paths:
-        parameters.update(PAPERMILL_INPUT_PATH=input_path, PAPERMILL_OUTPUT_PATH=output_path)
+    injected: dict[str, Any] = {}  # first, as papermill does, so that -p can still override them
+    if opts.inject_paths or opts.inject_input_path:
+        injected["PAPERMILL_INPUT_PATH"] = input_path
+    if opts.inject_paths or opts.inject_output_path:
+        injected["PAPERMILL_OUTPUT_PATH"] = output_path
+    parameters = {**injected, **parameters}
     nb = prepare_notebook(load_input(opts), parameters, input_path=input_path, output_path=output_path,
                           report_mode=opts.report_mode, kernel_name=opts.kernel_name)
+    if not opts.prepare_only:  # papermill's notebook_start: no stale outputs or counts survive a run
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = []
+                cell.execution_count = None
     settings = {k: v for k, v in (("cwd", opts.cwd), ("execution_timeout", opts.execution_timeout)) if v is not None}
     if settings:
         nb.metadata["runtimed"] = {**nb.metadata.get("runtimed", {}), **settings}
@@ -161,26 +176,34 @@ def write_output(nb: nbformat.NotebookNode, output_path: str | None) -> None:
 
 
 class _LiveLog:
-    """``--log-output``: cell output streamed to this process's stdout/stderr as it arrives."""
+    """``--log-output``: cell output streamed to this process's stdout/stderr as it arrives.
 
-    def __init__(self) -> None:
+    When the output notebook goes to stdout (``-``) everything is logged to stderr instead.
+    """
+
+    def __init__(self, *, to_stderr: bool = False) -> None:
         self.lengths: dict[str, int] = {}
+        self.names: dict[str, str | None] = {}
+        self.to_stderr = to_stderr
 
     def __call__(self, envs: list[Any]) -> None:
         for env in envs:
             args = env.args
             if env.name == "outputAdded" and args.output_type == "stream":
                 self.lengths[args.output_id] = len(args.text or "")
+                self.names[args.output_id] = args.name
                 self._write(args.name, args.text or "")
             elif env.name == "streamTextChanged" and args.output_id in self.lengths:
-                self._write("stdout", args.text if args.offset >= self.lengths[args.output_id] else "\r" + args.text)
+                text = args.text if args.offset >= self.lengths[args.output_id] else "\r" + args.text
+                self._write(self.names.get(args.output_id, "stdout"), text)
                 self.lengths[args.output_id] = args.offset + len(args.text)
             elif env.name == "outputAdded" and args.output_type == "error":
                 self._write("stderr", "\n".join(args.traceback or []) + "\n")
+            elif env.name == "outputAdded" and isinstance((args.data or {}).get("text/plain"), str):
+                self._write("stdout", args.data["text/plain"] + "\n")  # papermill logs text/plain results too
 
-    @staticmethod
-    def _write(name: str | None, text: str) -> None:
-        stream = sys.stderr if name == "stderr" else sys.stdout
+    def _write(self, name: str | None, text: str) -> None:
+        stream = sys.stderr if name == "stderr" or self.to_stderr else sys.stdout
         stream.write(text)
         stream.flush()
 
@@ -200,75 +223,105 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     try:
         await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
                                 content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": "runt-run"})
+        actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
+        session = AsyncSession(notebook_id, endpoint=endpoint, actor=actor)
+        await session.connect()
+        say(f"Live notebook: {session.url}")
+        try:
+            result = await _execute(session, nb, opts, started, http)
+        finally:
+            runtime = views.active_session(session.client.replica.conn) if session.is_connected else None
+            await session.close()
+            if runtime is not None and not opts.keep_runtime:
+                await asyncio.to_thread(_stop_runtime, http, runtime["runtime_id"])
     finally:
         http.close()
-    actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
-    session = AsyncSession(notebook_id, endpoint=endpoint, actor=actor)
-    await session.connect()
-    say(f"Live notebook: {session.url}")
-    try:
-        result = await _execute(session, nb, opts, started)
-    finally:
-        await session.close()
     result.output_path = output_path
     write_output(result.notebook, output_path)
     if opts.stdout_file or opts.stderr_file:
         _write_stream_files(result.notebook, opts)
     if opts.notify_url:
-        await asyncio.to_thread(_notify, opts.notify_url, result)
+        await asyncio.to_thread(notify, opts.notify_url, result.summary())
     return result
 
 
-async def _execute(session: AsyncSession, prepared: nbformat.NotebookNode, opts: RunOptions,
-                   started: float) -> RunResult:
-    client = session.client
-    conn = client.replica.conn
-    cells = views.ordered_cells(conn)
-    batch_id = new_id("b-")
-    requests: list[tuple[str, dict[str, Any]]] = []
+def _stop_runtime(http: DaemonHTTP, runtime_id: str) -> None:
+    """Stop the run's runtime (papermill's kernel does not outlive its run); the notebook stays."""
+    try:
+        http.request("DELETE", f"/api/runtimes/{runtime_id}")
+    except RuntimedError:  # not a managed runtime, or already gone
+        pass
+
+
+def _requests_for(cells: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The code cells a run executes, with a queue id each (skip-execution and empty cells are not)."""
+    requests = []
     for cell in cells:
         tags = cell["metadata"].get("tags", [])
         if cell["cell_type"] != "code" or "skip-execution" in tags or not cell["source"].strip():
             continue
-        expects_error = "raises-exception" in tags
+        cell["expects_error"] = "raises-exception" in tags
         requests.append((new_id("q-"), cell))
-        cell["expects_error"] = expects_error
-    start_time = datetime.now(UTC)
-    await client.commit([
-        make_event("executionRequested", queue_id=q, cell_id=c["id"],
-                   batch_id=None if opts.allow_errors or c["expects_error"] else batch_id)
-        for q, c in requests
-    ])
-    progress = _Progress(len(requests), enabled=opts.progress_bar)
-    live_log = client.on_events(_LiveLog()) if opts.log_output else None
-    queue_ids = [q for q, _ in requests]
+    return requests
 
-    def statuses() -> dict[str, dict[str, Any]]:
-        return {item["queue_id"]: item for item in views.executions(conn) if item["queue_id"] in set(queue_ids)}
+
+async def _execute(session: AsyncSession, prepared: nbformat.NotebookNode, opts: RunOptions,
+                   started: float, http: DaemonHTTP) -> RunResult:
+    client = session.client
+    conn = client.replica.conn
+    requests = _requests_for(views.ordered_cells(conn))
+    batch_id = new_id("b-")
+    start_time = datetime.now(UTC)
+    progress = _Progress(len(requests), enabled=opts.progress_bar)
+    live_log = client.on_events(_LiveLog(to_stderr=opts.output_path == "-")) if opts.log_output else None
+    queue_ids = {q for q, _ in requests}
+
+    def done_count() -> int:
+        rows = conn.execute("SELECT queue_id FROM execution_queue WHERE status IN ('success', 'error', 'cancelled')")
+        return sum(1 for (q,) in rows if q in queue_ids)
 
     def all_done() -> bool:
-        items = statuses()
-        done = sum(1 for q in queue_ids if items[q]["status"] in ("success", "error", "cancelled"))
+        done = done_count()
         progress.update(done)
         return done == len(queue_ids)
 
     try:
+        await client.commit([
+            make_event("executionRequested", queue_id=q, cell_id=c["id"],
+                       batch_id=None if opts.allow_errors or c["expects_error"] else batch_id)
+            for q, c in requests
+        ])
         if queue_ids:
             try:
                 await client.wait_for(lambda: views.active_session(conn) is not None or all_done(), opts.start_timeout)
             except TimeoutError:
                 await client.commit([make_event("executionCancelRequested")])
-                nb = _finish(client, prepared, {}, start_time, opts)
+                nb = _finish(client, prepared, requests, start_time, opts, http)
                 return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
                                  message=f"no runtime started within --start-timeout {opts.start_timeout:g} s")
             await client.wait_for(all_done, None)
+    except asyncio.CancelledError:  # Ctrl-C: do not leave the rest of the run queued in the daemon
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.push([make_event("executionCancelRequested")]), 5)
+        raise
     finally:
         progress.close()
         if live_log is not None:
             live_log()
-    items = statuses()
-    nb = _finish(client, prepared, {q: items[q] for q in queue_ids}, start_time, opts)
-    return _outcome(nb, requests, items, session, time.monotonic() - started, opts)
+    nb = _finish(client, prepared, requests, start_time, opts, http)
+    return _outcome(nb, requests, _items(conn, queue_ids), session, time.monotonic() - started, opts)
+
+
+def _items(conn: Any, queue_ids: set[str]) -> dict[str, dict[str, Any]]:
+    return {item["queue_id"]: item for item in views.executions(conn) if item["queue_id"] in queue_ids}
+
+
+def _counts_as_failure(item: dict[str, Any], cell: dict[str, Any], opts: RunOptions) -> bool:
+    """An error that stops the run (and marks the cell ``failed``), as nbclient decides it."""
+    if item["status"] != "error":
+        return False
+    ename = (item["error"] or {}).get("ename")
+    return ename in FAILURE_KINDS or not (opts.allow_errors or cell["expects_error"])
 
 
 def _outcome(nb: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]], items: dict[str, Any],
@@ -276,38 +329,51 @@ def _outcome(nb: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]
     index_of = {cell.get("id"): i for i, cell in enumerate(nb.cells)}
     for queue_id, cell in requests:
         item = items[queue_id]
-        if item["status"] != "error":
+        if not _counts_as_failure(item, cell, opts):
             continue
         error = item["error"] or {}
         ename = error.get("ename", "Error")
         kind = FAILURE_KINDS.get(ename)
-        if kind is None and (opts.allow_errors or cell["expects_error"]):
-            continue
         if kind is None and ename == "SystemExit" and error.get("evalue") in ("", "0"):
-            continue
-        failed = {"index": index_of.get(cell["id"]), "id": cell["id"], "ename": ename,
-                  "evalue": error.get("evalue", ""), "execution_count": item["execution_count"]}
+            break  # papermill: sys.exit(0) ends the run without failing it
+        index = index_of.get(cell["id"])
+        failed = {"index": index, "id": nb.cells[index].get("id") if index is not None else cell["id"],
+                  "ename": ename, "evalue": error.get("evalue", ""), "execution_count": item["execution_count"]}
         nb = _add_error_banner(nb, failed)
-        message = f"cell {failed['index']} (id {cell['id']}) raised {ename}: {failed['evalue']}"
+        message = f"cell {failed['index']} (id {failed['id']}) raised {ename}: {failed['evalue']}"
         return RunResult(nb, kind or "error", session.notebook_id, session.url, duration, failed, message=message)
     return RunResult(nb, "success", session.notebook_id, session.url, duration, message="completed")
 
 
-def _finish(client: Any, prepared: nbformat.NotebookNode, items: dict[str, dict[str, Any]],
-            start_time: datetime, opts: RunOptions) -> nbformat.NotebookNode:
-    """Export the projection and add papermill's notebook and per-cell metadata."""
+def _finish(client: Any, prepared: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]],
+            start_time: datetime, opts: RunOptions, http: DaemonHTTP | None = None) -> nbformat.NotebookNode:
+    """Export the projection and add papermill's notebook and per-cell metadata.
+
+    As papermill records it: cells passed before the run stopped are ``completed`` (a cell
+    that is not executed, such as markdown, with zero duration), the cell that stopped it
+    is ``failed`` with ``exception: true``, and every cell after it stays ``pending``.
+    """
     from runtimed.formats import notebook_from_projection
 
-    nb = notebook_from_projection(client.replica.conn)
-    by_cell = {item["cell_id"]: item for item in items.values()}
+    conn = client.replica.conn
+    resolve = None
+    if http is not None:
+        def resolve(sha: str) -> bytes:
+            return http.request("GET", f"/api/artifacts/{sha}").content
+    nb = notebook_from_projection(conn, resolve_artifact=resolve)
+    items = _items(conn, {q for q, _ in requests})
+    by_cell = {cell["id"]: (items[q], cell) for q, cell in requests if q in items}
+    exported_ids = [c["id"] for c in views.ordered_cells(conn)]
     exception = False
-    for cell in nb.cells:
-        item = by_cell.get(cell.get("id"))
+    stopped = False
+    passed_at = _iso(start_time.isoformat())
+    for cell, cell_id in zip(nb.cells, exported_ids, strict=True):
+        entry = by_cell.get(cell_id)
         meta: dict[str, Any] = {"exception": None, "start_time": None, "end_time": None, "duration": None,
                                 "status": "pending"}
-        if item is not None and item["started_at"]:
-            failed = item["status"] == "error"
-            exception = exception or failed
+        if entry is not None and entry[0]["started_at"]:
+            item, source_cell = entry
+            failed = _counts_as_failure(item, source_cell, opts)
             meta.update(start_time=_iso(item["started_at"]), end_time=_iso(item["completed_at"]),
                         duration=_seconds(item["started_at"], item["completed_at"]),
                         exception=failed, status="failed" if failed else "completed")
@@ -315,6 +381,11 @@ def _finish(client: Any, prepared: nbformat.NotebookNode, items: dict[str, dict[
                 "iopub.status.busy": item["started_at"], "iopub.execute_input": item["started_at"],
                 "shell.execute_reply": item["completed_at"], "iopub.status.idle": item["completed_at"],
             }
+            passed_at = _iso(item["completed_at"]) or passed_at
+            if failed and not stopped:
+                exception = stopped = True
+        elif entry is None and not stopped:  # markdown, raw, skip-execution, empty: passed over
+            meta.update(exception=False, start_time=passed_at, end_time=passed_at, duration=0.0, status="completed")
         cell.metadata["papermill"] = meta
         cell.metadata.setdefault("tags", [])
     end_time = datetime.now(UTC)
@@ -348,13 +419,16 @@ def _write_stream_files(nb: nbformat.NotebookNode, opts: RunOptions) -> None:
                 f.write(text)
 
 
-def _notify(url: str, result: RunResult) -> None:
+def notify(url: str, summary: Any) -> bool:
+    """POST a JSON summary to ``url`` (``--notify``); a failure is reported, never raised."""
     import httpx
 
     try:
-        httpx.post(url, json=result.summary(), timeout=10)
+        httpx.post(url, json=summary, timeout=10).raise_for_status()
+        return True
     except httpx.HTTPError as exc:
         print(f"runt run: --notify {url} failed: {exc}", file=sys.stderr)
+        return False
 
 
 class _Progress:
@@ -390,8 +464,13 @@ async def run_many(options: list[RunOptions], parallel: int = 1, *, report: Repo
         async with limit:
             try:
                 return await run_async(opts, report=report)
-            except RuntimedError as exc:
-                return RunResult(nbformat.v4.new_notebook(), "start_failed", message=f"{opts.input_path}: {exc}")
+            except (RuntimedError, OSError, ValueError) as exc:  # one bad run does not stop the others
+                message = exc.message if isinstance(exc, RuntimedError) else f"{type(exc).__name__}: {exc}"
+                result = RunResult(nbformat.v4.new_notebook(), "failed", message=f"{opts.input_path}: {message}")
+                result.notebook.metadata["papermill"] = {"parameters": dict(opts.parameters),
+                                                         "input_path": opts.input_path}
+                result.output_path = opts.output_path
+                return result
 
     return list(await asyncio.gather(*(one(o) for o in options)))
 

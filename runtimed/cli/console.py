@@ -34,7 +34,7 @@ def is_complete(source: str, language: str) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return codeop.compile_command(source, "<console>", "exec") is not None
+            return codeop.compile_command(source, "<console>", "single") is not None
     except (SyntaxError, ValueError, OverflowError):
         return True  # let the kernel report it
 
@@ -85,6 +85,8 @@ def console_main(kernel_name: str | None = None, *, notebook_id: str | None = No
     from runtimed.cli.common import ensure_endpoint, err_console, home
     from runtimed.cli.errors import report
     from runtimed.cli.execution import OutputPrinter, run_streaming
+    from runtimed.cli.kernels import kernel_spec
+    from runtimed.client.http import DaemonHTTP
     from runtimed.client.session import Session
     from runtimed.errors import RuntimedError
 
@@ -93,8 +95,14 @@ def console_main(kernel_name: str | None = None, *, notebook_id: str | None = No
     user = os.environ.get("USER") or "user"
     actor = {"id": f"console-{user}-{uuid.uuid4().hex[:8]}", "kind": "human", "name": f"{user} (runt console)"}
     errors = err_console()
+    started = False
     try:
         endpoint = ensure_endpoint()
+        http = DaemonHTTP(endpoint, timeout=30)
+        try:
+            kernel_spec(http, kernel)  # an unknown kernel fails here, before a notebook is created
+        finally:
+            http.close()
         session = Session(notebook_id, endpoint=endpoint, actor=actor)
         session.connect()
     except RuntimedError as exc:
@@ -108,10 +116,13 @@ def console_main(kernel_name: str | None = None, *, notebook_id: str | None = No
             spec = session.get_metadata("kernelspec") or {}
         except RuntimedError as exc:
             return report(exc)
+        except KeyboardInterrupt:
+            return 130
+        started = True
         language = str(spec.get("language") or "")
         errors.print(f"[bold]runt console[/] — {spec.get('display_name') or kernel} in notebook "
                      f"[cyan]{notebook_id}[/] (live: `runt open {notebook_id}`)\n"
-                     "[dim]Ctrl-C interrupts, Ctrl-D exits.[/]", highlight=False)
+                     "[dim]Ctrl-C interrupts, Ctrl-D exits.[/]", highlight=False, soft_wrap=True)
         history_file = str(home().path / "console_history")
         reader = LineReader(history_file)
         number = 1
@@ -158,8 +169,9 @@ def console_main(kernel_name: str | None = None, *, notebook_id: str | None = No
             session.close()
         except Exception:
             pass
-        errors.print(f"session kept as notebook [cyan]{notebook_id}[/]; export it with:\n"
-                     f"  runt export {notebook_id} -o session.ipynb", highlight=False)
+        if started:
+            errors.print(f"session kept as notebook [cyan]{notebook_id}[/]; export it with:\n"
+                         f"  runt export {notebook_id} -o session.ipynb", highlight=False, soft_wrap=True)
 
 
 @click.command()

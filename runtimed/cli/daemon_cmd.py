@@ -94,7 +94,7 @@ def _stop(timeout: float = 20.0) -> bool:
     endpoint = find_endpoint()
     info = home().read_daemon_info() or {}
     pid = endpoint.pid if endpoint is not None and endpoint.pid else info.get("pid")
-    if endpoint is None and not (isinstance(pid, int) and pid_alive(pid)):
+    if endpoint is None and not (isinstance(pid, int) and _alive(pid)):
         return False
     if endpoint is not None:
         http = DaemonHTTP(endpoint, timeout=10)
@@ -110,13 +110,30 @@ def _stop(timeout: float = 20.0) -> bool:
         _signal(pid, signal.SIGTERM)
     if not isinstance(pid, int):
         return wait_until(lambda: find_endpoint() is None, timeout)
-    if wait_until(lambda: not pid_alive(pid), timeout * 0.75):
+    if wait_until(lambda: not _alive(pid), timeout * 0.75):
         return True
     _signal(pid, signal.SIGTERM)
-    if wait_until(lambda: not pid_alive(pid), timeout * 0.25):
+    if wait_until(lambda: not _alive(pid), timeout * 0.25):
         return True
     raise CliError(f"the daemon (pid {pid}) did not stop within {timeout:.0f} s", FAILURE,
                    hint=f"kill it with `kill -9 {pid}`")
+
+
+def _alive(pid: int) -> bool:
+    """pid_alive, but an exited process that its parent has not reaped yet (a zombie) counts as gone."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass
+    try:
+        import psutil
+
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return True
 
 
 def _signal(pid: int, sig: int) -> None:

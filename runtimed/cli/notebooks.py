@@ -246,7 +246,7 @@ def _show_state(view: dict[str, Any], at_seq: int, as_json: bool) -> None:
         if outputs:
             body.append("\n── output ──\n", style="dim")
             body.append("".join(x if x.endswith("\n") else x + "\n" for x in outputs).rstrip("\n"))
-        console.print(Panel(body, title=escape(label), title_align="left"))
+        console.print(Panel(body, title=escape(label), title_align="left", expand=False))
     if not view.get("cells"):
         console.print("(no cells)")
 

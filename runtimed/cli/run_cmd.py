@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import PurePath
 from typing import Any
@@ -58,7 +59,7 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
               help="Base64-encoded YAML string of parameters.")
 @click.option("-k", "--kernel", "kernel_name", help="Kernel name (default: the notebook's kernelspec).")
 @click.option("--cwd", help="Working directory of the kernel.")
-@click.option("--start-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the runtime.")
+@click.option("--start-timeout", "--start_timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the runtime.")
 @click.option("--execution-timeout", type=float, help="Seconds a cell may run before it is interrupted.")
 @click.option("--allow-errors", is_flag=True, help="Run every cell even after errors; exit 0.")
 @click.option("--prepare-only", is_flag=True, help="Inject parameters and write OUTPUT without executing.")
@@ -68,18 +69,21 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
 @click.option("--stderr-file", metavar="PATH", help="Write the cells' stderr to PATH.")
 @click.option("--progress-bar/--no-progress-bar", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--inject-paths", is_flag=True, help="Inject PAPERMILL_INPUT_PATH and PAPERMILL_OUTPUT_PATH.")
+@click.option("--inject-input-path", is_flag=True, help="Inject PAPERMILL_INPUT_PATH as a parameter.")
+@click.option("--inject-output-path", is_flag=True, help="Inject PAPERMILL_OUTPUT_PATH as a parameter.")
 @click.option("--help-notebook", is_flag=True, help="List the notebook's parameters and exit.")
 @click.option("--grid", multiple=True, metavar="NAME=V1,V2", help="Run once per combination of values.")
 @click.option("--batch", is_flag=True, help="Every NOTEBOOK argument is an input (no OUTPUT argument).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True, help="Concurrent runs.")
 @click.option("--output-dir", metavar="DIR", help="Where batch and grid runs write their outputs.")
 @click.option("--notify", "notify_url", metavar="URL", help="POST a JSON summary to URL when done.")
+@click.option("--keep-runtime", is_flag=True, help="Keep the kernel running after the run (default: stop it).")
 @click.option("--id", "notebook_id", help="Notebook id to use in the daemon (default run-<name>-<random>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout,
         execution_timeout, allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file,
-        progress_bar, inject_paths, help_notebook, grid, batch, parallel, output_dir, notify_url, notebook_id,
-        as_json) -> None:
+        progress_bar, inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel,
+        output_dir, notify_url, keep_runtime, notebook_id, as_json) -> None:
     """Run NOTEBOOK (.ipynb or YAML; - for stdin) with parameters, papermill-style, as a live notebook.
 
     OUTPUT (optional; - for stdout; fsspec URLs work) receives the executed notebook. A
@@ -96,8 +100,11 @@ def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name
     except click.UsageError:
         raise
     except Exception as exc:  # every failure is reported with its exit code, never a traceback
+        from runtimed.automation.parameters import ParameterError
         from runtimed.errors import RuntimedError
 
+        if isinstance(exc, ParameterError):  # bad -p/-y/-f/-b/--grid or a path template: a usage error
+            raise click.UsageError(exc.message) from None
         if not isinstance(exc, RuntimedError | OSError | ValueError):
             raise
         sys.exit(report(exc))
@@ -105,39 +112,56 @@ def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name
 
 def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout, execution_timeout,
          allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file, progress_bar,
-         inject_paths, help_notebook, grid, batch, parallel, output_dir, notify_url, notebook_id, as_json) -> int:
+         inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel, output_dir,
+         notify_url, keep_runtime, notebook_id, as_json) -> int:
     from runtimed.automation.parameters import collect_parameters, parse_grid
-    from runtimed.automation.run import RunOptions, run_async, run_many
+    from runtimed.automation.run import RunOptions, notify, run_async, run_many
 
     if help_notebook:
         return _print_parameters(notebooks[0], as_json)
+    if len(notebooks) > 2 and not batch:
+        raise click.UsageError("give NOTEBOOK [OUTPUT], or several notebooks with --batch")
     base = collect_parameters(base64_yaml=b64s, files=files, yaml_strings=yamls, params=params, raw=raw)
     if progress_bar is None:
-        progress_bar = sys.stderr.isatty()
+        progress_bar = sys.stderr.isatty() and not log_output
     common = dict(kernel_name=kernel_name, cwd=cwd, start_timeout=start_timeout, execution_timeout=execution_timeout,
                   allow_errors=allow_errors, prepare_only=prepare_only, report_mode=report_mode,
-                  log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file, inject_paths=inject_paths,
-                  notify_url=notify_url)
+                  log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
+                  inject_paths=inject_paths, inject_input_path=inject_input_path,
+                  inject_output_path=inject_output_path, keep_runtime=keep_runtime)
 
-    if batch or grid or len(notebooks) > 2:
-        inputs = list(notebooks) if batch or len(notebooks) > 2 else [notebooks[0]]
-        template = None if batch or len(notebooks) > 2 else (notebooks[1] if len(notebooks) == 2 else None)
+    if batch or grid:
+        if batch and "-" in notebooks:
+            raise click.UsageError("--batch reads notebook files, not stdin")
+        inputs = list(notebooks) if batch else [notebooks[0]]
+        template = None if batch else (notebooks[1] if len(notebooks) == 2 else None)
+        if notebook_id:
+            raise click.UsageError("--id names one run; batch and grid runs get an id each")
+        if stdout_file or stderr_file:
+            raise click.UsageError("--stdout-file/--stderr-file are for a single run")
         combos = parse_grid(grid) if grid else [{}]
         options = [
             RunOptions(input_path=path, output_path=_output_for(template, output_dir, path, combo),
                        parameters={**base, **combo}, **common)
             for path in inputs for combo in combos
         ]
+        _check_distinct_outputs(options)
+        if inputs == ["-"]:
+            notebook = _read_stdin_notebook()
+            for opts in options:
+                opts.input_notebook = notebook
         results = asyncio.run(run_many(options, parallel, report=_say))
         _print_summary(results, as_json)
-        return 0 if all(r.success for r in results) else 1
+        failed = sum(1 for r in results if not r.success)
+        if notify_url:
+            notify(notify_url, {"runs": [r.summary() for r in results], "total": len(results), "failed": failed,
+                                "status": "success" if not failed else "failed"})
+        return 0 if not failed else 1
 
-    if len(notebooks) > 2:
-        raise click.UsageError("give NOTEBOOK [OUTPUT], or several notebooks with --batch")
     input_path = notebooks[0]
-    output_path = notebooks[1] if len(notebooks) == 2 else None
+    output_path = notebooks[1] if len(notebooks) == 2 else _output_for(None, output_dir, input_path, {})
     opts = RunOptions(input_path=input_path, output_path=output_path, parameters=base, notebook_id=notebook_id,
-                      progress_bar=progress_bar, **common)
+                      progress_bar=progress_bar, notify_url=notify_url, **common)
     if input_path == "-":
         opts.input_notebook = _read_stdin_notebook()
     _say(f"Input notebook:  {input_path}")
@@ -153,6 +177,21 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
         if result.url:
             _say(f"  see the notebook at {result.url}")
     return result.exit_code
+
+
+def _check_distinct_outputs(options: list[Any]) -> None:
+    from runtimed.automation.parameters import parameterize_path
+
+    seen: dict[str, Any] = {}
+    for opts in options:
+        path = parameterize_path(opts.output_path, opts.parameters) if opts.output_path else None
+        if path is None:
+            continue
+        if path == "-" or path in seen:
+            raise click.UsageError(
+                f"several runs would write {path!r}: template OUTPUT with the grid's parameters "
+                "(out_{name}.ipynb) or use --output-dir")
+        seen[path] = opts
 
 
 def _print_summary(results: list[Any], as_json: bool) -> None:
@@ -195,7 +234,8 @@ def _print_parameters(notebook: str, as_json: bool) -> int:
     click.echo("")
     for p in parameters:
         type_name = "Unknown type" if p.inferred_type_name == "None" else p.inferred_type_name
-        line = f"  {p.name}: {type_name} (default {p.default})"
+        default = re.sub(r"\s*\n\s*", " ", p.default)
+        line = f"  {p.name}: {type_name} (default {default})"
         click.echo(line + (f"  {p.help}" if p.help else ""))
     return 0
 

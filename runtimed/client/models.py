@@ -1,4 +1,8 @@
-"""The plain objects the bindings return: cells, outputs, execution results."""
+"""The plain objects the bindings return: cells, outputs, execution results.
+
+They are snapshots (dataclasses): reading one never contacts the daemon. Call
+``Session.get_cell`` again to see later changes.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass
 class Output:
+    """One output of a code cell, shaped like an nbformat output.
+
+    ``output_type`` is ``"stream"`` (``name``, ``text``), ``"display_data"`` or
+    ``"execute_result"`` (``data``: MIME type -> value, ``metadata``; execute results also
+    have ``execution_count``) or ``"error"`` (``ename``, ``evalue``, ``traceback``).
+    Stream text is rendered the way a terminal shows it (carriage returns and backspaces
+    applied, ANSI colour codes kept).
+    """
+
     output_type: str
     name: str | None = None
     text: str | None = None
@@ -18,55 +35,113 @@ class Output:
     traceback: list[str] = field(default_factory=list)
     execution_count: int | None = None
     display_id: str | None = None
+    output_id: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Output:
+        """Build an Output from an nbformat-style dict (extra keys are ignored)."""
         return cls(
-            output_type=d["output_type"], name=d.get("name"), text=d.get("text"), data=d.get("data") or {},
-            metadata=d.get("metadata") or {}, ename=d.get("ename"), evalue=d.get("evalue"),
+            output_type=d["output_type"], name=d.get("name"), text=d.get("text"), data=dict(d.get("data") or {}),
+            metadata=dict(d.get("metadata") or {}), ename=d.get("ename"), evalue=d.get("evalue"),
             traceback=list(d.get("traceback") or []), execution_count=d.get("execution_count"),
-            display_id=d.get("display_id"),
+            display_id=d.get("display_id"), output_id=d.get("output_id"),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nbformat dict of this output."""
+        if self.output_type == "stream":
+            return {"output_type": "stream", "name": self.name, "text": self.text or ""}
+        if self.output_type == "error":
+            return {"output_type": "error", "ename": self.ename or "", "evalue": self.evalue or "",
+                    "traceback": list(self.traceback)}
+        out: dict[str, Any] = {"output_type": self.output_type, "data": dict(self.data),
+                               "metadata": dict(self.metadata)}
+        if self.output_type == "execute_result":
+            out["execution_count"] = self.execution_count
+        return out
+
+    def __repr__(self) -> str:
+        if self.output_type == "stream":
+            detail = f"name={self.name!r}, text={_short(self.text or '')!r}"
+        elif self.output_type == "error":
+            detail = f"ename={self.ename!r}, evalue={_short(self.evalue or '')!r}"
+        else:
+            detail = f"data=[{', '.join(self.data)}]"
+            if self.execution_count is not None:
+                detail += f", execution_count={self.execution_count}"
+        return f"Output({self.output_type!r}, {detail})"
 
 
 @dataclass
 class Cell:
+    """A cell as the document held it when it was read."""
+
     id: str
     cell_type: str
     source: str
     execution_count: int | None = None
     outputs: list[Output] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    position: str = ""
+    """The cell's fractional index (cells sort by it)."""
+
+    @property
+    def tags(self) -> list[str]:
+        """The cell's ``metadata.tags``."""
+        tags = self.metadata.get("tags")
+        return list(tags) if isinstance(tags, list) else []
 
     def __repr__(self) -> str:
-        preview = self.source if len(self.source) <= 40 else self.source[:37] + "..."
-        return f"Cell(id={self.id!r}, cell_type={self.cell_type!r}, source={preview!r}, outputs={len(self.outputs)})"
+        return (f"Cell(id={self.id!r}, cell_type={self.cell_type!r}, source={_short(self.source)!r}, "
+                f"execution_count={self.execution_count}, outputs={len(self.outputs)})")
 
 
 @dataclass
 class ExecutionResult:
+    """What one execution of a cell produced.
+
+    ``success`` is True when the code ran without an exception; ``status`` is
+    ``"success"``, ``"error"`` or ``"cancelled"`` (stopped before or while running, e.g. by
+    an earlier error in the same run-all batch).
+    """
+
     cell_id: str
     outputs: list[Output]
     success: bool
     execution_count: int | None = None
     status: str = "success"
+    queue_id: str | None = None
+    source: str | None = None
+    """The source the runtime ran (recorded when the execution started)."""
 
     @property
     def stdout(self) -> str:
+        """All stdout text, in order."""
         return "".join(o.text or "" for o in self.outputs if o.output_type == "stream" and o.name == "stdout")
 
     @property
     def stderr(self) -> str:
+        """All stderr text, in order."""
         return "".join(o.text or "" for o in self.outputs if o.output_type == "stream" and o.name == "stderr")
 
     @property
     def display_data(self) -> list[Output]:
+        """The ``display_data`` and ``execute_result`` outputs, in order."""
         return [o for o in self.outputs if o.output_type in ("display_data", "execute_result")]
 
     @property
+    def execute_result(self) -> Output | None:
+        """The value of the cell's last expression, if it had one."""
+        return next((o for o in self.outputs if o.output_type == "execute_result"), None)
+
+    @property
     def error(self) -> Output | None:
+        """The error output, if the cell failed."""
         return next((o for o in self.outputs if o.output_type == "error"), None)
 
     def __repr__(self) -> str:
-        return (f"ExecutionResult(cell_id={self.cell_id!r}, success={self.success}, "
+        return (f"ExecutionResult(cell_id={self.cell_id!r}, success={self.success}, status={self.status!r}, "
                 f"execution_count={self.execution_count}, outputs={len(self.outputs)})")
+
+
+__all__ = ["Cell", "ExecutionResult", "Output"]

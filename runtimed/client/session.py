@@ -2,76 +2,159 @@
 
 Every change is an event pushed through the sync client; reads come from the local
 replica (the same materializer as the server). Execution is document-first: the
-runtime runs the cell's source as the shared document holds it.
+runtime runs the cell's source as the shared document holds it, so a cell edited by
+anyone (this session, another process, the browser) runs with its latest text.
+
+``AsyncSession`` is the implementation; ``Session`` is a blocking facade whose methods
+each run the matching coroutine on one shared background event loop. That loop lives
+in its own thread, so ``Session`` also works where an event loop is already running
+(Jupyter, IPython, inside ``asyncio.run``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
+import time
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runtimed.client.discovery import DaemonEndpoint, ensure_daemon
+from runtimed.client.discovery import DaemonEndpoint, _healthy, ensure_daemon
 from runtimed.client.http import DaemonHTTP
 from runtimed.client.models import Cell, ExecutionResult, Output
 from runtimed.client.sync import SyncClient
-from runtimed.errors import CellNotFoundError, ExecutionTimeoutError, KernelError, RuntimedError
+from runtimed.errors import (
+    CellNotFoundError,
+    ConnectionLostError,
+    DaemonNotRunningError,
+    DaemonStartError,
+    ExecutionTimeoutError,
+    KernelError,
+    NotFoundError,
+    RuntimedError,
+)
 from runtimed.home import Home
 from runtimed.schema import views
 from runtimed.schema.crdt import SourceDoc, encode_update
-from runtimed.schema.events import make_event
+from runtimed.schema.events import EXECUTABLE_CELL_TYPES, make_event
 from runtimed.schema.ids import new_id
+from runtimed.schema.materializer import loads
 from runtimed.schema.ordering import key_for_position
 
 T = TypeVar("T")
+
 KERNEL_TYPES = {"python": "python3", "python3": "python3"}
+"""``start_kernel(kernel_type=...)`` aliases; any other value is taken as a kernelspec name."""
 TERMINAL = ("success", "error", "cancelled")
+CELL_TYPES = ("code", "markdown", "raw")
+DEFAULT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 30.0
 
 
-def _default_actor() -> dict[str, Any]:
+def _default_actor(peer_label: str | None = None) -> dict[str, Any]:
     user = os.environ.get("USER") or "user"
-    return {"id": f"{user}-{uuid.uuid4().hex[:8]}", "kind": "human", "name": user}
+    return {"id": f"{user}-{uuid.uuid4().hex[:8]}", "kind": "human", "name": peer_label or user}
+
+
+def _timeout_text(seconds: float | None) -> str:
+    return "ever" if seconds is None else f"{seconds:g} s"
 
 
 class AsyncSession:
-    """An async handle on one notebook. ``async with AsyncSession() as s: await s.run("1+1")``."""
+    """An async handle on one notebook of the daemon.
 
-    def __init__(self, notebook_id: str | None = None, *, home: str | os.PathLike[str] | None = None,
-                 actor: dict[str, Any] | None = None, endpoint: DaemonEndpoint | None = None) -> None:
+    ``async with AsyncSession() as s: result = await s.run("1 + 1")``
+
+    Sessions with the same ``notebook_id`` (in this process or any other) share the
+    notebook's cells and its one kernel. Every method that needs the daemon connects
+    first (starting the embedded daemon of ``$RUNTIMED_HOME`` when none runs), and every
+    wait is bounded: a timeout raises a :class:`~runtimed.RuntimedError` subclass.
+    """
+
+    def __init__(
+        self,
+        notebook_id: str | None = None,
+        peer_label: str | None = None,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        actor: dict[str, Any] | None = None,
+        endpoint: DaemonEndpoint | None = None,
+    ) -> None:
+        """Describe a session; nothing is contacted until :meth:`connect` (or the first call that needs it).
+
+        Args:
+            notebook_id: The notebook to open or create. Default: a new ``agent-session-<uuid>``.
+            peer_label: The name other peers see for this session (default: ``$USER``).
+            home: The daemon home (default ``$RUNTIMED_HOME``, else ``~/.local/share/runtimed``).
+            actor: The full actor ``{id, kind, name}`` recorded on this session's events.
+            endpoint: A daemon endpoint to use instead of discovering one.
+        """
+        if notebook_id is not None and not isinstance(notebook_id, str):
+            raise TypeError(f"notebook_id must be a str, got {type(notebook_id).__name__}")
         self._notebook_id = notebook_id or f"agent-session-{uuid.uuid4()}"
         self._home = Home.resolve(home)
-        self.actor = actor or _default_actor()
+        self.actor: dict[str, Any] = actor or _default_actor(peer_label)
         self._endpoint = endpoint
         self._client: SyncClient | None = None
         self._http: DaemonHTTP | None = None
-        self._kernel_started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
         self._env_source: str | None = None
+        self._endpoint_given = endpoint is not None
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
-        return f"<{type(self).__name__} notebook_id={self._notebook_id!r} {state} kernel_started={self._kernel_started}>"
+        kernel = "kernel started" if self.kernel_started else "no kernel"
+        return f"<{type(self).__name__} notebook_id={self._notebook_id!r} {state}, {kernel}>"
 
     # -- properties ------------------------------------------------------------------------------
 
     @property
     def notebook_id(self) -> str:
+        """The id of the notebook this session works on."""
         return self._notebook_id
 
     @property
     def is_connected(self) -> bool:
+        """Whether the session is connected to the daemon right now."""
         return self._client is not None and self._client.is_connected
 
     @property
     def kernel_started(self) -> bool:
-        return self._kernel_started
+        """Whether the notebook has a running kernel (started by this or any other peer)."""
+        return self._active_session() is not None
+
+    @property
+    def kernel_name(self) -> str | None:
+        """The kernelspec name of the running kernel, or None."""
+        active = self._active_session()
+        return active["kernel_name"] if active else None
+
+    def _active_session(self) -> dict[str, Any] | None:
+        if self._client is None:
+            return None
+        try:
+            return views.active_session(self._client.replica.conn)
+        except Exception:  # a replica closed or replaced by a resync
+            return None
 
     @property
     def env_source(self) -> str | None:
-        return self._env_source
+        """The environment label given to :meth:`start_kernel` (by any peer) while a kernel runs, else None.
+
+        runtimed's managed runtimes run the notebook's kernelspec from the prewarmed pool
+        whatever the label; it is recorded in the notebook metadata (``runtimed.env_source``).
+        """
+        if not self.kernel_started or self._client is None:
+            return None
+        settings = views.notebook_metadata(self._client.replica.conn).get("runtimed")
+        value = settings.get("env_source") if isinstance(settings, dict) else None
+        return value if isinstance(value, str) else self._env_source
 
     @property
     def client(self) -> SyncClient:
@@ -82,126 +165,261 @@ class AsyncSession:
 
     @property
     def url(self) -> str:
-        """The live notebook URL (open it in a browser)."""
+        """The live notebook URL (open it in a browser); empty before the daemon is known."""
         endpoint = self._endpoint
         return f"{endpoint.url}/?notebook={self._notebook_id}" if endpoint else ""
 
     # -- connection ------------------------------------------------------------------------------
 
-    async def connect(self, timeout: float = 30.0) -> None:
-        """Connect (starting the embedded daemon if none runs) and create the notebook if it is new."""
-        if self.is_connected:
+    async def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Connect to the daemon (starting the embedded one if none runs) and create the notebook if new.
+
+        Raises:
+            DaemonStartError: no daemon runs and the embedded one could not start.
+            DaemonNotRunningError: ``RUNTIMED_URL`` points at a daemon that does not answer.
+            ConnectionLostError: the daemon did not accept the connection within ``timeout`` s.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._forget_connection()  # made on another (probably closed) event loop, or before a fork
+            self._loop, self._lock, self._pid = loop, asyncio.Lock(), os.getpid()
+        assert self._lock is not None
+        async with self._lock:
+            if self.is_connected:
+                return
+            if self._client is not None:  # lost or closed: resume it (it keeps its replica and unacked pushes)
+                try:
+                    await self._client.connect(timeout)
+                    return
+                except RuntimedError:
+                    await self._close_client()
+                    if not self._endpoint_given:
+                        self._endpoint = None  # the daemon may have come back elsewhere: discover it again
+                        self._close_http()
+            if self._endpoint is None:
+                try:
+                    self._endpoint = await asyncio.to_thread(ensure_daemon, self._home, timeout=timeout)
+                except OSError as exc:
+                    raise DaemonStartError(f"cannot start the embedded daemon in {self._home.path}: {exc} "
+                                           "(set RUNTIMED_HOME to a writable folder)") from exc
+            elif not await asyncio.to_thread(_healthy, self._endpoint.url, min(timeout, 5.0)):
+                raise DaemonNotRunningError(
+                    f"the daemon at {self._endpoint.url} does not answer; start one with `runt daemon start` "
+                    "(or unset RUNTIMED_URL to use the embedded default)"
+                )
+            if self._http is None:
+                self._http = DaemonHTTP(self._endpoint, timeout=timeout)
+            client = SyncClient(self._endpoint.url, self._endpoint.token, self._notebook_id, self.actor)
+            self._client = client
+            try:
+                await client.connect(timeout)
+                if views.notebook_info(client.replica.conn) is None:
+                    # rejected when another peer created it first: either way it arrives through the sync
+                    await client.push([make_event("notebookCreated", title=self._notebook_id)], timeout)
+                    await client.wait_for(lambda: views.notebook_info(client.replica.conn) is not None, timeout)
+            except BaseException:
+                await self._close_client()
+                raise
+
+    def _forget_connection(self) -> None:
+        """Drop a connection made on another event loop (it cannot be awaited from this one)."""
+        client, self._client = self._client, None
+        if self._pid != os.getpid():  # forked: the sockets belong to the parent; just let go of them
+            self._http = None
             return
-        if self._endpoint is None:
-            self._endpoint = await asyncio.to_thread(ensure_daemon, self._home, timeout=timeout)
-        self._http = DaemonHTTP(self._endpoint)
-        self._client = SyncClient(self._endpoint.url, self._endpoint.token, self._notebook_id, self.actor)
-        await self._client.connect(timeout)
-        if views.notebook_info(self._conn) is None:
-            await self._commit([make_event("notebookCreated", title=self._notebook_id)], check=False)
-        if views.active_session(self._conn) is not None:
-            self._kernel_started = True
+        if client is not None:
+            runner = client._runner
+            if runner is not None and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(runner.cancel)
+
+    def _close_http(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     async def _connected(self) -> SyncClient:
-        if not self.is_connected:
+        if not self.is_connected or self._loop is not asyncio.get_running_loop():
             await self.connect()
         assert self._client is not None
         return self._client
 
     @property
-    def _conn(self):
-        assert self._client is not None, "not connected"
+    def _conn(self) -> Any:
+        if self._client is None:
+            raise RuntimedError("not connected: call connect() first", code="not_connected")
         return self._client.replica.conn
 
-    async def _commit(self, events: list[dict[str, Any]], *, check: bool = True) -> list[int]:
+    async def _commit(self, events: list[dict[str, Any]]) -> list[int]:
+        """Push events; raise EventRejected on a rejection; return once the replica has applied them."""
         client = await self._connected()
-        if check:
-            return await client.commit(events)
-        results = await client.push(events)
-        seqs = [r["seq"] for r in results if "seq" in r]
-        if seqs:
-            await client.wait_for(lambda: client.replica.head >= max(seqs))
-        return seqs
+        return await client.commit(events)
+
+    async def _http_call(self, method: str, path: str, **kwargs: Any) -> Any:
+        await self._connected()
+        assert self._http is not None
+        return await asyncio.to_thread(getattr(self._http, method), path, **kwargs)
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+            client.replica.close()
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        """Disconnect. The notebook and its kernel stay in the daemon; a later call reconnects."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            self._forget_connection()
+        await self._close_client()
+        self._close_http()
 
     async def __aenter__(self) -> AsyncSession:
         await self.connect()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, *exc: object) -> bool:
         await self.close()
+        return False
 
     # -- kernels ---------------------------------------------------------------------------------
 
     async def start_kernel(self, kernel_type: str = "python", env_source: str | None = None,
-                           kernel_name: str | None = None) -> None:
-        """Start (or join) the notebook's runtime with the given kernel."""
+                           kernel_name: str | None = None, *, timeout_secs: float = DEFAULT_TIMEOUT) -> None:
+        """Start the notebook's kernel, or join the one already running.
+
+        Args:
+            kernel_type: ``"python"`` (the ``python3`` kernelspec) or any kernelspec name.
+            env_source: A label for the environment (e.g. ``"uv:prewarmed"``), recorded in the
+                notebook metadata and returned by :attr:`env_source`.
+            kernel_name: An explicit kernelspec name; overrides ``kernel_type``.
+            timeout_secs: How long to wait for the kernel to be ready.
+
+        A running kernel of the same kernelspec is kept (its state too); one of another
+        kernelspec is shut down and replaced.
+
+        Raises:
+            KernelError: unknown kernelspec, a daemon without managed runtimes, or no kernel
+                ready within ``timeout_secs``.
+        """
         await self._connected()
-        assert self._http is not None
         name = kernel_name or KERNEL_TYPES.get(kernel_type, kernel_type)
-        specs = await asyncio.to_thread(self._http.get, "/api/kernelspecs")
+        specs = await self._http_call("get", "/api/kernelspecs")
         if name not in specs:
             raise KernelError(f"no kernel named {name!r}; available kernels: {', '.join(sorted(specs))}",
                               code="unknown_kernel")
-        spec = {"name": name, "display_name": specs[name]["display_name"], "language": specs[name]["language"]}
+        spec = {"name": name, "display_name": specs[name].get("display_name", name),
+                "language": specs[name].get("language", "")}
         metadata = views.notebook_metadata(self._conn)
         events = []
         if metadata.get("kernelspec") != spec:
             events.append(make_event("notebookMetadataSet", key="kernelspec", value=spec))
         if env_source is not None:
-            runtimed_meta = dict(metadata.get("runtimed") or {}, env_source=env_source)
-            events.append(make_event("notebookMetadataSet", key="runtimed", value=runtimed_meta))
+            settings = metadata.get("runtimed") if isinstance(metadata.get("runtimed"), dict) else {}
+            if settings.get("env_source") != env_source:
+                events.append(make_event("notebookMetadataSet", key="runtimed", value={**settings, "env_source": env_source}))
         if events:
             await self._commit(events)
         self._env_source = env_source
         active = views.active_session(self._conn)
-        if active is None or active["kernel_name"] != name:
-            await asyncio.to_thread(self._http.post, f"/api/notebooks/{self._notebook_id}/runtime")
-            await self._client.wait_for(lambda: views.active_session(self._conn) is not None, 60)
-        self._kernel_started = True
+        if active is not None and active["kernel_name"] == name:
+            return
+        if active is not None:  # another kernelspec: replace it
+            await self._end_session(active, timeout_secs)
+        await self._ensure_runtime(name, timeout_secs)
+
+    async def _ensure_runtime(self, name: str, timeout_secs: float) -> None:
+        """Ask the daemon for a managed runtime until one with this kernelspec is active."""
+        client = await self._connected()
+        deadline = time.monotonic() + timeout_secs
+
+        def ready() -> bool:
+            active = views.active_session(self._conn)
+            return active is not None and active["kernel_name"] == name
+
+        while not ready():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise KernelError(f"no {name} kernel was ready within {timeout_secs:g} s; see the daemon log "
+                                  f"({self._home.log_file})", code="kernel_start_timeout")
+            try:
+                # an agent that is still stopping (after shutdown_kernel) is answered as is: ask again shortly
+                await self._http_call("post", f"/api/notebooks/{self._notebook_id}/runtime")
+            except DaemonNotRunningError:
+                raise
+            except RuntimedError as exc:
+                raise KernelError(f"could not start a {name} kernel: {exc.message}", code=exc.code) from None
+            try:
+                await client.wait_for(ready, min(1.0, max(remaining, 0.01)))
+            except TimeoutError:
+                continue
+
+    async def _end_session(self, active: dict[str, Any], timeout_secs: float) -> None:
+        """End a runtime session and wait (bounded) until its managed runtime is gone."""
+        await self._commit([make_event("runtimeSessionEnded", session_id=active["session_id"], reason="shutdown")])
+        deadline = time.monotonic() + min(timeout_secs, 15.0)
+        while time.monotonic() < deadline:
+            try:
+                runtimes = await self._http_call("get", "/api/runtimes")
+            except RuntimedError:
+                return
+            alive = [r for r in runtimes if r.get("session_id") == active["session_id"] and r.get("status") != "dead"]
+            if not alive:
+                return
+            await asyncio.sleep(0.05)
 
     async def interrupt(self) -> None:
+        """Interrupt the cell that is running now (it ends with a ``KeyboardInterrupt`` error).
+
+        Queued cells still run afterwards. Does nothing when no cell runs.
+        """
         await self._commit([make_event("runtimeInterruptRequested")])
 
-    async def restart_kernel(self, timeout: float = 60.0) -> None:
-        """Restart the kernel: its state is gone, the runtime goes on."""
-        seq = (await self._commit([make_event("runtimeRestartRequested")]))[0]
+    async def restart_kernel(self, wait_for_ready: bool = True, *, timeout_secs: float = DEFAULT_TIMEOUT) -> None:
+        """Restart the kernel: its state (variables, imports) is gone, the runtime goes on.
+
+        With no kernel running, one is started. With ``wait_for_ready`` (default) the call
+        returns once the new kernel is idle.
+
+        Raises:
+            KernelError: the kernel was not back within ``timeout_secs``.
+        """
         client = await self._connected()
+        active = views.active_session(self._conn)
+        if active is None:
+            spec = views.notebook_metadata(self._conn).get("kernelspec")
+            name = spec.get("name") if isinstance(spec, dict) else None
+            await self.start_kernel(kernel_name=name or "python3", timeout_secs=timeout_secs)
+            return
+        (seq,) = await self._commit([make_event("runtimeRestartRequested")])
+        if not wait_for_ready:
+            return
 
         def restarted() -> bool:
             row = self._conn.execute(
-                "SELECT MAX(seq) FROM events WHERE name = 'runtimeStatusChanged' AND seq > ? "
-                "AND json_extract(args, '$.status') = 'idle'", (seq,)
+                "SELECT 1 FROM events WHERE name = 'runtimeStatusChanged' AND seq > ? "
+                "AND json_extract(args, '$.status') = 'idle' LIMIT 1", (seq,)
             ).fetchone()
-            return bool(row and row[0])
+            return row is not None or views.active_session(self._conn) is None
 
-        await client.wait_for(restarted, timeout)
+        try:
+            await client.wait_for(restarted, timeout_secs)
+        except TimeoutError:
+            raise KernelError(f"the kernel did not come back within {timeout_secs:g} s after the restart",
+                              code="restart_timeout") from None
+        if views.active_session(self._conn) is None:
+            raise KernelError("the runtime ended while restarting its kernel; start_kernel() starts a new one",
+                              code="runtime_ended")
 
     async def shutdown_kernel(self) -> None:
-        active = views.active_session(self._conn) if self._client else None
+        """Shut the notebook's kernel down (for every peer). The next execution starts a new one."""
+        await self._connected()
+        active = views.active_session(self._conn)
         if active is not None:
-            await self._commit([make_event("runtimeSessionEnded", session_id=active["session_id"], reason="shutdown")])
-        self._kernel_started = False
+            await self._end_session(active, DEFAULT_TIMEOUT)
 
     # -- cells -----------------------------------------------------------------------------------
 
     def _ordered_keys(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT fractional_index FROM cells ORDER BY fractional_index, id")]
-
-    async def create_cell(self, source: str = "", cell_type: str = "code", index: int | None = None) -> str:
-        await self._connected()
-        cell_id = new_id("c-")
-        key = key_for_position(self._ordered_keys(), index)
-        await self._commit([make_event("cellCreated", cell_id=cell_id, cell_type=cell_type, fractional_index=key,
-                                       source=source)])
-        return cell_id
 
     def _require_cell(self, cell_id: str) -> dict[str, Any]:
         cell = views.cell(self._conn, cell_id)
@@ -209,8 +427,24 @@ class AsyncSession:
             raise CellNotFoundError(f"Cell not found: {cell_id}")
         return cell
 
+    async def create_cell(self, source: str = "", cell_type: str = "code", index: int | None = None) -> str:
+        """Create a cell and return its id.
+
+        Args:
+            source: The cell's text.
+            cell_type: ``"code"``, ``"markdown"`` or ``"raw"``.
+            index: Position among the cells: ``None`` appends, ``0`` prepends, negative
+                values count from the end.
+        """
+        await self._connected()
+        cell_id = new_id("c-")
+        key = key_for_position(self._ordered_keys(), index)
+        await self._commit([make_event("cellCreated", cell_id=cell_id, cell_type=cell_type, fractional_index=key,
+                                       source=source)])
+        return cell_id
+
     async def set_source(self, cell_id: str, source: str) -> None:
-        """Replace a cell's source; sent as the Yjs update of a minimal diff."""
+        """Replace a cell's source (sent as the CRDT update of a minimal diff, so concurrent edits merge)."""
         await self._connected()
         self._require_cell(cell_id)
         row = self._conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
@@ -218,43 +452,66 @@ class AsyncSession:
         if update is not None:
             await self._commit([make_event("cellSourceEdited", cell_id=cell_id, update=encode_update(update))])
 
+    async def append_source(self, cell_id: str, text: str) -> None:
+        """Append text to a cell's source."""
+        await self._connected()
+        current = self._require_cell(cell_id)["source"]
+        await self.set_source(cell_id, current + text)
+
+    async def set_cell_type(self, cell_id: str, cell_type: str) -> None:
+        """Change a cell's type (``"code"``, ``"markdown"``, ``"raw"``); its outputs are cleared."""
+        await self._connected()
+        if self._require_cell(cell_id)["cell_type"] != cell_type:
+            await self._commit([make_event("cellTypeChanged", cell_id=cell_id, cell_type=cell_type)])
+
     async def get_cell(self, cell_id: str) -> Cell:
+        """One cell with its outputs.
+
+        Raises:
+            CellNotFoundError: no cell has this id (``"Cell not found: <id>"``).
+        """
         await self._connected()
         cell = self._require_cell(cell_id)
         outputs = views.outputs_by_cell(self._conn, cell_id).get(cell_id, [])
         return _cell(cell, outputs)
 
     async def get_cells(self) -> list[Cell]:
+        """Every cell, in notebook order, with its outputs."""
         await self._connected()
         outputs = views.outputs_by_cell(self._conn)
         return [_cell(c, outputs.get(c["id"], [])) for c in views.ordered_cells(self._conn)]
 
     async def delete_cell(self, cell_id: str) -> None:
+        """Delete a cell (its queued executions are cancelled)."""
         await self._connected()
         self._require_cell(cell_id)
         await self._commit([make_event("cellDeleted", cell_id=cell_id)])
 
     async def move_cell(self, cell_id: str, after_cell_id: str | None = None, *, index: int | None = None) -> None:
-        """Move a cell after another one (None: to the top), or to a position ``index``."""
+        """Move a cell just after ``after_cell_id`` (``None``: to the top), or to position ``index``."""
         await self._connected()
         self._require_cell(cell_id)
-        others = [r for r in self._conn.execute(
-            "SELECT id, fractional_index FROM cells WHERE id != ? ORDER BY fractional_index, id", (cell_id,))]
+        others = list(self._conn.execute(
+            "SELECT id, fractional_index FROM cells WHERE id != ? ORDER BY fractional_index, id", (cell_id,)))
         keys = [k for _, k in others]
         if index is None:
             if after_cell_id is None:
                 index = 0
             else:
+                if after_cell_id == cell_id:
+                    return
                 self._require_cell(after_cell_id)
                 index = [i for i, _ in others].index(after_cell_id) + 1
         await self._commit([make_event("cellMoved", cell_id=cell_id, fractional_index=key_for_position(keys, index))])
 
     async def clear_outputs(self, cell_id: str) -> None:
+        """Remove a cell's outputs."""
         await self._connected()
         self._require_cell(cell_id)
         await self._commit([make_event("outputsCleared", cell_id=cell_id, wait=False)])
 
     async def set_metadata(self, key: str, value: Any, cell_id: str | None = None) -> None:
+        """Set a notebook metadata key (or a cell's, with ``cell_id``) to a JSON value; ``None`` deletes it."""
         await self._connected()
         if cell_id is None:
             await self._commit([make_event("notebookMetadataSet", key=key, value=value)])
@@ -263,6 +520,7 @@ class AsyncSession:
             await self._commit([make_event("cellMetadataSet", cell_id=cell_id, key=key, value=value)])
 
     async def get_metadata(self, key: str, cell_id: str | None = None) -> Any:
+        """A notebook metadata value (or a cell's, with ``cell_id``); None when unset."""
         await self._connected()
         if cell_id is None:
             return views.notebook_metadata(self._conn).get(key)
@@ -271,106 +529,221 @@ class AsyncSession:
     # -- execution -------------------------------------------------------------------------------
 
     async def queue_cell(self, cell_id: str, *, batch_id: str | None = None) -> str:
-        """Request execution of a cell; returns the queue id. The runtime runs its current source."""
+        """Request execution of a cell and return at once with its queue id.
+
+        The runtime runs the cell's source as the document holds it when the run starts.
+        The kernel starts by itself when none runs. Wait with :meth:`wait_for_execution`.
+        """
         await self._connected()
-        self._require_cell(cell_id)
+        cell = self._require_cell(cell_id)
+        if cell["cell_type"] not in EXECUTABLE_CELL_TYPES:
+            raise RuntimedError(f"cell {cell_id} is a {cell['cell_type']} cell; only code cells execute",
+                                code="not_executable")
         queue_id = new_id("q-")
         await self._commit([make_event("executionRequested", queue_id=queue_id, cell_id=cell_id, batch_id=batch_id)])
         return queue_id
 
-    async def wait_for_execution(self, queue_id: str, timeout_secs: float | None = 60.0) -> ExecutionResult:
+    async def wait_for_execution(self, queue_id: str, timeout_secs: float | None = DEFAULT_TIMEOUT) -> ExecutionResult:
+        """Wait until a queued execution ends and return its result.
+
+        Raises:
+            ExecutionTimeoutError: it did not end within ``timeout_secs`` (it goes on running;
+                :meth:`interrupt` stops it).
+        """
         client = await self._connected()
 
         def finished() -> dict[str, Any] | None:
             item = views.executions(self._conn, queue_id=queue_id)
             return item[0] if item and item[0]["status"] in TERMINAL else None
 
+        if not views.executions(self._conn, queue_id=queue_id):
+            raise NotFoundError(f"no execution {queue_id!r} in notebook {self._notebook_id!r}", code="execution_not_found")
         try:
             item = await client.wait_for(finished, timeout_secs)
         except TimeoutError:
-            raise ExecutionTimeoutError(
-                f"execution {queue_id} did not finish within {timeout_secs} s (it may still be running; "
-                "interrupt() stops it)"
-            ) from None
+            raise ExecutionTimeoutError(self._timeout_message(queue_id, timeout_secs)) from None
         return self._result(item)
 
-    def _result(self, item: dict[str, Any]) -> ExecutionResult:
-        cell_id = item["cell_id"]
-        outputs = [Output.from_dict(o) for o in views.outputs_by_cell(self._conn, cell_id).get(cell_id, [])]
-        if item["status"] != "success" and not any(o.output_type == "error" for o in outputs) and item["error"]:
-            outputs.append(Output(output_type="error", ename=item["error"].get("ename"),
-                                  evalue=item["error"].get("evalue"), traceback=item["error"].get("traceback") or []))
-        return ExecutionResult(cell_id=cell_id, outputs=outputs, success=item["status"] == "success",
-                               execution_count=item["execution_count"], status=item["status"])
+    def _timeout_message(self, queue_id: str, timeout_secs: float | None) -> str:
+        items = views.executions(self._conn, queue_id=queue_id)
+        status = items[0]["status"] if items else "unknown"
+        message = f"execution {queue_id} did not finish within {_timeout_text(timeout_secs)} (it is {status}"
+        if status == "pending" and views.active_session(self._conn) is None:
+            return message + " and no kernel has picked it up; is the daemon running without runtimes?)"
+        return message + "; it goes on: interrupt() stops it)"
 
-    async def execute_cell(self, cell_id: str, timeout_secs: float = 60.0) -> ExecutionResult:
+    def _result(self, item: dict[str, Any]) -> ExecutionResult:
+        cell_id, queue_id = item["cell_id"], item["queue_id"]
+        outputs = []
+        for output_id, display_id, content in self._conn.execute(
+            "SELECT id, display_id, content FROM outputs WHERE cell_id = ? AND queue_id = ? ORDER BY position",
+            (cell_id, queue_id),
+        ):
+            data = loads(content)
+            data["output_id"] = output_id
+            if display_id is not None:
+                data["display_id"] = display_id
+            outputs.append(Output.from_dict(data))
+        error = item["error"]
+        if item["status"] == "error" and error and not any(o.output_type == "error" for o in outputs):
+            outputs.append(Output(output_type="error", ename=error.get("ename"), evalue=error.get("evalue"),
+                                  traceback=list(error.get("traceback") or [])))
+        return ExecutionResult(cell_id=cell_id, outputs=outputs, success=item["status"] == "success",
+                               execution_count=item["execution_count"], status=item["status"], queue_id=queue_id,
+                               source=item["source"])
+
+    async def execute_cell(self, cell_id: str, timeout_secs: float = DEFAULT_TIMEOUT) -> ExecutionResult:
+        """Run a cell (its source as the shared document holds it) and wait for the result.
+
+        A failing cell is not an exception: ``result.success`` is False and ``result.error``
+        holds the error output.
+
+        Raises:
+            CellNotFoundError: no cell has this id.
+            ExecutionTimeoutError: no result within ``timeout_secs`` (the cell goes on running).
+        """
         queue_id = await self.queue_cell(cell_id)
-        self._kernel_started = True
         return await self.wait_for_execution(queue_id, timeout_secs)
 
-    async def run(self, code: str, timeout_secs: float = 60.0) -> ExecutionResult:
+    async def run(self, code: str, timeout_secs: float = DEFAULT_TIMEOUT) -> ExecutionResult:
+        """Append a code cell with ``code``, run it and wait for the result."""
         cell_id = await self.create_cell(code)
         return await self.execute_cell(cell_id, timeout_secs)
 
-    async def run_all(self, timeout_secs: float | None = None) -> list[ExecutionResult]:
-        """Queue every code cell as one batch (an error cancels the rest) and wait for them all."""
+    async def _queue_all(self) -> list[str]:
         await self._connected()
         batch_id = new_id("b-")
-        cells = [c for c in views.ordered_cells(self._conn) if c["cell_type"] == "code"]
+        cells = [c for c in views.ordered_cells(self._conn) if c["cell_type"] in EXECUTABLE_CELL_TYPES]
         queue_ids = [new_id("q-") for _ in cells]
-        await self._commit([make_event("executionRequested", queue_id=q, cell_id=c["id"], batch_id=batch_id)
-                            for q, c in zip(queue_ids, cells, strict=True)])
-        self._kernel_started = True
+        if cells:
+            await self._commit([make_event("executionRequested", queue_id=q, cell_id=c["id"], batch_id=batch_id)
+                                for q, c in zip(queue_ids, cells, strict=True)])
+        return queue_ids
+
+    async def run_all(self, timeout_secs: float = DEFAULT_TIMEOUT) -> list[ExecutionResult]:
+        """Run every code cell in order as one batch and wait for them all.
+
+        An error stops the batch: the cells after it come back with ``status == "cancelled"``.
+        ``timeout_secs`` bounds the wait for each cell.
+        """
+        queue_ids = await self._queue_all()
         return [await self.wait_for_execution(q, timeout_secs) for q in queue_ids]
+
+    async def run_all_cells(self) -> int:
+        """Queue every code cell as one batch and return how many were queued (without waiting)."""
+        return len(await self._queue_all())
 
     # -- documents and peers ---------------------------------------------------------------------
 
     async def to_ipynb(self) -> dict[str, Any]:
+        """The notebook as an nbformat 4.5 dict (a ``NotebookNode``)."""
         from runtimed.formats import notebook_from_projection
 
         await self._connected()
         return notebook_from_projection(self._conn)
 
-    async def save(self, path: str | os.PathLike[str]) -> Path:
+    async def save(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Write the notebook as ``.ipynb`` and return the path written.
+
+        The default path is ``<notebook_id>.ipynb`` in the current directory.
+        """
         from runtimed.formats import write_ipynb
 
-        target = Path(path)
-        target.write_text(write_ipynb(await self.to_ipynb()))
-        return target
+        target = Path(path if path is not None else f"{self._notebook_id}.ipynb").expanduser()
+        text = write_ipynb(await self.to_ipynb())
+        await asyncio.to_thread(target.write_text, text)
+        return str(target)
 
     async def get_peers(self) -> list[dict[str, Any]]:
-        await self._connected()
-        assert self._http is not None
-        return await asyncio.to_thread(self._http.get, f"/api/notebooks/{self._notebook_id}/peers")
+        """The connections open on this notebook (this one, other sessions, browsers, runtimes).
+
+        Each is a dict with ``connectionId``, ``actor`` (``{id, kind, name}``), ``client``,
+        ``cellId`` (where its cursor is) and ``is_self``.
+        """
+        client = await self._connected()
+        peers = await self._http_call("get", f"/api/notebooks/{self._notebook_id}/peers")
+        for peer in peers:
+            peer["is_self"] = peer.get("connectionId") == client.connection_id
+        return peers
 
 
 def _cell(cell: dict[str, Any], outputs: list[dict[str, Any]]) -> Cell:
     return Cell(id=cell["id"], cell_type=cell["cell_type"], source=cell["source"],
                 execution_count=cell["execution_count"], outputs=[Output.from_dict(o) for o in outputs],
-                metadata=cell["metadata"])
+                metadata=cell["metadata"], position=cell["fractional_index"])
 
 
 class _LoopThread:
-    """One background event loop for all sync sessions: works even inside a running loop (Jupyter)."""
+    """One background event loop for every blocking session; works inside a running loop (Jupyter).
+
+    Re-created after ``fork`` (the child has no copy of the thread).
+    """
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _pid: int | None = None
+
+    @classmethod
+    def loop(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            alive = cls._thread is not None and cls._thread.is_alive() and cls._pid == os.getpid()
+            if cls._loop is None or not alive or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="runtimed-session-loop", daemon=True)
+                thread.start()
+                cls._loop, cls._thread, cls._pid = loop, thread, os.getpid()
+            return cls._loop
 
     @classmethod
     def run(cls, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        with cls._lock:
-            if cls._loop is None or not cls._loop.is_running():
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="runtimed-session-loop", daemon=True).start()
-                cls._loop = loop
-        return asyncio.run_coroutine_threadsafe(coro, cls._loop).result(timeout)
+        """Run ``coro`` on the background loop and block until it is done (Ctrl-C cancels it)."""
+        if threading.current_thread() is cls._thread and cls._pid == os.getpid():
+            coro.close()
+            raise RuntimedError("a blocking Session method was called from the session loop itself; "
+                                "use AsyncSession in async code", code="wrong_thread")
+        future = asyncio.run_coroutine_threadsafe(coro, cls.loop())
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ConnectionLostError(f"no answer within {_timeout_text(timeout)}") from None
+        except BaseException:  # KeyboardInterrupt and friends: do not leave the coroutine running
+            future.cancel()
+            raise
 
 
 class Session:
-    """A blocking handle on one notebook; mirrors :class:`AsyncSession` method for method."""
+    """A blocking handle on one notebook of the daemon; :class:`AsyncSession` method for method.
 
-    def __init__(self, notebook_id: str | None = None, **kwargs: Any) -> None:
-        self._async = AsyncSession(notebook_id, **kwargs)
+    ``with Session() as s: print(s.run("1 + 1").display_data[0].data["text/plain"])``
+
+    Works in scripts and where an event loop already runs (Jupyter, IPython): the
+    coroutines run on a background event loop thread.
+    """
+
+    def __init__(
+        self,
+        notebook_id: str | None = None,
+        peer_label: str | None = None,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        actor: dict[str, Any] | None = None,
+        endpoint: DaemonEndpoint | None = None,
+    ) -> None:
+        """Describe a session; nothing is contacted until :meth:`connect` (or the first call that needs it).
+
+        Args:
+            notebook_id: The notebook to open or create. Default: a new ``agent-session-<uuid>``.
+            peer_label: The name other peers see for this session (default: ``$USER``).
+            home: The daemon home (default ``$RUNTIMED_HOME``, else ``~/.local/share/runtimed``).
+            actor: The full actor ``{id, kind, name}`` recorded on this session's events.
+            endpoint: A daemon endpoint to use instead of discovering one.
+        """
+        self._async = AsyncSession(notebook_id, peer_label, home=home, actor=actor, endpoint=endpoint)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return _LoopThread.run(coro)
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncSession", "Session", 1)
@@ -379,27 +752,179 @@ class Session:
         self.connect()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: object) -> bool:
         self.close()
+        return False
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._async, name)
-        if not asyncio.iscoroutinefunction(attr):
-            return attr
+    @property
+    def async_session(self) -> AsyncSession:
+        """The :class:`AsyncSession` this session drives."""
+        return self._async
 
-        def blocking(*args: Any, **kwargs: Any) -> Any:
-            return _LoopThread.run(attr(*args, **kwargs))
+    # -- properties ------------------------------------------------------------------------------
 
-        blocking.__name__ = name
-        blocking.__doc__ = attr.__doc__
-        return blocking
+    @property
+    def notebook_id(self) -> str:
+        """The id of the notebook this session works on."""
+        return self._async.notebook_id
 
-    # properties are not forwarded by __getattr__ lookups on the class, so name them
-    notebook_id = property(lambda self: self._async.notebook_id)
-    is_connected = property(lambda self: self._async.is_connected)
-    kernel_started = property(lambda self: self._async.kernel_started)
-    env_source = property(lambda self: self._async.env_source)
-    url = property(lambda self: self._async.url)
+    @property
+    def is_connected(self) -> bool:
+        """Whether the session is connected to the daemon right now."""
+        return self._async.is_connected
+
+    @property
+    def kernel_started(self) -> bool:
+        """Whether the notebook has a running kernel (started by this or any other peer)."""
+        return self._async.kernel_started
+
+    @property
+    def kernel_name(self) -> str | None:
+        """The kernelspec name of the running kernel, or None."""
+        return self._async.kernel_name
+
+    @property
+    def env_source(self) -> str | None:
+        """The environment label given to :meth:`start_kernel` while a kernel runs, else None."""
+        return self._async.env_source
+
+    @property
+    def actor(self) -> dict[str, Any]:
+        """The actor ``{id, kind, name}`` recorded on this session's events."""
+        return self._async.actor
+
+    @property
+    def client(self) -> SyncClient:
+        """The underlying sync client (its ``replica`` is the local SQL view of the notebook)."""
+        return self._async.client
+
+    @property
+    def url(self) -> str:
+        """The live notebook URL (open it in a browser); empty before the daemon is known."""
+        return self._async.url
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Connect to the daemon (starting the embedded one if none runs) and create the notebook if new."""
+        self._run(self._async.connect(timeout))
+
+    def close(self) -> None:
+        """Disconnect. The notebook and its kernel stay in the daemon; a later call reconnects."""
+        self._run(self._async.close())
+
+    # -- kernels ---------------------------------------------------------------------------------
+
+    def start_kernel(self, kernel_type: str = "python", env_source: str | None = None,
+                     kernel_name: str | None = None, *, timeout_secs: float = DEFAULT_TIMEOUT) -> None:
+        """Start the notebook's kernel, or join the one already running (see :meth:`AsyncSession.start_kernel`)."""
+        self._run(self._async.start_kernel(kernel_type, env_source, kernel_name, timeout_secs=timeout_secs))
+
+    def interrupt(self) -> None:
+        """Interrupt the cell that is running now (it ends with a ``KeyboardInterrupt`` error)."""
+        self._run(self._async.interrupt())
+
+    def restart_kernel(self, wait_for_ready: bool = True, *, timeout_secs: float = DEFAULT_TIMEOUT) -> None:
+        """Restart the kernel: its state is gone, the runtime goes on (starts one if none runs)."""
+        self._run(self._async.restart_kernel(wait_for_ready, timeout_secs=timeout_secs))
+
+    def shutdown_kernel(self) -> None:
+        """Shut the notebook's kernel down (for every peer). The next execution starts a new one."""
+        self._run(self._async.shutdown_kernel())
+
+    # -- cells -----------------------------------------------------------------------------------
+
+    def create_cell(self, source: str = "", cell_type: str = "code", index: int | None = None) -> str:
+        """Create a cell and return its id (``index``: None appends, 0 prepends, negative from the end)."""
+        return self._run(self._async.create_cell(source, cell_type, index))
+
+    def set_source(self, cell_id: str, source: str) -> None:
+        """Replace a cell's source (a CRDT update of a minimal diff, so concurrent edits merge)."""
+        self._run(self._async.set_source(cell_id, source))
+
+    def append_source(self, cell_id: str, text: str) -> None:
+        """Append text to a cell's source."""
+        self._run(self._async.append_source(cell_id, text))
+
+    def set_cell_type(self, cell_id: str, cell_type: str) -> None:
+        """Change a cell's type (``"code"``, ``"markdown"``, ``"raw"``); its outputs are cleared."""
+        self._run(self._async.set_cell_type(cell_id, cell_type))
+
+    def get_cell(self, cell_id: str) -> Cell:
+        """One cell with its outputs; raises :class:`CellNotFoundError` ("Cell not found: <id>")."""
+        return self._run(self._async.get_cell(cell_id))
+
+    def get_cells(self) -> list[Cell]:
+        """Every cell, in notebook order, with its outputs."""
+        return self._run(self._async.get_cells())
+
+    def delete_cell(self, cell_id: str) -> None:
+        """Delete a cell (its queued executions are cancelled)."""
+        self._run(self._async.delete_cell(cell_id))
+
+    def move_cell(self, cell_id: str, after_cell_id: str | None = None, *, index: int | None = None) -> None:
+        """Move a cell just after ``after_cell_id`` (``None``: to the top), or to position ``index``."""
+        self._run(self._async.move_cell(cell_id, after_cell_id, index=index))
+
+    def clear_outputs(self, cell_id: str) -> None:
+        """Remove a cell's outputs."""
+        self._run(self._async.clear_outputs(cell_id))
+
+    def set_metadata(self, key: str, value: Any, cell_id: str | None = None) -> None:
+        """Set a notebook metadata key (or a cell's, with ``cell_id``) to a JSON value; ``None`` deletes it."""
+        self._run(self._async.set_metadata(key, value, cell_id))
+
+    def get_metadata(self, key: str, cell_id: str | None = None) -> Any:
+        """A notebook metadata value (or a cell's, with ``cell_id``); None when unset."""
+        return self._run(self._async.get_metadata(key, cell_id))
+
+    # -- execution -------------------------------------------------------------------------------
+
+    def queue_cell(self, cell_id: str, *, batch_id: str | None = None) -> str:
+        """Request execution of a cell and return at once with its queue id (see :meth:`wait_for_execution`)."""
+        return self._run(self._async.queue_cell(cell_id, batch_id=batch_id))
+
+    def wait_for_execution(self, queue_id: str, timeout_secs: float | None = DEFAULT_TIMEOUT) -> ExecutionResult:
+        """Wait until a queued execution ends; raises :class:`ExecutionTimeoutError` after ``timeout_secs``."""
+        return self._run(self._async.wait_for_execution(queue_id, timeout_secs))
+
+    def execute_cell(self, cell_id: str, timeout_secs: float = DEFAULT_TIMEOUT) -> ExecutionResult:
+        """Run a cell (its source as the shared document holds it) and wait for the result.
+
+        A failing cell is not an exception: ``result.success`` is False and ``result.error``
+        holds the error output.
+
+        Raises:
+            CellNotFoundError: no cell has this id.
+            ExecutionTimeoutError: no result within ``timeout_secs`` (the cell goes on running).
+        """
+        return self._run(self._async.execute_cell(cell_id, timeout_secs))
+
+    def run(self, code: str, timeout_secs: float = DEFAULT_TIMEOUT) -> ExecutionResult:
+        """Append a code cell with ``code``, run it and wait for the result."""
+        return self._run(self._async.run(code, timeout_secs))
+
+    def run_all(self, timeout_secs: float = DEFAULT_TIMEOUT) -> list[ExecutionResult]:
+        """Run every code cell in order as one batch (an error cancels the rest); ``timeout_secs`` per cell."""
+        return self._run(self._async.run_all(timeout_secs))
+
+    def run_all_cells(self) -> int:
+        """Queue every code cell as one batch and return how many were queued (without waiting)."""
+        return self._run(self._async.run_all_cells())
+
+    # -- documents and peers ---------------------------------------------------------------------
+
+    def to_ipynb(self) -> dict[str, Any]:
+        """The notebook as an nbformat 4.5 dict (a ``NotebookNode``)."""
+        return self._run(self._async.to_ipynb())
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Write the notebook as ``.ipynb`` (default ``<notebook_id>.ipynb``) and return the path."""
+        return self._run(self._async.save(path))
+
+    def get_peers(self) -> list[dict[str, Any]]:
+        """The connections open on this notebook, each ``{connectionId, actor, client, cellId, is_self}``."""
+        return self._run(self._async.get_peers())
 
 
 __all__ = ["AsyncSession", "Session"]

@@ -103,7 +103,11 @@ class RuntimeAgent:
         self._stopped = asyncio.Event()
         self._stopping = False
         self._interrupted_by_cancel = False
+        self._restart_during: str | None = None  # the queue id a requested restart stopped
+        self._restarting: asyncio.Task | None = None
+        self._control_tasks: set[asyncio.Task] = set()
         self._unsubscribe = None
+        self.end_reason: str | None = None
 
     # -- session lifecycle -----------------------------------------------------------------------
 
@@ -160,6 +164,10 @@ class RuntimeAgent:
             await self._stopped.wait()
             return
         self._stopping = True
+        self.end_reason = reason
+        for task in list(self._control_tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -183,10 +191,24 @@ class RuntimeAgent:
 
     def _on_events(self, envs: list[Envelope]) -> None:
         for env in envs:
-            if env.name in CONTROL_EVENTS:
-                asyncio.ensure_future(self._control(env))
+            if env.name in CONTROL_EVENTS and not self._stopping:
+                self._spawn(self._control(env))
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._control_tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._control_tasks.discard)
+        return task
 
     async def _control(self, env: Envelope) -> None:
+        try:
+            await self._handle_control(env)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("runtime %s could not handle %s", self.runtime_id, env.name)
+
+    async def _handle_control(self, env: Envelope) -> None:
         running = self.running_queue_id
         if env.name == "executionCancelRequested":
             queue_id = env.args.queue_id
@@ -197,19 +219,37 @@ class RuntimeAgent:
             if running is not None:
                 await self.kernel.interrupt()
         elif env.name == "runtimeRestartRequested":
+            if running is not None:
+                self._restart_during = running
             await self._restart("restart requested")
         elif env.name == "runtimeSessionEnded" and env.args.session_id == self.session_id:
             if env.args.reason != "shutdown":
                 log.info("runtime session %s ended (%s); stopping", self.session_id, env.args.reason)
-            asyncio.ensure_future(self.stop(env.args.reason))
+            self._spawn(self.stop(env.args.reason))
 
     async def _restart(self, detail: str) -> None:
+        """Restart the kernel; concurrent requests share one restart. Work waits until it is back."""
+        if self._restarting is None or self._restarting.done():
+            self._restarting = asyncio.create_task(self._do_restart(detail), name=f"restart-{self.runtime_id}")
+        await asyncio.shield(self._restarting)
+
+    async def _do_restart(self, detail: str) -> None:
         self._set_status("restarting", detail)
-        if self.running_queue_id is not None:
-            self._interrupted_by_cancel = False
-            await self.kernel.interrupt()
-        await self.kernel.restart()
-        self._set_status("idle")
+        try:
+            await self.kernel.restart()
+        except Exception as exc:
+            log.exception("runtime %s could not restart its kernel", self.runtime_id)
+            self._set_status("dead", f"the kernel could not be restarted: {exc}")
+            self._spawn(self.stop("error"))
+            return
+        self._set_status("busy" if self.running_queue_id is not None else "idle")
+
+    async def _kernel_ready(self) -> None:
+        """Wait for a restart in progress; restart a kernel that died while idle."""
+        if self._restarting is not None and not self._restarting.done():
+            await asyncio.shield(self._restarting)
+        if self.kernel.execution_state == "dead":
+            await self._restart("the kernel died")
 
     def _set_status(self, status: str, detail: str | None = None) -> None:
         self.status = status
@@ -256,7 +296,9 @@ class RuntimeAgent:
             await self.client.commit(events)
         except EventRejected as exc:
             log.debug("claim of %s lost: %s", queue_id, exc)
-            await self.client.wait_for(lambda: self._queue_status(queue_id) != "pending", 5)
+            with contextlib.suppress(TimeoutError):  # the replica catches up with what the server saw
+                await self.client.wait_for(
+                    lambda: self._queue_status(queue_id) != "pending" or not self.session_active(), 5)
             return False
         if self.status != "busy":
             self._set_status("busy")
@@ -272,10 +314,15 @@ class RuntimeAgent:
         value = settings.get("execution_timeout") if isinstance(settings, dict) else None
         return float(value) if isinstance(value, int | float) and value > 0 else None
 
+    def _cancel_requested(self, queue_id: str) -> bool:
+        row = self.conn.execute("SELECT cancel_requested FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
+        return bool(row and row[0])
+
     async def _execute(self, queue_id: str, cell_id: str) -> None:
         assert self.pipe is not None
         self.running_queue_id = queue_id
         self._interrupted_by_cancel = False
+        self._restart_during = None
         self.executions += 1
         source = self.conn.execute("SELECT source FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()[0]
         cell_type = self.conn.execute("SELECT cell_type FROM cells WHERE id = ?", (cell_id,)).fetchone()
@@ -283,7 +330,11 @@ class RuntimeAgent:
         started = time.perf_counter()
         timeout = self._execution_timeout()
         try:
-            if cell_type is not None and cell_type[0] != "code":
+            await self._kernel_ready()
+            if self._cancel_requested(queue_id):  # cancelled between the claim and now: do not run it
+                self._interrupted_by_cancel = True
+                reply = ExecuteReply(status="aborted")
+            elif cell_type is not None and cell_type[0] != "code":
                 reply = ExecuteReply(status="error", ename="UnsupportedCellType",
                                      evalue=f"this runtime runs code cells; {cell_type[0]} cells need another runtime")
             else:
@@ -295,31 +346,41 @@ class RuntimeAgent:
             writer.close()
             self.running_queue_id = None
         duration_ms = (time.perf_counter() - started) * 1000
-        self.pipe.emit(self._completion(queue_id, reply, duration_ms, timeout, writer))
-        if reply.kernel_died:
+        restarted = self._restart_during == queue_id
+        self.pipe.emit(self._completion(queue_id, reply, duration_ms, timeout, writer, restarted=restarted))
+        if restarted:
+            await self._kernel_ready()
+        elif reply.kernel_died:
             await self._restart("the kernel died")
+        elif (reply.timed_out or reply.input_timed_out) and reply.execution_count is None:
+            # no execute_reply even after the interrupt: the cell ignores KeyboardInterrupt; free the kernel
+            await self._restart("the cell did not stop when interrupted")
 
     def _completion(self, queue_id: str, reply: ExecuteReply, duration_ms: float, timeout: float | None,
-                    writer: OutputWriter) -> dict[str, Any]:
+                    writer: OutputWriter, *, restarted: bool = False) -> dict[str, Any]:
         status, error = "success", None
         if self._interrupted_by_cancel:
             status = "cancelled"
+        elif restarted:
+            status = "error"
+            error = {"ename": "KernelRestarted", "evalue": "the kernel was restarted (on request) while this cell ran; "
+                     "its state is gone", "traceback": []}
         elif reply.kernel_died:
             status = "error"
             error = {"ename": "KernelDied", "evalue": "the kernel died while running this cell; it was restarted "
-                     "(its state is gone)", "traceback": []}
+                     f"(its state is gone). {reply.evalue or ''}".strip(), "traceback": []}
         elif reply.timed_out:
             status = "error"
             error = {"ename": "ExecutionTimeout", "evalue": f"the cell ran longer than the execution timeout "
                      f"({timeout:g} s) and was interrupted", "traceback": []}
         elif reply.input_timed_out:
             status = "error"
-            error = {"ename": "InputTimeout", "evalue": f"nobody answered input() within {self.input_timeout:g} s",
-                     "traceback": []}
+            error = {"ename": "InputTimeout", "evalue": f"nobody answered input() within {self.input_timeout:g} s; "
+                     "the cell was interrupted", "traceback": []}
         elif reply.status != "ok":
             status = "error"
             error = {"ename": reply.ename or "Error", "evalue": reply.evalue or "", "traceback": list(reply.traceback or [])}
-        if error is not None and error["ename"] in ("KernelDied", "ExecutionTimeout", "InputTimeout"):
+        if error is not None and error["ename"] in ("KernelDied", "KernelRestarted", "ExecutionTimeout", "InputTimeout"):
             writer.on_output("error", error)  # make the failure visible as an output too
         return make_event("executionCompleted", queue_id=queue_id, status=status,
                           execution_count=reply.execution_count, duration_ms=round(duration_ms, 3), error=error)

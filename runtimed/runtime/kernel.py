@@ -265,12 +265,10 @@ class KernelSession:
         ]
 
     async def _disconnect(self, reason: str) -> None:
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._fail_pending(reason)
         if self._kc is not None:
             self._kc.stop_channels()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,12 +40,24 @@ def notebook_settings(conn: Any) -> tuple[str, str | None]:
     return str(kernelspec.get("name") or "python3"), cwd if isinstance(cwd, str) else None
 
 
+def input_timeout_setting() -> float:
+    """Seconds a managed runtime waits for an answer to ``input()`` (``RUNTIMED_INPUT_TIMEOUT``, default 300)."""
+    raw = os.environ.get("RUNTIMED_INPUT_TIMEOUT", "")
+    try:
+        value = float(raw) if raw else 300.0
+    except ValueError:
+        log.warning("RUNTIMED_INPUT_TIMEOUT=%r is not a number; using 300 s", raw)
+        value = 300.0
+    return value if value > 0 else 300.0
+
+
 class RuntimeManager:
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
         settings = daemon.settings
         self.pool = KernelPool(size=settings.pool_size, preimport=list(settings.preimport))
         self.idle_timeout = settings.idle_timeout
+        self.input_timeout = input_timeout_setting()
         self.agents: dict[str, RuntimeAgent] = {}
         self._starting: dict[str, asyncio.Task] = {}
         self._watchdog: asyncio.Task | None = None
@@ -116,7 +129,7 @@ class RuntimeManager:
         client = SyncClient(self.daemon.url, self.daemon.auth.token, notebook_id,
                             {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (managed)"},
                             client="runtimed-managed")
-        agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False)
+        agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False, input_timeout=self.input_timeout)
         try:
             await agent.start()
         except Exception:

@@ -53,6 +53,7 @@ class KernelPool:
         }
         self._starting: dict[asyncio.Task[None], tuple[str, int]] = {}  # task -> (kernel name, generation)
         self._background: set[asyncio.Task[None]] = set()
+        self._languages: dict[str, str] = {}
         self._generation = 0
         self._closed = False
 
@@ -70,6 +71,7 @@ class KernelPool:
         daemon; ``take`` of that name then raises ``UnknownKernelError``.
         """
         specs = list_kernelspecs()
+        self._languages = {name: spec["language"] for name, spec in specs.items()}
         for name in self.kernel_names:
             if name in specs:
                 self._refill(name)
@@ -92,14 +94,19 @@ class KernelPool:
             raise KernelError("The kernel pool is shut down")
         if kernel_name not in self._ready:
             return await self._start_fresh(kernel_name, cwd)
+        if cwd is not None and not self._languages:
+            self._languages = {name: spec["language"] for name, spec in list_kernelspecs().items()}
+        if cwd is not None and self._languages.get(kernel_name) != "python":
+            return await self._start_fresh(kernel_name, cwd)  # only python kernels can chdir
         session = await self._take_ready(kernel_name)
         if session is None:
             return await self._start_fresh(kernel_name, cwd)
         if cwd is not None:
-            if session.language != "python":  # cannot chdir it: keep it pooled, start one in place
-                self._ready[kernel_name].appendleft(session)
-                return await self._start_fresh(kernel_name, cwd)
-            await session.set_cwd(cwd)
+            try:
+                await session.set_cwd(cwd)
+            except BaseException:
+                self._ready[kernel_name].appendleft(session)  # still in the pool's directory
+                raise
         return session
 
     async def _take_ready(self, name: str) -> KernelSession | None:
@@ -116,6 +123,10 @@ class KernelPool:
             self._refill(name)
             try:
                 return await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._ready[name].appendleft(waiter.result())  # handed over as we were cancelled
+                raise
             except Exception:
                 return None  # that start failed; the caller starts one itself
             finally:

@@ -106,7 +106,7 @@ export class CellView {
     if (parts.has('type')) {
       this.node.dataset.cellType = c.cell_type
       this.typeSelect.value = ['code', 'markdown', 'raw'].includes(c.cell_type) ? c.cell_type : 'code'
-      this.runButton.hidden = !EXECUTABLE.has(c.cell_type) && !this.isMarkdown
+      this.runButton.hidden = !EXECUTABLE.has(c.cell_type)
       this.editor?.setLanguage(c.cell_type)
       if (!this.isMarkdown) this.editing = false
       this._layoutSource()
@@ -133,6 +133,13 @@ export class CellView {
 
   _renderMarkdown() {
     const text = cellSource(this.cell)
+    if (!this.visible) {
+      // Off-screen: plain text now, the sanitized rendering when the cell scrolls into view.
+      this._mdStale = true
+      this.rendered.textContent = text
+      return
+    }
+    this._mdStale = false
     if (text.trim()) this.rendered.innerHTML = renderMarkdown(text, this.cell.attachments)
     else this.rendered.replaceChildren(el('span.muted', { text: 'Empty markdown cell: double-click to edit' }))
   }
@@ -228,6 +235,7 @@ export class CellView {
 
   becameVisible() {
     this.visible = true
+    if (this._mdStale && this.isMarkdown && !this.editing) this._renderMarkdown()
     if (!this.isMarkdown || this.editing) this.ensureEditor()
   }
 

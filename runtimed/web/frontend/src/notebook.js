@@ -55,12 +55,18 @@ class NotebookPage {
 
     const t = performance.now()
     this._buildChrome()
-    this.visibility = new IntersectionObserver(
-      (entries) => {
-        for (const e of entries) if (e.isIntersecting) this.views.get(e.target.dataset.cellId)?.becameVisible()
-      },
-      { rootMargin: '300px 0px' },
-    )
+    // Editors are created lazily, when a cell nears the viewport. Cells use content-visibility:auto,
+    // whose state-change event says exactly that (cheaper than an IntersectionObserver on 500 cells).
+    this.cvEvents = 'oncontentvisibilityautostatechange' in document.body
+    this.visibility = this.cvEvents
+      ? null
+      : new IntersectionObserver(
+          (entries) => {
+            for (const e of entries) if (e.isIntersecting) this._activate(e.target.dataset.cellId)
+          },
+          { rootMargin: '300px 0px' },
+        )
+    if (this.cvEvents) requestAnimationFrame(() => requestAnimationFrame(() => this._noteEditors()))
     for (const cellId of this.state.order) this._addView(this.state.cells.get(cellId))
     this._reorder()
     this._renderTitle()
@@ -77,6 +83,7 @@ class NotebookPage {
       onStatus: (status, detail) => this._renderConnection(status, detail),
       onAcked: () => this._renderConnection(this.sync.status),
       onWelcome: () => {
+        if (this.timings.live == null) this.timings.live = performance.now()
         this.peers.clear()
         this._renderPeers()
       },
@@ -168,12 +175,24 @@ class NotebookPage {
   }
 
   _renderConnection(status, detail) {
+    // Called on every push and ack: touch the DOM only when the label changes, and show
+    // "saving" only for edits that stay unacknowledged for a moment (no flicker per keystroke).
     const n = this.sync ? this.sync.unacked : 0
+    if (status === 'live' && n && !this._savingShown && this.connection.textContent === 'live') {
+      if (!this._savingTimer) this._savingTimer = setTimeout(() => {
+        this._savingTimer = null
+        this._savingShown = this.sync.unacked > 0
+        this._renderConnection(this.sync.status)
+      }, 500)
+      return
+    }
+    if (!n) this._savingShown = false
     const label = status === 'live' ? (n ? `saving ${n}…` : 'live') : status
-    this.connection.textContent = label
-    this.connection.className = 'connection conn-' + status
-    this.connection.title = detail || ''
-    this.root.dataset.connection = status
+    if (this.connection.textContent !== label) this.connection.textContent = label
+    const cls = 'connection conn-' + status
+    if (this.connection.className !== cls) this.connection.className = cls
+    if (this.connection.title !== (detail || '')) this.connection.title = detail || ''
+    if (this.root.dataset.connection !== status) this.root.dataset.connection = status
   }
 
   _renderPeers() {
@@ -210,7 +229,12 @@ class NotebookPage {
     const last = events[events.length - 1]
     if (last.seq > this.state.headSeq) this.state.headSeq = last.seq
     this._applyChanges(changes)
-    this._renderHistoryBounds()
+    if (!this._boundsFrame) {
+      this._boundsFrame = requestAnimationFrame(() => {
+        this._boundsFrame = 0
+        this._renderHistoryBounds()
+      })
+    }
   }
 
   _applyChanges(ch) {
@@ -244,8 +268,27 @@ class NotebookPage {
     const v = new CellView(this, cell)
     this.views.set(cell.id, v)
     this._watchDoc(cell)
-    this.visibility.observe(v.node)
+    if (this.cvEvents) {
+      const onState = (e) => {
+        if (e.skipped) return
+        v.node.removeEventListener('contentvisibilityautostatechange', onState)
+        this._activate(cell.id)
+      }
+      v.node.addEventListener('contentvisibilityautostatechange', onState)
+    } else this.visibility.observe(v.node)
     return v
+  }
+
+  _activate(cellId) {
+    const v = this.views.get(cellId)
+    if (!v) return
+    this.visibility?.unobserve(v.node)
+    v.becameVisible()
+    this._noteEditors()
+  }
+
+  _noteEditors() {
+    if (this.timings.editors == null) this.timings.editors = performance.now()
   }
 
   _reorder() {

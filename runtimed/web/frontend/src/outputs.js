@@ -6,7 +6,7 @@
 import { AnsiUp } from 'ansi_up'
 import DOMPurify from 'dompurify'
 import MarkdownIt from 'markdown-it'
-import { el, newId } from './util.js'
+import { el, escapeHtml, newId } from './util.js'
 
 const md = new MarkdownIt({ html: true, linkify: true })
 
@@ -35,6 +35,7 @@ export function renderMarkdown(source, attachments) {
 }
 
 export function ansiHtml(text) {
+  if (!text || text.indexOf('\x1b') < 0) return escapeHtml(text || '')
   const au = new AnsiUp()
   au.use_classes = true
   return au.ansi_to_html(text || '')
@@ -102,14 +103,14 @@ window.addEventListener('message', (e) => {
   frame.style.height = h + 'px'
 })
 
-const FRAME_STYLE = `body{margin:0;padding:2px 0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;overflow-x:auto}
+const FRAME_STYLE = `body{margin:0;padding:2px 0;display:flow-root;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;overflow-x:auto}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:right}
 thead th{background:#f6f8fa}tbody tr:nth-child(odd){background:#fbfbfc}img{max-width:100%}pre{margin:0}`
 
 function frameDoc(token, body) {
   // The resize script reports only a height; the parent trusts nothing else from the frame.
-  const resize = `<script>(function(){var t=${JSON.stringify(token)};function p(){try{parent.postMessage({runtimedFrame:t,height:Math.max(document.documentElement.scrollHeight,document.body?document.body.scrollHeight:0)},"*")}catch(e){}}
-try{new ResizeObserver(p).observe(document.documentElement)}catch(e){}addEventListener("load",p);setTimeout(p,50);setTimeout(p,500)})()</script>`
+  const resize = `<script>(function(){var t=${JSON.stringify(token)},last=0;function p(){var b=document.body;if(!b)return;var h=Math.ceil(b.getBoundingClientRect().bottom);if(h!==last){last=h;try{parent.postMessage({runtimedFrame:t,height:h},"*")}catch(e){}}}
+function w(){try{new ResizeObserver(p).observe(document.body)}catch(e){}p()}if(document.body)w();else addEventListener("DOMContentLoaded",w);addEventListener("load",p);setTimeout(p,300)})()</script>`
   return `<!doctype html><html><head><meta charset="utf-8"><base target="_blank"><style>${FRAME_STYLE}</style>${resize}</head><body>${body}</body></html>`
 }
 

@@ -37,10 +37,10 @@ export class Changes {
 }
 
 /** The CRDT document of a cell whose cellCreated carried `source` (identical on every replica). */
-export function seededDoc(source) {
-  const doc = new Y.Doc()
+export function seededDoc(source, guid) {
+  const doc = new Y.Doc({ guid })
   if (source) {
-    const seed = new Y.Doc()
+    const seed = new Y.Doc({ guid })
     seed.clientID = SEED_CLIENT_ID
     seed.getText(TEXT_KEY).insert(0, source)
     Y.applyUpdate(doc, Y.encodeStateAsUpdate(seed), REMOTE)
@@ -49,8 +49,8 @@ export function seededDoc(source) {
   return doc
 }
 
-function docFromState(b64) {
-  const doc = new Y.Doc()
+function docFromState(b64, guid) {
+  const doc = new Y.Doc({ guid }) // a guid given: no random uuid per cell (500 cells load faster)
   if (b64) Y.applyUpdate(doc, fromBase64(b64), REMOTE)
   return doc
 }
@@ -99,7 +99,7 @@ export function stateFromView(view, { live = true } = {}) {
     live,
   }
   for (const c of view.cells || []) {
-    const doc = live ? docFromState(c.ystate) : null
+    const doc = live ? docFromState(c.ystate, c.id) : null
     if (live && !c.ystate && c.source) doc.getText(TEXT_KEY).insert(0, c.source) // never: the server sends ystate
     const cell = makeCell(c, doc)
     for (const o of c.outputs || []) {
@@ -197,7 +197,7 @@ export const HANDLERS = {
   },
 
   cellCreated(s, a, env, ch) {
-    const doc = s.live ? seededDoc(a.source || '') : null
+    const doc = s.live ? seededDoc(a.source || '', a.cellId) : null
     const cell = makeCell(
       { id: a.cellId, cell_type: a.cellType, fractional_index: a.fractionalIndex, source: a.source || '', metadata: a.metadata,
         attachments: a.attachments, execution_count: a.executionCount },

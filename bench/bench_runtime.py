@@ -1,0 +1,251 @@
+"""Runtime benchmark: what runtimed adds on top of a raw jupyter_client round trip.
+
+    python bench/bench_runtime.py            # full run
+    python bench/bench_runtime.py --quick    # smoke run (fewer cells, smaller outputs)
+    python bench/bench_runtime.py --json results.json
+    python bench/bench_runtime.py --profile prof/   # also run the daemon under pyinstrument
+
+Measured side by side, alternating, on the same kind of kernel (python3, IPC transport):
+
+1. per-cell overhead: the median of N trivial cells through a raw ``AsyncKernelClient``
+   (execute, read IOPub until idle, read the reply) versus the same cells through runtimed
+   (``AsyncSession.execute_cell`` against a daemon started in a temporary home);
+2. a cell printing 200,000 lines: wall time versus the raw kernel, stream events, stored bytes;
+3. a 10,000-step ``\\r`` progress bar: wall time, events, stored bytes.
+
+Targets: overhead <= 1 ms per cell; 200k lines <= 1.5x raw; progress bar < 10 KiB stored.
+Not collected by pytest (no test_ prefix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runtimed.client.discovery import DaemonEndpoint, find_daemon  # noqa: E402
+from runtimed.client.session import AsyncSession  # noqa: E402
+from runtimed.home import Home  # noqa: E402
+
+TRIVIAL = "x = 1"
+LINES_CODE = "for i in range({n}):\n    print('line', i)"
+BAR_CODE = ("for i in range({n}):\n    print(f'\\r{{i + 1:6d}}/{n} ' + '#' * (20 * (i + 1) // {n}), end='', flush=True)\n"
+            "print()")
+TARGETS = {"overhead_ms": 1.0, "lines_ratio": 1.5, "bar_bytes": 10 * 1024}
+
+
+# -- the raw kernel ------------------------------------------------------------------------------------
+
+
+class RawKernel:
+    """A python3 kernel driven the plain jupyter_client way: execute, IOPub until idle, shell reply."""
+
+    async def start(self) -> None:
+        directory = Path(tempfile.gettempdir()) / f"rtbench-{os.getuid()}"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        conn = str(directory / f"k-{uuid.uuid4().hex[:10]}.json")
+        self.km = AsyncKernelManager(kernel_name="python3", transport="ipc", connection_file=conn,
+                                     ip=os.path.splitext(conn)[0] + "-ipc")
+        await self.km.start_kernel()
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        await self.kc.wait_for_ready(timeout=60)
+
+    async def execute(self, code: str) -> int:
+        """Run code; return the number of stream messages it produced."""
+        msg_id = self.kc.execute(code)
+        streams = 0
+        while True:
+            msg = await self.kc.get_iopub_msg()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                streams += 1
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        while True:
+            reply = await self.kc.get_shell_msg()
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return streams
+
+    async def stop(self) -> None:
+        self.kc.stop_channels()
+        await self.km.shutdown_kernel(now=True)
+
+
+# -- the daemon ----------------------------------------------------------------------------------------
+
+
+class Daemon:
+    def __init__(self, profile_dir: Path | None) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="rtbench-home-"))
+        self.profile_dir = profile_dir
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> DaemonEndpoint:
+        cmd = [sys.executable]
+        if self.profile_dir is not None:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            cmd += ["-m", "pyinstrument", "--async_mode", "disabled", "-r", "html",
+                    "-o", str(self.profile_dir / "daemon.html"), "-m"]
+        else:
+            cmd += ["-m"]
+        cmd += ["runtimed.server.main", "--home", str(self.home), "--port", "0"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.home / "stderr", "ab"),  # noqa: SIM115
+                                     cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited: {(self.home / 'stderr').read_text()[-2000:]}")
+            found = find_daemon(Home(self.home))
+            if found is not None:
+                return DaemonEndpoint(found.url, found.token)
+            time.sleep(0.05)
+        raise RuntimeError("daemon did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def stream_stats(s: AsyncSession, cell_id: str) -> tuple[int, int]:
+    """(events, bytes of args JSON) of the stream outputs of a cell's latest run."""
+    conn = s.client.replica.conn
+    ids = {r[0] for r in conn.execute("SELECT id FROM outputs WHERE cell_id = ? AND output_type = 'stream'", (cell_id,))}
+    count = size = 0
+    for args in conn.execute("SELECT args FROM events WHERE name IN ('outputAdded', 'streamTextChanged')"):
+        parsed = json.loads(args[0])
+        if parsed.get("outputId") in ids:
+            count += 1
+            size += len(args[0])
+    return count, size
+
+
+# -- the measurements ----------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    cells = 30 if args.quick else args.cells
+    lines = 20_000 if args.quick else 200_000
+    bar = 10_000
+    rounds = 1 if args.quick else args.rounds
+    daemon = Daemon(Path(args.profile) if args.profile else None)
+    raw = RawKernel()
+    endpoint = daemon.start()
+    await raw.start()
+    results: dict[str, Any] = {"cells": cells, "lines": lines, "bar_steps": bar}
+    try:
+        async with AsyncSession(f"bench-{uuid.uuid4().hex[:8]}", endpoint=endpoint) as s:
+            await s.run("pass", timeout_secs=120)  # the runtime is up
+            ids = [await s.create_cell(TRIVIAL) for _ in range(cells)]
+            for _ in range(20):  # warm both paths
+                await raw.execute(TRIVIAL)
+                await s.execute_cell(ids[0])
+            raw_times, rt_times = [], []
+            for i, cell_id in enumerate(ids):
+                order = (0, 1) if i % 2 == 0 else (1, 0)
+                for which in order:
+                    t0 = time.perf_counter()
+                    if which == 0:
+                        await raw.execute(TRIVIAL)
+                        raw_times.append(time.perf_counter() - t0)
+                    else:
+                        result = await s.execute_cell(cell_id)
+                        rt_times.append(time.perf_counter() - t0)
+                        assert result.success, result
+            raw_ms = statistics.median(raw_times) * 1000
+            rt_ms = statistics.median(rt_times) * 1000
+            results["trivial"] = {"raw_median_ms": round(raw_ms, 3), "runtimed_median_ms": round(rt_ms, 3),
+                                  "overhead_ms": round(rt_ms - raw_ms, 3),
+                                  "raw_p90_ms": round(sorted(raw_times)[int(0.9 * len(raw_times))] * 1000, 3),
+                                  "runtimed_p90_ms": round(sorted(rt_times)[int(0.9 * len(rt_times))] * 1000, 3)}
+            print(f"trivial cells (median of {cells}): raw {raw_ms:.3f} ms, runtimed {rt_ms:.3f} ms, "
+                  f"overhead {rt_ms - raw_ms:.3f} ms (target <= {TARGETS['overhead_ms']} ms)", flush=True)
+
+            code = LINES_CODE.format(n=lines)
+            cell_id = await s.create_cell(code)
+            raw_l, rt_l, msgs = [], [], 0
+            for r in range(rounds):
+                for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    t0 = time.perf_counter()
+                    if which == 0:
+                        msgs = await raw.execute(code)
+                        raw_l.append(time.perf_counter() - t0)
+                    else:
+                        result = await s.execute_cell(cell_id, timeout_secs=600)
+                        rt_l.append(time.perf_counter() - t0)
+                        assert result.success and result.stdout.endswith(f"line {lines - 1}\n"), result
+            events, stored = stream_stats(s, cell_id)
+            raw_s, rt_s = statistics.median(raw_l), statistics.median(rt_l)
+            results["lines"] = {"raw_s": round(raw_s, 3), "runtimed_s": round(rt_s, 3), "ratio": round(rt_s / raw_s, 3),
+                                "raw_stream_messages": msgs, "events": events, "stored_bytes": stored}
+            print(f"{lines} lines: raw {raw_s:.3f} s ({msgs} stream messages), runtimed {rt_s:.3f} s, "
+                  f"ratio {rt_s / raw_s:.2f} (target <= {TARGETS['lines_ratio']}); {events} events, "
+                  f"{stored} bytes stored", flush=True)
+
+            code = BAR_CODE.format(n=bar)
+            cell_id = await s.create_cell(code)
+            t0 = time.perf_counter()
+            msgs = await raw.execute(code)
+            raw_b = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            result = await s.execute_cell(cell_id, timeout_secs=600)
+            rt_b = time.perf_counter() - t0
+            assert result.success and result.stdout == f"{bar:6d}/{bar} " + "#" * 20 + "\n", result.stdout[-200:]
+            events, stored = stream_stats(s, cell_id)
+            results["bar"] = {"raw_s": round(raw_b, 3), "runtimed_s": round(rt_b, 3), "raw_stream_messages": msgs,
+                              "events": events, "stored_bytes": stored}
+            print(f"{bar}-step progress bar: raw {raw_b:.3f} s ({msgs} stream messages), runtimed {rt_b:.3f} s; "
+                  f"{events} events, {stored} bytes stored (target < {TARGETS['bar_bytes']})", flush=True)
+    finally:
+        await raw.stop()
+        daemon.stop()
+    results["targets"] = TARGETS
+    results["met"] = {
+        "overhead": results["trivial"]["overhead_ms"] <= TARGETS["overhead_ms"],
+        "lines": results["lines"]["ratio"] <= TARGETS["lines_ratio"],
+        "bar": results["bar"]["stored_bytes"] < TARGETS["bar_bytes"],
+    }
+    return results
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a smoke run: fewer cells, 20,000 lines")
+    p.add_argument("--json", default=None, help="write the results as JSON to this path")
+    p.add_argument("--cells", type=int, default=200, help="trivial cells (default 200)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the 200k-line cell (default 3)")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="run the daemon under pyinstrument and write DIR/daemon.html")
+    args = p.parse_args()
+    results = asyncio.run(bench(args))
+    print(json.dumps(results["met"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
