@@ -13,8 +13,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import DaemonProcess
+
 from runtimed.cli import errors as exit_codes
 from runtimed.cli.main import COMMANDS
 

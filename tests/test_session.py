@@ -7,8 +7,8 @@ notebook, so each gets its own kernel. The embedded-default test starts its own 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import re
 import textwrap
 import time
@@ -31,7 +31,9 @@ from runtimed import (
     RuntimedError,
     Session,
 )
+from runtimed.client.session import _LoopThread
 from runtimed.home import pid_alive
+from runtimed.schema.events import make_event
 
 pytestmark = pytest.mark.timeout(120)
 T = TypeVar("T")
@@ -56,9 +58,20 @@ def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonPr
 def session(shared_daemon: DaemonProcess) -> Iterator[Session]:
     s = Session()
     yield s
-    if s.kernel_started:  # kernels of finished tests would pile up until the idle timeout
-        s.shutdown_kernel()
+    end_kernel_nowait(s)
     s.close()
+
+
+def end_kernel_nowait(s: Session) -> None:
+    """End the notebook's runtime session without waiting for the kernel to exit.
+
+    Kernels of finished tests would otherwise pile up until the idle timeout.
+    """
+    active = s._async._active_session() if s.is_connected else None
+    if active is not None:
+        with contextlib.suppress(RuntimedError):
+            _LoopThread.run(s.client.commit([make_event("runtimeSessionEnded", session_id=active["session_id"],
+                                                        reason="shutdown")]))
 
 
 @pytest.fixture

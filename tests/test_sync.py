@@ -16,10 +16,10 @@ from urllib.parse import urlparse
 import httpx
 import orjson
 import pytest
+from conftest import DaemonProcess
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import DaemonProcess
 from runtimed.client.sync import SyncClient
 from runtimed.schema.events import make_event
 from runtimed.schema.ordering import key_between

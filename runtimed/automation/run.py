@@ -170,9 +170,12 @@ def write_output(nb: nbformat.NotebookNode, output_path: str | None) -> None:
         sys.stdout.write(nbformat.writes(nb))
         sys.stdout.flush()
         return
+    import json
+
     from runtimed.formats.files import save_notebook
 
-    save_notebook(nb, output_path)
+    # plain dicts: the YAML writer cannot represent NotebookNode (a dict subclass) values
+    save_notebook(json.loads(nbformat.writes(nb)), output_path)
 
 
 class _LiveLog:

@@ -67,12 +67,13 @@ class LazyGroup(click.Group):
             command = load(entry[0])
         except (ImportError, AttributeError) as exc:
             # a command whose module is missing (or broken) must not break the others
+            reason = str(exc)
             @click.command(cmd_name, help=entry[1], context_settings={"ignore_unknown_options": True})
             @click.argument("args", nargs=-1, type=click.UNPROCESSED)
             def unavailable(args: tuple[str, ...]) -> None:
                 from runtimed.cli.errors import CliError
 
-                raise CliError(f"`runt {cmd_name}` is not available in this installation ({exc})")
+                raise CliError(f"`runt {cmd_name}` is not available in this installation ({reason})")
 
             return unavailable
         self.commands[cmd_name] = command

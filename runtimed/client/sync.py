@@ -28,7 +28,8 @@ from runtimed.schema.replica import Replica
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-FATAL_CLOSE_CODES = {1009: "message too large", 4400: "bad message", 4401: "unauthorized", 4413: "message too large"}
+FATAL_CLOSE_CODES = {1009: "message too large", 4400: "bad message", 4401: "unauthorized",
+                     4404: "notebook deleted", 4413: "message too large"}
 REPUSH_BATCH = 1000
 """Unacknowledged events are re-pushed in pushes of at most this many (the server caps a push's size)."""
 

@@ -20,7 +20,7 @@ import nbformat
 from nbformat import v4
 from nbformat.validator import normalize
 
-from runtimed.errors import InvalidNotebookError
+from runtimed.errors import EventRejected, InvalidNotebookError
 from runtimed.schema import views
 from runtimed.schema.events import is_valid_id, make_event
 from runtimed.schema.ids import new_id
@@ -66,19 +66,25 @@ def read_ipynb(data: str | bytes) -> nbformat.NotebookNode:
     except json.JSONDecodeError as exc:
         raise _json_error(exc) from None
     if not isinstance(raw, dict):
-        raise InvalidNotebookError(f"not a notebook: the top level is a JSON {type(raw).__name__}, expected an object")
+        raise InvalidNotebookError(
+            f"not a notebook: the top level is a JSON {type(raw).__name__}, expected an object"
+        )
     if "nbformat" not in raw:
         raise InvalidNotebookError("not a notebook: the top-level object has no 'nbformat' key")
     major, minor = raw.get("nbformat"), raw.get("nbformat_minor", 0)
     if not isinstance(major, int) or major not in nbformat.versions or not isinstance(minor, int):
-        raise InvalidNotebookError(f"unsupported nbformat version {major!r}.{minor!r}; this reads versions 1 to 4")
+        raise InvalidNotebookError(
+            f"unsupported nbformat version {major!r}.{minor!r}; this reads versions 1 to 4"
+        )
     try:
         nb = nbformat.versions[major].to_notebook_json(raw, minor=minor)
         nb = nbformat.convert(nb, 4)
         if nb.get("nbformat_minor", 0) < v4.nbformat_minor:
             nb = v4.upgrade(nb, from_version=4, from_minor=nb.get("nbformat_minor", 0))
     except Exception as exc:  # nbformat raises ValueError, KeyError, AttributeError... on malformed input
-        raise InvalidNotebookError(f"invalid nbformat {major}.{minor} notebook: {type(exc).__name__}: {exc}") from None
+        raise InvalidNotebookError(
+            f"invalid nbformat {major}.{minor} notebook: {type(exc).__name__}: {exc}"
+        ) from None
     return _validated(nb)
 
 
@@ -116,13 +122,21 @@ def notebook_to_events(nb: Any, *, title: str | None = None) -> list[dict[str, A
     if title is None:
         title = metadata.get("title") if isinstance(metadata.get("title"), str) else None
     created = {k: metadata.pop(k) for k in NOTEBOOK_CREATED_KEYS if isinstance(metadata.get(k), dict)}
-    events = [make_event("notebookCreated", title=title or "Untitled", **created)]
     for key in TRANSIENT_METADATA:
         metadata.pop(key, None)
-    events += [make_event("notebookMetadataSet", key=k, value=v) for k, v in metadata.items() if v is not None]
+    try:
+        events = [make_event("notebookCreated", title=(title or "Untitled")[:1000], **created)]
+        events += [
+            make_event("notebookMetadataSet", key=k, value=v) for k, v in metadata.items() if v is not None
+        ]
+    except EventRejected as exc:
+        raise InvalidNotebookError(f"metadata: cannot import: {exc.message}") from None
     cells = nb.get("cells") or []
-    for cell, index in zip(cells, keys_between(None, None, len(cells)), strict=True):
-        events += _cell_events(cell, index)
+    for i, (cell, index) in enumerate(zip(cells, keys_between(None, None, len(cells)), strict=True)):
+        try:
+            events += _cell_events(cell, index)
+        except EventRejected as exc:  # a valid nbformat value our catalog refuses (e.g. a stream named "log")
+            raise InvalidNotebookError(f"cells[{i}]: cannot import: {exc.message}") from None
     return events
 
 
@@ -155,15 +169,21 @@ def _cell_events(cell: Any, index: str) -> list[dict[str, Any]]:
 
 
 def _output_event(cell_id: str, output: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {"outputId": new_id("o"), "cellId": cell_id, "outputType": output.get("output_type")}
+    args: dict[str, Any] = {
+        "outputId": new_id("o"),
+        "cellId": cell_id,
+        "outputType": output.get("output_type"),
+    }
     for field in OUTPUT_FIELDS:
         if output.get(field) is not None:
             args[field] = output[field]
     if "text" in args:
         args["text"] = _join(args["text"])
     if isinstance(args.get("data"), dict):
-        args["data"] = {mime: _join(v) if isinstance(v, list) and not _is_json_mime(mime) else v
-                        for mime, v in args["data"].items()}
+        args["data"] = {
+            mime: _join(v) if isinstance(v, list) and not _is_json_mime(mime) else v
+            for mime, v in args["data"].items()
+        }
     if output.get("output_type") == "execute_result" and output.get("execution_count") is not None:
         args["executionCount"] = output["execution_count"]
     display_id = (output.get("transient") or {}).get("display_id")
@@ -199,7 +219,7 @@ def _export_ids(cell_ids: list[str]) -> dict[str, str]:
     for cid in cell_ids:
         if cid in mapping:
             continue
-        stripped = cid[len(ESCAPE_PREFIX):] if cid.startswith(ESCAPE_PREFIX) else ""
+        stripped = cid[len(ESCAPE_PREFIX) :] if cid.startswith(ESCAPE_PREFIX) else ""
         if NBFORMAT_ID.match(stripped) and stripped not in used:
             candidate = stripped
         else:

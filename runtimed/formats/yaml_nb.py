@@ -63,7 +63,10 @@ def _python_literal(value: Any, where: str) -> str:
                 raise _fail(where, f"keys must be strings, got {k!r}")
             items.append(f"{k!r}: {_python_literal(v, f'{where}.{k}')}")
         return "{" + ", ".join(items) + "}"
-    raise _fail(where, f"unsupported value {value!r} ({type(value).__name__}); use strings, numbers, lists or mappings")
+    raise _fail(
+        where,
+        f"unsupported value {value!r} ({type(value).__name__}); use strings, numbers, lists or mappings",
+    )
 
 
 def parameters_source(parameters: dict[str, Any]) -> str:
@@ -136,10 +139,14 @@ def read_yaml_notebook(text: str) -> tuple[nbformat.NotebookNode, dict[str, Any]
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidNotebookError(f"not valid YAML: {where}{problem}") from None
     if not isinstance(doc, dict):
-        raise InvalidNotebookError(f"a YAML notebook is a mapping with metadata, parameters and cells; got {_type_name(doc)}")
+        raise InvalidNotebookError(
+            f"a YAML notebook is a mapping with metadata, parameters and cells; got {_type_name(doc)}"
+        )
     unknown = set(doc) - TOP_KEYS
     if unknown:
-        raise InvalidNotebookError(f"unknown top-level keys {sorted(map(str, unknown))}; allowed: {sorted(TOP_KEYS)}")
+        raise InvalidNotebookError(
+            f"unknown top-level keys {sorted(map(str, unknown))}; allowed: {sorted(TOP_KEYS)}"
+        )
     metadata = doc.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise _fail("metadata", f"expected a mapping, got {_type_name(metadata)}")

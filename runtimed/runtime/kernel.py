@@ -371,13 +371,9 @@ class KernelSession:
             raise KernelError(
                 f"Changing the working directory of a running {self._language} kernel is not supported."
             )
-        errors: list[str] = []
-
-        def collect(kind: str, content: dict[str, Any]) -> None:
-            if kind == "error":
-                errors.append(f"{content['ename']}: {content['evalue']}")
-
-        reply = await self.execute(f"__import__('os').chdir({path!r})", collect, silent=True)
+        reply = await self.execute(
+            f"__import__('os').chdir({path!r})", lambda kind, content: None, silent=True
+        )
         if reply.status != "ok":
             raise KernelError(
                 f"Could not change the kernel's directory to {path}: {reply.ename}: {reply.evalue}"

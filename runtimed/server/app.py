@@ -7,15 +7,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from runtimed import __version__
-from runtimed.errors import AuthError, RuntimedError
+from runtimed.errors import AuthError, NotFoundError, RuntimedError
 from runtimed.schema.events import make_event
 from runtimed.schema.views import notebook_view
 from runtimed.server.auth import COOKIE_NAME
@@ -83,8 +85,9 @@ def create_app(daemon: Daemon) -> FastAPI:
                 await daemon.runtimes.stop()
             daemon.close()
 
-    app = FastAPI(title="runtimed", version=__version__, lifespan=lifespan,
-                  description="Event-sourced notebooks: REST API of the runtimed daemon")
+    # The schema and docs routes are declared below, behind the token like everything but /health.
+    app = FastAPI(title="runtimed", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None, description="Event-sourced notebooks: REST API of the runtimed daemon")
     app.state.daemon = daemon
 
     def require_token(request: Request) -> None:
@@ -107,6 +110,14 @@ def create_app(daemon: Daemon) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", dependencies=auth, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="runtimed API")
+
     @app.get("/api/status", dependencies=auth, tags=["daemon"])
     def status() -> dict[str, Any]:
         return daemon.status()
@@ -119,9 +130,17 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     # -- notebooks -------------------------------------------------------------------------------
 
+    def _exists(notebook_id: str) -> bool:
+        """A notebook exists once it has events (a connection that never pushed leaves an empty log file)."""
+        return daemon.store.exists(notebook_id) and daemon.store.log(notebook_id).head > 0
+
     def _require(notebook_id: str):
         check_notebook_id(notebook_id)
-        return daemon.store.require(notebook_id)
+        nb_log = daemon.store.require(notebook_id)
+        if nb_log.head == 0:
+            raise NotFoundError(f"no notebook with id {notebook_id!r}; list them with `runt notebooks`",
+                                code="notebook_not_found")
+        return nb_log
 
     @app.get("/api/notebooks", dependencies=auth, tags=["notebooks"])
     def list_notebooks() -> list[dict[str, Any]]:
@@ -136,7 +155,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         from runtimed.schema.ids import new_id
 
         notebook_id = check_notebook_id(body.id) if body.id else new_id("nb-")
-        if daemon.store.exists(notebook_id):
+        if _exists(notebook_id):
             raise RuntimedError(f"notebook {notebook_id!r} already exists", code="notebook_exists")
         event = make_event("notebookCreated", title=body.title, kernelspec=body.kernelspec)
         _push_all(notebook_id, [event], _actor(body.actor))
@@ -171,7 +190,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         _require(notebook_id)
         if daemon.runtimes is not None:
             await daemon.runtimes.stop_notebook(notebook_id)
-        daemon.forget_room(notebook_id)
+        daemon.forget_room(notebook_id, ("notebook_deleted", f"notebook {notebook_id!r} was deleted"))
         daemon.store.delete(notebook_id)
         return {"deleted": notebook_id}
 
@@ -181,7 +200,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         from runtimed.schema.ids import new_id
 
         notebook_id = check_notebook_id(id) if id else new_id("nb-")
-        if daemon.store.exists(notebook_id):
+        if _exists(notebook_id):
             raise RuntimedError(f"notebook {notebook_id!r} already exists; pick another id", code="notebook_exists")
         nb = read_ipynb(await request.body())
         events = notebook_to_events(nb, title=title)
@@ -292,7 +311,7 @@ def create_app(daemon: Daemon) -> FastAPI:
             if not daemon.auth.matches(token):
                 return HTMLResponse("<h1>Wrong token</h1><p>Use the URL printed by <code>runt open</code>.</p>", 401)
             params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = "/" + ("?" + "&".join(f"{k}={v}" for k, v in params) if params else "")
+            target = "/" + ("?" + urlencode(params) if params else "")
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict")
             return response

@@ -62,10 +62,11 @@ class Daemon:
                 self.runtimes.watch(room)
         return room
 
-    def forget_room(self, notebook_id: str) -> None:
+    def forget_room(self, notebook_id: str, reason: tuple[str, str] | None = None) -> None:
+        """Close a notebook's room; with a ``reason`` (code, message), its live connections are ended."""
         room = self.rooms.pop(notebook_id, None)
         if room is not None:
-            room.close()
+            room.close(reason)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -61,6 +61,8 @@ class Room:
         self._message_cache: tuple[int, int, bytes] | None = None
         self.append_hooks: list[Callable[[Room, Sequence[Envelope]], None]] = []
         self.peer_hooks: list[Callable[[str, Room, Peer], None]] = []
+        self.closed: tuple[str, str] | None = None
+        """Why the room was closed (code, message): its live connections are ended with that reason."""
         self._unsubscribe = nb_log.subscribe(self._on_append)
 
     @property
@@ -139,5 +141,10 @@ class Room:
     def describe_peers(self) -> list[dict[str, Any]]:
         return [p.describe() for p in self.peers.values()]
 
-    def close(self) -> None:
+    def close(self, reason: tuple[str, str] | None = None) -> None:
+        """Stop following the log; with a ``reason`` (code, message), end every live connection with it."""
         self._unsubscribe()
+        if reason is not None:
+            self.closed = reason
+            for peer in self.peers.values():
+                peer.wake.set()

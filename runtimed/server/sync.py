@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_CONFLICT = 4409
+CLOSE_GONE = 4404
 CLOSE_SLOW_CONSUMER = 4408
 CLOSE_TOO_LARGE = 4413
 CLOSE_GOING_AWAY = 4503
@@ -148,6 +149,7 @@ class SyncConnection:
     def _handle(self, message: dict[str, Any]) -> None:
         peer = self.peer
         assert peer is not None
+        self._check_open()
         kind = message["type"]
         if kind == "push":
             events = message.get("events")
@@ -168,6 +170,10 @@ class SyncConnection:
         else:
             raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected push, presence, ping or pong")
 
+    def _check_open(self) -> None:
+        if self.room.closed is not None:  # e.g. the notebook was deleted: its log is gone
+            raise ProtocolError(*self.room.closed, CLOSE_GONE)
+
     async def _send(self, data: bytes) -> None:
         try:
             await asyncio.wait_for(self.ws.send_text(data.decode()), self.send_timeout)
@@ -185,9 +191,11 @@ class SyncConnection:
             while True:
                 await peer.wake.wait()
                 peer.wake.clear()
+                self._check_open()
                 while peer.outbox or peer.sent_seq < self.room.head:
                     while peer.outbox:
                         await self._send(peer.outbox.popleft())
+                    self._check_open()
                     batch = self.room.events_message(peer.sent_seq)
                     if batch is not None:
                         data, last = batch

@@ -53,29 +53,12 @@ export class CellView {
     const p = this.page
     const id = this.id
     this.prompt = el('div.prompt', { testid: 'exec-count' })
-    this.typeSelect = el(
-      'select.cell-type',
-      { testid: 'cell-type', title: 'Cell type', on: { change: () => p.changeType(id, this.typeSelect.value) } },
-      ['code', 'markdown', 'raw'].map((t) => el('option', { value: t, text: t })),
-    )
     this.status = el('span.cell-status', { testid: 'cell-status' })
     this.peers = el('span.cell-peers', { testid: 'cell-peers' })
     this.runButton = button('▶', 'run-cell', 'Run (Shift-Enter)', () => p.run(id, false), '.run')
-    this.toolbar = el(
-      'div.cell-toolbar',
-      null,
-      this.runButton,
-      this.status,
-      this.peers,
-      el('span.spacer'),
-      this.typeSelect,
-      button('↑', 'move-up', 'Move up', () => p.move(id, -1)),
-      button('↓', 'move-down', 'Move down', () => p.move(id, +1)),
-      button('+↑', 'add-above', 'Add a cell above', () => p.addCell(id, 'above')),
-      button('+↓', 'add-below', 'Add a cell below', () => p.addCell(id, 'below')),
-      button('⌫', 'clear-outputs', 'Clear outputs', () => p.clearOutputs(id)),
-      button('✕', 'delete-cell', 'Delete cell', () => p.deleteCell(id), '.danger'),
-    )
+    // The rest of the toolbar is built when the cell first comes near the viewport (or is hovered).
+    this.toolbar = el('div.cell-toolbar', null, this.runButton, this.status, this.peers, el('span.spacer'))
+    this.typeSelect = null
     this.pre = el('pre.source-preview', { testid: 'source-preview', tabindex: 0 })
     this.pre.addEventListener('mousedown', (e) => {
       e.preventDefault()
@@ -94,6 +77,28 @@ export class CellView {
       el('div.cell-main', null, this.toolbar, this.sourceBox, this.rendered, this.inputBox, this.outputs),
     )
     this.node.addEventListener('focusin', () => p.setActive(id))
+    this.node.addEventListener('pointerenter', () => this.buildTools(), { once: true })
+  }
+
+  buildTools() {
+    if (this.typeSelect) return
+    const p = this.page
+    const id = this.id
+    this.typeSelect = el(
+      'select.cell-type',
+      { testid: 'cell-type', title: 'Cell type', on: { change: () => p.changeType(id, this.typeSelect.value) } },
+      ['code', 'markdown', 'raw'].map((t) => el('option', { value: t, text: t })),
+    )
+    this.typeSelect.value = ['code', 'markdown', 'raw'].includes(this.cell.cell_type) ? this.cell.cell_type : 'code'
+    this.toolbar.append(
+      this.typeSelect,
+      button('↑', 'move-up', 'Move up', () => p.move(id, -1)),
+      button('↓', 'move-down', 'Move down', () => p.move(id, +1)),
+      button('+↑', 'add-above', 'Add a cell above', () => p.addCell(id, 'above')),
+      button('+↓', 'add-below', 'Add a cell below', () => p.addCell(id, 'below')),
+      button('⌫', 'clear-outputs', 'Clear outputs', () => p.clearOutputs(id)),
+      button('✕', 'delete-cell', 'Delete cell', () => p.deleteCell(id), '.danger'),
+    )
   }
 
   get isMarkdown() {
@@ -105,7 +110,7 @@ export class CellView {
     const c = this.cell
     if (parts.has('type')) {
       this.node.dataset.cellType = c.cell_type
-      this.typeSelect.value = ['code', 'markdown', 'raw'].includes(c.cell_type) ? c.cell_type : 'code'
+      if (this.typeSelect) this.typeSelect.value = ['code', 'markdown', 'raw'].includes(c.cell_type) ? c.cell_type : 'code'
       this.runButton.hidden = !EXECUTABLE.has(c.cell_type)
       this.editor?.setLanguage(c.cell_type)
       if (!this.isMarkdown) this.editing = false
@@ -235,6 +240,7 @@ export class CellView {
 
   becameVisible() {
     this.visible = true
+    this.buildTools()
     if (this._mdStale && this.isMarkdown && !this.editing) this._renderMarkdown()
     if (!this.isMarkdown || this.editing) this.ensureEditor()
   }

@@ -14,7 +14,7 @@ function peerChips(peers) {
     'span.peers',
     null,
     [...seen.values()].map((p) =>
-      el('span.peer-chip', { title: `${p.actor.name || p.actor.id} (${p.actor.kind}, ${p.client || 'client'})`, style: `--c:${colorFor(p.actor.id)}` },
+      el('span.peer-chip.kind-' + (p.actor.kind || 'human'), { testid: 'list-peer', title: `${p.actor.name || p.actor.id} (${p.actor.kind}, ${p.client || 'client'})`, style: `--c:${colorFor(p.actor.id)}` },
         (p.actor.name || p.actor.id).slice(0, 24)),
     ),
   )

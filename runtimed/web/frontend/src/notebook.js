@@ -16,10 +16,13 @@ const EXECUTABLE = new Set(['code', 'ai', 'sql'])
 
 export async function notebookPage(root, notebookId) {
   const t0 = performance.now()
+  // Open the socket while the state loads; hello goes out once head_seq is known.
+  const socket = SyncClient.preconnect(notebookId)
   let view
   try {
     view = await api(`${notebookPath(notebookId)}?ystate=1`)
   } catch (err) {
+    socket.close()
     const missing = err instanceof ApiError && err.status === 404
     root.replaceChildren(
       el('header.topbar', null, el('a.brand', { href: '/', text: 'runtimed' })),
@@ -29,14 +32,14 @@ export async function notebookPage(root, notebookId) {
     )
     return null
   }
-  const page = new NotebookPage(root, notebookId, view)
+  const page = new NotebookPage(root, notebookId, view, socket)
   page.timings.loaded = performance.now() - t0
   window.__runtimed = page
   return page
 }
 
 class NotebookPage {
-  constructor(root, notebookId, view) {
+  constructor(root, notebookId, view, socket = null) {
     this.root = root
     this.notebookId = notebookId
     this.actor = localActor()
@@ -89,7 +92,7 @@ class NotebookPage {
       },
       onFatal: (code, message) => this._onFatal(code, message),
     })
-    this.sync.connect()
+    this.sync.connect(socket)
     this._tick = setInterval(() => this._tickRunning(), 1000)
     window.addEventListener('beforeunload', (e) => {
       if (this.sync.unacked > 0) e.preventDefault()

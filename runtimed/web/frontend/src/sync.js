@@ -33,24 +33,39 @@ export class SyncClient {
   }
 
   get url() {
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:'
-    return `${proto}//${location.host}/api/notebooks/${encodeURIComponent(this.notebookId)}/sync`
+    return SyncClient.urlFor(this.notebookId)
   }
 
-  connect() {
+  static urlFor(notebookId) {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:'
+    return `${proto}//${location.host}/api/notebooks/${encodeURIComponent(notebookId)}/sync`
+  }
+
+  /** A socket opened early (before the notebook state is loaded), for `connect(socket)`. */
+  static preconnect(notebookId) {
+    try {
+      return new WebSocket(SyncClient.urlFor(notebookId))
+    } catch {
+      return { close() {}, readyState: 3 }
+    }
+  }
+
+  connect(socket = null) {
     if (this.closed) return
     this._status('connecting')
-    let ws
-    try {
-      ws = new WebSocket(this.url)
-    } catch (err) {
-      this._scheduleReconnect(String(err))
-      return
+    let ws = socket && socket.readyState <= 1 ? socket : null
+    if (!ws) {
+      try {
+        ws = new WebSocket(this.url)
+      } catch (err) {
+        this._scheduleReconnect(String(err))
+        return
+      }
     }
     this.ws = ws
-    ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'hello', since: this.lastSeq, actor: this.actor, client: 'web' }))
-    }
+    const hello = () => ws.send(JSON.stringify({ type: 'hello', since: this.lastSeq, actor: this.actor, client: 'web' }))
+    if (ws.readyState === WebSocket.OPEN) hello()
+    else ws.onopen = hello
     ws.onmessage = (msg) => {
       let data
       try {
