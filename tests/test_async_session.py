@@ -234,6 +234,24 @@ async def test_sees_another_sessions_changes(session: AsyncSession, other: Async
     assert (await eventually(outputs_seen))[0].data["text/plain"] == "'edited by other'"
 
 
+async def test_concurrent_edits_merge(session: AsyncSession, other: AsyncSession) -> None:
+    """Two peers replace the same text at once: the CRDT keeps both edits, in both replicas."""
+    cell_id = await session.create_cell("base")
+
+    async def other_has_it() -> bool:
+        return any(c.source == "base" for c in await other.get_cells())
+
+    await eventually(other_has_it)
+    # both diffs are computed from "base" before either is acknowledged
+    await asyncio.gather(session.set_source(cell_id, "mine + base"), other.set_source(cell_id, "base + theirs"))
+
+    async def converged() -> str | None:
+        a, b = (await session.get_cell(cell_id)).source, (await other.get_cell(cell_id)).source
+        return a if a == b and "mine" in a and "theirs" in a else None
+
+    assert await eventually(converged) == "mine + base + theirs"
+
+
 async def test_sync_and_async_sessions_on_one_notebook(session: AsyncSession) -> None:
     cell_id = await session.create_cell("from_async = 1")
     sync = Session(session.notebook_id)

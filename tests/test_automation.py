@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -444,7 +445,10 @@ def test_runtime_is_stopped_after_the_run_unless_kept(daemon: Any) -> None:
     try:
         result = runtimed.run_notebook(make_notebook(("code", "1")))
         assert result.status == "success"
-        assert [r for r in http.get("/api/runtimes") if result.notebook_id in json.dumps(r)] == []
+        deadline = time.monotonic() + 15  # the daemon finishes the shutdown after the run hangs up
+        while [r for r in http.get("/api/runtimes") if result.notebook_id in json.dumps(r)]:
+            assert time.monotonic() < deadline, "the run's runtime is still running"
+            time.sleep(0.1)
         kept = runtimed.run_notebook(make_notebook(("code", "1")), keep_runtime=True)
         assert [r for r in http.get("/api/runtimes") if kept.notebook_id in json.dumps(r)]
         # the run's notebook stays in the daemon, outputs and all

@@ -20,9 +20,19 @@ BOB = {"id": "bob", "kind": "human"}
 def log(tmp_path):
     store = SQLiteEventStore(tmp_path, snapshot_every=2)
     nb = store.log("nb")
-    nb.append([make_event("notebookCreated", title="T"),
-               make_event("cellCreated", cellId="c1", cellType="code", fractionalIndex="a0",
-                          source="def f(x):\n    return x\n")], HUMAN)
+    nb.append(
+        [
+            make_event("notebookCreated", title="T"),
+            make_event(
+                "cellCreated",
+                cellId="c1",
+                cellType="code",
+                fractionalIndex="a0",
+                source="def f(x):\n    return x\n",
+            ),
+        ],
+        HUMAN,
+    )
     yield nb
     store.close()
 
@@ -36,7 +46,9 @@ def source(log, cell_id="c1") -> str:
 
 
 def edit(log, update: bytes, actor=HUMAN, cell_id="c1") -> dict:
-    return log.append([make_event("cellSourceEdited", cellId=cell_id, update=encode_update(update))], actor)[0]
+    return log.append([make_event("cellSourceEdited", cellId=cell_id, update=encode_update(update))], actor)[
+        0
+    ]
 
 
 class Editor:
@@ -85,7 +97,10 @@ def test_same_position_concurrent_inserts_converge(log):
 
 def test_offline_edits_merge_on_reconnect(log):
     online, offline = Editor(log, 11), Editor(log, 12)
-    pending = [offline.doc.update_to(s) for s in ("def f(x):\n    return x\n# a\n", "def f(x):\n    return x\n# ab\n")]
+    pending = [
+        offline.doc.update_to(s)
+        for s in ("def f(x):\n    return x\n# a\n", "def f(x):\n    return x\n# ab\n")
+    ]
     for s in ("def g(x):\n    return x\n", "def g(y):\n    return x\n"):
         edit(log, online.doc.update_to(s))
     for update in pending:
@@ -187,8 +202,13 @@ def test_source_size_limit(tmp_path):
     from runtimed.store.sqlite import SQLiteNotebookLog
 
     nb = SQLiteNotebookLog(tmp_path / "nb.db", "nb", limits=Limits(max_source_chars=10))
-    nb.append([make_event("notebookCreated", title="T"),
-               make_event("cellCreated", cellId="c1", cellType="code", fractionalIndex="a0", source="12345")], HUMAN)
+    nb.append(
+        [
+            make_event("notebookCreated", title="T"),
+            make_event("cellCreated", cellId="c1", cellType="code", fractionalIndex="a0", source="12345"),
+        ],
+        HUMAN,
+    )
     editor = SourceDoc(ystate(nb), client_id=9)
     result = edit(nb, editor.update_to("12345678901"))
     assert result["error"]["code"] == "source_too_large"

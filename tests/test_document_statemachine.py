@@ -30,8 +30,13 @@ SYSTEM = {"id": "daemon", "kind": "system"}
 ACTORS = [HUMAN, BOB, SYSTEM, *RUNTIMES]
 
 texts = st.text(alphabet="ab é🎉\n=1", max_size=12)
-small_json = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text("xyz", max_size=3),
-                       st.lists(st.integers(0, 2), max_size=2))
+small_json = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.text("xyz", max_size=3),
+    st.lists(st.integers(0, 2), max_size=2),
+)
 
 
 def live_dump(log) -> dict[str, list[tuple]]:
@@ -97,7 +102,9 @@ class DocumentMachine(RuleBasedStateMachine):
         key = key_for_position(keys, data.draw(st.integers(-1, len(keys) + 1)))
         reuse = self.cells and data.draw(st.integers(0, 9)) == 0
         cell_id = data.draw(st.sampled_from(self.cells)) if reuse else self.new_id("c")
-        if self.one("cellCreated", HUMAN, cellId=cell_id, cellType=cell_type, fractionalIndex=key, source=source):
+        if self.one(
+            "cellCreated", HUMAN, cellId=cell_id, cellType=cell_type, fractionalIndex=key, source=source
+        ):
             assert cell_id not in self.cells
             self.cells.append(cell_id)
 
@@ -166,16 +173,25 @@ class DocumentMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def set_attachments(self, data):
-        self.one("cellAttachmentsSet", HUMAN, cellId=pick(data, self.cells, "ghost"),
-                 attachments={"a.png": {"image/png": "iVBORw0KGgo="}})
+        self.one(
+            "cellAttachmentsSet",
+            HUMAN,
+            cellId=pick(data, self.cells, "ghost"),
+            attachments={"a.png": {"image/png": "iVBORw0KGgo="}},
+        )
 
     # -- runtimes and executions -----------------------------------------------------------------
 
     @rule(runtime=st.sampled_from(RUNTIMES))
     def start_session(self, runtime):
         session_id = self.new_id("s")
-        if self.one("runtimeSessionStarted", runtime, sessionId=session_id, runtimeId=runtime["id"],
-                    kernelName="python3"):
+        if self.one(
+            "runtimeSessionStarted",
+            runtime,
+            sessionId=session_id,
+            runtimeId=runtime["id"],
+            kernelName="python3",
+        ):
             self.sessions.append((session_id, runtime))
 
     @rule(data=st.data(), reason=st.sampled_from(["shutdown", "displaced", "lost", "error"]))
@@ -188,12 +204,16 @@ class DocumentMachine(RuleBasedStateMachine):
     def request(self, data, batch):
         queue_id = self.new_id("q")
         extra = {"batchId": batch} if batch else {}
-        if self.one("executionRequested", HUMAN, queueId=queue_id, cellId=pick(data, self.cells, "ghost"), **extra):
+        if self.one(
+            "executionRequested", HUMAN, queueId=queue_id, cellId=pick(data, self.cells, "ghost"), **extra
+        ):
             self.queue.append(queue_id)
 
     def session_and_actor(self, data) -> tuple[str, dict]:
         """Mostly the active session and its runtime; sometimes an ended, foreign or unknown one."""
-        row = self.log.conn.execute("SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1").fetchone()
+        row = self.log.conn.execute(
+            "SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1"
+        ).fetchone()
         roll = data.draw(st.integers(0, 9))
         if row is not None and roll < 7:
             return row[0], next(r for r in RUNTIMES if r["id"] == row[1])
@@ -204,27 +224,47 @@ class DocumentMachine(RuleBasedStateMachine):
     def queue_id(self, data, status: str | None = None) -> str:
         """Mostly a queue item in ``status``; sometimes any."""
         if status is not None and data.draw(st.integers(0, 4)) > 0:
-            rows = self.log.conn.execute("SELECT queue_id FROM execution_queue WHERE status = ?", (status,)).fetchall()
+            rows = self.log.conn.execute(
+                "SELECT queue_id FROM execution_queue WHERE status = ?", (status,)
+            ).fetchall()
             if rows:
                 return data.draw(st.sampled_from([r[0] for r in rows]))
         return data.draw(st.sampled_from(self.queue))
 
-    @rule(data=st.data(), stop=st.sampled_from(["pending", "assigned", "running", "done", "done"]),
-          batch=st.sampled_from([None, "b1"]), text=texts)
+    @rule(
+        data=st.data(),
+        stop=st.sampled_from(["pending", "assigned", "running", "done", "done"]),
+        batch=st.sampled_from([None, "b1"]),
+        text=texts,
+    )
     def run_cycle(self, data, stop, batch, text):
         """A legal run of a cell by the active runtime, stopped at a random stage (random steps rarely get far)."""
-        code = [c for c in self.cells if self.log.conn.execute(
-            "SELECT 1 FROM cells WHERE id = ? AND cell_type IN ('code', 'sql', 'ai')", (c,)).fetchone()]
+        code = [
+            c
+            for c in self.cells
+            if self.log.conn.execute(
+                "SELECT 1 FROM cells WHERE id = ? AND cell_type IN ('code', 'sql', 'ai')", (c,)
+            ).fetchone()
+        ]
         if not code:
             return
-        row = self.log.conn.execute("SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1").fetchone()
+        row = self.log.conn.execute(
+            "SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1"
+        ).fetchone()
         if row is None:
             self.start_session(data.draw(st.sampled_from(RUNTIMES)))
-            row = self.log.conn.execute("SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1").fetchone()
+            row = self.log.conn.execute(
+                "SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1"
+            ).fetchone()
         session_id, actor = row[0], next(r for r in RUNTIMES if r["id"] == row[1])
         cell_id, queue_id = data.draw(st.sampled_from(code)), self.new_id("q")
-        assert self.one("executionRequested", HUMAN, queueId=queue_id, cellId=cell_id,
-                        **({"batchId": batch} if batch else {}))
+        assert self.one(
+            "executionRequested",
+            HUMAN,
+            queueId=queue_id,
+            cellId=cell_id,
+            **({"batchId": batch} if batch else {}),
+        )
         self.queue.append(queue_id)
         if stop == "pending":
             return
@@ -233,22 +273,40 @@ class DocumentMachine(RuleBasedStateMachine):
             return
         assert self.one("executionStarted", actor, queueId=queue_id, sessionId=session_id, source=text)
         out = self.new_id("o")
-        assert self.one("outputAdded", actor, outputId=out, cellId=cell_id, queueId=queue_id, outputType="stream",
-                        name="stdout", text=text)
+        assert self.one(
+            "outputAdded",
+            actor,
+            outputId=out,
+            cellId=cell_id,
+            queueId=queue_id,
+            outputType="stream",
+            name="stdout",
+            text=text,
+        )
         self.outputs.append(out)
         cleared = data.draw(st.booleans())
         if cleared:  # the stream output goes when the display arrives
             assert self.one("outputsCleared", actor, cellId=cell_id, wait=True)
         display = self.new_id("o")
-        assert self.one("outputAdded", actor, outputId=display, cellId=cell_id, queueId=queue_id,
-                        outputType="display_data", data={"text/plain": text}, displayId="d1")
+        assert self.one(
+            "outputAdded",
+            actor,
+            outputId=display,
+            cellId=cell_id,
+            queueId=queue_id,
+            outputType="display_data",
+            data={"text/plain": text},
+            displayId="d1",
+        )
         self.outputs.append(display)
         if data.draw(st.booleans()):
             assert self.one("streamTextChanged", actor, outputId=out, offset=0, text=text + "\r") != cleared
         if stop == "running":
             return
         status = data.draw(st.sampled_from(["success", "error", "cancelled"]))
-        assert self.one("executionCompleted", actor, queueId=queue_id, status=status, executionCount=self.counter)
+        assert self.one(
+            "executionCompleted", actor, queueId=queue_id, status=status, executionCount=self.counter
+        )
 
     @precondition(lambda self: self.queue)
     @rule(data=st.data())
@@ -260,16 +318,25 @@ class DocumentMachine(RuleBasedStateMachine):
     @rule(data=st.data(), source=texts)
     def start(self, data, source):
         session_id, actor = self.session_and_actor(data)
-        self.one("executionStarted", actor, queueId=self.queue_id(data, "assigned"), sessionId=session_id,
-                 source=source)
+        self.one(
+            "executionStarted",
+            actor,
+            queueId=self.queue_id(data, "assigned"),
+            sessionId=session_id,
+            source=source,
+        )
 
     @precondition(lambda self: self.queue)
     @rule(data=st.data(), status=st.sampled_from(["success", "error", "cancelled"]), count=st.integers(1, 9))
     def complete(self, data, status, count):
         _, actor = self.session_and_actor(data)
         queue_id = self.queue_id(data, "running")
-        before = self.log.conn.execute("SELECT status FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
-        accepted = self.one("executionCompleted", actor, queueId=queue_id, status=status, executionCount=count)
+        before = self.log.conn.execute(
+            "SELECT status FROM execution_queue WHERE queue_id = ?", (queue_id,)
+        ).fetchone()
+        accepted = self.one(
+            "executionCompleted", actor, queueId=queue_id, status=status, executionCount=count
+        )
         if before[0] in ("success", "error", "cancelled"):
             assert not accepted, "a terminal state changed"
 
@@ -288,10 +355,16 @@ class DocumentMachine(RuleBasedStateMachine):
 
     # -- outputs ---------------------------------------------------------------------------------
 
-    @rule(data=st.data(), kind=st.sampled_from(["stream", "display_data", "execute_result", "error"]), text=texts)
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(["stream", "display_data", "execute_result", "error"]),
+        text=texts,
+    )
     def add_output(self, data, kind, text):
         actor = self.output_actor(data)
-        running = self.log.conn.execute("SELECT queue_id, cell_id FROM execution_queue WHERE status = 'running'").fetchall()
+        running = self.log.conn.execute(
+            "SELECT queue_id, cell_id FROM execution_queue WHERE status = 'running'"
+        ).fetchall()
         extra: dict[str, Any] = {}
         if running and data.draw(st.booleans()):
             queue_id, cell_id = data.draw(st.sampled_from(running))
@@ -300,12 +373,17 @@ class DocumentMachine(RuleBasedStateMachine):
             cell_id = pick(data, self.cells, "ghost")
         fields = {
             "stream": {"name": "stdout", "text": text},
-            "display_data": {"data": {"text/plain": text}, "displayId": data.draw(st.sampled_from(["d1", "d2"]))},
+            "display_data": {
+                "data": {"text/plain": text},
+                "displayId": data.draw(st.sampled_from(["d1", "d2"])),
+            },
             "execute_result": {"data": {"text/plain": text}, "executionCount": 1},
             "error": {"ename": "E", "evalue": text, "traceback": ["\x1b[31mE\x1b[0m"]},
         }[kind]
         output_id = self.new_id("o")
-        if self.one("outputAdded", actor, outputId=output_id, cellId=cell_id, outputType=kind, **extra, **fields):
+        if self.one(
+            "outputAdded", actor, outputId=output_id, cellId=cell_id, outputType=kind, **extra, **fields
+        ):
             self.outputs.append(output_id)
 
     def output_actor(self, data) -> dict:
@@ -317,14 +395,23 @@ class DocumentMachine(RuleBasedStateMachine):
     @rule(data=st.data(), text=texts, offset=st.integers(0, 14))
     def change_stream(self, data, text, offset):
         actor = self.output_actor(data)
-        self.one("streamTextChanged", actor, outputId=data.draw(st.sampled_from(self.outputs)), offset=offset,
-                 text=text)
+        self.one(
+            "streamTextChanged",
+            actor,
+            outputId=data.draw(st.sampled_from(self.outputs)),
+            offset=offset,
+            text=text,
+        )
 
     @rule(data=st.data(), text=texts)
     def update_display(self, data, text):
         actor = self.output_actor(data)
-        self.one("displayUpdated", actor, displayId=data.draw(st.sampled_from(["d1", "d2", "d3"])),
-                 data={"text/plain": text})
+        self.one(
+            "displayUpdated",
+            actor,
+            displayId=data.draw(st.sampled_from(["d1", "d2", "d3"])),
+            data={"text/plain": text},
+        )
 
     @rule(data=st.data(), wait=st.booleans())
     def clear_outputs(self, data, wait):
@@ -366,7 +453,9 @@ class DocumentMachine(RuleBasedStateMachine):
             assert fresh.dump() == self.current == self.log.state_at().dump()
             seqs = sorted(self.live)
             for seq in seqs[:: max(1, len(seqs) // 8)]:  # a spread of past states (each is a replay)
-                assert self.log.state_at(seq).dump() == self.live[seq], f"state_at({seq}) differs from the live state"
+                assert self.log.state_at(seq).dump() == self.live[seq], (
+                    f"state_at({seq}) differs from the live state"
+                )
             # a restarted store (empty caches) continues identically
             self.store.close()
             reopened = SQLiteEventStore(self.dir, snapshot_every=4)

@@ -16,15 +16,38 @@ from runtimed.store.sqlite import SQLiteEventStore, SQLiteNotebookLog
 
 HUMAN = {"id": "alice", "kind": "human", "name": "Alice"}
 
-DESIGN_CATALOG = """
-notebookCreated notebookMetadataSet
-cellCreated cellSourceEdited cellTypeChanged cellMoved cellMetadataSet cellAttachmentsSet cellDeleted
-executionRequested executionAssigned executionStarted executionCompleted executionCancelRequested executionRequeued
-outputAdded streamTextChanged displayUpdated outputsCleared
-runtimeSessionStarted runtimeStatusChanged runtimeSessionEnded runtimeInterruptRequested runtimeRestartRequested
-inputRequested inputReplied
-actorProfileSet toolApprovalRequested toolApprovalResolved aiSettingsSet
-""".split()
+DESIGN_CATALOG = [
+    "notebookCreated",
+    "notebookMetadataSet",
+    "cellCreated",
+    "cellSourceEdited",
+    "cellTypeChanged",
+    "cellMoved",
+    "cellMetadataSet",
+    "cellAttachmentsSet",
+    "cellDeleted",
+    "executionRequested",
+    "executionAssigned",
+    "executionStarted",
+    "executionCompleted",
+    "executionCancelRequested",
+    "executionRequeued",
+    "outputAdded",
+    "streamTextChanged",
+    "displayUpdated",
+    "outputsCleared",
+    "runtimeSessionStarted",
+    "runtimeStatusChanged",
+    "runtimeSessionEnded",
+    "runtimeInterruptRequested",
+    "runtimeRestartRequested",
+    "inputRequested",
+    "inputReplied",
+    "actorProfileSet",
+    "toolApprovalRequested",
+    "toolApprovalResolved",
+    "aiSettingsSet",
+]
 
 # One valid args example per event, to prove each is accepted and round-trips its wire form.
 EXAMPLES: dict[str, dict] = {
@@ -40,12 +63,22 @@ EXAMPLES: dict[str, dict] = {
     "executionRequested": {"queueId": "q1", "cellId": "c1", "batchId": "b1"},
     "executionAssigned": {"queueId": "q1", "sessionId": "s1"},
     "executionStarted": {"queueId": "q1", "sessionId": "s1", "source": "x = 1"},
-    "executionCompleted": {"queueId": "q1", "status": "error", "durationMs": 3.5,
-                           "error": {"ename": "E", "evalue": "v", "traceback": ["t"]}},
+    "executionCompleted": {
+        "queueId": "q1",
+        "status": "error",
+        "durationMs": 3.5,
+        "error": {"ename": "E", "evalue": "v", "traceback": ["t"]},
+    },
     "executionCancelRequested": {},
     "executionRequeued": {"queueId": "q1", "reason": "runtime lost"},
-    "outputAdded": {"outputId": "o1", "cellId": "c1", "queueId": "q1", "outputType": "stream",
-                    "name": "stdout", "text": "hi\n"},
+    "outputAdded": {
+        "outputId": "o1",
+        "cellId": "c1",
+        "queueId": "q1",
+        "outputType": "stream",
+        "name": "stdout",
+        "text": "hi\n",
+    },
     "streamTextChanged": {"outputId": "o1", "offset": 0, "text": "x"},
     "displayUpdated": {"displayId": "d1", "data": {"text/plain": "1"}},
     "outputsCleared": {"cellId": "c1", "wait": True},

@@ -51,11 +51,17 @@ class Doc:
     # -- common sequences ------------------------------------------------------------------------
 
     def session(self, session_id: str = "s1", actor=RT1) -> None:
-        self.ok("runtimeSessionStarted", actor, sessionId=session_id, runtimeId=actor["id"], kernelName="python3")
+        self.ok(
+            "runtimeSessionStarted", actor, sessionId=session_id, runtimeId=actor["id"], kernelName="python3"
+        )
 
-    def run_to(self, queue_id: str, cell_id: str, state: str, session: str = "s1", actor=RT1, batch=None) -> None:
+    def run_to(
+        self, queue_id: str, cell_id: str, state: str, session: str = "s1", actor=RT1, batch=None
+    ) -> None:
         """Request an execution and drive it to pending, assigned or running."""
-        self.ok("executionRequested", queueId=queue_id, cellId=cell_id, **({"batchId": batch} if batch else {}))
+        self.ok(
+            "executionRequested", queueId=queue_id, cellId=cell_id, **({"batchId": batch} if batch else {})
+        )
         if state in ("assigned", "running"):
             self.ok("executionAssigned", actor, queueId=queue_id, sessionId=session)
         if state == "running":
@@ -63,8 +69,16 @@ class Doc:
 
     def stream(self, output_id: str, cell_id: str, queue_id: str | None, text: str, actor=RT1) -> None:
         extra = {"queueId": queue_id} if queue_id else {}
-        self.ok("outputAdded", actor, outputId=output_id, cellId=cell_id, outputType="stream", name="stdout",
-                text=text, **extra)
+        self.ok(
+            "outputAdded",
+            actor,
+            outputId=output_id,
+            cellId=cell_id,
+            outputType="stream",
+            name="stdout",
+            text=text,
+            **extra,
+        )
 
 
 @pytest.fixture
@@ -175,15 +189,32 @@ def test_events_of_a_displaced_session_are_fenced(doc):
 
     doc.err("runtimeStatusChanged", "session_inactive", RT1, sessionId="s1", status="idle")
     doc.err("executionAssigned", "session_inactive", RT1, queueId="q3", sessionId="s1")
-    doc.err("outputAdded", "not_running", RT1, outputId="o2", cellId="c1", queueId="q1", outputType="stream",
-            name="stdout", text="late")
+    doc.err(
+        "outputAdded",
+        "not_running",
+        RT1,
+        outputId="o2",
+        cellId="c1",
+        queueId="q1",
+        outputType="stream",
+        name="stdout",
+        text="late",
+    )
     doc.err("streamTextChanged", "not_running", RT1, outputId="o1", offset=0, text="late")
     doc.err("executionCompleted", "terminal_state", RT1, queueId="q1", status="success")
     # events that name no session are fenced by the runtime actor's session
     doc.err("displayUpdated", "session_inactive", RT1, displayId="d", data={"text/plain": "x"})
     doc.err("outputsCleared", "session_inactive", RT1, cellId="c1", wait=False)
-    doc.err("outputAdded", "session_inactive", RT1, outputId="o3", cellId="c1", outputType="stream",
-            name="stdout", text="late")
+    doc.err(
+        "outputAdded",
+        "session_inactive",
+        RT1,
+        outputId="o3",
+        cellId="c1",
+        outputType="stream",
+        name="stdout",
+        text="late",
+    )
     doc.err("runtimeSessionEnded", "session_inactive", RT1, sessionId="s1", reason="shutdown")
     # the new session picks up the requeued and the pending work
     doc.ok("executionAssigned", RT2, queueId="q2", sessionId="s2")
@@ -199,7 +230,9 @@ def test_runtime_session_ended_fails_running_and_requeues_assigned(doc):
     doc.run_to("q3", "c3", "pending")
     doc.ok("runtimeSessionEnded", SYSTEM, sessionId="s1", reason="lost")
     q1 = doc.execution("q1")
-    assert q1["status"] == "error" and q1["error"]["ename"] == "RuntimeLost" and "lost" in q1["error"]["evalue"]
+    assert (
+        q1["status"] == "error" and q1["error"]["ename"] == "RuntimeLost" and "lost" in q1["error"]["evalue"]
+    )
     assert views.pending_inputs(doc.log.conn) == []
     assert doc.status("q2") == "pending" and doc.execution("q2")["session_id"] is None
     assert doc.status("q3") == "pending"
@@ -253,10 +286,20 @@ def test_batch_stops_on_error(doc):
     doc.run_to("b1-3", "c3", "pending", batch="b1")
     doc.run_to("other", "c4", "pending", batch="b2")
     doc.run_to("loose", "c4", "pending")
-    doc.ok("executionCompleted", RT1, queueId="b1-1", status="error",
-           error={"ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": []})
+    doc.ok(
+        "executionCompleted",
+        RT1,
+        queueId="b1-1",
+        status="error",
+        error={"ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": []},
+    )
     assert [doc.status(q) for q in ("b1-1", "b1-2", "b1-3", "other", "loose")] == [
-        "error", "cancelled", "cancelled", "pending", "pending"]
+        "error",
+        "cancelled",
+        "cancelled",
+        "pending",
+        "pending",
+    ]
     assert doc.execution("b1-1")["error"]["ename"] == "ZeroDivisionError"
 
 
@@ -291,8 +334,17 @@ def test_cell_deleted_cancels_its_pending_work_and_drops_outputs(doc):
     doc.run_to("q4", "c2", "running")
     doc.ok("cellDeleted", cellId="c2")
     assert doc.status("q3") == "cancelled" and doc.execution("q4")["cancel_requested"]
-    doc.err("outputAdded", "cell_not_found", RT1, outputId="o9", cellId="c2", queueId="q4", outputType="stream",
-            name="stdout", text="x")
+    doc.err(
+        "outputAdded",
+        "cell_not_found",
+        RT1,
+        outputId="o9",
+        cellId="c2",
+        queueId="q4",
+        outputType="stream",
+        name="stdout",
+        text="x",
+    )
     doc.ok("executionCompleted", RT1, queueId="q4", status="cancelled")
 
 
@@ -328,8 +380,15 @@ def test_stream_text_changed_offsets(doc):
     doc.err("streamTextChanged", "bad_offset", RT1, outputId="o1", offset=100, text="x")
     doc.err("streamTextChanged", "output_not_found", RT1, outputId="nope", offset=0, text="x")
     doc.err("streamTextChanged", "not_session_owner", RT2, outputId="o1", offset=0, text="x")
-    doc.ok("outputAdded", RT1, outputId="d1", cellId="c1", queueId="q1", outputType="display_data",
-           data={"text/plain": "x"})
+    doc.ok(
+        "outputAdded",
+        RT1,
+        outputId="d1",
+        cellId="c1",
+        queueId="q1",
+        outputType="display_data",
+        data={"text/plain": "x"},
+    )
     doc.err("streamTextChanged", "not_a_stream", RT1, outputId="d1", offset=0, text="x")
     doc.ok("executionCompleted", RT1, queueId="q1", status="success")
     doc.err("streamTextChanged", "not_running", RT1, outputId="o1", offset=0, text="x")
@@ -338,21 +397,55 @@ def test_stream_text_changed_offsets(doc):
 def test_outputs_need_the_running_execution_of_that_cell(doc):
     doc.session()
     doc.run_to("q1", "c1", "running")
-    doc.err("outputAdded", "wrong_cell", RT1, outputId="o1", cellId="c2", queueId="q1", outputType="stream",
-            name="stdout", text="x")
+    doc.err(
+        "outputAdded",
+        "wrong_cell",
+        RT1,
+        outputId="o1",
+        cellId="c2",
+        queueId="q1",
+        outputType="stream",
+        name="stdout",
+        text="x",
+    )
     doc.stream("o1", "c1", "q1", "x")
-    doc.err("outputAdded", "output_exists", RT1, outputId="o1", cellId="c1", queueId="q1", outputType="stream",
-            name="stdout", text="x")
+    doc.err(
+        "outputAdded",
+        "output_exists",
+        RT1,
+        outputId="o1",
+        cellId="c1",
+        queueId="q1",
+        outputType="stream",
+        name="stdout",
+        text="x",
+    )
 
 
 def test_display_updated(doc):
     doc.session()
     doc.run_to("q1", "c1", "running")
     for oid, cid in (("o1", "c1"), ("o2", "c1")):
-        doc.ok("outputAdded", RT1, outputId=oid, cellId=cid, queueId="q1", outputType="display_data",
-               data={"text/plain": "0%"}, displayId="bar")
-    doc.ok("outputAdded", RT1, outputId="o3", cellId="c1", queueId="q1", outputType="display_data",
-           data={"text/plain": "other"}, displayId="other")
+        doc.ok(
+            "outputAdded",
+            RT1,
+            outputId=oid,
+            cellId=cid,
+            queueId="q1",
+            outputType="display_data",
+            data={"text/plain": "0%"},
+            displayId="bar",
+        )
+    doc.ok(
+        "outputAdded",
+        RT1,
+        outputId="o3",
+        cellId="c1",
+        queueId="q1",
+        outputType="display_data",
+        data={"text/plain": "other"},
+        displayId="other",
+    )
     doc.ok("executionCompleted", RT1, queueId="q1", status="success")
     # a display is updated even after its execution finished (update_display from later cells)
     doc.ok("displayUpdated", RT1, displayId="bar", data={"text/plain": "100%"}, metadata={"m": 1})

@@ -32,7 +32,10 @@ def test_two_thousand_inserts_at_one_spot_keep_order(log):
     keys = keys_between(None, None, 2)  # a first and a last cell
     ids = ["first", "last"]
     expected = list(ids)
-    events = [make_event("cellCreated", cellId=i, cellType="code", fractionalIndex=k) for i, k in zip(ids, keys)]
+    events = [
+        make_event("cellCreated", cellId=i, cellType="code", fractionalIndex=k)
+        for i, k in zip(ids, keys, strict=True)
+    ]
     for n in range(2000):
         # always insert right after "first": between it and the previously inserted cell
         key = key_between(keys[0], keys[1])
@@ -63,8 +66,13 @@ def test_inserts_at_random_positions(log):
 
 def test_moves(log):
     keys = keys_between(None, None, 4)
-    log.append([make_event("cellCreated", cellId=f"c{i}", cellType="code", fractionalIndex=k)
-                for i, k in enumerate(keys)], HUMAN)
+    log.append(
+        [
+            make_event("cellCreated", cellId=f"c{i}", cellType="code", fractionalIndex=k)
+            for i, k in enumerate(keys)
+        ],
+        HUMAN,
+    )
     assert order(log) == ["c0", "c1", "c2", "c3"]
     log.append([make_event("cellMoved", cellId="c3", fractionalIndex=key_between(keys[0], keys[1]))], HUMAN)
     assert order(log) == ["c0", "c3", "c1", "c2"]
@@ -77,8 +85,13 @@ def test_moves(log):
 
 def test_ties_are_broken_by_cell_id(log):
     """Two clients that pick the same key concurrently still get one deterministic order."""
-    log.append([make_event("cellCreated", cellId=cid, cellType="code", fractionalIndex="a1")
-                for cid in ("zeta", "alpha", "mid")], HUMAN)
+    log.append(
+        [
+            make_event("cellCreated", cellId=cid, cellType="code", fractionalIndex="a1")
+            for cid in ("zeta", "alpha", "mid")
+        ],
+        HUMAN,
+    )
     log.append([make_event("cellCreated", cellId="before", cellType="code", fractionalIndex="a0")], HUMAN)
     assert order(log) == ["before", "alpha", "mid", "zeta"]
     # inserting "between" a tie lands after it

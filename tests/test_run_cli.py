@@ -256,7 +256,7 @@ def test_cwd_inject_paths_and_kernel(daemon: Any, tmp_path: Path) -> None:
     proc = runt("run", str(src), str(out), "--cwd", str(workdir), "--inject-paths", "-k", "python3",
                 env=daemon.env())
     assert proc.returncode == 0, text(proc)
-    assert stdout_of(out, 0) == f"{workdir}\n{src}\n{out}\n"
+    assert stdout_of(out, 1) == f"{workdir}\n{src}\n{out}\n"  # cell 0: the injected paths
     assert nbformat.read(str(out), 4).metadata.kernelspec.name == "python3"
     unknown = runt("run", str(src), "--kernel", "no-such-kernel", env=daemon.env())
     assert unknown.returncode == 4 and "no-such-kernel" in text(unknown)
@@ -336,8 +336,8 @@ def test_batch_parallel_summary_and_failure(daemon: Any, params_nb: Path, fail_n
     assert proc.returncode == 1, text(proc)  # one of them failed
     err = text(proc)
     assert "runt run" in err and "success" in err and "error" in err  # the summary table
-    assert sorted(p.name for p in outdir.iterdir()) == ["fail-a=3.ipynb", "params-a=3.ipynb"]
-    assert stdout_of(outdir / "params-a=3.ipynb", 2) == "3 'x' 0.5\n"
+    assert sorted(p.name for p in outdir.iterdir()) == ["fail.ipynb", "params.ipynb"]
+    assert stdout_of(outdir / "params.ipynb", 2) == "3 'x' 0.5\n"
     ok = runt("run", "--batch", str(params_nb), str(params_nb.with_name("params.ipynb")), "--json",
               env=daemon.env())
     assert ok.returncode == 0, text(ok)

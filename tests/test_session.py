@@ -184,6 +184,20 @@ def test_embedded_default_daemon_starts_on_connect(home: Path) -> None:
     assert not pid_alive(info["pid"]) or not client.is_running()
 
 
+def test_survives_a_daemon_restart(daemon: DaemonProcess) -> None:
+    """The daemon stops and comes back (on another port): the next call finds it and resumes the notebook."""
+    with Session() as s:
+        cell_id = s.create_cell("print('before')")
+        old_url = daemon.url
+        daemon.stop()
+        eventually(lambda: not s.is_connected)
+        daemon.start()
+        assert daemon.url != old_url
+        assert [c.id for c in s.get_cells()] == [cell_id]
+        assert s.is_connected and s.url.startswith(daemon.url)
+        assert s.execute_cell(cell_id).stdout == "before\n"
+
+
 # -- document operations --------------------------------------------------------------------------
 
 

@@ -126,7 +126,9 @@ def test_state_at_equals_the_state_that_was_live(store, log):
     source.apply(log.query("SELECT ystate FROM cells")[1][0][0])
     live[log.head] = log.state_at().dump()
     steps = [
-        lambda i: [make_event("cellSourceEdited", cellId="c1", update=encode_update(source.update_to(f"x = {i}")))],
+        lambda i: [
+            make_event("cellSourceEdited", cellId="c1", update=encode_update(source.update_to(f"x = {i}")))
+        ],
         lambda i: [make_event("cellMetadataSet", cellId="c1", key="n", value=i)],
         lambda i: [cell(f"d{i}", key_between("a0", None)), make_event("cellDeleted", cellId=f"d{i}")],
         lambda i: [make_event("notebookMetadataSet", key="n", value=i)],
@@ -147,7 +149,9 @@ def test_state_at_equals_the_state_that_was_live(store, log):
     reopened = SQLiteEventStore(store.root, snapshot_every=3).log("nb")
     assert reopened.head == max(live)
     assert reopened.state_at().dump() == live[max(live)]
-    reopened.append([make_event("cellSourceEdited", cellId="c1", update=encode_update(source.update_to("y")))], HUMAN)
+    reopened.append(
+        [make_event("cellSourceEdited", cellId="c1", update=encode_update(source.update_to("y")))], HUMAN
+    )
     assert replay(reopened).dump() == reopened.state_at().dump()
     reopened.close()
 
@@ -244,7 +248,9 @@ def test_kill_9_never_leaves_a_half_applied_event(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for delay in (0.2, 0.5, 0.35):
-        proc = subprocess.Popen([sys.executable, str(script), str(home)], stdout=subprocess.PIPE, env=env, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(home)], stdout=subprocess.PIPE, env=env, cwd=ROOT
+        )
         try:
             assert proc.stdout.readline().strip() == b"ready"
             time.sleep(delay)
@@ -259,10 +265,13 @@ def test_kill_9_never_leaves_a_half_applied_event(tmp_path):
         assert seqs == list(range(1, head + 1))
         assert log.query("PRAGMA integrity_check")[1] == [("ok",)]
         # every batch is whole: each surviving cell got its edit, its output and its metadata
-        columns, rows = log.query("SELECT c.source, c.metadata, COUNT(o.id) FROM cells c "
-                                  "LEFT JOIN outputs o ON o.cell_id = c.id GROUP BY c.id")
-        assert rows and all(src.startswith("start ") and meta == '{"done":true}' and n == 1
-                            for src, meta, n in rows)
+        columns, rows = log.query(
+            "SELECT c.source, c.metadata, COUNT(o.id) FROM cells c "
+            "LEFT JOIN outputs o ON o.cell_id = c.id GROUP BY c.id"
+        )
+        assert rows and all(
+            src.startswith("start ") and meta == '{"done":true}' and n == 1 for src, meta, n in rows
+        )
         assert replay(log).dump() == log.state_at().dump()
         store.close()
 

@@ -497,7 +497,8 @@ async def test_perf_report(daemon) -> None:
         await page.evaluate(WATCH_REMOTE, code_b)
         import asyncio
 
-        await asyncio.gather(writer.keyboard.type(" + 1" * 40, delay=25), page.keyboard.type(" * 2" * 40, delay=40))
+        # A fast typist is ~10 characters per second; both type at once.
+        await asyncio.gather(writer.keyboard.type(" + 1" * 40, delay=70), page.keyboard.type(" * 2" * 40, delay=90))
         await settled(writer)
         await page.wait_for_timeout(300)
         local = await page.evaluate("() => window.__lat")

@@ -90,6 +90,8 @@ class RunResult:
     failed_cell: dict[str, Any] | None = None
     output_path: str | None = None
     message: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each phase of the run (prepare, daemon, import, connect, start, execute, ...)."""
 
     @property
     def exit_code(self) -> int:
@@ -104,7 +106,8 @@ class RunResult:
                 "notebook_id": self.notebook_id, "url": self.url, "status": self.status, "exit_code": self.exit_code,
                 "duration_s": round(self.duration_s, 3), "failed_cell": self.failed_cell,
                 "output_path": self.output_path, "message": self.message,
-                "parameters": dict(self.notebook.metadata.get("papermill", {}).get("parameters", {}))}
+                "parameters": dict(self.notebook.metadata.get("papermill", {}).get("parameters", {})),
+                "phases": {k: round(v, 4) for k, v in self.phases.items()}}
 
 
 Reporter = Callable[[str], None]
@@ -211,48 +214,82 @@ class _LiveLog:
         stream.flush()
 
 
+class _Phases(dict):
+    """Wall-clock seconds per phase of a run, for ``--json`` and the benchmarks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = time.monotonic()
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self[name] = self.get(name, 0.0) + now - self._last
+        self._last = now
+
+
 async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunResult:
     """Prepare, import, execute and export one notebook. ``report`` gets human-readable progress lines."""
     say = report or (lambda _line: None)
     started = time.monotonic()
+    phases = _Phases()
     nb, output_path = prepare(opts)
+    phases.mark("prepare")
     if opts.prepare_only:
         write_output(nb, output_path)
         return RunResult(nb, "prepared", output_path=output_path, message="prepared only (not executed)")
 
     endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
+    phases.mark("daemon")
     notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
     http = DaemonHTTP(endpoint)
     try:
         await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
                                 content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": "runt-run"})
+        phases.mark("import")
         actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
         session = AsyncSession(notebook_id, endpoint=endpoint, actor=actor)
         await session.connect()
+        phases.mark("connect")
         say(f"Live notebook: {session.url}")
         try:
-            result = await _execute(session, nb, opts, started, http)
+            result = await _execute(session, nb, opts, started, http, phases)
         finally:
             runtime = views.active_session(session.client.replica.conn) if session.is_connected else None
             await session.close()
             if runtime is not None and not opts.keep_runtime:
                 await asyncio.to_thread(_stop_runtime, http, runtime["runtime_id"])
+            phases.mark("stop")
     finally:
         http.close()
     result.output_path = output_path
     write_output(result.notebook, output_path)
     if opts.stdout_file or opts.stderr_file:
         _write_stream_files(result.notebook, opts)
+    phases.mark("write")
     if opts.notify_url:
         await asyncio.to_thread(notify, opts.notify_url, result.summary())
+        phases.mark("notify")
+    result.phases = dict(phases)
+    result.duration_s = time.monotonic() - started
     return result
 
 
+STOP_WAIT_S = 0.25
+"""How long a run waits for its runtime's shutdown: the daemon finishes it after we hang up."""
+
+
 def _stop_runtime(http: DaemonHTTP, runtime_id: str) -> None:
-    """Stop the run's runtime (papermill's kernel does not outlive its run); the notebook stays."""
+    """Stop the run's runtime (papermill's kernel does not outlive its run); the notebook stays.
+
+    Shutting a kernel down takes the daemon up to a second or two; the request is sent in
+    full and the daemon completes it whether or not we are still listening, so a run does
+    not wait for it.
+    """
+    import httpx
+
     try:
-        http.request("DELETE", f"/api/runtimes/{runtime_id}")
-    except RuntimedError:  # not a managed runtime, or already gone
+        http.request("DELETE", f"/api/runtimes/{runtime_id}", timeout=httpx.Timeout(5.0, read=STOP_WAIT_S))
+    except (RuntimedError, httpx.TimeoutException):  # not a managed runtime, gone, or still shutting down
         pass
 
 
@@ -269,7 +306,7 @@ def _requests_for(cells: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]
 
 
 async def _execute(session: AsyncSession, prepared: nbformat.NotebookNode, opts: RunOptions,
-                   started: float, http: DaemonHTTP) -> RunResult:
+                   started: float, http: DaemonHTTP, phases: _Phases) -> RunResult:
     client = session.client
     conn = client.replica.conn
     requests = _requests_for(views.ordered_cells(conn))
@@ -294,15 +331,18 @@ async def _execute(session: AsyncSession, prepared: nbformat.NotebookNode, opts:
                        batch_id=None if opts.allow_errors or c["expects_error"] else batch_id)
             for q, c in requests
         ])
+        phases.mark("request")
         if queue_ids:
             try:
                 await client.wait_for(lambda: views.active_session(conn) is not None or all_done(), opts.start_timeout)
+                phases.mark("start")
             except TimeoutError:
                 await client.commit([make_event("executionCancelRequested")])
                 nb = _finish(client, prepared, requests, start_time, opts, http)
                 return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
                                  message=f"no runtime started within --start-timeout {opts.start_timeout:g} s")
             await client.wait_for(all_done, None)
+            phases.mark("execute")
     except asyncio.CancelledError:  # Ctrl-C: do not leave the rest of the run queued in the daemon
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.push([make_event("executionCancelRequested")]), 5)
@@ -312,6 +352,7 @@ async def _execute(session: AsyncSession, prepared: nbformat.NotebookNode, opts:
         if live_log is not None:
             live_log()
     nb = _finish(client, prepared, requests, start_time, opts, http)
+    phases.mark("export")
     return _outcome(nb, requests, _items(conn, queue_ids), session, time.monotonic() - started, opts)
 
 

@@ -188,25 +188,26 @@ class AsyncSession:
             if self.is_connected:
                 return
             if self._client is not None:  # lost or closed: resume it (it keeps its replica and unacked pushes)
-                try:
-                    await self._client.connect(timeout)
-                    return
-                except RuntimedError:
-                    await self._close_client()
-                    if not self._endpoint_given:
-                        self._endpoint = None  # the daemon may have come back elsewhere: discover it again
-                        self._close_http()
+                if await self._healthy(timeout):
+                    try:
+                        await self._client.connect(timeout)
+                        return
+                    except RuntimedError:
+                        pass
+                await self._close_client()
+                self._forget_endpoint()  # the daemon may have come back elsewhere: discover it again
             if self._endpoint is None:
                 try:
                     self._endpoint = await asyncio.to_thread(ensure_daemon, self._home, timeout=timeout)
                 except OSError as exc:
                     raise DaemonStartError(f"cannot start the embedded daemon in {self._home.path}: {exc} "
                                            "(set RUNTIMED_HOME to a writable folder)") from exc
-            elif not await asyncio.to_thread(_healthy, self._endpoint.url, min(timeout, 5.0)):
-                raise DaemonNotRunningError(
-                    f"the daemon at {self._endpoint.url} does not answer; start one with `runt daemon start` "
-                    "(or unset RUNTIMED_URL to use the embedded default)"
-                )
+            if not await self._healthy(timeout):
+                url = self._endpoint.url
+                self._forget_endpoint()
+                hint = " (or unset RUNTIMED_URL to use the embedded default)" if os.environ.get("RUNTIMED_URL") else ""
+                raise DaemonNotRunningError(f"the daemon at {url} does not answer; start one with "
+                                            f"`runt daemon start`{hint}")
             if self._http is None:
                 self._http = DaemonHTTP(self._endpoint, timeout=timeout)
             client = SyncClient(self._endpoint.url, self._endpoint.token, self._notebook_id, self.actor)
@@ -231,6 +232,15 @@ class AsyncSession:
             runner = client._runner
             if runner is not None and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(runner.cancel)
+
+    async def _healthy(self, timeout: float) -> bool:
+        assert self._endpoint is not None
+        return await asyncio.to_thread(_healthy, self._endpoint.url, min(timeout, 5.0))
+
+    def _forget_endpoint(self) -> None:
+        if not self._endpoint_given:
+            self._endpoint = None
+            self._close_http()
 
     def _close_http(self) -> None:
         if self._http is not None:

@@ -249,45 +249,61 @@ def _inline(mime: str, value: Any, resolve: ArtifactResolver | None) -> Any:
     return resolved
 
 
-def _export_output(item: dict[str, Any], resolve: ArtifactResolver | None) -> nbformat.NotebookNode:
+def _export_output(item: dict[str, Any], resolve: ArtifactResolver | None) -> dict[str, Any]:
     out = {k: v for k, v in item.items() if k not in ("output_id", "display_id")}
     if isinstance(out.get("data"), dict):
         out["data"] = {mime: _inline(mime, v, resolve) for mime, v in out["data"].items()}
     if out["output_type"] in ("display_data", "execute_result"):
         out.setdefault("metadata", {})
-    return nbformat.from_dict(out)
+    return out
+
+
+def _export_cell(
+    c: dict[str, Any], cell_id: str, outputs: list[dict[str, Any]], resolve: ArtifactResolver | None
+):
+    metadata = c["metadata"] or {}
+    cell_type = c["cell_type"]
+    if cell_type in ("ai", "sql"):
+        native = dict(metadata.get(NATIVE_TYPE_KEY) or {})
+        metadata = {**metadata, NATIVE_TYPE_KEY: {**native, "cell_type": cell_type}}
+        cell_type = "code"
+    elif cell_type not in ("code", "markdown"):
+        cell_type = "raw"
+    cell: dict[str, Any] = {
+        "id": cell_id,
+        "cell_type": cell_type,
+        "metadata": metadata,
+        "source": c["source"],
+    }
+    if cell_type == "code":
+        cell["execution_count"] = c["execution_count"]
+        cell["outputs"] = [_export_output(o, resolve) for o in outputs]
+    elif c["attachments"] is not None:  # nbformat allows attachments on markdown and raw cells only
+        cell["attachments"] = c["attachments"]
+    return cell
 
 
 def notebook_from_projection(
     conn: sqlite3.Connection, *, resolve_artifact: ArtifactResolver | None = None
 ) -> nbformat.NotebookNode:
-    """An nbformat 4.5 notebook of the projection on ``conn``, valid for ``nbformat.validate``."""
+    """An nbformat 4.5 notebook of the projection on ``conn``, valid for ``nbformat.validate``.
+
+    Built as plain data and validated once: nbformat's per-cell constructors validate each cell
+    with the slow schema validator (seconds for a few thousand cells).
+    """
     cells = views.ordered_cells(conn)
     outputs = views.outputs_by_cell(conn)
     ids = _export_ids([c["id"] for c in cells])
-    nb = v4.new_notebook(metadata=nbformat.from_dict(views.notebook_metadata(conn)))
-    for c in cells:
-        metadata = c["metadata"] or {}
-        cell_type = c["cell_type"]
-        common: dict[str, Any] = {"id": ids[c["id"]], "source": c["source"]}
-        if cell_type in ("ai", "sql"):
-            native = dict(metadata.get(NATIVE_TYPE_KEY) or {})
-            metadata = {**metadata, NATIVE_TYPE_KEY: {**native, "cell_type": cell_type}}
-            cell_type = "code"
-        common["metadata"] = nbformat.from_dict(metadata)
-        if cell_type == "code":
-            cell = v4.new_code_cell(
-                execution_count=c["execution_count"],
-                outputs=[_export_output(o, resolve_artifact) for o in outputs.get(c["id"], [])],
-                **common,
-            )
-        elif cell_type == "markdown":
-            cell = v4.new_markdown_cell(**common)
-        else:
-            cell = v4.new_raw_cell(**common)
-        if cell_type != "code" and c["attachments"] is not None:
-            cell["attachments"] = nbformat.from_dict(c["attachments"])
-        nb.cells.append(cell)
+    nb = nbformat.from_dict(
+        {
+            "nbformat": v4.nbformat,
+            "nbformat_minor": v4.nbformat_minor,
+            "metadata": views.notebook_metadata(conn),
+            "cells": [
+                _export_cell(c, ids[c["id"]], outputs.get(c["id"], []), resolve_artifact) for c in cells
+            ],
+        }
+    )
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:
