@@ -151,11 +151,32 @@ ARG_VALUES: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
+def wire_fields(name: str) -> tuple[list[str], list[str]]:
+    """The wire names of an event's required and optional args."""
+    required, optional = [], []
+    for field_name, info in CATALOG[name].args.model_fields.items():
+        (required if info.is_required() else optional).append(info.alias or field_name)
+    return required, optional
+
+
+@st.composite
+def well_formed_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A catalog event with a fresh id and the right fields: valid or refused by a precondition, mostly."""
+    name = draw(st.sampled_from(sorted(CATALOG)))
+    required, optional = wire_fields(name)
+    fields = required + [f for f in optional if draw(st.booleans())]
+    args = {f: draw(ARG_VALUES.get(f, json_values)) for f in fields}
+    return {"id": draw(st.from_regex(r"\Aev[A-Za-z0-9]{6,12}\Z")), "name": name, "v": 1, "args": args}
+
+
 @st.composite
 def event_dicts(draw: st.DrawFn) -> Any:
-    """Mostly catalog-shaped events with plausible, often wrong, arguments; sometimes anything at all."""
-    if draw(st.integers(0, 9)) == 0:
+    """Catalog-shaped events with plausible, often wrong, arguments; sometimes anything at all."""
+    roll = draw(st.integers(0, 9))
+    if roll == 0:
         return draw(json_values)
+    if roll <= 5:
+        return draw(well_formed_events())
     name = draw(st.one_of(st.sampled_from(sorted(CATALOG)), st.text(max_size=12)))
     fields = draw(st.lists(st.sampled_from(sorted(ARG_VALUES)), max_size=6, unique=True))
     args: Any = {f: draw(ARG_VALUES[f]) for f in fields}

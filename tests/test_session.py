@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import re
 import textwrap
@@ -161,6 +162,16 @@ def test_peers(session: Session, other: Session) -> None:
     assert names == {"other"}
     other.close()
     assert eventually(lambda: len(session.get_peers()) == 1)
+
+
+def test_a_dropped_session_disconnects(shared_daemon: DaemonProcess) -> None:
+    s = Session()
+    s.connect()
+    notebook_id = s.notebook_id
+    assert room(notebook_id)["active_peers"] == 1
+    del s
+    gc.collect()
+    assert eventually(lambda: room(notebook_id)["active_peers"] == 0)
 
 
 def test_embedded_default_daemon_starts_on_connect(home: Path) -> None:
@@ -426,6 +437,18 @@ def test_restart_kernel(session: Session) -> None:
     assert _runtime_of(session.notebook_id)["runtime_id"] == runtime["runtime_id"]  # the runtime goes on
 
 
+def test_restart_kernel_while_a_cell_runs(session: Session) -> None:
+    cell_id = session.create_cell("import time\nprint('running', flush=True)\ntime.sleep(60)")
+    queue_id = session.queue_cell(cell_id)
+    eventually(lambda: session.get_cell(cell_id).outputs, timeout=30)
+    started = time.monotonic()
+    session.restart_kernel(timeout_secs=30)
+    result = session.wait_for_execution(queue_id, timeout_secs=20)
+    assert time.monotonic() - started < 25
+    assert not result.success and result.status == "error"
+    assert session.run("1 + 1").display_data[0].data["text/plain"] == "2"
+
+
 def test_restart_kernel_without_kernel_starts_one(session: Session) -> None:
     session.restart_kernel()
     assert session.kernel_started
@@ -626,6 +649,13 @@ def test_execution_timeout(session: Session) -> None:
     assert "interrupt()" in str(info.value)
     session.interrupt()
     assert eventually(lambda: session.get_cell(cell_id).outputs, timeout=20)[0].ename == "KeyboardInterrupt"
+
+
+def test_notebook_execution_timeout_setting(session: Session) -> None:
+    """The runtime stops a cell that outlives the notebook's execution_timeout (runtimed metadata)."""
+    session.set_metadata("runtimed", {"execution_timeout": 1})
+    result = session.run("import time; time.sleep(20)", timeout_secs=30)
+    assert not result.success and result.error is not None and result.error.ename == "ExecutionTimeout"
 
 
 def test_markdown_cells_do_not_execute(session: Session) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 import sys
 import time
 import uuid
@@ -24,9 +25,10 @@ import nbformat
 
 from runtimed import __version__
 from runtimed.automation.parameters import ERROR_MARKER_TAG, parameterize_path, prepare_notebook
-from runtimed.client.discovery import ensure_daemon
+from runtimed.client.discovery import DaemonEndpoint, ensure_daemon
 from runtimed.client.http import DaemonHTTP
-from runtimed.client.session import AsyncSession, _LoopThread
+from runtimed.client.session import _LoopThread
+from runtimed.client.sync import SyncClient
 from runtimed.errors import RuntimedError
 from runtimed.home import Home
 from runtimed.schema import views
@@ -175,10 +177,11 @@ def write_output(nb: nbformat.NotebookNode, output_path: str | None) -> None:
         return
     import json
 
-    from runtimed.formats.files import save_notebook
+    from runtimed.formats.files import notebook_format, save_notebook
 
-    # plain dicts: the YAML writer cannot represent NotebookNode (a dict subclass) values
-    save_notebook(json.loads(nbformat.writes(nb)), output_path)
+    if notebook_format(output_path) == "yaml":  # the YAML writer cannot represent NotebookNode values
+        nb = json.loads(json.dumps(nb))
+    save_notebook(nb, output_path)
 
 
 class _LiveLog:
@@ -214,6 +217,37 @@ class _LiveLog:
         stream.flush()
 
 
+class _LoopbackHTTP(DaemonHTTP):
+    """DaemonHTTP without a TLS context for plain ``http://`` daemons.
+
+    ``httpx.Client()`` loads the CA bundle whether or not a connection ever uses TLS; that is
+    40-200 ms per client, a noticeable part of a short run.
+    """
+
+    def __init__(self, endpoint: DaemonEndpoint, timeout: float = 60.0) -> None:
+        import httpx
+
+        self.endpoint = endpoint
+        self.client = httpx.Client(base_url=endpoint.url, headers=endpoint.headers(), timeout=timeout,
+                                   verify=not endpoint.url.startswith("http://"))
+
+
+@dataclass
+class _RunSession:
+    """The run's sync connection to its notebook (what the run needs of a Session, and no more)."""
+
+    client: SyncClient
+    notebook_id: str
+    url: str
+
+    @property
+    def is_connected(self) -> bool:
+        return self.client.is_connected
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
 class _Phases(dict):
     """Wall-clock seconds per phase of a run, for ``--json`` and the benchmarks."""
 
@@ -241,14 +275,15 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
     phases.mark("daemon")
     notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
-    http = DaemonHTTP(endpoint)
+    http = _LoopbackHTTP(endpoint)
     try:
         await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
                                 content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": "runt-run"})
         phases.mark("import")
         actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
-        session = AsyncSession(notebook_id, endpoint=endpoint, actor=actor)
-        await session.connect()
+        session = _RunSession(SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run"),
+                              notebook_id, f"{endpoint.url}/?notebook={notebook_id}")
+        await session.client.connect(30.0)
         phases.mark("connect")
         say(f"Live notebook: {session.url}")
         try:
@@ -305,7 +340,7 @@ def _requests_for(cells: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]
     return requests
 
 
-async def _execute(session: AsyncSession, prepared: nbformat.NotebookNode, opts: RunOptions,
+async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, opts: RunOptions,
                    started: float, http: DaemonHTTP, phases: _Phases) -> RunResult:
     client = session.client
     conn = client.replica.conn
@@ -315,10 +350,18 @@ async def _execute(session: AsyncSession, prepared: nbformat.NotebookNode, opts:
     progress = _Progress(len(requests), enabled=opts.progress_bar)
     live_log = client.on_events(_LiveLog(to_stderr=opts.output_path == "-")) if opts.log_output else None
     queue_ids = {q for q, _ in requests}
+    table = f"run_{uuid.uuid4().hex[:12]}"  # this run's requests, so that counting them is one cheap query
+    count_done = (f"SELECT COUNT(*) FROM execution_queue JOIN temp.{table} USING (queue_id) "
+                  "WHERE status IN ('success', 'error', 'cancelled')")
 
     def done_count() -> int:
-        rows = conn.execute("SELECT queue_id FROM execution_queue WHERE status IN ('success', 'error', 'cancelled')")
-        return sum(1 for (q,) in rows if q in queue_ids)
+        db = client.replica.conn  # (a resync replaces the replica)
+        try:
+            return db.execute(count_done).fetchone()[0]
+        except sqlite3.OperationalError:  # no such table yet (or any more)
+            db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (queue_id TEXT PRIMARY KEY)")
+            db.executemany(f"INSERT OR IGNORE INTO temp.{table} VALUES (?)", [(q,) for q in queue_ids])
+            return db.execute(count_done).fetchone()[0]
 
     def all_done() -> bool:
         done = done_count()
@@ -369,7 +412,7 @@ def _counts_as_failure(item: dict[str, Any], cell: dict[str, Any], opts: RunOpti
 
 
 def _outcome(nb: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]], items: dict[str, Any],
-             session: AsyncSession, duration: float, opts: RunOptions) -> RunResult:
+             session: _RunSession, duration: float, opts: RunOptions) -> RunResult:
     index_of = {cell.get("id"): i for i, cell in enumerate(nb.cells)}
     for queue_id, cell in requests:
         item = items[queue_id]

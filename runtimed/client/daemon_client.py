@@ -7,9 +7,11 @@ import os
 import time
 from typing import Any
 
+import httpx
+
 from runtimed.client.discovery import DaemonEndpoint, find_daemon
 from runtimed.client.http import DaemonHTTP
-from runtimed.errors import DaemonNotRunningError
+from runtimed.errors import ConnectionLostError, DaemonNotRunningError
 from runtimed.home import Home, pid_alive
 
 
@@ -59,6 +61,10 @@ class DaemonClient:
         http = DaemonHTTP(self._endpoint(), timeout=self.timeout)
         try:
             return http.get(path) if method == "GET" else http.post(path)
+        except httpx.TimeoutException:
+            raise ConnectionLostError(f"the daemon did not answer {method} {path} within {self.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise ConnectionLostError(f"{method} {path} failed: {exc}") from None
         finally:
             http.close()
 
@@ -70,7 +76,7 @@ class DaemonClient:
                 return False
             http = DaemonHTTP(endpoint, timeout=min(self.timeout, 5.0))
             try:
-                return http.get("/health").get("status") == "ok"
+                return bool(http.get("/health").get("status") == "ok")
             finally:
                 http.close()
         except Exception:
@@ -89,7 +95,7 @@ class DaemonClient:
         Raises:
             DaemonNotRunningError: no daemon runs for this home (the message says how to start one).
         """
-        return self._request("GET", "/api/status")
+        return dict(self._request("GET", "/api/status"))
 
     def list_rooms(self) -> list[dict[str, Any]]:
         """The notebooks the daemon holds, with their peers and kernel.
@@ -115,7 +121,7 @@ class DaemonClient:
 
     def flush_pool(self) -> dict[str, Any]:
         """Replace every prewarmed kernel (after installing packages, say); returns the pool status."""
-        return self._request("POST", "/api/pool/flush")
+        return dict(self._request("POST", "/api/pool/flush"))
 
     def shutdown(self, timeout: float = 20.0) -> bool:
         """Ask the daemon to stop (its kernels too) and wait until its process is gone.

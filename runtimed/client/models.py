@@ -136,8 +136,9 @@ class ExecutionResult:
 
     @property
     def error(self) -> Output | None:
-        """The error output, if the cell failed."""
-        return next((o for o in self.outputs if o.output_type == "error"), None)
+        """The error output, if the cell failed (the last one: a runtime that stops a cell for a
+        timeout adds its own after the kernel's ``KeyboardInterrupt``)."""
+        return next((o for o in reversed(self.outputs) if o.output_type == "error"), None)
 
     def __repr__(self) -> str:
         return (f"ExecutionResult(cell_id={self.cell_id!r}, success={self.success}, status={self.status!r}, "

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
+
+import httpx
 
 from runtimed.client.discovery import DaemonEndpoint, _healthy, ensure_daemon
 from runtimed.client.http import DaemonHTTP
@@ -265,9 +269,15 @@ class AsyncSession:
         return await client.commit(events)
 
     async def _http_call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A REST call to the daemon; transport failures become ConnectionLostError."""
         await self._connected()
         assert self._http is not None
-        return await asyncio.to_thread(getattr(self._http, method), path, **kwargs)
+        try:
+            return await asyncio.to_thread(getattr(self._http, method), path, **kwargs)
+        except httpx.TimeoutException:
+            raise ConnectionLostError(f"the daemon did not answer {method.upper()} {path} in time") from None
+        except httpx.HTTPError as exc:
+            raise ConnectionLostError(f"{method.upper()} {path} failed: {exc}") from None
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
@@ -286,9 +296,8 @@ class AsyncSession:
         await self.connect()
         return self
 
-    async def __aexit__(self, *exc: object) -> bool:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
-        return False
 
     # -- kernels ---------------------------------------------------------------------------------
 
@@ -323,7 +332,8 @@ class AsyncSession:
         if metadata.get("kernelspec") != spec:
             events.append(make_event("notebookMetadataSet", key="kernelspec", value=spec))
         if env_source is not None:
-            settings = metadata.get("runtimed") if isinstance(metadata.get("runtimed"), dict) else {}
+            current = metadata.get("runtimed")
+            settings: dict[str, Any] = current if isinstance(current, dict) else {}
             if settings.get("env_source") != env_source:
                 events.append(make_event("notebookMetadataSet", key="runtimed", value={**settings, "env_source": env_source}))
         if events:
@@ -352,7 +362,8 @@ class AsyncSession:
                                   f"({self._home.log_file})", code="kernel_start_timeout")
             try:
                 # an agent that is still stopping (after shutdown_kernel) is answered as is: ask again shortly
-                await self._http_call("post", f"/api/notebooks/{self._notebook_id}/runtime")
+                await self._http_call("post", f"/api/notebooks/{self._notebook_id}/runtime",
+                                      timeout=max(remaining, 1.0))
             except DaemonNotRunningError:
                 raise
             except RuntimedError as exc:
@@ -404,11 +415,13 @@ class AsyncSession:
             return
 
         def restarted() -> bool:
-            row = self._conn.execute(
-                "SELECT 1 FROM events WHERE name = 'runtimeStatusChanged' AND seq > ? "
-                "AND json_extract(args, '$.status') = 'idle' LIMIT 1", (seq,)
-            ).fetchone()
-            return row is not None or views.active_session(self._conn) is None
+            if views.active_session(self._conn) is None:
+                return True
+            statuses = [r[0] for r in self._conn.execute(
+                "SELECT json_extract(args, '$.status') FROM events WHERE name = 'runtimeStatusChanged' AND seq > ? "
+                "ORDER BY seq", (seq,))]
+            # restarting, then ready again (idle, or busy when work was waiting)
+            return "restarting" in statuses and statuses[-1] in ("idle", "busy")
 
         try:
             await client.wait_for(restarted, timeout_secs)
@@ -562,9 +575,9 @@ class AsyncSession:
         """
         client = await self._connected()
 
-        def finished() -> dict[str, Any] | None:
+        def finished() -> dict[str, Any]:
             item = views.executions(self._conn, queue_id=queue_id)
-            return item[0] if item and item[0]["status"] in TERMINAL else None
+            return item[0] if item and item[0]["status"] in TERMINAL else {}
 
         if not views.executions(self._conn, queue_id=queue_id):
             raise NotFoundError(f"no execution {queue_id!r} in notebook {self._notebook_id!r}", code="execution_not_found")
@@ -653,13 +666,13 @@ class AsyncSession:
         return notebook_from_projection(self._conn)
 
     async def save(self, path: str | os.PathLike[str] | None = None) -> str:
-        """Write the notebook as ``.ipynb`` and return the path written.
+        """Write the notebook as ``.ipynb`` and return the absolute path written.
 
         The default path is ``<notebook_id>.ipynb`` in the current directory.
         """
         from runtimed.formats import write_ipynb
 
-        target = Path(path if path is not None else f"{self._notebook_id}.ipynb").expanduser()
+        target = Path(path if path is not None else f"{self._notebook_id}.ipynb").expanduser().absolute()
         text = write_ipynb(await self.to_ipynb())
         await asyncio.to_thread(target.write_text, text)
         return str(target)
@@ -671,7 +684,7 @@ class AsyncSession:
         ``cellId`` (where its cursor is) and ``is_self``.
         """
         client = await self._connected()
-        peers = await self._http_call("get", f"/api/notebooks/{self._notebook_id}/peers")
+        peers: list[dict[str, Any]] = await self._http_call("get", f"/api/notebooks/{self._notebook_id}/peers")
         for peer in peers:
             peer["is_self"] = peer.get("connectionId") == client.connection_id
         return peers
@@ -723,6 +736,15 @@ class _LoopThread:
             raise
 
 
+def _close_soon(session: AsyncSession) -> None:
+    """Close a session on the background loop without waiting (for garbage-collected Sessions)."""
+    loop = _LoopThread._loop
+    if session._client is None or loop is None or loop.is_closed() or _LoopThread._pid != os.getpid():
+        return
+    with contextlib.suppress(RuntimeError):
+        asyncio.run_coroutine_threadsafe(session.close(), loop)
+
+
 class Session:
     """A blocking handle on one notebook of the daemon; :class:`AsyncSession` method for method.
 
@@ -751,6 +773,9 @@ class Session:
             endpoint: A daemon endpoint to use instead of discovering one.
         """
         self._async = AsyncSession(notebook_id, peer_label, home=home, actor=actor, endpoint=endpoint)
+        # a Session dropped without close() does not stay connected for the life of the process
+        finalizer = weakref.finalize(self, _close_soon, self._async)
+        finalizer.atexit = False
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return _LoopThread.run(coro)
@@ -762,9 +787,8 @@ class Session:
         self.connect()
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
     @property
     def async_session(self) -> AsyncSession:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
@@ -248,6 +249,10 @@ class KernelSession:
     async def _connect(self, timeout: float) -> None:
         """Open fresh client channels, wait for kernel_info, then start the readers."""
         kc = self._km.client()
+        # No receive high-water mark: with the default (1000) a burst of output while the loop is busy
+        # makes the kernel's PUB socket drop IOPub messages, the final 'idle' among them, and the
+        # execution would never finish.
+        kc.context.setsockopt(zmq.RCVHWM, 0)
         kc.start_channels(hb=False, control=False)
         self._kc = kc
         try:

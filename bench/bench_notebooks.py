@@ -1,0 +1,438 @@
+"""Notebook runs side by side: ``runt run`` vs ``papermill`` vs ``jupyter execute`` vs a raw jupyter_client loop.
+
+    python bench/bench_notebooks.py                 # full run (5 alternating rounds)
+    python bench/bench_notebooks.py --quick         # smoke run (1 round, no warm-up)
+    python bench/bench_notebooks.py --json out.json --profile-dir bench/profiles
+
+Each tool runs as the user runs it, as a subprocess of its command line:
+
+- ``runt run IN OUT -p data_size 1000`` with a **cold** daemon (a fresh RUNTIMED_HOME each run,
+  so the daemon start and the kernel start are inside the measurement) and with a **warm**
+  daemon (already running, its prewarmed kernel pool ready);
+- ``papermill IN OUT -p data_size 1000``;
+- ``jupyter execute --output=OUT IN`` (nbclient; it has no parameters, so it gets the notebook
+  with the same injected cell, prepared beforehand);
+- a minimal raw ``jupyter_client`` loop (``--raw-loop IN OUT``: start a kernel, execute each code
+  cell, read IOPub until idle, write the notebook), also on the prepared notebook.
+
+Rounds alternate the tools (the order rotates every round) so that drifts in machine load hit
+all of them alike; ratios are taken per round, then summarised as median (min – max).
+Targets: seven.ipynb warm <= 0.35x papermill; trivial200.ipynb warm <= 0.25x papermill.
+When a target is missed (or with --profile) a profiling pass explains where runt run's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
+from common import Figure, ToolFailed, bin_path, fmt_figure, inputs_dir, machine_info, timed, verdict  # noqa: E402
+
+NOTEBOOKS: dict[str, dict[str, Any]] = {
+    "seven": {"file": "seven.ipynb", "params": {"data_size": 1000}, "target": 0.35},
+    "trivial200": {"file": "trivial200.ipynb", "params": {}, "target": 0.25},
+}
+LABELS = {
+    "runt_warm": "runt run (warm daemon)",
+    "runt_cold": "runt run (cold daemon)",
+    "papermill": "papermill",
+    "nbclient": "jupyter execute (nbclient)",
+    "raw": "raw jupyter_client loop",
+    "runt_preimport": "runt run (warm, pool preimports numpy+matplotlib)",
+}
+RATIOS = [("runt_warm", "papermill"), ("runt_cold", "papermill"), ("runt_warm", "nbclient"),
+          ("runt_cold", "nbclient"), ("runt_warm", "raw"), ("papermill", "raw"), ("nbclient", "raw"),
+          ("runt_preimport", "papermill")]
+PREIMPORT = "numpy,matplotlib,matplotlib.pyplot"
+
+
+# -- the raw jupyter_client loop (run as a subprocess of this file) ----------------------------------------
+
+
+def raw_loop(input_path: str, output_path: str) -> int:
+    """The least a notebook runner can do: one kernel, each code cell executed in turn, outputs kept."""
+    import nbformat
+    from jupyter_client.manager import start_new_kernel
+
+    nb = nbformat.read(input_path, as_version=4)
+    km, kc = start_new_kernel(kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"))
+    status = 0
+    try:
+        for cell in nb.cells:
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            msg_id = kc.execute(cell.source)
+            outputs = []
+            while True:
+                msg = kc.get_iopub_msg(timeout=600)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "status" and content["execution_state"] == "idle":
+                    break
+                if kind in ("stream", "display_data", "execute_result", "error"):
+                    outputs.append(nbformat.v4.output_from_msg(msg))
+            while True:
+                reply = kc.get_shell_msg(timeout=600)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            cell.outputs = outputs
+            cell.execution_count = reply["content"].get("execution_count")
+            if reply["content"]["status"] != "ok":
+                status = 1
+                break
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    nbformat.write(nb, output_path)
+    return status
+
+
+# -- daemons --------------------------------------------------------------------------------------------------
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RUNTIMED_URL", "RUNTIMED_TOKEN")}
+    env["RUNTIMED_HOME"] = str(home)
+    return env
+
+
+class WarmDaemon:
+    """A daemon started once and kept running: its prewarmed kernel is ready before each run."""
+
+    def __init__(self, *extra_args: str, profile_to: Path | None = None) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="nbbench-warm-"))
+        self.extra_args = extra_args
+        self.profile_to = profile_to
+        self.proc: subprocess.Popen | None = None
+        self.http: Any = None
+
+    def start(self) -> None:
+        from runtimed.client.discovery import find_daemon
+        from runtimed.client.http import DaemonHTTP
+        from runtimed.home import Home
+
+        cmd = [sys.executable]
+        if self.profile_to is not None:
+            cmd += ["-m", "pyinstrument", "-r", "pyisession", "-o", str(self.profile_to)]
+        cmd += ["-m", "runtimed.server.main", "--home", str(self.home), "--port", "0", *self.extra_args]
+        with open(self.home / "stderr.log", "ab") as err:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=self.env())
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ToolFailed(f"daemon exited: {(self.home / 'stderr.log').read_text()[-2000:]}")
+            found = find_daemon(Home(self.home))
+            if found is not None:
+                self.http = DaemonHTTP(found)
+                return
+            time.sleep(0.05)
+        raise ToolFailed("the warm daemon did not start within 120 s")
+
+    def env(self) -> dict[str, str]:
+        return _clean_env(self.home)
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        """Until the pool has a ready python3 kernel and no runtime of an earlier run is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.http.get("/api/status")
+            if status["pool"].get("python3", {}).get("ready", 0) >= 1 and not status["runtimes"]:
+                return
+            time.sleep(0.1)
+        raise ToolFailed(f"the warm daemon's pool was not ready within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.http is not None:
+            try:  # a clean exit (SIGTERM ends the daemon without its exit path, and pyinstrument's report)
+                self.http.post("/api/shutdown")
+                if self.proc is not None:
+                    self.proc.wait(60)
+            except Exception:  # noqa: BLE001 - fall back to a signal
+                pass
+            self.http.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def stop_cold_daemon(home: Path) -> None:
+    subprocess.run([bin_path("runt"), "daemon", "stop"], env=_clean_env(home), capture_output=True, timeout=120)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+# -- one run of one tool ----------------------------------------------------------------------------------------
+
+
+def _param_args(params: Mapping[str, Any]) -> list[str]:
+    return [arg for name, value in params.items() for arg in ("-p", name, str(value))]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="nbbench-"))
+        self.inputs = inputs_dir()
+        self.warm: WarmDaemon | None = None
+        self.preimport: WarmDaemon | None = None
+        self.prepared: dict[str, Path] = {}
+
+    def prepare_inputs(self) -> None:
+        """The notebook with its parameters injected, for the tools that take no parameters."""
+        import nbformat
+
+        from runtimed.automation.parameters import prepare_notebook
+
+        for name, spec in NOTEBOOKS.items():
+            src = self.inputs / spec["file"]
+            nb = prepare_notebook(nbformat.read(str(src), 4), spec["params"], input_path=str(src), output_path=None)
+            path = self.work / f"{name}-prepared.ipynb"
+            nbformat.write(nb, str(path))
+            self.prepared[name] = path
+
+    def run_tool(self, tool: str, name: str, tag: str) -> float:
+        spec = NOTEBOOKS[name]
+        src = str(self.inputs / spec["file"])
+        out = str(self.work / f"{name}-{tool}-{tag}.ipynb")
+        params = _param_args(spec["params"])
+        if tool in ("runt_warm", "runt_preimport"):
+            daemon = self.warm if tool == "runt_warm" else self.preimport
+            assert daemon is not None
+            daemon.wait_ready()
+            elapsed, _ = timed([bin_path("runt"), "run", src, out, *params], env=daemon.env())
+        elif tool == "runt_cold":
+            home = Path(tempfile.mkdtemp(prefix="nbbench-cold-"))
+            try:
+                elapsed, _ = timed([bin_path("runt"), "run", src, out, *params], env=_clean_env(home))
+            finally:
+                stop_cold_daemon(home)
+        elif tool == "papermill":
+            elapsed, _ = timed([bin_path("papermill"), src, out, *params])
+        elif tool == "nbclient":
+            elapsed, _ = timed([bin_path("jupyter"), "execute", f"--output={out}", str(self.prepared[name])])
+        elif tool == "raw":
+            elapsed, _ = timed([sys.executable, __file__, "--raw-loop", str(self.prepared[name]), out])
+        else:
+            raise ValueError(tool)
+        self._check_output(out, name)
+        return elapsed
+
+    def _check_output(self, out: str, name: str) -> None:
+        import nbformat
+
+        nb = nbformat.read(out, 4)
+        code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+        if name == "seven" and not any(o.get("output_type") == "execute_result" for c in code for o in c.outputs):
+            raise ToolFailed(f"{out}: the notebook did not run (no results)")
+        if not all(c.execution_count for c in code):
+            raise ToolFailed(f"{out}: not every code cell ran")
+
+    # -- the measurement ---------------------------------------------------------------------------------------
+
+    def measure(self) -> dict[str, Any]:
+        rounds = 1 if self.args.quick else self.args.rounds
+        tools = ["runt_warm", "runt_cold", "papermill", "nbclient", "raw"]
+        if self.preimport is not None:
+            tools.append("runt_preimport")
+        results: dict[str, Any] = {}
+        for name in self.args.notebooks:
+            times: dict[str, list[float]] = {t: [] for t in tools}
+            run_tools = [t for t in tools if not (t == "runt_preimport" and name != "seven")]
+            if not self.args.quick:  # one untimed run each: file caches, .pyc files, kernelspec lookups
+                for tool in run_tools:
+                    self.run_tool(tool, name, "warmup")
+            for r in range(rounds):
+                order = run_tools[r % len(run_tools):] + run_tools[:r % len(run_tools)]
+                for tool in order:
+                    elapsed = self.run_tool(tool, name, f"r{r}")
+                    times[tool].append(elapsed)
+                    print(f"  {name:<11} round {r + 1}/{rounds}  {LABELS[tool]:<48} {elapsed:7.3f} s", flush=True)
+            results[name] = {t: v for t, v in times.items() if v}
+        return results
+
+    def figures(self, results: dict[str, Any]) -> list[Figure]:
+        figures = []
+        for name, times in results.items():
+            spec = NOTEBOOKS[name]
+            group = spec["file"] + (f" (-p {' '.join(f'{k} {v}' for k, v in spec['params'].items())})"
+                                    if spec["params"] else "")
+            for tool, samples in times.items():
+                figures.append(Figure(group, LABELS[tool], "s", samples))
+            for a, b in RATIOS:
+                if a in times and b in times:
+                    ratios = [x / y for x, y in zip(times[a], times[b], strict=True)]
+                    fig = Figure(group, f"{LABELS[a]} / {LABELS[b]}", "x", ratios)
+                    if (a, b) == ("runt_warm", "papermill"):
+                        fig.check(spec["target"])
+                    figures.append(fig)
+        return figures
+
+    # -- the profile ---------------------------------------------------------------------------------------------
+
+    def profile(self, names: list[str]) -> dict[str, Any]:
+        """Where runt run's wall time goes: phases, per-cell gaps, client and daemon profiles."""
+        profile_dir = Path(self.args.profile_dir)
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        out: dict[str, Any] = {"startup": startup_costs()}
+        for name in names:
+            spec = NOTEBOOKS[name]
+            src = str(self.inputs / spec["file"])
+            params = _param_args(spec["params"])
+            daemon_session = profile_dir / f"{name}-daemon.pyisession"
+            daemon = WarmDaemon(profile_to=daemon_session)
+            daemon.start()
+            try:
+                daemon.wait_ready()
+                result_nb = self.work / f"{name}-profile.ipynb"
+                elapsed, proc = timed([bin_path("runt"), "run", src, str(result_nb), *params, "--json"],
+                                      env=daemon.env())
+                summary = json.loads(proc.stdout)
+                daemon.wait_ready()
+                client_session = profile_dir / f"{name}-client.pyisession"
+                timed([sys.executable, "-m", "pyinstrument", "-r", "pyisession", "-o", str(client_session),
+                       "-m", "runtimed.cli.main", "run", src, str(self.work / f"{name}-profile2.ipynb"), *params],
+                      env=daemon.env())
+                daemon.wait_ready()
+            finally:
+                daemon.stop()
+            entry = {"wall_s": elapsed, "phases": summary["phases"], "run_s": summary["duration_s"]}
+            entry.update(cell_gaps(result_nb))
+            entry["client_top"] = top_functions(client_session, profile_dir / f"{name}-client.txt")
+            if daemon_session.exists():
+                entry["daemon_top"] = top_functions(daemon_session, profile_dir / f"{name}-daemon.txt")
+            out[name] = entry
+        return out
+
+
+def startup_costs() -> dict[str, float]:
+    """Seconds for a bare interpreter, and for importing what ``runt run`` imports (median of 5)."""
+    def median_of(code: str) -> float:
+        samples = [timed([sys.executable, "-c", code])[0] for _ in range(5)]
+        return statistics.median(samples)
+
+    bare = median_of("pass")
+    runt = median_of("import runtimed.cli.main, runtimed.cli.run_cmd, runtimed.automation.run")
+    papermill = median_of("import papermill.cli")
+    return {"python_s": bare, "runt_imports_s": runt - bare, "papermill_imports_s": papermill - bare}
+
+
+def cell_gaps(path: Path) -> dict[str, Any]:
+    """From an output notebook's papermill metadata: time in cells, and the gaps between them."""
+    import datetime as dt
+
+    import nbformat
+
+    nb = nbformat.read(str(path), 4)
+    spans = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("papermill", {})
+        if cell.cell_type == "code" and meta.get("duration") and meta.get("start_time"):
+            spans.append((dt.datetime.fromisoformat(meta["start_time"]), dt.datetime.fromisoformat(meta["end_time"])))
+    gaps = [(b[0] - a[1]).total_seconds() for a, b in zip(spans, spans[1:], strict=False)]
+    durations = [(e - s).total_seconds() for s, e in spans]
+    return {"cells": len(spans), "in_cells_s": sum(durations),
+            "cell_median_ms": statistics.median(durations) * 1000 if durations else 0.0,
+            "gap_median_ms": statistics.median(gaps) * 1000 if gaps else 0.0,
+            "gaps_total_s": sum(gaps)}
+
+
+IDLE = ("select", "poll", "sleep", "wait", "acquire", "run_forever", "_run_once", "[idle]")
+
+
+def top_functions(session_path: Path, text_path: Path, limit: int = 12) -> list[dict[str, Any]]:
+    """The functions with the most self time in a pyinstrument session (idle waiting left out)."""
+    from pyinstrument.renderers import ConsoleRenderer
+    from pyinstrument.session import Session
+
+    session = Session.load(str(session_path))
+    text_path.write_text(ConsoleRenderer(unicode=True, color=False, short_mode=False).render(session))
+    totals: dict[tuple[str, str], float] = {}
+
+    def walk(frame: Any) -> None:
+        if frame.is_synthetic:  # [self]/[await] time is already in its parent's total_self_time
+            return
+        key = (frame.function or "?", frame.file_path_short or "")
+        totals[key] = totals.get(key, 0.0) + frame.total_self_time
+        for child in frame.children:
+            walk(child)
+
+    root = session.root_frame()
+    if root is not None:
+        walk(root)
+    rows = [{"function": f, "file": p, "self_s": round(t, 4)} for (f, p), t in totals.items()
+            if f not in IDLE and t > 0]
+    rows.sort(key=lambda r: -r["self_s"])
+    return [{"duration_s": round(session.duration, 3), "cpu_s": round(session.cpu_time or 0.0, 3)}, *rows[:limit]]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 round, no warm-up runs, no preimport variant")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+    p.add_argument("--notebooks", default=",".join(NOTEBOOKS), help="comma-separated: seven,trivial200")
+    p.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
+                   help="profiling pass: when a target is missed (auto, default), always or never")
+    p.add_argument("--profile-dir", default=str(Path(__file__).resolve().parent / "profiles"))
+    p.add_argument("--no-preimport", action="store_true", help="skip the preimport variant of the warm daemon")
+    p.add_argument("--raw-loop", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.raw_loop:
+        return raw_loop(*args.raw_loop)
+    args.notebooks = [n for n in args.notebooks.split(",") if n]
+    for name in args.notebooks:
+        if name not in NOTEBOOKS:
+            p.error(f"unknown notebook {name!r}; choose from {', '.join(NOTEBOOKS)}")
+
+    bench = Bench(args)
+    print(f"notebook runs: inputs from {bench.inputs}", flush=True)
+    try:
+        bench.prepare_inputs()
+        bench.warm = WarmDaemon()
+        bench.warm.start()
+        if not args.quick and not args.no_preimport and "seven" in args.notebooks:
+            bench.preimport = WarmDaemon("--preimport", PREIMPORT)
+            bench.preimport.start()
+        results = bench.measure()
+    finally:
+        for daemon in (bench.warm, bench.preimport):
+            if daemon is not None:
+                daemon.stop()
+    figures = bench.figures(results)
+    missed = [f for f in figures if f.target and not f.met]
+    data: dict[str, Any] = {"suite": "notebooks", "machine": machine_info(), "quick": args.quick,
+                            "rounds": 1 if args.quick else args.rounds, "times": results,
+                            "figures": [f.to_json() for f in figures]}
+    if args.profile == "always" or (args.profile == "auto" and missed and not args.quick):
+        names = [n for n in args.notebooks if args.profile == "always"
+                 or any(f.group.startswith(NOTEBOOKS[n]["file"]) for f in missed)]
+        print(f"profiling runt run on {', '.join(names)} ...", flush=True)
+        data["profile"] = bench.profile(names)
+    shutil.rmtree(bench.work, ignore_errors=True)
+    for f in figures:
+        print(f"{f.group:<40} {f.name:<72} {fmt_figure(f.to_json()):>32}  {verdict(f.to_json())}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
