@@ -57,6 +57,7 @@ RATIOS = [("runt_warm", "papermill"), ("runt_cold", "papermill"), ("runt_warm", 
           ("runt_cold", "nbclient"), ("runt_warm", "raw"), ("papermill", "raw"), ("nbclient", "raw"),
           ("runt_preimport", "papermill")]
 PREIMPORT = "numpy,matplotlib,matplotlib.pyplot"
+SETTLE_S = 1.0
 
 
 # -- the raw jupyter_client loop (run as a subprocess of this file) ----------------------------------------
@@ -208,7 +209,20 @@ class Bench:
             nbformat.write(nb, str(path))
             self.prepared[name] = path
 
+    def quiesce(self) -> None:
+        """Before any measured run: every daemon's pool refilled, no runtime left, then a short settle.
+
+        A daemon refills its pool (a kernel start, and imports for the preimport variant) and shuts
+        the last run's kernel down in the background; unless that is over it would slow down whichever
+        tool is measured next.
+        """
+        for daemon in (self.warm, self.preimport):
+            if daemon is not None:
+                daemon.wait_ready()
+        time.sleep(SETTLE_S)
+
     def run_tool(self, tool: str, name: str, tag: str) -> float:
+        self.quiesce()
         spec = NOTEBOOKS[name]
         src = str(self.inputs / spec["file"])
         out = str(self.work / f"{name}-{tool}-{tag}.ipynb")
@@ -216,7 +230,6 @@ class Bench:
         if tool in ("runt_warm", "runt_preimport"):
             daemon = self.warm if tool == "runt_warm" else self.preimport
             assert daemon is not None
-            daemon.wait_ready()
             elapsed, _ = timed([bin_path("runt"), "run", src, out, *params], env=daemon.env())
         elif tool == "runt_cold":
             home = Path(tempfile.mkdtemp(prefix="nbbench-cold-"))
@@ -296,7 +309,7 @@ class Bench:
             spec = NOTEBOOKS[name]
             src = str(self.inputs / spec["file"])
             params = _param_args(spec["params"])
-            daemon_session = profile_dir / f"{name}-daemon.pyisession"
+            daemon_session = self.work / f"{name}-daemon.pyisession"  # large: only the text reports are kept
             daemon = WarmDaemon(profile_to=daemon_session)
             daemon.start()
             try:
@@ -306,7 +319,7 @@ class Bench:
                                       env=daemon.env())
                 summary = json.loads(proc.stdout)
                 daemon.wait_ready()
-                client_session = profile_dir / f"{name}-client.pyisession"
+                client_session = self.work / f"{name}-client.pyisession"
                 timed([sys.executable, "-m", "pyinstrument", "-r", "pyisession", "-o", str(client_session),
                        "-m", "runtimed.cli.main", "run", src, str(self.work / f"{name}-profile2.ipynb"), *params],
                       env=daemon.env())
@@ -328,10 +341,31 @@ def startup_costs() -> dict[str, float]:
         samples = [timed([sys.executable, "-c", code])[0] for _ in range(5)]
         return statistics.median(samples)
 
+    runt_imports = "import runtimed.cli.main, runtimed.cli.run_cmd, runtimed.automation.run"
     bare = median_of("pass")
-    runt = median_of("import runtimed.cli.main, runtimed.cli.run_cmd, runtimed.automation.run")
+    runt = median_of(runt_imports)
     papermill = median_of("import papermill.cli")
-    return {"python_s": bare, "runt_imports_s": runt - bare, "papermill_imports_s": papermill - bare}
+    return {"python_s": bare, "runt_imports_s": runt - bare, "papermill_imports_s": papermill - bare,
+            "runt_import_breakdown": import_breakdown(runt_imports)}
+
+
+def import_breakdown(code: str, limit: int = 8) -> list[dict[str, Any]]:
+    """``python -X importtime``: seconds of module execution (self time) per top-level package."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    totals: dict[str, float] = {}
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        try:
+            own, _cumulative, name = line[len("import time:"):].split("|")
+            micros = int(own)
+        except ValueError:
+            continue
+        top = name.strip().split(".")[0]
+        totals[top] = totals.get(top, 0.0) + micros / 1e6
+    rows = sorted(totals.items(), key=lambda kv: -kv[1])[:limit]
+    return [{"package": name, "seconds": round(sec, 3)} for name, sec in rows]
 
 
 def cell_gaps(path: Path) -> dict[str, Any]:
@@ -378,7 +412,7 @@ def top_functions(session_path: Path, text_path: Path, limit: int = 12) -> list[
     if root is not None:
         walk(root)
     rows = [{"function": f, "file": p, "self_s": round(t, 4)} for (f, p), t in totals.items()
-            if f not in IDLE and t > 0]
+            if f.rsplit(".", 1)[-1] not in IDLE and t > 0]
     rows.sort(key=lambda r: -r["self_s"])
     return [{"duration_s": round(session.duration, 3), "cpu_s": round(session.cpu_time or 0.0, 3)}, *rows[:limit]]
 

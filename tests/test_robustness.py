@@ -56,11 +56,22 @@ def fuzz_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc
         assert_consistent(proc, FUZZ_NB)
     finally:
         proc.stop()
+        with contextlib.suppress(KeyError):
+            _clients.pop(proc.url).close()
     assert "Traceback" not in proc.stderr(), proc.stderr()
 
 
-def http(proc: DaemonProcess) -> httpx.Client:
-    return httpx.Client(base_url=proc.url, headers={"Authorization": f"Bearer {proc.token}"}, timeout=30)
+_clients: dict[str, httpx.Client] = {}
+
+
+@contextlib.contextmanager
+def http(proc: DaemonProcess) -> Iterator[httpx.Client]:
+    """A REST client of this daemon, kept open across examples (making one costs tens of ms)."""
+    client = _clients.get(proc.url)
+    if client is None:
+        client = _clients[proc.url] = httpx.Client(base_url=proc.url, timeout=30,
+                                                   headers={"Authorization": f"Bearer {proc.token}"})
+    yield client
 
 
 def replayed_and_snapshot(proc: DaemonProcess, notebook_id: str) -> tuple[Replica, Replica, int]:
@@ -212,8 +223,14 @@ messages = st.one_of(
 )
 
 
-async def exchange(proc: DaemonProcess, notebook_id: str, hello: Any, outgoing: list[Any]) -> list[dict[str, Any]]:
-    """Send a hello (or not) and the messages, then read until the server closes or answers a final ping."""
+async def exchange(
+    proc: DaemonProcess, notebook_id: str, hello: Any, outgoing: list[Any], since: int | None = None
+) -> list[dict[str, Any]]:
+    """Send a hello (or not) and the messages, then read until the server closes or answers a final ping.
+
+    With ``since``, go on reading until the events of every acknowledged seq above it arrived (the server
+    sends control messages such as acks and pongs before events).
+    """
     received: list[dict[str, Any]] = []
     url = f"ws{proc.url[4:]}/api/notebooks/{notebook_id}/sync"
     async with connect(url, additional_headers={"Authorization": f"Bearer {proc.token}"}, max_size=None,
@@ -230,6 +247,15 @@ async def exchange(proc: DaemonProcess, notebook_id: str, hello: Any, outgoing: 
                     received.append(message)
                     if message["type"] == "pong":
                         break
+                if since is not None:
+                    acked = [r["seq"] for m in received if m["type"] == "ack" for r in m["results"] if "seq" in r]
+                    last = max([since, *acked])
+                    seen = max([since] + [e["seq"] for m in received if m["type"] == "events" for e in m["events"]])
+                    while seen < last:
+                        message = orjson.loads(await ws.recv())
+                        received.append(message)
+                        if message["type"] == "events":
+                            seen = message["events"][-1]["seq"]
     return received
 
 
@@ -267,7 +293,7 @@ def test_random_events_are_acked_one_by_one_and_keep_the_log_consistent(
     before = head_of(fuzz_daemon, FUZZ_NB)
     hello = json.dumps({"type": "hello", "since": before, "actor": ALICE})
     outgoing = [json.dumps({"type": "push", "ref": i, "events": batch}) for i, batch in enumerate(batches)]
-    received = asyncio.run(exchange(fuzz_daemon, FUZZ_NB, hello, outgoing))
+    received = asyncio.run(exchange(fuzz_daemon, FUZZ_NB, hello, outgoing, since=before))
     errors = [m for m in received if m["type"] == "error"]
     acks = [m for m in received if m["type"] == "ack"]
     assert not errors, errors

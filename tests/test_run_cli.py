@@ -129,6 +129,16 @@ def test_long_option_names_and_report_mode(params_nb: Path, tmp_path: Path) -> N
     assert all(c.metadata.jupyter == {"source_hidden": True} for c in nb.cells if c.cell_type == "code")
 
 
+def test_inject_input_or_output_path_alone(params_nb: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prepared.ipynb"
+    proc = runt("run", str(params_nb), str(out), "--prepare-only", "--inject-input-path")
+    assert proc.returncode == 0, text(proc)
+    assert injected_source(out) == f'# Parameters\nPAPERMILL_INPUT_PATH = "{params_nb}"\n'
+    proc = runt("run", str(params_nb), str(out), "--prepare-only", "--inject-output-path", "-p", "a", "1")
+    assert proc.returncode == 0, text(proc)
+    assert injected_source(out) == f'# Parameters\nPAPERMILL_OUTPUT_PATH = "{out}"\na = 1\n'
+
+
 def test_no_parameters_cell_injects_at_the_top_with_a_warning(tmp_path: Path) -> None:
     src = write(make_notebook(("code", "print(1)")), tmp_path / "plain.ipynb")
     out = tmp_path / "out.ipynb"

@@ -646,3 +646,64 @@ async def daemon_status(daemon: DaemonProcess) -> dict[str, Any]:
         r = await http.get("/api/status")
         r.raise_for_status()
         return r.json()
+
+
+async def test_large_events_are_caught_up_in_bounded_messages(shared_daemon: DaemonProcess, nb: str) -> None:
+    """Catch-up batches are bounded in bytes as well as in events, so a client's message limit holds."""
+    big = "x" * (1024 * 1024)
+    async with clients(shared_daemon, nb) as (writer,):
+        await writer.commit([created(), new_cell("c1")])
+        for i in range(12):
+            await writer.commit([meta("c1", f"{i}{big}")])
+    async with raw_ws(shared_daemon, nb) as ws:
+        await hello(ws)
+        seqs, sizes = [], []
+        while not seqs or seqs[-1] < 14:
+            raw = await asyncio.wait_for(ws.recv(), 30)
+            message = orjson.loads(raw)
+            if message["type"] == "events":
+                sizes.append(len(raw))
+                seqs.extend(e["seq"] for e in message["events"])
+        assert seqs == list(range(1, 15))
+        assert max(sizes) < 2.5 * 1024 * 1024, sizes
+    reader = SyncClient(shared_daemon.url, shared_daemon.token, nb, BOB, max_message_bytes=4 * 1024 * 1024)
+    try:
+        await reader.connect(timeout=60)
+        assert reader.replica.head == 14
+    finally:
+        await reader.close()
+
+
+async def test_snapshot_too_large_for_one_message_falls_back_to_events(
+    monkeypatch: pytest.MonkeyPatch, spawn: Callable[..., DaemonProcess]
+) -> None:
+    monkeypatch.setenv("RUNTIMED_LIMIT_MAX_MESSAGE_BYTES", str(1024 * 1024))
+    daemon = spawn()
+    n = SNAPSHOT_THRESHOLD + 100
+    async with clients(daemon, "nb1") as (writer,):
+        await writer.commit([created()])
+        key = None
+        for start in range(0, n, 400):
+            batch = []
+            for i in range(start, min(n, start + 400)):
+                key = key_between(key, None)
+                batch.append(make_event("cellCreated", cellId=f"c{i}", cellType="code", fractionalIndex=key,
+                                        source=f"# cell {i}\n" + "y = 1\n" * 60))
+            await writer.commit(batch)
+        head = writer.replica.head
+        async with raw_ws(daemon, "nb1") as ws:
+            await hello(ws, snapshot=True)
+            seqs = []
+            while not seqs or seqs[-1] < head:
+                raw = await asyncio.wait_for(ws.recv(), 30)
+                message = orjson.loads(raw)
+                assert message["type"] == "events", message["type"]  # no snapshot: it would not fit
+                assert len(raw) <= 1024 * 1024
+                seqs.extend(e["seq"] for e in message["events"])
+            assert seqs == list(range(1, head + 1))
+        reader = SyncClient(daemon.url, daemon.token, "nb1", BOB, max_message_bytes=1024 * 1024)
+        try:
+            await reader.connect(timeout=60)
+            assert reader.replica.dump() == writer.replica.dump()
+        finally:
+            await reader.close()

@@ -309,7 +309,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     return result
 
 
-STOP_WAIT_S = 0.25
+STOP_WAIT_S = 0.05
 """How long a run waits for its runtime's shutdown: the daemon finishes it after we hang up."""
 
 

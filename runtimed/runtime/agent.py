@@ -11,14 +11,17 @@ and as an external ``runt runtime connect`` process.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
 import time
 from typing import Any
 
+import orjson
+
 from runtimed.client.sync import SyncClient
-from runtimed.errors import EventRejected, RuntimedError
+from runtimed.errors import ConnectionLostError, RuntimedError
 from runtimed.runtime.kernel import ExecuteReply, KernelSession
 from runtimed.runtime.outputs import OutputWriter
 from runtimed.schema import views
@@ -28,42 +31,85 @@ from runtimed.schema.materializer import Envelope, loads
 
 log = logging.getLogger(__name__)
 
-CONTROL_EVENTS = frozenset({"executionCancelRequested", "runtimeInterruptRequested", "runtimeRestartRequested",
-                            "runtimeSessionEnded"})
+IDLE_REPORT_DELAY = 0.1
+"""Seconds an agent waits before reporting 'idle', so that back-to-back cells stay 'busy'."""
+CONTROL_EVENTS = frozenset({"runtimeInterruptRequested", "runtimeRestartRequested", "runtimeSessionEnded"})
 
 
 class EventPipe:
-    """Pushes emitted events in order, batching whatever accumulates while a push is in flight."""
+    """Pushes emitted events in order, batching whatever accumulates while a push is in flight.
+
+    ``emit`` is fire-and-forget (outputs, statuses); ``submit`` goes through the same ordered
+    pipe and returns the server's results, so a claim never overtakes the outputs and the
+    completion of the previous cell, yet does not wait for them to be acknowledged first.
+    """
+
+    MAX_BATCH_EVENTS = 1000
+    MAX_BATCH_BYTES = 8 * 1024 * 1024
 
     def __init__(self, client: SyncClient) -> None:
         self.client = client
-        self._queue: list[dict[str, Any]] = []
+        self._queue: list[tuple[dict[str, Any], int, asyncio.Future | None]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task = asyncio.create_task(self._run(), name="event-pipe")
-        self.rejections: list[dict[str, Any]] = []
+        self.rejections: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
+        self._wanted: set[str] = set()  # ids of submitted events whose results are awaited
 
     def emit(self, event: dict[str, Any]) -> None:
-        self._queue.append(event)
+        self._put(event, None)
+
+    def submit(self, events: list[dict[str, Any]]) -> asyncio.Future:
+        """Queue events behind everything emitted so far; the future gives their results."""
+        future = asyncio.get_running_loop().create_future()
+        for i, event in enumerate(events):
+            self._put(event, future if i == len(events) - 1 else None)
+        future.ids = [e["id"] for e in events]  # type: ignore[attr-defined]
+        self._wanted.update(future.ids)  # type: ignore[attr-defined]
+        return future
+
+    def _put(self, event: dict[str, Any], future: asyncio.Future | None) -> None:
+        size = len(orjson.dumps(event)) if event["name"] in ("outputAdded", "displayUpdated") else 256
+        self._queue.append((event, size, future))
         self._idle.clear()
         self._wake.set()
 
+    def _take_batch(self) -> list[tuple[dict[str, Any], int, asyncio.Future | None]]:
+        count = size = 0
+        for count, (_, event_size, _) in enumerate(self._queue, 1):  # noqa: B007
+            size += event_size
+            if count >= self.MAX_BATCH_EVENTS or (size > self.MAX_BATCH_BYTES and count > 1):
+                if size > self.MAX_BATCH_BYTES:
+                    count -= 1
+                break
+        batch, self._queue = self._queue[:count], self._queue[count:]
+        return batch
+
     async def _run(self) -> None:
+        results_by_id: dict[str, dict[str, Any]] = {}
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                batch, self._queue = self._queue, []
+                batch = self._take_batch()
                 try:
-                    results = await self.client.push(batch)
+                    results = await self.client.push([event for event, _, _ in batch])
                 except RuntimedError as exc:
-                    log.warning("output events not acknowledged: %s", exc)
-                    continue
+                    log.warning("runtime events not acknowledged: %s", exc)
+                    results = [{"id": event["id"], "error": {"code": exc.code, "message": exc.message}}
+                               for event, _, _ in batch]
                 for result in results:
+                    if result.get("id") in self._wanted:
+                        self._wanted.discard(result["id"])
+                        results_by_id[result["id"]] = result
                     if "error" in result:
                         self.rejections.append(result)
                         log.info("event rejected: %s", result["error"])
+                for _, _, future in batch:
+                    if future is not None and not future.done():
+                        future.set_result([results_by_id.pop(i, {"id": i, "error": {"code": "lost", "message": "no result"}})
+                                           for i in future.ids])
             self._idle.set()
 
     async def drain(self, timeout: float = 30.0) -> None:
@@ -73,6 +119,10 @@ class EventPipe:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        for _, _, future in self._queue:
+            if future is not None and not future.done():
+                future.set_exception(ConnectionLostError("the runtime stopped before the events were pushed"))
+        self._queue.clear()
 
 
 class RuntimeAgent:
@@ -106,6 +156,9 @@ class RuntimeAgent:
         self._restart_during: str | None = None  # the queue id a requested restart stopped
         self._restarting: asyncio.Task | None = None
         self._control_tasks: set[asyncio.Task] = set()
+        self._reported_status = "idle"  # the last status pushed to the log
+        self._claimed_seq = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._unsubscribe = None
         self.end_reason: str | None = None
 
@@ -144,7 +197,7 @@ class RuntimeAgent:
             results = await self.client.push(events)
             if "error" not in results[-2]:
                 last = results[-1].get("seq", 0)
-                await self.client.wait_for(lambda: self.client.replica.head >= last)
+                await self.client.wait_for(lambda last=last: self.client.replica.head >= last)
                 self.status = "idle"
                 return
             await asyncio.sleep(0.05)
@@ -154,6 +207,10 @@ class RuntimeAgent:
     def session_active(self) -> bool:
         row = self.conn.execute("SELECT active FROM runtime_sessions WHERE session_id = ?", (self.session_id,)).fetchone()
         return bool(row and row[0])
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -165,13 +222,18 @@ class RuntimeAgent:
             return
         self._stopping = True
         self.end_reason = reason
+        self._cancel_idle_report()
         for task in list(self._control_tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._restarting):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.pipe is not None and self.client.is_connected:
+            with contextlib.suppress(TimeoutError):  # outputs already emitted still reach the log
+                await self.pipe.drain(timeout=5)
         if self.session_active() and self.client.is_connected:
             with contextlib.suppress(RuntimedError, TimeoutError):
                 await self.client.push([make_event("runtimeSessionEnded", session_id=self.session_id, reason=reason)],
@@ -190,9 +252,30 @@ class RuntimeAgent:
     # -- control ---------------------------------------------------------------------------------
 
     def _on_events(self, envs: list[Envelope]) -> None:
+        if self._stopping:
+            return
         for env in envs:
-            if env.name in CONTROL_EVENTS and not self._stopping:
+            if env.name in CONTROL_EVENTS:
                 self._spawn(self._control(env))
+        running = self.running_queue_id
+        if running is not None and not self._interrupted_by_cancel and self._cancel_requested(running):
+            # cancelled while running: executionCancelRequested, or its cell deleted or no longer code
+            self._interrupted_by_cancel = True
+            self._spawn(self._interrupt_until_stopped(running))
+
+    async def _interrupt_until_stopped(self, queue_id: str, attempts: int = 5) -> None:
+        """Interrupt a cancelled cell, again if it keeps running (an interrupt that lands before the
+        kernel started the cell, or in code that swallows one KeyboardInterrupt, is not the end of it)."""
+        for _ in range(attempts):
+            try:
+                await self.kernel.interrupt()
+            except Exception:
+                log.exception("runtime %s could not interrupt its kernel", self.runtime_id)
+                return
+            for _ in range(20):
+                await asyncio.sleep(0.05)
+                if self.running_queue_id != queue_id:
+                    return
 
     def _spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -210,12 +293,7 @@ class RuntimeAgent:
 
     async def _handle_control(self, env: Envelope) -> None:
         running = self.running_queue_id
-        if env.name == "executionCancelRequested":
-            queue_id = env.args.queue_id
-            if running is not None and (queue_id is None or queue_id == running):
-                self._interrupted_by_cancel = True
-                await self.kernel.interrupt()
-        elif env.name == "runtimeInterruptRequested":
+        if env.name == "runtimeInterruptRequested":
             if running is not None:
                 await self.kernel.interrupt()
         elif env.name == "runtimeRestartRequested":
@@ -252,9 +330,32 @@ class RuntimeAgent:
             await self._restart("the kernel died")
 
     def _set_status(self, status: str, detail: str | None = None) -> None:
+        """Record and report a status at once (a pending delayed 'idle' is dropped)."""
+        self._cancel_idle_report()
         self.status = status
+        self._report(status, detail)
+
+    def _report(self, status: str, detail: str | None = None) -> None:
         if self.pipe is not None and self.session_active():
+            self._reported_status = status
             self.pipe.emit(make_event("runtimeStatusChanged", session_id=self.session_id, status=status, detail=detail))
+
+    def _report_idle_soon(self) -> None:
+        """Idle now, reported a moment later: back-to-back cells then cost no busy/idle events at all."""
+        self.status = "idle"
+        if self._reported_status == "idle" or self._idle_timer is not None:
+            return
+        self._idle_timer = asyncio.get_running_loop().call_later(IDLE_REPORT_DELAY, self._idle_report_due)
+
+    def _idle_report_due(self) -> None:
+        self._idle_timer = None
+        if self.status == "idle" and not self._stopping:
+            self._report("idle")
+
+    def _cancel_idle_report(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     # -- the work loop ---------------------------------------------------------------------------
 
@@ -270,39 +371,47 @@ class RuntimeAgent:
                 if job is True or not self.session_active():
                     break
                 queue_id, cell_id = job
-                if await self._claim(queue_id, cell_id):
-                    await self._execute(queue_id, cell_id)
+                source = await self._claim(queue_id, cell_id)
+                if source is not None:
+                    await self._execute(queue_id, cell_id, source)
                     self.last_activity = time.monotonic()
-                    if self._next_pending() is None and self.session_active():
-                        self._set_status("idle")
+                    claimed = self._claimed_seq
+                    await self.client.wait_for(lambda: self.client.replica.head >= claimed, 30)  # noqa: B023
+                if self._next_pending() is None and self.status == "busy":
+                    self._report_idle_soon()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("runtime agent %s failed", self.runtime_id)
         finally:
             if not self._stopped.is_set():
-                asyncio.ensure_future(self.stop("error" if self.session_active() else "displaced"))
+                row = self.conn.execute("SELECT ended_reason FROM runtime_sessions WHERE session_id = ?",
+                                        (self.session_id,)).fetchone()
+                self._spawn(self.stop((row[0] if row else None) or "error"))
 
-    async def _claim(self, queue_id: str, cell_id: str) -> bool:
+    async def _claim(self, queue_id: str, cell_id: str) -> str | None:
+        """Claim a pending request (compare-and-set on the server); the source it runs, or None if lost."""
         row = self.conn.execute("SELECT source FROM cells WHERE id = ?", (cell_id,)).fetchone()
         source = row[0] if row else ""
         assert self.pipe is not None
-        await self.pipe.drain()
         events = [
             make_event("executionAssigned", queue_id=queue_id, session_id=self.session_id),
             make_event("executionStarted", queue_id=queue_id, session_id=self.session_id, source=source),
         ]
-        try:
-            await self.client.commit(events)
-        except EventRejected as exc:
-            log.debug("claim of %s lost: %s", queue_id, exc)
+        self._cancel_idle_report()
+        if self._reported_status != "busy":
+            events.append(make_event("runtimeStatusChanged", session_id=self.session_id, status="busy"))
+            self._reported_status = "busy"
+        self.status = "busy"
+        results = await self.pipe.submit(events)
+        if "error" in results[0] or "error" in results[1]:
+            log.debug("claim of %s lost: %s", queue_id, results[0].get("error") or results[1].get("error"))
             with contextlib.suppress(TimeoutError):  # the replica catches up with what the server saw
                 await self.client.wait_for(
                     lambda: self._queue_status(queue_id) != "pending" or not self.session_active(), 5)
-            return False
-        if self.status != "busy":
-            self._set_status("busy")
-        return True
+            return None
+        self._claimed_seq = results[-1]["seq"]  # the replica catches up while the kernel runs
+        return source
 
     def _queue_status(self, queue_id: str) -> str | None:
         row = self.conn.execute("SELECT status FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
@@ -318,13 +427,12 @@ class RuntimeAgent:
         row = self.conn.execute("SELECT cancel_requested FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
         return bool(row and row[0])
 
-    async def _execute(self, queue_id: str, cell_id: str) -> None:
+    async def _execute(self, queue_id: str, cell_id: str, source: str) -> None:
         assert self.pipe is not None
         self.running_queue_id = queue_id
         self._interrupted_by_cancel = False
         self._restart_during = None
         self.executions += 1
-        source = self.conn.execute("SELECT source FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()[0]
         cell_type = self.conn.execute("SELECT cell_type FROM cells WHERE id = ?", (cell_id,)).fetchone()
         writer = OutputWriter(self.pipe.emit, cell_id=cell_id, queue_id=queue_id, flush_interval=self.flush_interval)
         started = time.perf_counter()
@@ -342,6 +450,10 @@ class RuntimeAgent:
                     source, writer.on_output, on_input=lambda p, pw: self._ask_input(queue_id, p, pw),
                     timeout=timeout, input_timeout=self.input_timeout,
                 )
+        except Exception as exc:  # the runtime itself failed: say so on this cell and go on
+            log.exception("runtime %s failed to run %s", self.runtime_id, queue_id)
+            reply = ExecuteReply(status="error", ename="RuntimeError",
+                                 evalue=f"the runtime could not run this cell: {type(exc).__name__}: {exc}")
         finally:
             writer.close()
             self.running_queue_id = None

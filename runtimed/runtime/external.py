@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 
 from runtimed.client.discovery import DaemonEndpoint
 from runtimed.client.sync import SyncClient
@@ -14,32 +15,45 @@ from runtimed.schema.ids import new_id
 
 
 async def run_external_runtime(endpoint: DaemonEndpoint, notebook_id: str, *, kernel_name: str = "python3",
-                               displace: bool = True, cwd: str | None = None,
-                               on_ready=None) -> str:
-    """Run until the session ends (displaced, lost, shut down) or SIGINT/SIGTERM; return the end reason."""
+                               displace: bool = True, cwd: str | None = None, on_ready=None,
+                               input_timeout: float = 300.0, handle_signals: bool = True) -> str:
+    """Run until the session ends (displaced, lost, shut down) or SIGINT/SIGTERM; return the end reason.
+
+    Cancelling the task that runs it ends the session (``shutdown``) and stops the kernel too.
+    Signal handlers are installed only in the main thread, and removed again on return.
+    """
     kernel = await KernelSession.start(kernel_name, cwd=cwd)
     runtime_id = new_id("rt-")
     client = SyncClient(endpoint.url, endpoint.token, notebook_id,
                         {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (external)"},
                         client="runt-runtime")
-    agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=displace)
+    agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=displace, input_timeout=input_timeout)
     try:
         await agent.start()
     except BaseException:
-        await agent.stop("error")
+        await asyncio.shield(agent.stop("error"))
         raise
     if on_ready is not None:
         on_ready(agent)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    installed: list[signal.Signals] = []
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
     waiter = asyncio.create_task(agent.wait_stopped())
     stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    if stopper.done():
-        await agent.stop("shutdown")
-        return "shutdown"
-    stopper.cancel()
-    return "ended"
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():
+            await agent.stop("shutdown")
+        return agent.end_reason or "shutdown"
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        for task in (waiter, stopper):
+            task.cancel()
+        if not agent.stopped:  # cancelled: end the session and stop the kernel all the same
+            await asyncio.shield(agent.stop("shutdown"))

@@ -165,18 +165,23 @@ class RuntimeManager:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
+        interval = min(WATCHDOG_INTERVAL, max(0.25, self.idle_timeout / 4))
         while True:
-            await asyncio.sleep(WATCHDOG_INTERVAL)
+            await asyncio.sleep(interval)
             for notebook_id, agent in list(self.agents.items()):
-                if agent.status == "dead":
-                    self.agents.pop(notebook_id, None)
-                    room = self.daemon.rooms.get(notebook_id)
-                    if room is not None:
-                        self.ensure_runtime(room)
-                elif self._idle_too_long(agent):
-                    log.info("stopping idle runtime %s of %s", agent.runtime_id, notebook_id)
-                    self.agents.pop(notebook_id, None)
-                    await agent.stop("shutdown")
+                try:
+                    if agent.status == "dead":
+                        if self.agents.get(notebook_id) is agent:
+                            self.agents.pop(notebook_id, None)
+                        room = self.daemon.rooms.get(notebook_id)
+                        if room is not None:
+                            self.ensure_runtime(room)
+                    elif self._idle_too_long(agent):
+                        log.info("stopping idle runtime %s of %s", agent.runtime_id, notebook_id)
+                        self.agents.pop(notebook_id, None)
+                        await agent.stop("shutdown")
+                except Exception:  # one bad agent must not end the watchdog of all the others
+                    log.exception("runtime watchdog failed for %s", notebook_id)
 
     def _idle_too_long(self, agent: RuntimeAgent) -> bool:
         if agent.running_queue_id is not None or agent.status not in ("idle", "starting"):

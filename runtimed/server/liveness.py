@@ -62,20 +62,27 @@ class RuntimeLiveness:
             return
         session_id = active["session_id"]
         events: list[dict[str, Any]] = []
-        for item in views.executions(room.log.conn):
-            if item["session_id"] != session_id:
-                continue
-            if item["status"] == "running":
+        owned = room.log.conn.execute(
+            "SELECT queue_id, status FROM execution_queue WHERE session_id = ? AND status IN ('assigned', 'running') "
+            "ORDER BY requested_seq", (session_id,)).fetchall()
+        for queue_id, status in owned:
+            if status == "running":
                 events.append(make_event(
-                    "executionCompleted", queue_id=item["queue_id"], status="error",
+                    "executionCompleted", queue_id=queue_id, status="error",
                     error={"ename": "RuntimeLost", "evalue": f"runtime lost: its connection was gone for more than "
                            f"{self.grace:g} s while this cell ran", "traceback": []},
                 ))
-            elif item["status"] == "assigned":
-                events.append(make_event("executionRequeued", queue_id=item["queue_id"], reason="runtime lost"))
+            else:
+                events.append(make_event("executionRequeued", queue_id=queue_id, reason="runtime lost"))
         events.append(make_event("runtimeSessionEnded", session_id=session_id, reason="lost"))
-        results = room.push(events, SYSTEM_ACTOR)
-        log.info("runtime session %s of %s lost: %s", session_id, room.notebook_id, results)
+        try:
+            results = room.push(events, SYSTEM_ACTOR)
+        except Exception:  # e.g. the notebook was deleted meanwhile; a timer callback must not raise
+            log.exception("could not end the lost runtime session %s of %s", session_id, room.notebook_id)
+            return
+        failed = [r for r in results if "error" in r]
+        log.info("runtime session %s of %s lost after %g s without a connection%s", session_id, room.notebook_id,
+                 self.grace, f"; rejected: {failed}" if failed else "")
 
     def close(self) -> None:
         for timer in self._timers.values():

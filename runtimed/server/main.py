@@ -8,6 +8,7 @@ import errno
 import fcntl
 import logging
 import os
+import signal
 import socket
 import sys
 from datetime import UTC, datetime
@@ -121,6 +122,9 @@ async def serve(args: argparse.Namespace) -> int:
         })
         log.info("runtimed %s listening on %s (home %s)", __version__, daemon.url, home.path)
 
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal against the handler that was
+    # installed before it started: make that a clean exit, so that the cleanup below (daemon.json) runs.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     announcer = asyncio.create_task(announce())
     try:
         await server.serve(sockets=[sock])
@@ -130,6 +134,10 @@ async def serve(args: argparse.Namespace) -> int:
         log.info("runtimed stopped")
         lock.close()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def parser() -> argparse.ArgumentParser:

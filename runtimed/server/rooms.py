@@ -23,7 +23,11 @@ from runtimed.store.sqlite import SQLiteNotebookLog
 log = logging.getLogger(__name__)
 
 RECENT_EVENTS = 4096
+RECENT_BYTES = 4 * 1024 * 1024
+"""A room caches at most this many recent events and bytes (large outputs would otherwise pin gigabytes)."""
 BATCH_EVENTS = 1000
+BATCH_BYTES = 1024 * 1024
+"""An ``events`` message holds at most this many events, and stops near this many bytes (one event at least)."""
 
 
 class Peer:
@@ -57,7 +61,8 @@ class Room:
         self.notebook_id = notebook_id
         self.log = nb_log
         self.peers: dict[str, Peer] = {}
-        self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=RECENT_EVENTS)
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._recent_bytes = 0
         self._message_cache: tuple[int, int, bytes] | None = None
         self.append_hooks: list[Callable[[Room, Sequence[Envelope]], None]] = []
         self.peer_hooks: list[Callable[[str, Room, Peer], None]] = []
@@ -73,8 +78,12 @@ class Room:
         return self.log.append(events, actor)
 
     def _on_append(self, stored: Sequence[Envelope], encoded: Sequence[bytes]) -> None:
+        recent = self._recent
         for env, data in zip(stored, encoded, strict=True):
-            self._recent.append((env.seq, data))
+            recent.append((env.seq, data))
+            self._recent_bytes += len(data)
+        while recent and (len(recent) > RECENT_EVENTS or self._recent_bytes > RECENT_BYTES):
+            self._recent_bytes -= len(recent.popleft()[1])
         for peer in self.peers.values():
             peer.wake.set()
         for hook in list(self.append_hooks):
@@ -91,12 +100,25 @@ class Room:
         cached = self._message_cache
         if cached is not None and cached[0] == after and cached[1] <= head:
             return cached[2], cached[1]
+        budget = min(BATCH_BYTES, self.log.limits.max_message_bytes // 2)
         recent = self._recent
         if recent and recent[0][0] <= after + 1 and recent[-1][0] >= after + 1:
             start = after + 1 - recent[0][0]
             items = [recent[i][1] for i in range(start, min(len(recent), start + BATCH_EVENTS))]
-        else:
-            items = self.log.read_encoded(after, limit=BATCH_EVENTS)
+        else:  # from the log, in chunks, so that large events are not all read at once
+            items, size = [], 0
+            while len(items) < BATCH_EVENTS and size <= budget:
+                chunk = self.log.read_encoded(after + len(items), limit=min(200, BATCH_EVENTS - len(items)))
+                if not chunk:
+                    break
+                items.extend(chunk)
+                size += sum(len(item) for item in chunk)
+        size = 0
+        for n, item in enumerate(items):
+            size += len(item) + 1
+            if size > budget and n > 0:
+                del items[n:]
+                break
         if not items:
             return None
         last = after + len(items)

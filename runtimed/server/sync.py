@@ -142,8 +142,10 @@ class SyncConnection:
         peer.send_control(orjson.dumps({"type": "welcome", "head": head, "connectionId": peer.connection_id}))
         if since == 0 and hello.get("snapshot") and head > SNAPSHOT_THRESHOLD:
             seq, data = self.room.log.snapshot()
-            peer.send_control(orjson.dumps({"type": "snapshot", "seq": seq, "data": base64.b64encode(data).decode()}))
-            peer.sent_seq = seq
+            encoded = base64.b64encode(data)
+            if len(encoded) + 100 <= self.max_bytes:  # else too big for one message: catch up with events
+                peer.send_control(b'{"type":"snapshot","seq":%d,"data":"%s"}' % (seq, encoded))
+                peer.sent_seq = seq
         return peer
 
     def _handle(self, message: dict[str, Any]) -> None:
