@@ -301,7 +301,11 @@ class Bench:
     # -- the profile ---------------------------------------------------------------------------------------------
 
     def profile(self, names: list[str]) -> dict[str, Any]:
-        """Where runt run's wall time goes: phases, per-cell gaps, client and daemon profiles."""
+        """Where runt run's wall time goes: phases, per-cell gaps, client and daemon profiles.
+
+        The phases come from a run against a plain warm daemon (no profiler in the way); the client
+        is then profiled against that daemon, and the daemon in a third run under pyinstrument.
+        """
         profile_dir = Path(self.args.profile_dir)
         profile_dir.mkdir(parents=True, exist_ok=True)
         out: dict[str, Any] = {"startup": startup_costs()}
@@ -309,27 +313,38 @@ class Bench:
             spec = NOTEBOOKS[name]
             src = str(self.inputs / spec["file"])
             params = _param_args(spec["params"])
-            daemon_session = self.work / f"{name}-daemon.pyisession"  # large: only the text reports are kept
-            daemon = WarmDaemon(profile_to=daemon_session)
-            daemon.start()
+            result_nb = self.work / f"{name}-profile.ipynb"
+            client_session = self.work / f"{name}-client.pyisession"  # large: only the text reports are kept
+            daemon_session = self.work / f"{name}-daemon.pyisession"
+            plain = WarmDaemon()
+            plain.start()
             try:
-                daemon.wait_ready()
-                result_nb = self.work / f"{name}-profile.ipynb"
+                plain.wait_ready()
+                time.sleep(SETTLE_S)
                 elapsed, proc = timed([bin_path("runt"), "run", src, str(result_nb), *params, "--json"],
-                                      env=daemon.env())
+                                      env=plain.env())
                 summary = json.loads(proc.stdout)
-                daemon.wait_ready()
-                client_session = self.work / f"{name}-client.pyisession"
+                plain.wait_ready()
+                time.sleep(SETTLE_S)
                 timed([sys.executable, "-m", "pyinstrument", "-r", "pyisession", "-o", str(client_session),
                        "-m", "runtimed.cli.main", "run", src, str(self.work / f"{name}-profile2.ipynb"), *params],
-                      env=daemon.env())
-                daemon.wait_ready()
+                      env=plain.env())
             finally:
-                daemon.stop()
+                plain.stop()
+            profiled = WarmDaemon(profile_to=daemon_session)
+            profiled.start()
+            try:
+                profiled.wait_ready()
+                time.sleep(SETTLE_S)
+                timed([bin_path("runt"), "run", src, str(self.work / f"{name}-profile3.ipynb"), *params],
+                      env=profiled.env())
+                profiled.wait_ready()
+            finally:
+                profiled.stop()
             entry = {"wall_s": elapsed, "phases": summary["phases"], "run_s": summary["duration_s"]}
             entry.update(cell_gaps(result_nb))
             entry["client_top"] = top_functions(client_session, profile_dir / f"{name}-client.txt")
-            if daemon_session.exists():
+            if daemon_session.exists() and daemon_session.stat().st_size:
                 entry["daemon_top"] = top_functions(daemon_session, profile_dir / f"{name}-daemon.txt")
             out[name] = entry
         return out

@@ -243,7 +243,7 @@ async def fanout_replicas(endpoint: DaemonEndpoint, readers_n: int, events_n: in
 
 async def fanout_raw(endpoint: DaemonEndpoint, readers_n: int, events_n: int) -> list[float]:
     """Latencies (ms) from push to each raw reader receiving and parsing the events message."""
-    notebook_id = f"fanout-raw-{readers_n}"
+    notebook_id = f"fanout-raw-{readers_n}-{os.urandom(3).hex()}"
     sent: dict[str, float] = {}
     samples: list[float] = []
     counts: dict[str, int] = {}

@@ -180,7 +180,7 @@ def generic_section(entry: dict[str, Any]) -> list[str]:
     figures = entry["figures"]
     with_samples = [f for f in figures if f.get("samples")]
     targets = [f for f in figures if not f.get("samples")]
-    lines += figures_table(with_samples)
+    lines += figures_table(with_samples, with_group=len({f["group"] for f in with_samples}) > 1)
     if targets:
         lines += ["", "Targets as the suite judges them:", ""]
         lines += ["| target | met |", "| --- | --- |"]
@@ -211,7 +211,8 @@ def profile_section(entry: dict[str, Any]) -> list[str]:
     figures = entry["figures"]
     startup = profile["startup"]
     lines += ["A profiling pass (after the measurements, not timed with them) runs `runt run --json` against a "
-              "warm daemon started under pyinstrument, then the `runt run` client itself under pyinstrument. "
+              "fresh warm daemon, then the `runt run` client under pyinstrument, then one more run against a warm "
+              "daemon started under pyinstrument. "
               "`--json` reports the wall time of each phase of the run; the output notebook's per-cell times give "
               "the time inside cells and between them. The full profiles are in `bench/profiles/*.txt`. The daemon's "
               "profile covers its whole life (start, pool warm-up, the run, shutdown).", "",
@@ -283,8 +284,10 @@ def explain(name: str, p: dict[str, Any], figures: list[dict[str, Any]], startup
             f"**What dominates.** The notebook's own work: {in_cells:.2f} s of the run is inside cells, most of it "
             "importing numpy and matplotlib and drawing the histogram — the same work papermill's kernel does. "
             f"Everything else together is {fixed:.2f} s: interpreter start and imports "
-            f"({startup['runt_imports_s']:.2f} s of imports, chiefly the pydantic event catalog, pycrdt, httpx and "
-            "websockets), importing the notebook and opening the sync connection, and "
+            f"({startup['runt_imports_s']:.2f} s of imports: the client builds a full replica, so it imports the "
+            "pydantic event catalog, the materializer and pycrdt, plus httpx — whose `__init__` also imports its "
+            "command line, rich and pygments — and websockets), importing the notebook and opening the sync "
+            "connection, and "
             f"{gaps:.3f} s of scheduling between cells."
             + (f" The target leaves {budget:.2f} s for the whole run, less than the cells alone take in a kernel "
                "that has not imported anything yet." if budget is not None and budget < in_cells else ""),
@@ -294,9 +297,12 @@ def explain(name: str, p: dict[str, Any], figures: list[dict[str, Any]], startup
             "measured run"
             + (f" — measured side by side here: {pre:.2f} s, {ratio:.2f}x papermill" if pre and ratio else "")
             + "; making a preimport list part of the default pool (or learning it from the notebooks a daemon has "
-            "run) is the change that meets the target. (2) A lighter `runt run` client: import the pydantic "
-            "catalog lazily (validate only what the run pushes), skip the local CRDT seeding of imported cells, and "
-            "create no TLS context for `http://127.0.0.1` (discovery's health check still builds one).",
+            "run) is the first half of meeting the target. (2) A thin `runt run` client for the other half: it "
+            "needs no replica — import and request over REST, follow execution statuses and outputs as raw events "
+            "on the WebSocket, export with `GET /api/notebooks/{id}/export` — which drops the pydantic catalog, "
+            "the materializer and pycrdt from its imports and the replica's apply work from its run; and no TLS "
+            "context for `http://127.0.0.1` (`runt run` already skips it; discovery's health check still builds "
+            "one).",
             "",
         ]
         return lines

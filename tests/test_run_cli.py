@@ -272,6 +272,22 @@ def test_cwd_inject_paths_and_kernel(daemon: Any, tmp_path: Path) -> None:
     assert unknown.returncode == 4 and "no-such-kernel" in text(unknown)
 
 
+def test_kernel_runs_where_runt_runs_and_relative_cwd(daemon: Any, tmp_path: Path) -> None:
+    """papermill's kernel inherits the caller's directory; a relative --cwd is relative to it too."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "data.txt").write_text("here\n")
+    src = write(make_notebook(("code", "import os\nprint(os.getcwd())\nprint(os.path.exists('data.txt'))")),
+                tmp_path / "where.ipynb")
+    proc = runt("run", "where.ipynb", "out.ipynb", cwd=tmp_path, env=daemon.env())
+    assert proc.returncode == 0, text(proc)
+    assert stdout_of(tmp_path / "out.ipynb", 0) == f"{tmp_path}\nTrue\n"
+    proc = runt("run", str(src), str(tmp_path / "out2.ipynb"), "--cwd", "sub", cwd=tmp_path, env=daemon.env())
+    assert proc.returncode == 0, text(proc)
+    assert stdout_of(tmp_path / "out2.ipynb", 0) == f"{tmp_path / 'sub'}\nFalse\n"
+    missing = runt("run", str(src), "--cwd", str(tmp_path / "nope"), env=daemon.env())
+    assert missing.returncode == 8 and "nope" in text(missing)
+
+
 def test_allow_errors(daemon: Any, fail_nb: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.ipynb"
     proc = runt("run", str(fail_nb), str(out), "--allow-errors", env=daemon.env())

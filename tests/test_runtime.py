@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 SHARED = "rt-shared"
 INPUT_TIMEOUT = 1.5
+EVENT_LIMIT = 1024 * 1024  # small, so that outputs above it are cheap to make
 
 
 @pytest.fixture
@@ -35,10 +37,11 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    """One daemon with managed runtimes for the module (a short input() timeout for its runtimes)."""
+    """One daemon with managed runtimes for the module (a short input() timeout, a 1 MiB event limit)."""
     home = tmp_path_factory.mktemp("rt-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RUNTIMED_INPUT_TIMEOUT", str(INPUT_TIMEOUT))
+        mp.setenv("RUNTIMED_LIMIT_MAX_EVENT_BYTES", str(EVENT_LIMIT))
         proc = DaemonProcess(home)
         proc.start()
     yield proc
@@ -122,6 +125,17 @@ async def test_unknown_kernelspec_fails_the_request_naming_available_kernels(rt:
         assert error is not None and error.ename == "KernelStartFailed"
         assert "no-such-kernel" in error.evalue and "python3" in error.evalue
         assert views.active_session(s.client.replica.conn) is None
+
+
+async def test_working_directory_from_metadata(rt: DaemonProcess, tmp_path: Path) -> None:
+    async with session(rt, "rt-cwd") as s:
+        await s.set_metadata("runtimed", {"cwd": str(tmp_path / "missing")})
+        failed = await s.run("1", timeout_secs=60)
+        assert failed.status == "error" and failed.error.ename == "KernelStartFailed"
+        assert "missing" in failed.error.evalue and "does not exist" in failed.error.evalue
+        await s.set_metadata("runtimed", {"cwd": str(tmp_path)})
+        result = await s.run("import os; os.getcwd()", timeout_secs=60)
+        assert result.success and result.outputs[0].data["text/plain"] == repr(str(tmp_path))
 
 
 # -- outputs -----------------------------------------------------------------------------------------
@@ -217,6 +231,16 @@ async def test_input_unanswered_times_out_with_a_clear_error(rt: DaemonProcess) 
         assert views.pending_inputs(s.client.replica.conn) == []
         # the kernel goes on
         assert (await s.run("'next'")).success
+
+
+async def test_outputs_larger_than_an_event_are_split_or_reported(rt: DaemonProcess) -> None:
+    async with session(rt) as s:
+        big = await s.run("print('y' * 1_500_000)")
+        assert big.success and stream_text(big) == "y" * 1_500_000 + "\n"
+        huge = await s.run("from IPython.display import HTML, display\ndisplay(HTML('x' * 2_000_000))\n'after'")
+        assert huge.success
+        assert [o.output_type for o in huge.outputs] == ["error", "execute_result"]
+        assert huge.outputs[0].ename == "OutputTooLarge" and "text/html" in huge.outputs[0].evalue
 
 
 # -- streams rendered like a terminal ---------------------------------------------------------------

@@ -593,9 +593,9 @@ async def test_slow_consumer_is_disconnected_with_4408_and_resumes(
     daemon = spawn("--slow-consumer-timeout", "0.5")
     async with clients(daemon, "nb1") as (writer,):
         await writer.commit([created(), new_cell("c1")])
-        async with raw_ws(daemon, "nb1", max_queue=1, sock=small_buffer_socket(daemon)) as slow:
+        async with raw_ws(daemon, "nb1", max_queue=1, sock=small_buffer_socket(daemon), compression=None) as slow:
             await hello(slow, since=2)
-            await flood(writer)
+            await flood(daemon, "nb1")
             await asyncio.sleep(1.0)  # longer than the timeout, without reading
             close_code, received = await read_until_closed(slow, 30)
         assert close_code == 4408
@@ -616,10 +616,10 @@ async def test_consumer_that_never_reads_is_dropped(home: Path, spawn: Callable[
     daemon = spawn("--slow-consumer-timeout", "0.5")
     async with clients(daemon, "nb1", 2) as (writer, reader):
         await writer.commit([created(), new_cell("c1")])
-        async with raw_ws(daemon, "nb1", max_queue=1, sock=small_buffer_socket(daemon)) as stuck:
+        async with raw_ws(daemon, "nb1", max_queue=1, sock=small_buffer_socket(daemon), compression=None) as stuck:
             await hello(stuck, since=2)
             assert (await daemon_status(daemon))["connections"] == 3
-            await flood(writer)
+            await flood(daemon, "nb1")
             # the server stops serving it (and holding memory for it) without its cooperation
             deadline = asyncio.get_running_loop().time() + 20
             while (await daemon_status(daemon))["connections"] != 2:
@@ -631,14 +631,18 @@ async def test_consumer_that_never_reads_is_dropped(home: Path, spawn: Callable[
             await reader.wait_for(lambda: reader.replica.head == writer.replica.head, 10)
 
 
-async def flood(writer: SyncClient, n: int = 40, size: int = 256 * 1024) -> None:
-    """Push ``n`` large events (~10 MB by default: more than the socket buffers hold).
+async def flood(daemon: DaemonProcess, notebook_id: str, n: int = 40, size: int = 256 * 1024) -> None:
+    """Push ``n`` large events (~10 MB by default: more than the socket buffers hold), each acknowledged.
 
-    The payload is random: the connections use permessage-deflate, which would shrink a repeated one to nothing.
+    Pushed uncompressed and random (incompressible), so that it is quick and really fills the buffers.
     """
     payload = base64.b64encode(os.urandom(size * 3 // 4)).decode()
-    for i in range(n):
-        await writer.push([meta("c1", f"{i}{payload}")])
+    async with raw_ws(daemon, notebook_id, compression=None) as ws:
+        await hello(ws, actor=BOB)
+        for i in range(n):
+            await send(ws, {"type": "push", "ref": i, "events": [meta("c1", f"{i}{payload}")]})
+            ack = await expect(ws, "ack", 30)
+            assert "seq" in ack["results"][0], ack
 
 
 async def daemon_status(daemon: DaemonProcess) -> dict[str, Any]:

@@ -159,13 +159,36 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
             if cell.cell_type == "code":
                 cell.outputs = []
                 cell.execution_count = None
-    settings = {k: v for k, v in (("cwd", opts.cwd), ("execution_timeout", opts.execution_timeout)) if v is not None}
+    cwd = _absolute_cwd(opts.cwd)
+    settings = {k: v for k, v in (("cwd", cwd), ("execution_timeout", opts.execution_timeout)) if v is not None}
     if settings:
         nb.metadata["runtimed"] = {**nb.metadata.get("runtimed", {}), **settings}
     for cell in nb.cells:  # stable ids, so results map back to cells
         if not cell.get("id"):
             cell["id"] = uuid.uuid4().hex[:16]
     return nb, output_path
+
+
+def _absolute_cwd(cwd: str | None) -> str | None:
+    """A relative ``--cwd`` is relative to where runt runs, not to where the daemon runs."""
+    import os
+
+    return os.path.abspath(os.path.expanduser(cwd)) if cwd and "://" not in cwd else cwd
+
+
+def _is_local(endpoint: DaemonEndpoint) -> bool:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(endpoint.url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def _default_cwd(nb: nbformat.NotebookNode, endpoint: DaemonEndpoint) -> None:
+    """Without --cwd the kernel runs where runt runs, as papermill's does (for a daemon on this machine)."""
+    import os
+
+    settings = nb.metadata.get("runtimed") or {}
+    if "cwd" not in settings and _is_local(endpoint):
+        nb.metadata["runtimed"] = {**settings, "cwd": os.getcwd()}
 
 
 def write_output(nb: nbformat.NotebookNode, output_path: str | None) -> None:
@@ -273,6 +296,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
         return RunResult(nb, "prepared", output_path=output_path, message="prepared only (not executed)")
 
     endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
+    _default_cwd(nb, endpoint)
     phases.mark("daemon")
     notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
     http = _LoopbackHTTP(endpoint)

@@ -6,6 +6,17 @@ the session id is a fencing token), records in ``executionStarted`` the exact so
 it read from the document, streams outputs as events, and completes each execution
 with its status, count, duration and error. The same agent runs inside the daemon
 and as an external ``runt runtime connect`` process.
+
+- Claims, outputs, completions and statuses go through one ordered pipe: a claim never
+  overtakes the completion of the previous cell (stop-on-error stays exact) yet does not
+  wait for it to be acknowledged. 'busy' rides along with the first claim and 'idle' is
+  reported a moment after the queue empties, so back-to-back cells cost no status events.
+- A running execution whose ``cancel_requested`` flag turns on (executionCancelRequested,
+  its cell deleted or made non-code) is interrupted, again if needed, and completes as
+  ``cancelled``.
+- Kernel death fails the running cell (``KernelDied``) and restarts the kernel; a requested
+  restart fails it as ``KernelRestarted``; a cell that ignores the interrupt sent at its
+  timeout gets the kernel restarted. Restarts are shared and work waits for them.
 """
 
 from __future__ import annotations
@@ -27,10 +38,13 @@ from runtimed.runtime.outputs import OutputWriter
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
+from runtimed.schema.limits import Limits
 from runtimed.schema.materializer import Envelope, loads
 
 log = logging.getLogger(__name__)
 
+SIZED_EVENTS = frozenset({"outputAdded", "streamTextChanged", "displayUpdated"})
+"""Events that may be large: measured, so that one push stays under the message size limit."""
 IDLE_REPORT_DELAY = 0.1
 """Seconds an agent waits before reporting 'idle', so that back-to-back cells stay 'busy'."""
 CONTROL_EVENTS = frozenset({"runtimeInterruptRequested", "runtimeRestartRequested", "runtimeSessionEnded"})
@@ -70,7 +84,7 @@ class EventPipe:
         return future
 
     def _put(self, event: dict[str, Any], future: asyncio.Future | None) -> None:
-        size = len(orjson.dumps(event)) if event["name"] in ("outputAdded", "displayUpdated") else 256
+        size = len(orjson.dumps(event)) if event["name"] in SIZED_EVENTS else 256
         self._queue.append((event, size, future))
         self._idle.clear()
         self._wake.set()
@@ -161,6 +175,7 @@ class RuntimeAgent:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._unsubscribe = None
         self.end_reason: str | None = None
+        self._max_event_bytes = Limits.from_env().max_event_bytes
 
     # -- session lifecycle -----------------------------------------------------------------------
 
@@ -434,7 +449,8 @@ class RuntimeAgent:
         self._restart_during = None
         self.executions += 1
         cell_type = self.conn.execute("SELECT cell_type FROM cells WHERE id = ?", (cell_id,)).fetchone()
-        writer = OutputWriter(self.pipe.emit, cell_id=cell_id, queue_id=queue_id, flush_interval=self.flush_interval)
+        writer = OutputWriter(self.pipe.emit, cell_id=cell_id, queue_id=queue_id, flush_interval=self.flush_interval,
+                              max_event_bytes=self._max_event_bytes)
         started = time.perf_counter()
         timeout = self._execution_timeout()
         try:

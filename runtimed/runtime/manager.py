@@ -120,6 +120,9 @@ class RuntimeManager:
         notebook_id = room.notebook_id
         kernel_name, cwd = notebook_settings(room.log.conn)
         try:
+            if cwd is not None and not os.path.isdir(cwd):  # checked first: a pooled kernel would be wasted
+                raise RuntimedError(f"the notebook's working directory {cwd!r} (metadata runtimed.cwd) does not "
+                                    "exist on the daemon's machine", code="bad_cwd")
             kernel = await self.pool.take(kernel_name, cwd=cwd)
         except Exception as exc:
             log.warning("cannot start kernel %r for %s: %s", kernel_name, notebook_id, exc)

@@ -55,6 +55,7 @@ class OutputWriter:
         self.queue_id = queue_id
         self.flush_interval = flush_interval
         self.max_event_bytes = max_event_bytes or Limits.from_env().max_event_bytes
+        self.chunk_chars = max(1024, min(STREAM_CHUNK_CHARS, (self.max_event_bytes - 4096) // 6))
         self._stream: _Stream | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -137,7 +138,8 @@ class OutputWriter:
         if stream.announced:
             stream.rewrites = stream.rewrites + 1 if offset < stream.sent else 0
         stream.sent = offset + len(tail)
-        first, rest = tail[:STREAM_CHUNK_CHARS], tail[STREAM_CHUNK_CHARS:]
+        chunk = self.chunk_chars
+        first, rest = tail[:chunk], tail[chunk:]
         if not stream.announced:
             stream.announced = True
             self.emit(make_event("outputAdded", output_id=stream.output_id, cell_id=self.cell_id,
@@ -146,7 +148,7 @@ class OutputWriter:
             self.emit(make_event("streamTextChanged", output_id=stream.output_id, offset=offset, text=first))
         offset += len(first)
         while rest:  # a huge chunk: appended over several events, each under the size limit
-            first, rest = rest[:STREAM_CHUNK_CHARS], rest[STREAM_CHUNK_CHARS:]
+            first, rest = rest[:chunk], rest[chunk:]
             self.emit(make_event("streamTextChanged", output_id=stream.output_id, offset=offset, text=first))
             offset += len(first)
 
