@@ -310,23 +310,25 @@ def explain(name: str, p: dict[str, Any], figures: list[dict[str, Any]], startup
     return [
         f"**What dominates.** Per-cell cost in the runtime: {cells} one-line cells take {in_cells:.2f} s inside "
         f"executions plus {gaps:.2f} s between them, about {per_cell:.1f} ms per cell, where a kernel needs about "
-        "a millisecond for `x = 1`. Each cell costs the runtime agent two round trips through the daemon before "
-        "the next cell starts: the claim (`executionAssigned` + `executionStarted`, committed and acknowledged "
-        "before the kernel sees the code) and the completion (pushed and drained before the next claim); each "
-        "is a SQLite transaction and a WebSocket fan-out to every connection (the daemon's top self time: socket "
-        "sends, SQLite `execute`, zmq sends, JSON). papermill pays per cell as well (it writes the whole output "
-        "notebook after every cell, which is why it is slow on this notebook)"
+        "a millisecond for `x = 1` (the raw jupyter_client loop runs all of them, kernel start included, in the "
+        "time shown above). The runtime agent claims one request at a time: the claim (`executionAssigned` + "
+        "`executionStarted`) is pushed and acknowledged before the kernel sees the code, and the agent's replica "
+        "catches up with it before the next claim, so every cell waits for a round trip through the daemon — a "
+        "SQLite transaction and a WebSocket fan-out to every connection (the daemon's top self time: socket "
+        "sends, SQLite `execute`, zmq sends, JSON) — on a machine where the daemon, the kernel and the client "
+        "share the cores. papermill pays per cell as well (it writes the whole output notebook after every cell, "
+        "which is why it is slow on this notebook)"
         + (f"; the target leaves runt {budget:.2f} s for the whole run, {budget / cells * 1000:.1f} ms per cell "
            "including the fixed costs." if budget is not None and cells else "."),
         "",
-        "**What would close it.** (1) Pipeline the queue in the runtime agent: send the completion of cell *n* "
-        "and the claim of cell *n+1* in one push, and hand cell *n+1* to the kernel without waiting for the ack "
-        "(the session id still fences the claim; a rejected claim discards its outputs). That halves the round "
-        "trips; claiming a whole run-all batch in one push removes them from the critical path. (2) A managed "
-        "runtime lives inside the daemon: let it append to the room directly instead of through a loopback "
-        "WebSocket and a second replica. (3) Batch the WAL commits of one push (one transaction per push "
-        "already; `synchronous=NORMAL` for the event log). The fixed part of the run "
-        f"({fixed:.2f} s: interpreter, imports, notebook import and connection) matters less here.",
+        "**What would close it.** (1) Claim ahead in the runtime agent: claim cell *n+1* while cell *n* runs (or "
+        "a whole run-all batch in one push) and hand it to the kernel as soon as cell *n* is done, so no round "
+        "trip sits between two cells; the session id still fences every claim, and a lost claim discards its "
+        "outputs. (2) A managed runtime lives inside the daemon: let it append to the room directly instead of "
+        "through a loopback WebSocket and a second replica. (3) A thin `runt run` client (see seven.ipynb): "
+        "here the client's replica applies every event of 200 cells, CPU that the daemon and the kernel need "
+        f"on two cores. The fixed part of the run ({fixed:.2f} s: interpreter, imports, notebook import and "
+        "connection) matters less here.",
         "",
     ]
 

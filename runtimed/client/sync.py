@@ -155,7 +155,7 @@ class SyncClient:
         uri = f"{'ws' + self.url[4:]}/api/notebooks/{self.notebook_id}/sync"
         async with connect(uri, additional_headers={"Authorization": f"Bearer {self.token}"},
                            max_size=self.max_message_bytes, open_timeout=10, ping_interval=20,
-                           ping_timeout=30, close_timeout=2) as ws:
+                           ping_timeout=30, close_timeout=2, compression=None) as ws:
             self._ws = ws
             await ws.send(orjson.dumps({"type": "hello", "since": self.replica.head, "actor": self.actor,
                                         "client": self.client, "snapshot": self.replica.head == 0}).decode())

@@ -398,7 +398,7 @@ _ID_RE = re.compile(ID_PATTERN)
 
 
 def is_valid_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(_ID_RE.match(value))
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
 def make_event(name: str, /, event_id: str | None = None, **args: Any) -> dict[str, Any]:

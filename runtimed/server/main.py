@@ -107,7 +107,8 @@ async def serve(args: argparse.Namespace) -> int:
     # Headroom above the protocol's limit, so that the sync endpoint answers a too-large message with a
     # clear error and close code 4413; uvicorn's own cap (close 1009) stays as the hard backstop.
     config = uvicorn.Config(app, log_level="warning", ws_max_size=2 * daemon.limits.max_message_bytes,
-                            ws_ping_interval=20.0, ws_ping_timeout=30.0, timeout_graceful_shutdown=5, lifespan="on")
+                            ws_ping_interval=20.0, ws_ping_timeout=30.0, timeout_graceful_shutdown=5, lifespan="on",
+                            ws_per_message_deflate=False)  # loopback: compression costs more than it saves
     server = uvicorn.Server(config)
     daemon.request_shutdown = lambda: setattr(server, "should_exit", True)
 

@@ -306,7 +306,8 @@ class SQLiteEventStore:
     def exists(self, notebook_id: str) -> bool:
         if notebook_id in self._logs:
             return self._logs[notebook_id].head > 0
-        return ev.is_valid_id(notebook_id) and self._path(notebook_id).exists()
+        # a bare connection creates an empty file: only a log with events is a notebook
+        return ev.is_valid_id(notebook_id) and self._path(notebook_id).exists() and self.log(notebook_id).head > 0
 
     def require(self, notebook_id: str) -> SQLiteNotebookLog:
         if not self.exists(notebook_id):
