@@ -360,8 +360,13 @@ def startup_costs() -> dict[str, float]:
     bare = median_of("pass")
     runt = median_of(runt_imports)
     papermill = median_of("import papermill.cli")
+    thin = median_of(THIN_CLIENT_IMPORTS)
     return {"python_s": bare, "runt_imports_s": runt - bare, "papermill_imports_s": papermill - bare,
-            "runt_import_breakdown": import_breakdown(runt_imports)}
+            "thin_client_imports_s": thin - bare, "runt_import_breakdown": import_breakdown(runt_imports)}
+
+
+THIN_CLIENT_IMPORTS = "import click, httpx, websockets.asyncio.client, nbformat, yaml, fsspec, orjson"
+"""What a runt run client without a local replica would still import (no pydantic catalog, materializer, pycrdt)."""
 
 
 def import_breakdown(code: str, limit: int = 8) -> list[dict[str, Any]]:
