@@ -9,7 +9,8 @@ Suites (each a script of its own, run as a subprocess with ``--json``):
 - notebooks: ``bench/bench_notebooks.py`` — runt run vs papermill vs jupyter execute vs a raw
   jupyter_client loop, cold and warm daemon;
 - sync: ``bench/bench_sync.py``;
-- runtime: ``bench/bench_runtime.py``.
+- runtime: ``bench/bench_runtime.py``;
+- web: ``bench/bench_web.py``.
 
 Every figure is the median with min – max over repeated runs; comparisons are measured side by
 side (alternating) and reported as ratios, next to their targets.
@@ -34,6 +35,7 @@ SUITES = {
     "notebooks": ("bench_notebooks.py", "Notebook runs: runt run vs papermill vs jupyter execute vs raw jupyter_client"),
     "sync": ("bench_sync.py", "Sync: the event log and its clients"),
     "runtime": ("bench_runtime.py", "Runtime: what runtimed adds to a raw jupyter_client round trip"),
+    "web": ("bench_web.py", "Web UI: a 500-cell notebook becoming interactive, keystroke latency (Chromium)"),
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -76,6 +77,24 @@ class DaemonProcess:
     def env(self) -> dict[str, str]:
         """Environment for a subprocess client of this daemon."""
         return {**os.environ, "RUNTIMED_HOME": str(self.home.path)}
+
+
+@contextlib.contextmanager
+def running_daemon(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[DaemonProcess]:
+    """A daemon in ``home`` for longer than one test (module-scoped fixtures): started with
+    ``RUNTIMED_HOME`` pointing at it (plus ``env``), stopped on exit."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RUNTIMED_HOME", str(home))
+        mp.delenv("RUNTIMED_URL", raising=False)
+        mp.delenv("RUNTIMED_TOKEN", raising=False)
+        for key, value in (env or {}).items():
+            mp.setenv(key, value)
+        proc = DaemonProcess(home, *args)
+        proc.start()
+        try:
+            yield proc
+        finally:
+            proc.stop()
 
 
 @pytest.fixture

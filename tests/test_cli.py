@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import DaemonProcess
+from conftest import DaemonProcess, running_daemon
 
 from runtimed.cli import errors as exit_codes
 from runtimed.cli.main import COMMANDS
@@ -52,15 +52,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonPro
     home.mkdir()
     runtime_dir.mkdir()
     env = clean_env(home, runtime_dir)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_RUNTIME_DIR", str(runtime_dir))  # the daemon's kernels write their files here
-        mp.setenv("RUNTIMED_HOME", str(home))
-        mp.delenv("RUNTIMED_URL", raising=False)
-        mp.delenv("RUNTIMED_TOKEN", raising=False)
-        proc = DaemonProcess(home)
-        proc.start()
-    yield proc, env
-    proc.stop()
+    # the daemon's kernels write their connection files into runtime_dir
+    with running_daemon(home, env={"JUPYTER_RUNTIME_DIR": str(runtime_dir)}) as proc:
+        yield proc, env
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import DaemonProcess
+from conftest import running_daemon
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,18 +32,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home, runtime_dir = base / "home", base / "jrt"
     home.mkdir()
     runtime_dir.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_RUNTIME_DIR", str(runtime_dir))
-        mp.setenv("RUNTIMED_HOME", str(home))
-        mp.delenv("RUNTIMED_URL", raising=False)
-        mp.delenv("RUNTIMED_TOKEN", raising=False)
-        proc = DaemonProcess(home)
-        proc.start()
     env = {k: v for k, v in os.environ.items() if k not in ("RUNTIMED_URL", "RUNTIMED_TOKEN")}
     env.update(RUNTIMED_HOME=str(home), JUPYTER_RUNTIME_DIR=str(runtime_dir), PROMPT_TOOLKIT_NO_CPR="1",
                TERM="xterm", CI="1")
-    yield env
-    proc.stop()
+    with running_daemon(home, env={"JUPYTER_RUNTIME_DIR": str(runtime_dir)}):
+        yield env
 
 
 def spawn(env: dict[str, str], *args: str) -> pexpect.spawn:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from conftest import DaemonProcess
+from conftest import DaemonProcess, running_daemon
 
 from runtimed import DaemonClient, Session
 
@@ -90,16 +90,8 @@ class Remote:
 @pytest.fixture(scope="module")
 def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     home = tmp_path_factory.mktemp("multiprocess-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RUNTIMED_HOME", str(home))
-        mp.delenv("RUNTIMED_URL", raising=False)
-        mp.delenv("RUNTIMED_TOKEN", raising=False)
-        proc = DaemonProcess(home, "--pool-size", "2")
-        proc.start()
-        try:
-            yield proc
-        finally:
-            proc.stop()
+    with running_daemon(home, "--pool-size", "2") as proc:
+        yield proc
 
 
 @pytest.fixture

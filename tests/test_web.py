@@ -350,7 +350,8 @@ async def test_title_interrupt_and_restart(daemon) -> None:
         await first.locator("[data-testid=output-stream]", has_text="sleeping").wait_for(timeout=RUN_TIMEOUT)
         await page.locator("[data-testid=interrupt]").click()
         await first.locator("[data-testid=output-error]", has_text="KeyboardInterrupt").wait_for(timeout=30_000)
-        assert await first.get_attribute("data-status") == "error"
+        # the error output can arrive just before the completion event: wait for the status itself
+        await playwright_api.expect(first).to_have_attribute("data-status", "error", timeout=30_000)
 
         await page.locator("[data-testid=restart]").click()
         await cell(page, "cell-1").locator("[data-testid=run-cell]").click()
@@ -464,53 +465,3 @@ WATCH_REMOTE = """(cellId) => {
     while (window.__seen.length < n) window.__seen.push(t)
   }).observe(content, { subtree: true, childList: true, characterData: true })
 }"""
-
-
-@pytest.mark.skipif(not os.environ.get("RUNTIMED_WEB_PERF"), reason="performance report: set RUNTIMED_WEB_PERF=1")
-async def test_perf_report(daemon) -> None:
-    import statistics
-
-    api = Api(daemon)
-    r = api.client.post("/api/notebooks/import", params={"title": "Big"}, content=_big_ipynb(500))
-    r.raise_for_status()
-    nb = r.json()["id"]
-    report = {}
-    async with chromium() as browser:
-        page = await open_notebook(browser, daemon, nb, "Reader")
-        loads = []
-        for _ in range(5):
-            await page.reload()
-            await page.wait_for_selector("#app[data-connection=live]")
-            await page.wait_for_function("() => window.__runtimed.timings.editors != null")
-            t = await page.evaluate("() => ({...window.__runtimed.timings, nav: performance.getEntriesByType('navigation')[0].responseEnd})")
-            loads.append(t)
-        report["load_ms"] = {k: sorted(round(t[k]) for t in loads) for k in ("loaded", "rendered", "editors", "live")}
-        cells = await page.evaluate("() => window.__runtimed.state.order.slice(0, 4)")
-        code_a, code_b = cells[1], cells[2]
-        writer = await open_notebook(browser, daemon, nb, "Writer")
-        await (await editor(writer, code_b)).click()
-        await writer.keyboard.press("End")
-        await (await editor(page, code_a)).click()
-        await page.keyboard.press("End")
-        await page.evaluate(MEASURE_LOCAL, code_a)
-        await writer.evaluate(RECORD_KEYS, code_b)
-        await page.evaluate(WATCH_REMOTE, code_b)
-        import asyncio
-
-        # A fast typist is ~10 characters per second; both type at once.
-        await asyncio.gather(writer.keyboard.type(" + 1" * 40, delay=70), page.keyboard.type(" * 2" * 40, delay=90))
-        await settled(writer)
-        await page.wait_for_timeout(300)
-        local = await page.evaluate("() => window.__lat")
-        keys = await writer.evaluate("() => window.__keys")
-        seen = await page.evaluate("() => window.__seen")
-        remote = [s - k for k, s in zip(keys, seen, strict=False)]
-
-        def stats(xs):
-            xs = sorted(xs)
-            return {"n": len(xs), "median": round(statistics.median(xs), 1), "p95": round(xs[int(len(xs) * 0.95) - 1], 1),
-                    "max": round(xs[-1], 1)}
-
-        report["local_keystroke_ms"] = stats(local)
-        report["remote_keystroke_ms"] = stats(remote)
-    print("\nweb perf report:", report)

@@ -45,6 +45,7 @@ class SyncClient:
         client: str = "python",
         reconnect: bool = True,
         max_message_bytes: int = 32 * 1024 * 1024,
+        transport: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
@@ -53,10 +54,12 @@ class SyncClient:
         self.client = client
         self.reconnect = reconnect
         self.max_message_bytes = max_message_bytes
+        self.transport = transport
+        """Opens the connection; default a WebSocket to ``url`` (the daemon passes an in-process one)."""
         self.replica = Replica(notebook_id)
         self.connection_id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
-        self._ws: ClientConnection | None = None
+        self._ws: ClientConnection | Any | None = None
         self._runner: asyncio.Task | None = None
         self._connected = asyncio.Event()
         self._closing = False
@@ -124,6 +127,8 @@ class SyncClient:
                 log.debug("sync connection to %s lost: %s", self.url, exc)
                 if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
                     self._on_close_code(exc.rcvd.code, exc.rcvd.reason)
+                elif isinstance(getattr(exc, "code", None), int):  # the in-process transport's close
+                    self._on_close_code(exc.code, getattr(exc, "reason", ""))
             except RuntimedError as exc:
                 self._fatal = exc
             finally:
@@ -151,11 +156,16 @@ class SyncClient:
             self.replica.close()
             self.replica = Replica(self.notebook_id)
 
-    async def _session(self) -> None:
+    def _open(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        if self.transport is not None:
+            return self.transport()
         uri = f"{'ws' + self.url[4:]}/api/notebooks/{self.notebook_id}/sync"
-        async with connect(uri, additional_headers={"Authorization": f"Bearer {self.token}"},
-                           max_size=self.max_message_bytes, open_timeout=10, ping_interval=20,
-                           ping_timeout=30, close_timeout=2, compression=None) as ws:
+        return connect(uri, additional_headers={"Authorization": f"Bearer {self.token}"},
+                       max_size=self.max_message_bytes, open_timeout=10, ping_interval=20,
+                       ping_timeout=30, close_timeout=2, compression=None)
+
+    async def _session(self) -> None:
+        async with self._open() as ws:
             self._ws = ws
             await ws.send(orjson.dumps({"type": "hello", "since": self.replica.head, "actor": self.actor,
                                         "client": self.client, "snapshot": self.replica.head == 0}).decode())
@@ -207,7 +217,7 @@ class SyncClient:
         ws = self._ws
         if ws is None:
             return  # sent again after the next welcome
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(ConnectionClosed, ConnectionError):
             await ws.send(orjson.dumps({"type": "push", "ref": next(self._refs), "events": events}).decode())
 
     async def _repush(self, events: list[dict[str, Any]]) -> None:
@@ -270,5 +280,5 @@ class SyncClient:
 
     async def send_presence(self, **fields: Any) -> None:
         if self._ws is not None:
-            with contextlib.suppress(ConnectionClosed):
+            with contextlib.suppress(ConnectionClosed, ConnectionError):
                 await self._ws.send(orjson.dumps({"type": "presence", **fields}).decode())

@@ -23,6 +23,7 @@ from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.materializer import Envelope
 from runtimed.server.liveness import SYSTEM_ACTOR
+from runtimed.server.local import local_connection
 from runtimed.server.rooms import Room
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,8 @@ class RuntimeManager:
         runtime_id = new_id("rt-")
         client = SyncClient(self.daemon.url, self.daemon.auth.token, notebook_id,
                             {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (managed)"},
-                            client="runtimed-managed")
+                            client="runtimed-managed",
+                            transport=lambda: local_connection(self.daemon, notebook_id))
         agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False, input_timeout=self.input_timeout)
         try:
             await agent.start()
