@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -124,3 +125,16 @@ def bare_daemon(home: Path) -> Iterator[DaemonProcess]:
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def slow_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kernelspec whose kernel never becomes ready (on JUPYTER_PATH before the daemon starts)."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / "never-ready"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", "import time; time.sleep(20)", "{connection_file}"],
+        "display_name": "Never ready", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(tmp_path / "jupyter"),
+                                                        os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep))
+    return "never-ready"

@@ -10,8 +10,6 @@ import base64
 import json
 import logging
 import math
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -463,15 +461,3 @@ def test_start_timeout(slow_kernelspec: str, daemon: Any) -> None:
     assert result.status == "start_failed" and result.exit_code == 8
     assert "start-timeout" in result.message
 
-
-@pytest.fixture
-def slow_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A kernelspec whose kernel never becomes ready (on JUPYTER_PATH before the daemon starts)."""
-    spec_dir = tmp_path / "jupyter" / "kernels" / "never-ready"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-c", "import time; time.sleep(20)", "{connection_file}"],
-        "display_name": "Never ready", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(tmp_path / "jupyter"),
-                                                        os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep))
-    return "never-ready"

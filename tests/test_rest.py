@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import SHARED_BENCH, DaemonProcess
+from conftest import SHARED_BENCH, DaemonProcess, running_daemon
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -29,10 +29,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """One daemon without runtimes for the whole module (each test uses notebooks of its own)."""
     home = tmp_path_factory.mktemp("rest") / "home"
     home.mkdir()
-    proc = DaemonProcess(home, "--no-runtimes")
-    proc.start()
-    yield proc
-    proc.stop()
+    with running_daemon(home, "--no-runtimes") as proc:
+        yield proc
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -422,15 +421,3 @@ def test_notify_posts_a_json_summary(daemon: Any, params_nb: Path, fail_nb: Path
     batch = received[0]["json"]
     assert batch["total"] == 2 and batch["failed"] == 1 and len(batch["runs"]) == 2
 
-
-@pytest.fixture
-def slow_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A kernelspec whose kernel never becomes ready (on JUPYTER_PATH before the daemon starts)."""
-    spec_dir = tmp_path / "jupyter" / "kernels" / "never-ready"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-c", "import time; time.sleep(20)", "{connection_file}"],
-        "display_name": "Never ready", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(tmp_path / "jupyter"),
-                                                        os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep))
-    return "never-ready"

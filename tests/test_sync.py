@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import httpx
 import orjson
 import pytest
-from conftest import DaemonProcess
+from conftest import DaemonProcess, running_daemon
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -172,10 +172,8 @@ def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonPr
     """One daemon without runtimes for the tests that neither restart it nor count its connections."""
     home = tmp_path_factory.mktemp("shared") / "home"
     home.mkdir()
-    proc = DaemonProcess(home, "--no-runtimes")
-    proc.start()
-    yield proc
-    proc.stop()
+    with running_daemon(home, "--no-runtimes") as proc:
+        yield proc
 
 
 @pytest.fixture
