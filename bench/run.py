@@ -325,8 +325,8 @@ def explain(name: str, p: dict[str, Any], figures: list[dict[str, Any]], startup
         "kernel needs about a millisecond for `x = 1`. The runtime agent claims one request at a time: the "
         "claim (`executionAssigned` + `executionStarted`) is pushed and acknowledged before the kernel sees the "
         "code, and the agent's replica catches up with it before the next claim, so every cell waits for a round "
-        "trip through the daemon — a SQLite transaction and a WebSocket fan-out to every connection (see the "
-        "daemon's top self time above) — on a machine where the daemon, the kernel and the client share the "
+        "trip through the daemon — a SQLite transaction, the in-process channel of the managed runtime and a "
+        "WebSocket fan-out to the client (see the daemon's top self time above) — on a machine where the daemon, the kernel and the client share the "
         f"cores. Fixed: {fixed:.2f} s for interpreter start, imports, importing the notebook and connecting. "
         "papermill pays per cell as well (it writes the whole output notebook after every cell, which is why it "
         "is slow on this notebook)"
@@ -336,9 +336,9 @@ def explain(name: str, p: dict[str, Any], figures: list[dict[str, Any]], startup
         "**What would close it.** (1) Claim ahead in the runtime agent: claim cell *n+1* while cell *n* runs (or "
         "a whole run-all batch in one push) and hand it to the kernel as soon as cell *n* is done, so no round "
         "trip sits between two cells; the session id still fences every claim, and a lost claim discards its "
-        f"outputs. At about 2 ms per cell that would take up to {saving:.2f} s off this run. (2) A managed "
-        "runtime lives inside the daemon: let it append to the room directly instead of through a loopback "
-        "WebSocket and a second replica. (3) " + thin_client,
+        f"outputs. At about 2 ms per cell that would take up to {saving:.2f} s off this run. (2) The managed "
+        "runtime already talks to the room over an in-process channel; it still keeps a replica of its own, "
+        "which it could read from the daemon's projection instead. (3) " + thin_client,
         "",
     ]
 
