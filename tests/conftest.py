@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from runtimed.client.discovery import DaemonEndpoint, find_daemon
@@ -138,3 +139,24 @@ def slow_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(tmp_path / "jupyter"),
                                                         os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep))
     return "never-ready"
+
+
+KERNELSPEC = {"name": "python3", "language": "python", "display_name": "Python 3"}
+
+
+def make_notebook(*cells: tuple[str, str] | tuple[str, str, list[str]]) -> nbformat.NotebookNode:
+    """``("code"|"markdown", source[, tags])`` -> a v4.5 notebook with a python3 kernelspec."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = dict(KERNELSPEC)
+    for spec in cells:
+        kind, source = spec[0], spec[1]
+        cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
+        if len(spec) > 2:
+            cell.metadata["tags"] = list(spec[2])
+        nb.cells.append(cell)
+    return nb
+
+
+def write(nb: nbformat.NotebookNode, path: Path) -> Path:
+    nbformat.write(nb, str(path))
+    return path

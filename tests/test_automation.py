@@ -18,6 +18,7 @@ import fsspec
 import nbformat
 import papermill
 import pytest
+from conftest import make_notebook, write
 from papermill.translators import PythonTranslator
 
 import runtimed
@@ -39,29 +40,12 @@ pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_BENCH = ROOT.parent / "shared" / "bench"
 BENCH_INPUTS = SHARED_BENCH if SHARED_BENCH.exists() else ROOT / "bench" / "inputs"
-KERNELSPEC = {"name": "python3", "language": "python", "display_name": "Python 3"}
 ERROR_TAG = "papermill-error-cell-tag"
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def make_notebook(*cells: tuple[str, str] | tuple[str, str, list[str]]) -> nbformat.NotebookNode:
-    """``("code"|"markdown", source[, tags])`` -> a v4.5 notebook with a python3 kernelspec."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata.kernelspec = dict(KERNELSPEC)
-    for spec in cells:
-        kind, source = spec[0], spec[1]
-        cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
-        if len(spec) > 2:
-            cell.metadata["tags"] = list(spec[2])
-        nb.cells.append(cell)
-    return nb
-
-
-def write(nb: nbformat.NotebookNode, path: Path) -> Path:
-    nbformat.write(nb, str(path))
-    return path
 
 
 def run_papermill(input_path: Path, output_path: Path, **kwargs: Any) -> tuple[nbformat.NotebookNode, Exception | None]:

@@ -19,31 +19,16 @@ from typing import Any
 import nbformat
 import papermill
 import pytest
+from conftest import make_notebook, write
 
 pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_BENCH = ROOT.parent / "shared" / "bench"
 BENCH_INPUTS = SHARED_BENCH if SHARED_BENCH.exists() else ROOT / "bench" / "inputs"
-KERNELSPEC = {"name": "python3", "language": "python", "display_name": "Python 3"}
 ERROR_TAG = "papermill-error-cell-tag"
 RUNT = [sys.executable, "-m", "runtimed.cli.main"]
 
-
-def make_notebook(*cells: tuple[str, str] | tuple[str, str, list[str]]) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata.kernelspec = dict(KERNELSPEC)
-    for spec in cells:
-        cell = nbformat.v4.new_code_cell(spec[1]) if spec[0] == "code" else nbformat.v4.new_markdown_cell(spec[1])
-        if len(spec) > 2:
-            cell.metadata["tags"] = list(spec[2])
-        nb.cells.append(cell)
-    return nb
-
-
-def write(nb: nbformat.NotebookNode, path: Path) -> Path:
-    nbformat.write(nb, str(path))
-    return path
 
 
 def runt(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, cwd: Path | None = None,
