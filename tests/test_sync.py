@@ -276,6 +276,8 @@ async def test_live_fan_out_to_several_clients(shared_daemon: DaemonProcess, nb:
             await hello(ws, since=2)
             for i in range(20):
                 await writer.push([meta("c1", i)])
+            # push() returns on the ack, which may come before the writer's own replica has the event
+            await writer.wait_for(lambda: writer.replica.head >= 22, 10)
             for r in readers:
                 await r.wait_for(lambda r=r: r.replica.head >= 22, 10)
                 assert r.replica.dump() == writer.replica.dump()
