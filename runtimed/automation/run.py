@@ -240,21 +240,6 @@ class _LiveLog:
         stream.flush()
 
 
-class _LoopbackHTTP(DaemonHTTP):
-    """DaemonHTTP without a TLS context for plain ``http://`` daemons.
-
-    ``httpx.Client()`` loads the CA bundle whether or not a connection ever uses TLS; that is
-    40-200 ms per client, a noticeable part of a short run.
-    """
-
-    def __init__(self, endpoint: DaemonEndpoint, timeout: float = 60.0) -> None:
-        import httpx
-
-        self.endpoint = endpoint
-        self.client = httpx.Client(base_url=endpoint.url, headers=endpoint.headers(), timeout=timeout,
-                                   verify=not endpoint.url.startswith("http://"))
-
-
 @dataclass
 class _RunSession:
     """The run's sync connection to its notebook (what the run needs of a Session, and no more)."""
@@ -299,7 +284,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     _default_cwd(nb, endpoint)
     phases.mark("daemon")
     notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
-    http = _LoopbackHTTP(endpoint)
+    http = DaemonHTTP(endpoint)
     try:
         await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
                                 content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": "runt-run"})

@@ -233,18 +233,21 @@ def ping() -> None:
     Example:
       runt daemon ping
     """
-    import httpx
+    from runtimed.client.http import DaemonHTTP
+    from runtimed.errors import RuntimedError
 
     endpoint = find_endpoint()
     if endpoint is None:
         _not_running(False)
     t0 = time.perf_counter()
+    http = DaemonHTTP(endpoint, timeout=5)
     try:
-        response = httpx.get(f"{endpoint.url}/health", timeout=5)
-        body = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
+        body = http.get("/health")
+    except (RuntimedError, ValueError) as exc:
         raise CliError(f"the daemon at {endpoint.url} does not answer: {exc}", DAEMON_NOT_RUNNING,
                        hint=START_HINT) from None
+    finally:
+        http.close()
     ms = (time.perf_counter() - t0) * 1000
     click.echo(f"pong from {endpoint.url} (runtimed {body.get('version')}, {ms:.1f} ms)")
 

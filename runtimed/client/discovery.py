@@ -30,7 +30,7 @@ class DaemonEndpoint:
 
 def _healthy(url: str, timeout: float = 1.0) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
+        return httpx.get(f"{url}/health", timeout=timeout, verify=not url.startswith("http://")).status_code == 200
     except httpx.HTTPError:
         return False
 

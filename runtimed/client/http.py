@@ -13,7 +13,9 @@ from runtimed.errors import AuthError, DaemonNotRunningError, NotFoundError, Run
 class DaemonHTTP:
     def __init__(self, endpoint: DaemonEndpoint, timeout: float = 60.0) -> None:
         self.endpoint = endpoint
-        self.client = httpx.Client(base_url=endpoint.url, headers=endpoint.headers(), timeout=timeout)
+        # a plain-http daemon needs no TLS context: building one loads the CA bundle (40-200 ms per client)
+        self.client = httpx.Client(base_url=endpoint.url, headers=endpoint.headers(), timeout=timeout,
+                                   verify=not endpoint.url.startswith("http://"))
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
