@@ -31,14 +31,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-SHARED_BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "bench"
-LOCAL_INPUTS = BENCH / "inputs"
+NOTEBOOKS = BENCH / "notebooks"
+"""The benchmark notebooks (``seven.ipynb``, ``trivial200.ipynb``), committed here; tests use them too."""
 PACKAGES = ("runtimed", "papermill", "nbclient", "jupyter_client", "ipykernel")
 
 
 def inputs_dir() -> Path:
-    """``shared/bench`` next to the repository, else the copy committed under ``bench/inputs``."""
-    return SHARED_BENCH if (SHARED_BENCH / "seven.ipynb").exists() else LOCAL_INPUTS
+    """Where the benchmark notebooks are: inside the repository, so a checkout is self-contained."""
+    return NOTEBOOKS
 
 
 def bin_path(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -19,7 +20,19 @@ from runtimed.client.discovery import DaemonEndpoint, find_daemon
 from runtimed.home import Home
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_BENCH = ROOT.parent / "shared" / "bench"
+
+
+def _bench_notebooks() -> Path:
+    """The benchmark notebooks' folder, as ``bench/common.py`` defines it (one definition for both)."""
+    spec = importlib.util.spec_from_file_location("runtimed_bench_common", ROOT / "bench" / "common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.NOTEBOOKS
+
+
+BENCH_NOTEBOOKS = _bench_notebooks()
 
 
 class DaemonProcess:

@@ -18,7 +18,7 @@ import fsspec
 import nbformat
 import papermill
 import pytest
-from conftest import make_notebook, write
+from conftest import BENCH_NOTEBOOKS, make_notebook, write
 from papermill.translators import PythonTranslator
 
 import runtimed
@@ -37,15 +37,10 @@ from runtimed.automation.run import EXIT_CELL_ERROR, EXIT_KERNEL_DIED, EXIT_OK, 
 
 pytestmark = pytest.mark.timeout(180)
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_BENCH = ROOT.parent / "shared" / "bench"
-BENCH_INPUTS = SHARED_BENCH if SHARED_BENCH.exists() else ROOT / "bench" / "inputs"
 ERROR_TAG = "papermill-error-cell-tag"
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-
 
 
 def run_papermill(input_path: Path, output_path: Path, **kwargs: Any) -> tuple[nbformat.NotebookNode, Exception | None]:
@@ -251,7 +246,7 @@ def test_prepare_only_matches_papermill(tmp_path: Path) -> None:
 
 
 def test_seven_with_parameters_matches_papermill(daemon: Any, tmp_path: Path) -> None:
-    src = BENCH_INPUTS / "seven.ipynb"
+    src = BENCH_NOTEBOOKS / "seven.ipynb"
     result = runtimed.run_notebook(str(src), str(tmp_path / "ours.ipynb"), {"data_size": 1000})
     assert isinstance(result, RunResult)
     assert result.status == "success" and result.exit_code == EXIT_OK, result.message

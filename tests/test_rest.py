@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import SHARED_BENCH, DaemonProcess, running_daemon
+from conftest import BENCH_NOTEBOOKS, DaemonProcess, running_daemon
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -309,7 +309,7 @@ def test_peers_lists_sync_connections(api: httpx.Client, daemon: DaemonProcess, 
 
 def test_import_and_export_ipynb(api: httpx.Client, nb: str) -> None:
     pytest.importorskip("runtimed.formats")
-    source = (SHARED_BENCH / "seven.ipynb").read_bytes()
+    source = (BENCH_NOTEBOOKS / "seven.ipynb").read_bytes()
     r = api.post("/api/notebooks/import", params={"id": nb, "title": "Seven"}, content=source)
     assert r.status_code == 201, r.text
     info = r.json()

@@ -19,16 +19,12 @@ from typing import Any
 import nbformat
 import papermill
 import pytest
-from conftest import make_notebook, write
+from conftest import BENCH_NOTEBOOKS, make_notebook, write
 
 pytestmark = pytest.mark.timeout(180)
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_BENCH = ROOT.parent / "shared" / "bench"
-BENCH_INPUTS = SHARED_BENCH if SHARED_BENCH.exists() else ROOT / "bench" / "inputs"
 ERROR_TAG = "papermill-error-cell-tag"
 RUNT = [sys.executable, "-m", "runtimed.cli.main"]
-
 
 
 def runt(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, cwd: Path | None = None,
@@ -68,7 +64,7 @@ def stdout_of(path: Path, index: int) -> str:
 
 
 def test_run_with_parameters_exit_0_and_papermill_output(daemon: Any, tmp_path: Path) -> None:
-    src = BENCH_INPUTS / "seven.ipynb"
+    src = BENCH_NOTEBOOKS / "seven.ipynb"
     out = tmp_path / "out.ipynb"
     proc = runt("run", str(src), str(out), "-p", "data_size", "1000", "--no-progress-bar", env=daemon.env())
     assert proc.returncode == 0, text(proc)
