@@ -25,6 +25,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
 from runtimed.errors import KernelError, RuntimedError
+from runtimed.home import user_umask
 
 __all__ = [
     "ExecuteReply",
@@ -230,7 +231,7 @@ class KernelSession:
             connection_file=conn,
             ip=os.path.splitext(conn)[0] + "-ipc",
         )
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"umask": user_umask()}  # the daemon's own umask keeps its home private
         if cwd is not None:
             kwargs["cwd"] = os.fspath(cwd)
         if env:

@@ -81,6 +81,7 @@ async def serve(args: argparse.Namespace) -> int:
     from runtimed.server.app import create_app
     from runtimed.server.daemon import Daemon, Settings
 
+    Home.make_process_private()  # umask 077: every file the daemon creates in its home is private
     home = Home.resolve(args.home)
     lock = acquire_lock(home)
     setup_logging(home, args.foreground)
