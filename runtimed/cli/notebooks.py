@@ -1,4 +1,4 @@
-"""Notebooks of the daemon: ``runt notebooks``, ``open``, ``import``, ``export``, ``history``, ``query``."""
+"""Notebooks of the daemon: ``runt notebooks [rm]``, ``open``, ``import``, ``export``, ``history``, ``query``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 
 from runtimed.cli.common import daemon_http, in_ci, note, out_console, print_json, table, when
-from runtimed.cli.errors import FAILURE, NOT_FOUND, REFUSED, CliError
+from runtimed.cli.errors import FAILURE, NOT_FOUND, REFUSED, CliError, report
 from runtimed.errors import NotFoundError, RuntimedError
 
 
@@ -26,16 +27,20 @@ def _get_notebook(http: Any, notebook_id: str, **params: Any) -> dict[str, Any]:
         raise _missing(notebook_id) from None
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def notebooks(as_json: bool) -> None:
-    """List the daemon's notebooks (newest first), with their runtime and peers.
+@click.pass_context
+def notebooks(ctx: click.Context, as_json: bool) -> None:
+    """List the daemon's notebooks (newest first), with their runtime and peers; `rm` removes some.
 
     \b
     Example:
       runt notebooks
       runt notebooks --json
+      runt notebooks rm nb-01J… nb-01K…
     """
+    if ctx.invoked_subcommand is not None:
+        return
     with daemon_http() as http:
         items = http.get("/api/notebooks")
     if as_json:
@@ -51,6 +56,46 @@ def notebooks(as_json: bool) -> None:
         rows.append([nb["id"], nb.get("title") or "", nb.get("cells"), nb.get("head_seq"), rt,
                      len(nb.get("peers") or []), when(nb.get("updated_at"))])
     table(["ID", "TITLE", "CELLS", "SEQ", "RUNTIME", "PEERS", "UPDATED"], rows)
+
+
+def remove_notebooks(http: Any, ids: list[str]) -> tuple[list[str], list[tuple[str, RuntimedError]]]:
+    """Delete each notebook through the daemon (which stops its runtime first); one failure does not
+    stop the others. Returns the removed ids and the (id, error) of the rest."""
+    removed: list[str] = []
+    failures: list[tuple[str, RuntimedError]] = []
+    for notebook_id in dict.fromkeys(ids):  # an id given twice is removed once
+        try:
+            http.request("DELETE", f"/api/notebooks/{quote(notebook_id, safe='')}")
+        except NotFoundError:
+            failures.append((notebook_id, _missing(notebook_id)))
+        except RuntimedError as exc:
+            failures.append((notebook_id, exc))
+        else:
+            removed.append(notebook_id)
+    return removed, failures
+
+
+@notebooks.command("rm")
+@click.argument("notebook_ids", metavar="ID...", nargs=-1, required=True)
+def rm(notebook_ids: tuple[str, ...]) -> None:
+    """Remove notebooks from the daemon, printing each removed id.
+
+    A notebook goes with its whole history; a runtime still running for it is stopped first.
+    An unknown id is an error (exit 4); the others are still removed.
+
+    \b
+    Example:
+      runt notebooks rm nb-01J… nb-01K…
+    """
+    with daemon_http() as http:
+        removed, failures = remove_notebooks(http, list(notebook_ids))
+    for notebook_id in removed:
+        click.echo(f"removed {notebook_id}")
+    codes = [report(exc) for _, exc in failures]
+    if removed:
+        note(f"removed {len(removed)} notebook{'s' if len(removed) != 1 else ''}")
+    if codes:
+        raise click.exceptions.Exit(codes[0])
 
 
 def can_open_browser() -> bool:

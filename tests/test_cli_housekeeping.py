@@ -1,0 +1,168 @@
+"""`runt notebooks rm` and `runt gc`, run as subprocesses against a real daemon."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+import pytest
+from conftest import DaemonProcess, make_notebook, running_daemon, write
+from test_cli import clean_env, runt
+
+from runtimed.cli import errors as exit_codes
+from runtimed.cli.gc_cmd import parse_duration
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, dict[str, str], Path]]:
+    base = tmp_path_factory.mktemp("housekeeping")
+    home, runtime_dir = base / "home", base / "jrt"
+    home.mkdir()
+    runtime_dir.mkdir()
+    source = write(make_notebook(("code", "x = 1 + 1"), ("code", "print(x)")), base / "input.ipynb")
+    with running_daemon(home, env={"JUPYTER_RUNTIME_DIR": str(runtime_dir)}) as proc:
+        yield proc, clean_env(home, runtime_dir), source
+
+
+@pytest.fixture
+def env(shared: tuple[DaemonProcess, dict[str, str], Path]) -> dict[str, str]:
+    return shared[1]
+
+
+def listed(env: dict[str, str]) -> dict[str, dict]:
+    result = runt("notebooks", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return {nb["id"]: nb for nb in json.loads(result.stdout)}
+
+
+def import_notebook(env: dict[str, str], source: Path, notebook_id: str) -> None:
+    result = runt("import", str(source), "--id", notebook_id, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def run_notebook(env: dict[str, str], source: Path, tmp_path: Path, notebook_id: str, *extra: str) -> None:
+    out = tmp_path / f"{notebook_id}.ipynb"
+    result = runt("run", str(source), str(out), "--id", notebook_id, "--no-progress-bar", *extra, env=env, timeout=150)
+    assert result.returncode == 0, result.stderr
+
+
+def age(home: Path, notebook_id: str, days: int) -> None:
+    """Make a notebook look last updated ``days`` ago: its projection's ``updated_at``, the time gc reads.
+
+    (No test can wait a week; the daemon reads this column on every listing.)"""
+    then = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    conn = sqlite3.connect(home / "notebooks" / f"{notebook_id}.db", timeout=30)
+    try:
+        with conn:
+            conn.execute("UPDATE notebooks SET updated_at = ?", (then,))
+    finally:
+        conn.close()
+
+
+# -- runt notebooks rm --------------------------------------------------------------------------------
+
+
+def test_rm_removes_every_id_and_prints_each(env: dict[str, str], shared: tuple, tmp_path: Path) -> None:
+    proc, _, source = shared
+    for notebook_id in ("rm-a", "rm-b"):
+        import_notebook(env, source, notebook_id)
+    assert {"rm-a", "rm-b"} <= listed(env).keys()
+
+    result = runt("notebooks", "rm", "rm-a", "rm-b", "rm-a", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["removed rm-a", "removed rm-b"]
+    assert not {"rm-a", "rm-b"} & listed(env).keys()
+    assert not list((proc.home.path / "notebooks").glob("rm-[ab].db*"))
+
+
+def test_rm_of_an_unknown_id_fails_with_4_and_still_removes_the_others(env: dict[str, str], shared: tuple) -> None:
+    _, _, source = shared
+    for notebook_id in ("rm-c", "rm-d"):
+        import_notebook(env, source, notebook_id)
+
+    result = runt("notebooks", "rm", "rm-c", "no-such-notebook", "rm-d", env=env)
+
+    assert result.returncode == exit_codes.NOT_FOUND, (result.stdout, result.stderr)
+    assert result.stdout.splitlines() == ["removed rm-c", "removed rm-d"]
+    assert "no notebook with id 'no-such-notebook'" in result.stderr
+    assert not {"rm-c", "rm-d"} & listed(env).keys()
+
+
+def test_rm_needs_an_id_and_plain_notebooks_still_lists(env: dict[str, str]) -> None:
+    result = runt("notebooks", "rm", env=env)
+    assert result.returncode == exit_codes.USAGE
+    assert "Missing argument" in result.stderr
+    table = runt("notebooks", env=env)
+    assert table.returncode == 0 and "removed" not in table.stdout
+
+
+# -- runt gc ------------------------------------------------------------------------------------------
+
+
+def test_gc_removes_only_old_run_notebooks_without_a_runtime(env: dict[str, str], shared: tuple,
+                                                              tmp_path: Path) -> None:
+    proc, _, source = shared
+    run_notebook(env, source, tmp_path, "gc-old-run")
+    run_notebook(env, source, tmp_path, "gc-fresh-run")
+    run_notebook(env, source, tmp_path, "gc-live-run", "--keep-runtime")
+    import_notebook(env, source, "gc-old-import")
+    for notebook_id in ("gc-old-run", "gc-live-run", "gc-old-import"):
+        age(proc.home.path, notebook_id, days=10)
+    before = listed(env)
+    assert before["gc-live-run"]["runtime"] and not before["gc-old-run"]["runtime"]
+
+    dry = runt("gc", "--older-than", "7d", "--dry-run", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) == {"would_remove": ["gc-old-run"], "kept_active": ["gc-live-run"]}
+    dry_text = runt("gc", "--older-than", "7d", "--dry-run", env=env)
+    assert dry_text.returncode == 0, dry_text.stderr
+    assert "gc-old-run" in dry_text.stdout and "gc-fresh-run" not in dry_text.stdout
+    assert "would remove 1 run notebook" in dry_text.stderr and "gc-live-run" in dry_text.stderr
+    assert listed(env).keys() == before.keys()  # a dry run removes nothing
+
+    # a longer horizon than their age keeps them all
+    kept = runt("gc", "--older-than", "2w", "--json", env=env)
+    assert json.loads(kept.stdout) == {"removed": [], "kept_active": []}
+
+    result = runt("gc", "--older-than", "7d", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["removed gc-old-run"]
+    after = listed(env)
+    assert "gc-old-run" not in after
+    assert {"gc-fresh-run", "gc-live-run", "gc-old-import"} <= after.keys()
+    assert not list((proc.home.path / "notebooks").glob("gc-old-run.db*"))
+
+    again = runt("gc", "--older-than", "7d", "--json", env=env)
+    assert json.loads(again.stdout) == {"removed": [], "kept_active": ["gc-live-run"]}
+
+
+@pytest.mark.parametrize("bad", ["7", "7x", "d", "-1d", "1.5h", "", "99999999w"])
+def test_gc_rejects_a_bad_duration_with_an_example(env: dict[str, str], bad: str) -> None:
+    result = runt("gc", "--older-than", bad, env=env)
+    assert result.returncode == exit_codes.USAGE, result.stderr
+    assert "--older-than" in result.stderr
+    assert "7d" in result.stderr or "100 years" in result.stderr
+
+
+def test_gc_needs_older_than(env: dict[str, str]) -> None:
+    result = runt("gc", "--dry-run", env=env)
+    assert result.returncode == exit_codes.USAGE
+    assert "--older-than" in result.stderr
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600),
+                                               ("1d12h", 129600), ("45s", 45), (" 7D ", 604800)])
+def test_parse_duration(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+def test_parse_duration_says_what_a_duration_looks_like() -> None:
+    with pytest.raises(click.BadParameter, match="e.g. 7d, 12h, 30m"):
+        parse_duration("a week")
