@@ -231,14 +231,18 @@ def actor_text(actor: dict[str, Any]) -> str:
               help="Show the notebook's state (cells and outputs) after this seq instead of the events.")
 @click.option("--since", type=click.IntRange(min=0), default=0, show_default=True, help="Events after this seq.")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="Show at most this many (latest) events.")
+@click.option("--actor", "actor_kind", type=click.Choice(["human", "agent", "runtime", "automation", "system"]),
+              default=None, metavar="KIND", help="Only events by this kind of actor (human, agent, runtime, …).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def history(notebook_id: str, at_seq: int | None, since: int, limit: int | None, as_json: bool) -> None:
+def history(notebook_id: str, at_seq: int | None, since: int, limit: int | None, actor_kind: str | None,
+            as_json: bool) -> None:
     """Show a notebook's event log (seq, time, event, actor), or its state at a seq with --at.
 
     \b
     Example:
       runt history nb-01J…
       runt history nb-01J… --at 12
+      runt history nb-01J… --actor agent
     """
     with daemon_http() as http:
         if at_seq is not None:
@@ -251,7 +255,8 @@ def history(notebook_id: str, at_seq: int | None, since: int, limit: int | None,
     if at_seq is not None:
         _show_state(view, at_seq, as_json)
         return
-    events = body["events"][-limit:] if limit else body["events"]
+    events = [e for e in body["events"] if actor_kind in (None, (e.get("actor") or {}).get("kind"))]
+    events = events[-limit:] if limit else events
     if as_json:
         print_json({"head": body["head"], "events": events})
         return

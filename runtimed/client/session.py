@@ -676,6 +676,30 @@ class AsyncSession:
         text = write_ipynb(await self.to_ipynb())
         await asyncio.to_thread(target.write_text, text)
         return str(target)
+    # -- approvals of agents' tool calls -----------------------------------------------------------
+
+    async def approvals(self, pending_only: bool = True) -> list[dict[str, Any]]:
+        """Agents' requests to use a tool on this notebook, oldest first (by default only those waiting).
+
+        Each is a dict with ``approval_id``, ``tool``, ``arguments`` (with a ``preview``: the code to run
+        or the diff of an edit), ``cell_id``, ``status`` and ``requested_by`` / ``resolved_by``
+        (``{id, kind, name}``).
+        """
+        from runtimed.schema.approvals import list_approvals
+
+        await self._connected()
+        return list_approvals(self._conn, pending_only=pending_only)
+
+    async def resolve_approval(self, approval_id: str, decision: str = "approved") -> None:
+        """Answer an agent's request as this session's actor: ``"approved"``, ``"approved_always"``
+        (this tool, for this agent, on this notebook from now on) or ``"denied"``.
+
+        Raises:
+            EventRejected: no such request, already answered, or this session's actor is not a
+                person (``approval_self``: an agent cannot approve requests).
+        """
+        await self._commit([make_event("toolApprovalResolved", approval_id=approval_id, decision=decision)])
+
 
     async def get_peers(self) -> list[dict[str, Any]]:
         """The connections open on this notebook (this one, other sessions, browsers, runtimes).
@@ -947,6 +971,16 @@ class Session:
         return self._run(self._async.run_all_cells())
 
     # -- documents and peers ---------------------------------------------------------------------
+    # -- approvals of agents' tool calls -----------------------------------------------------------
+
+    def approvals(self, pending_only: bool = True) -> list[dict[str, Any]]:
+        """Agents' requests to use a tool on this notebook (see :meth:`AsyncSession.approvals`)."""
+        return self._run(self._async.approvals(pending_only))
+
+    def resolve_approval(self, approval_id: str, decision: str = "approved") -> None:
+        """Answer an agent's request: ``"approved"``, ``"approved_always"`` or ``"denied"``."""
+        self._run(self._async.resolve_approval(approval_id, decision))
+
 
     def to_ipynb(self) -> dict[str, Any]:
         """The notebook as an nbformat 4.5 dict (a ``NotebookNode``)."""

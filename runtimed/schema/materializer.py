@@ -615,11 +615,18 @@ def _tool_approval_requested(p: Projection, env: Envelope, a: ev.ToolApprovalReq
 
 @on("toolApprovalResolved")
 def _tool_approval_resolved(p: Projection, env: Envelope, a: ev.ToolApprovalResolved) -> None:
-    row = p._one("SELECT decision FROM approvals WHERE approval_id = ?", a.approval_id)
+    row = p._one("SELECT decision, requested_by FROM approvals WHERE approval_id = ?", a.approval_id)
     if row is None:
         raise reject("approval_not_found", f"no approval {a.approval_id!r}")
     if row[0] is not None:
         raise reject("approval_resolved", f"approval {a.approval_id!r} was already resolved ({row[0]})")
+    # a person decides; the requester may only withdraw its own request (a denial, e.g. on timeout)
+    withdrawal = a.decision == "denied" and env.actor.id == row[1]
+    if not withdrawal and env.actor.id == row[1]:
+        raise reject("approval_self", f"approval {a.approval_id!r}: the requester cannot approve its own request")
+    if not withdrawal and env.actor.kind != "human":
+        raise reject("approval_self", f"approval {a.approval_id!r}: only a person (actor kind 'human') can resolve "
+                                      f"it, not a {env.actor.kind} actor")
     p.conn.execute(
         "UPDATE approvals SET decision = ?, resolved_by = ?, resolved_seq = ? WHERE approval_id = ?",
         (a.decision, env.actor.id, env.seq, a.approval_id),

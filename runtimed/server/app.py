@@ -326,5 +326,10 @@ def create_app(daemon: Daemon) -> FastAPI:
     if STATIC_DIR.exists():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    from runtimed.server.approvals_api import approvals_router
+    from runtimed.server.mcp_http import mount_mcp
+
+    app.include_router(approvals_router(daemon))
+    mount_mcp(app, daemon)
     return app
 

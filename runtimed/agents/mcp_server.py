@@ -1,0 +1,109 @@
+"""The tool layer as an MCP server (official ``mcp`` SDK): stdio for ``runt mcp``, streamable HTTP for the daemon.
+
+Only the adaptation lives here: tool list and schemas from :data:`~runtimed.agents.tools.TOOLS`,
+the caller's ``clientInfo.name`` as the agent's name, progress notifications, and parts
+turned into MCP content. Everything else is the tool layer's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mcp_types as types
+from mcp.server import Server, ServerRequestContext
+
+from runtimed import __version__
+from runtimed.agents.render import ImagePart, Part, TextPart
+from runtimed.agents.tools import TOOLS, ToolContext, ToolResult, call_tool
+from runtimed.agents.workspace import AgentWorkspace, Workspaces
+from runtimed.client.discovery import DaemonEndpoint
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = (
+    "runtimed notebooks, shared live with people and other agents. Address cells by id (get_notebook lists them); "
+    "pass the revision from your last read as expected_revision when you edit, and re-read when an edit is refused. "
+    "execute_cell and run_all_cells return after their timeout with an execution_id for get_results. A notebook's "
+    "approval policy may make a call wait for a person's decision."
+)
+MAX_HTTP_BODY = 32 * 1024 * 1024
+"""Bytes of one MCP request over HTTP: a whole cell source fits (the tool layer checks sizes itself)."""
+
+WorkspaceFor = Callable[[str | None], Awaitable[AgentWorkspace]]
+
+
+def _content(part: Part) -> types.TextContent | types.ImageContent:
+    if isinstance(part, ImagePart):
+        return types.ImageContent(type="image", data=part.data, mime_type=part.mime_type)
+    assert isinstance(part, TextPart)
+    return types.TextContent(type="text", text=part.text)
+
+
+def to_mcp(result: ToolResult) -> types.CallToolResult:
+    return types.CallToolResult(content=[_content(p) for p in result.content], structured_content=result.structured,
+                                is_error=result.is_error)
+
+
+def client_name(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    params = ctx.session.client_params
+    return params.client_info.name if params is not None and params.client_info is not None else None
+
+
+def build_server(workspace_for: WorkspaceFor) -> Server[Any]:
+    """An MCP server exposing every tool; ``workspace_for(client name)`` gives the agent's workspace."""
+    tools = [types.Tool(name=t.name, description=t.description, input_schema=t.input_schema()) for t in TOOLS.values()]
+
+    async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools)
+
+    async def call(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        workspace = await workspace_for(client_name(ctx))
+
+        async def progress(done: float, total: float | None, message: str) -> None:
+            try:
+                await ctx.session.report_progress(done, total, message)
+            except Exception as exc:  # a client that went away must not fail the call itself
+                log.debug("progress notification not sent: %s", exc)
+
+        try:
+            result = await call_tool(ToolContext(workspace, progress), params.name, params.arguments)
+        except Exception as exc:  # a bug, not bad input: say so instead of dropping the connection
+            log.exception("tool %s failed", params.name)
+            return to_mcp(ToolResult([TextPart(f"Error (internal_error): {params.name} failed: {exc!r}")],
+                                     {"error": {"code": "internal_error", "message": repr(exc)}}, True))
+        return to_mcp(result)
+
+    return Server("runtimed", version=__version__, instructions=INSTRUCTIONS, on_list_tools=list_tools,
+                  on_call_tool=call)
+
+
+async def serve_stdio(endpoint: DaemonEndpoint) -> None:
+    """Serve one MCP client over stdin/stdout until it disconnects."""
+    from mcp.server.stdio import stdio_server
+
+    workspaces = Workspaces(endpoint, limit=4)
+    server = build_server(workspaces.get)
+    try:
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+    finally:
+        await workspaces.close()
+
+
+def http_handler(endpoint: DaemonEndpoint) -> tuple[Any, Any, Workspaces]:
+    """The streamable-HTTP ASGI handler, its session manager (run it in the app's lifespan), and the workspaces.
+
+    DNS-rebinding checks are off: every request must carry the daemon's Bearer token, which a
+    page from another origin cannot send (the mounting code checks it).
+    """
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    workspaces = Workspaces(endpoint)
+    server = build_server(workspaces.get)
+    manager = StreamableHTTPSessionManager(
+        app=server, security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        max_request_body_size=MAX_HTTP_BODY)
+    return manager.handle_request, manager, workspaces
