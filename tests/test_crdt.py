@@ -38,11 +38,11 @@ def log(tmp_path):
 
 
 def ystate(log, cell_id="c1") -> bytes:
-    return log.query("SELECT ystate FROM cells WHERE id = ?", (cell_id,))[1][0][0]
+    return log.query("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).rows[0][0]
 
 
 def source(log, cell_id="c1") -> str:
-    return log.query("SELECT source FROM cells WHERE id = ?", (cell_id,))[1][0][0]
+    return log.query("SELECT source FROM cells WHERE id = ?", (cell_id,)).rows[0][0]
 
 
 def edit(log, update: bytes, actor=HUMAN, cell_id="c1") -> dict:

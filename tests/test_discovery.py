@@ -127,7 +127,7 @@ def test_runtimed_url_overrides_discovery(home: Path, monkeypatch: pytest.Monkey
 def test_a_second_daemon_for_the_same_home_refuses(bare_daemon: DaemonProcess) -> None:
     before = bare_daemon.home.read_daemon_info()
     result = run_daemon(bare_daemon.home.path, "--port", "0", "--no-runtimes")
-    assert result.returncode == EXIT_ALREADY_RUNNING == 3
+    assert result.returncode == EXIT_ALREADY_RUNNING == 5
     assert "already running" in result.stderr and str(bare_daemon.proc.pid) in result.stderr
     assert "runt daemon stop" in result.stderr
     assert bare_daemon.home.read_daemon_info() == before  # the running one is untouched
@@ -140,7 +140,7 @@ def test_a_taken_port_exits_4_with_a_clear_message(home: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = run_daemon(home, "--port", str(port), "--no-runtimes")
-    assert result.returncode == EXIT_PORT_IN_USE == 4
+    assert result.returncode == EXIT_PORT_IN_USE == 8
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "--port auto" in result.stderr
     assert "Traceback" not in result.stderr

@@ -41,7 +41,7 @@ small_json = st.one_of(
 
 def live_dump(log) -> dict[str, list[tuple]]:
     """The store's own projection, read like ``Replica.dump`` (cheaper than a snapshot per step)."""
-    return {t: log.conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in PROJECTION_TABLES}
+    return {t: log._conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in PROJECTION_TABLES}
 
 
 def pick(data: st.DataObject, items: list[str], fallback: str) -> str:
@@ -92,7 +92,7 @@ class DocumentMachine(RuleBasedStateMachine):
         return "seq" in self.push([make_event(name, **args)], actor)[0]
 
     def ordered_keys(self) -> list[str]:
-        return [r[0] for r in self.log.conn.execute("SELECT fractional_index FROM cells ORDER BY 1, id")]
+        return [r[0] for r in self.log._conn.execute("SELECT fractional_index FROM cells ORDER BY 1, id")]
 
     # -- cells -----------------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class DocumentMachine(RuleBasedStateMachine):
     @rule(data=st.data(), text=texts, client=st.integers(100, 103))
     def edit_source(self, data, text, client):
         cell_id = pick(data, self.cells, "ghost")
-        row = self.log.conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
+        row = self.log._conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
         doc = SourceDoc(row[0] if row else None, client_id=client)
         update = doc.update_to(text) or doc.update_to(text + "!")
         accepted = self.one("cellSourceEdited", HUMAN, cellId=cell_id, update=encode_update(update))
@@ -123,7 +123,7 @@ class DocumentMachine(RuleBasedStateMachine):
         if not self.cells:
             return
         cell_id = data.draw(st.sampled_from(self.cells))
-        (state,) = self.log.conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
+        (state,) = self.log._conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
         one, two = SourceDoc(state, client_id=201), SourceDoc(state, client_id=202)
         updates = [u for u in (one.update_to(a), two.update_to(b)) if u]
         events = [make_event("cellSourceEdited", cellId=cell_id, update=encode_update(u)) for u in updates]
@@ -132,7 +132,7 @@ class DocumentMachine(RuleBasedStateMachine):
             for u in updates:
                 one.apply(u)
                 two.apply(u)
-            (source,) = self.log.conn.execute("SELECT source FROM cells WHERE id = ?", (cell_id,)).fetchone()
+            (source,) = self.log._conn.execute("SELECT source FROM cells WHERE id = ?", (cell_id,)).fetchone()
             assert one.source == two.source == source
 
     @rule(data=st.data(), text=texts)
@@ -141,7 +141,7 @@ class DocumentMachine(RuleBasedStateMachine):
         if not self.cells:
             return
         cell_id = data.draw(st.sampled_from(self.cells))
-        (state,) = self.log.conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
+        (state,) = self.log._conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
         doc = SourceDoc(state, client_id=300)
         doc.update_to(doc.source + "lost")
         later = doc.update_to(text + "later")
@@ -211,7 +211,7 @@ class DocumentMachine(RuleBasedStateMachine):
 
     def session_and_actor(self, data) -> tuple[str, dict]:
         """Mostly the active session and its runtime; sometimes an ended, foreign or unknown one."""
-        row = self.log.conn.execute(
+        row = self.log._conn.execute(
             "SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1"
         ).fetchone()
         roll = data.draw(st.integers(0, 9))
@@ -224,7 +224,7 @@ class DocumentMachine(RuleBasedStateMachine):
     def queue_id(self, data, status: str | None = None) -> str:
         """Mostly a queue item in ``status``; sometimes any."""
         if status is not None and data.draw(st.integers(0, 4)) > 0:
-            rows = self.log.conn.execute(
+            rows = self.log._conn.execute(
                 "SELECT queue_id FROM execution_queue WHERE status = ?", (status,)
             ).fetchall()
             if rows:
@@ -242,18 +242,18 @@ class DocumentMachine(RuleBasedStateMachine):
         code = [
             c
             for c in self.cells
-            if self.log.conn.execute(
+            if self.log._conn.execute(
                 "SELECT 1 FROM cells WHERE id = ? AND cell_type IN ('code', 'sql', 'ai')", (c,)
             ).fetchone()
         ]
         if not code:
             return
-        row = self.log.conn.execute(
+        row = self.log._conn.execute(
             "SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1"
         ).fetchone()
         if row is None:
             self.start_session(data.draw(st.sampled_from(RUNTIMES)))
-            row = self.log.conn.execute(
+            row = self.log._conn.execute(
                 "SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1"
             ).fetchone()
         session_id, actor = row[0], next(r for r in RUNTIMES if r["id"] == row[1])
@@ -331,7 +331,7 @@ class DocumentMachine(RuleBasedStateMachine):
     def complete(self, data, status, count):
         _, actor = self.session_and_actor(data)
         queue_id = self.queue_id(data, "running")
-        before = self.log.conn.execute(
+        before = self.log._conn.execute(
             "SELECT status FROM execution_queue WHERE queue_id = ?", (queue_id,)
         ).fetchone()
         accepted = self.one(
@@ -362,7 +362,7 @@ class DocumentMachine(RuleBasedStateMachine):
     )
     def add_output(self, data, kind, text):
         actor = self.output_actor(data)
-        running = self.log.conn.execute(
+        running = self.log._conn.execute(
             "SELECT queue_id, cell_id FROM execution_queue WHERE status = 'running'"
         ).fetchall()
         extra: dict[str, Any] = {}

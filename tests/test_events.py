@@ -201,7 +201,7 @@ def test_oversized_events_are_rejected_with_a_configurable_limit(tmp_path):
         assert results[0]["error"]["code"] == "event_too_large"
         assert "2000" in results[0]["error"]["message"] and "cellCreated" in results[0]["error"]["message"]
         assert results[1]["seq"] == 2
-        assert nb.query("SELECT id FROM cells")[1] == [("c2",)]
+        assert nb.query("SELECT id FROM cells").rows == [("c2",)]
 
         batch = [make_event("cellMetadataSet", cellId="c2", key=f"k{i}", value=i) for i in range(4)]
         results = nb.append(batch, HUMAN)
@@ -239,7 +239,7 @@ def test_events_for_unknown_cells_are_rejected_and_leave_nothing(log, name, extr
     assert results[0]["error"]["code"] == "cell_not_found"
     assert "'ghost'" in results[0]["error"]["message"]
     assert log.head == 1
-    assert log.query("SELECT COUNT(*) FROM events")[1] == [(1,)]
+    assert log.query("SELECT COUNT(*) FROM events").rows == [(1,)]
     assert log.state_at().dump() == before
 
 

@@ -61,7 +61,7 @@ def normal(nb) -> dict:
 def round_trip(store, nb, notebook_id="nb"):
     original = read_ipynb(write_ipynb(nb))
     import_into(store, notebook_id, original)
-    exported = notebook_from_projection(store.log(notebook_id).conn)
+    exported = store.log(notebook_id).view(notebook_from_projection)
     nbformat.validate(exported)
     assert normal(exported) == normal(original)
     return exported
@@ -270,7 +270,7 @@ def test_transient_display_id_is_imported(store):
     log = store.log("nb")
     log.append(events, HUMAN)
     log.append([make_event("displayUpdated", displayId="bar", data={"text/plain": "100%"})], HUMAN)
-    exported = notebook_from_projection(log.conn)
+    exported = notebook_from_projection(log._conn)
     assert exported.cells[0].outputs[0] == {
         "output_type": "display_data",
         "data": {"text/plain": "100%"},
@@ -352,8 +352,8 @@ def test_our_ids_map_to_valid_unique_nbformat_ids(store):
         for i, cid in enumerate(ids)
     ]
     log.append(events, HUMAN)
-    first = [c.id for c in notebook_from_projection(log.conn).cells]
-    assert first == [c.id for c in notebook_from_projection(log.conn).cells]  # deterministic
+    first = [c.id for c in notebook_from_projection(log._conn).cells]
+    assert first == [c.id for c in notebook_from_projection(log._conn).cells]  # deterministic
     assert len(set(first)) == len(ids)
     assert first[2] == "a-b" and first[3] == "a_b" and first[7] == "c"  # valid ids are kept
 
@@ -375,7 +375,7 @@ def test_ai_and_sql_cells_export_as_code_and_come_back(store):
         ],
         HUMAN,
     )
-    exported = notebook_from_projection(log.conn)
+    exported = notebook_from_projection(log._conn)
     assert [c.cell_type for c in exported.cells] == ["code", "code"]
     assert exported.cells[0].metadata["runtimed"] == {"connection": "db", "cell_type": "sql"}
     cells = [
@@ -403,7 +403,7 @@ def test_markdown_turned_code_drops_attachments_on_export(store):
         ],
         HUMAN,
     )
-    nbformat.validate(notebook_from_projection(log.conn))
+    nbformat.validate(notebook_from_projection(log._conn))
 
 
 def test_artifacts_are_inlined_on_export(store):
@@ -427,14 +427,14 @@ def test_artifacts_are_inlined_on_export(store):
         ],
         HUMAN,
     )
-    exported = notebook_from_projection(log.conn, resolve_artifact=blobs.__getitem__)
+    exported = notebook_from_projection(log._conn, resolve_artifact=blobs.__getitem__)
     assert exported.cells[0].outputs[0].data == {
         "image/png": PNG,
         "application/json": {"k": 1},
         "text/plain": "img",
     }
     with pytest.raises(InvalidNotebookError) as info:
-        notebook_from_projection(log.conn)
+        notebook_from_projection(log._conn)
     assert info.value.code == "artifact_unresolved" and png_ref["artifact"] in info.value.message
 
 
@@ -534,7 +534,7 @@ def test_yaml_notebook_imports(store):
     assert [c.id for c in nb.cells] == ["parameters", "hello", "notes"]
     assert nb.cells[2].cell_type == "markdown" and nb.cells[2].metadata.tags == ["doc", "intro"]
     import_into(store, "yaml", nb)
-    exported = notebook_from_projection(store.log("yaml").conn)
+    exported = store.log("yaml").view(notebook_from_projection)
     assert normal(exported) == normal(nb)
     assert store.log("yaml").info()["title"] == "Greeting"
 

@@ -42,11 +42,11 @@ class Doc:
         return self.execution(queue_id)["status"]
 
     def execution(self, queue_id: str) -> dict:
-        (row,) = views.executions(self.log.conn, queue_id=queue_id)
+        (row,) = views.executions(self.log._conn, queue_id=queue_id)
         return row
 
     def outputs(self, cell_id: str) -> list[dict]:
-        return views.outputs_by_cell(self.log.conn, cell_id).get(cell_id, [])
+        return views.outputs_by_cell(self.log._conn, cell_id).get(cell_id, [])
 
     # -- common sequences ------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ def test_legal_path_to_success(doc):
     doc.ok("executionCompleted", RT1, queueId="q1", status="success", executionCount=7, durationMs=12)
     row = doc.execution("q1")
     assert row["status"] == "success" and row["execution_count"] == 7
-    assert views.cell(doc.log.conn, "c1")["execution_count"] == 7
+    assert views.cell(doc.log._conn, "c1")["execution_count"] == 7
     assert [o["text"] for o in doc.outputs("c1")] == ["1\n"]
 
 
@@ -185,7 +185,7 @@ def test_events_of_a_displaced_session_are_fenced(doc):
     doc.stream("o1", "c1", "q1", "partial")
     doc.ok("runtimeSessionEnded", SYSTEM, sessionId="s1", reason="displaced")
     doc.session("s2", RT2)
-    assert views.active_session(doc.log.conn)["session_id"] == "s2"
+    assert views.active_session(doc.log._conn)["session_id"] == "s2"
 
     doc.err("runtimeStatusChanged", "session_inactive", RT1, sessionId="s1", status="idle")
     doc.err("executionAssigned", "session_inactive", RT1, queueId="q3", sessionId="s1")
@@ -233,10 +233,10 @@ def test_runtime_session_ended_fails_running_and_requeues_assigned(doc):
     assert (
         q1["status"] == "error" and q1["error"]["ename"] == "RuntimeLost" and "lost" in q1["error"]["evalue"]
     )
-    assert views.pending_inputs(doc.log.conn) == []
+    assert views.pending_inputs(doc.log._conn) == []
     assert doc.status("q2") == "pending" and doc.execution("q2")["session_id"] is None
     assert doc.status("q3") == "pending"
-    assert views.active_session(doc.log.conn) is None
+    assert views.active_session(doc.log._conn) is None
     doc.err("runtimeInterruptRequested", "no_runtime")
 
 
@@ -328,7 +328,7 @@ def test_cell_deleted_cancels_its_pending_work_and_drops_outputs(doc):
     doc.stream("o1", "c1", None, "x", actor=HUMAN)
     doc.ok("cellDeleted", cellId="c1")
     assert [doc.status(q) for q in ("q1", "q2", "q3")] == ["cancelled", "cancelled", "pending"]
-    assert doc.log.query("SELECT COUNT(*) FROM outputs WHERE cell_id = 'c1'")[1] == [(0,)]
+    assert doc.log.query("SELECT COUNT(*) FROM outputs WHERE cell_id = 'c1'").rows == [(0,)]
     doc.err("cellDeleted", "cell_not_found", cellId="c1")
     # a running execution of a deleted cell is flagged; its outputs have nowhere to go
     doc.run_to("q4", "c2", "running")
@@ -463,9 +463,9 @@ def test_input_request_and_reply(doc):
     doc.run_to("q1", "c1", "running")
     doc.err("inputReplied", "no_input_pending", queueId="q1", value="x")
     doc.ok("inputRequested", RT1, queueId="q1", prompt="name?", password=False)
-    assert views.pending_inputs(doc.log.conn) == [{"queue_id": "q1", "prompt": "name?", "password": False}]
+    assert views.pending_inputs(doc.log._conn) == [{"queue_id": "q1", "prompt": "name?", "password": False}]
     doc.ok("inputReplied", queueId="q1", value="bob")
-    assert views.pending_inputs(doc.log.conn) == []
+    assert views.pending_inputs(doc.log._conn) == []
     doc.err("inputReplied", "no_input_pending", queueId="q1", value="again")
 
 
@@ -479,14 +479,14 @@ def test_requeue_by_the_server(doc):
 
 def test_metadata_and_title(doc):
     doc.ok("notebookMetadataSet", key="title", value="New title")
-    assert views.notebook_info(doc.log.conn)["title"] == "New title"
+    assert views.notebook_info(doc.log._conn)["title"] == "New title"
     doc.ok("cellMetadataSet", cellId="c1", key="tags", value=["a"])
     doc.ok("cellMetadataSet", cellId="c1", key="collapsed", value=True)
     doc.ok("cellMetadataSet", cellId="c1", key="collapsed", value=None)
-    assert views.cell(doc.log.conn, "c1")["metadata"] == {"tags": ["a"]}
+    assert views.cell(doc.log._conn, "c1")["metadata"] == {"tags": ["a"]}
     doc.ok("notebookMetadataSet", key="k", value=1)
     doc.ok("notebookMetadataSet", key="k", value=None)
-    assert "k" not in views.notebook_metadata(doc.log.conn)
+    assert "k" not in views.notebook_metadata(doc.log._conn)
 
 
 def test_approvals(doc):

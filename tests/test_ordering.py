@@ -25,7 +25,7 @@ def log(tmp_path):
 
 
 def order(log) -> list[str]:
-    return [c["id"] for c in views.ordered_cells(log.conn)]
+    return [c["id"] for c in views.ordered_cells(log._conn)]
 
 
 def test_two_thousand_inserts_at_one_spot_keep_order(log):
@@ -78,7 +78,7 @@ def test_moves(log):
     assert order(log) == ["c0", "c3", "c1", "c2"]
     log.append([make_event("cellMoved", cellId="c0", fractionalIndex=key_between(keys[3], None))], HUMAN)
     assert order(log) == ["c3", "c1", "c2", "c0"]
-    first = views.ordered_cells(log.conn)[0]["fractional_index"]
+    first = views.ordered_cells(log._conn)[0]["fractional_index"]
     log.append([make_event("cellMoved", cellId="c2", fractionalIndex=key_between(None, first))], HUMAN)
     assert order(log) == ["c2", "c3", "c1", "c0"]
 

@@ -273,7 +273,8 @@ def test_snapshot_equals_replay(api: httpx.Client, nb: str) -> None:
 def test_query_reads_and_refuses_writes(api: httpx.Client, nb: str) -> None:
     with_cells(api, nb)
     r = api.post(f"/api/notebooks/{nb}/query", json={"sql": "SELECT id, source FROM cells ORDER BY id"})
-    assert r.json() == {"columns": ["id", "source"], "rows": [["a", "print(1)"], ["b", "x = 2"]]}
+    assert r.json() == {"columns": ["id", "source"], "rows": [["a", "print(1)"], ["b", "x = 2"]],
+                        "truncated": False}
     r = api.post(f"/api/notebooks/{nb}/query", json={"sql": "SELECT count(*) AS n FROM events WHERE seq > ?",
                                                      "params": [2]})
     assert r.json()["rows"] == [[3]]

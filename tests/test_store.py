@@ -85,7 +85,7 @@ def test_a_rejected_event_in_a_batch_does_not_affect_the_others(log):
     results = log.append(batch, HUMAN)
     assert results[2]["error"]["code"] == "cell_exists"
     assert [r.get("seq") for r in results] == [2, 3, None, 4]
-    assert log.query("SELECT metadata FROM cells")[1] == [('{"k":1,"k2":2}',)]
+    assert log.query("SELECT metadata FROM cells").rows == [('{"k":1,"k2":2}',)]
     assert replay(log).dump() == log.state_at().dump()
 
 
@@ -123,7 +123,7 @@ def test_state_at_equals_the_state_that_was_live(store, log):
     live = {1: log.state_at().dump()}
     source = SourceDoc(client_id=50)
     log.append([cell("c1")], HUMAN)
-    source.apply(log.query("SELECT ystate FROM cells")[1][0][0])
+    source.apply(log.query("SELECT ystate FROM cells").rows[0][0])
     live[log.head] = log.state_at().dump()
     steps = [
         lambda i: [
@@ -137,7 +137,7 @@ def test_state_at_equals_the_state_that_was_live(store, log):
         results = log.append(steps[i % len(steps)](i), HUMAN)
         assert all("seq" in r for r in results)
         live[log.head] = log.state_at().dump()
-    assert log.query("SELECT COUNT(*) FROM snapshots")[1][0][0] > 5  # snapshots are really used
+    assert log.query("SELECT COUNT(*) FROM snapshots").rows[0][0] > 5  # snapshots are really used
     for seq, dump in live.items():
         assert log.state_at(seq).dump() == dump, seq
     assert log.state_at(0).dump() == Replica("nb").dump()
@@ -158,8 +158,8 @@ def test_state_at_equals_the_state_that_was_live(store, log):
 
 def test_query_is_read_only(log):
     log.append([cell("c1", source="x = 1")], HUMAN)
-    columns, rows = log.query("SELECT id, source FROM cells WHERE id = ?", ["c1"])
-    assert columns == ["id", "source"] and rows == [("c1", "x = 1")]
+    result = log.query("SELECT id, source FROM cells WHERE id = ?", ["c1"])
+    assert result.columns == ["id", "source"] and result.rows == [("c1", "x = 1")]
     for sql in [
         "INSERT INTO cells (id) VALUES ('x')",
         "UPDATE cells SET source = 'hacked'",
@@ -174,15 +174,15 @@ def test_query_is_read_only(log):
     with pytest.raises(RuntimedError) as info:
         log.query("SELECT * FROM no_such_table")
     assert info.value.code == "sql_error"
-    assert log.query("SELECT source FROM cells")[1] == [("x = 1",)]
-    assert log.query("PRAGMA user_version")[1] == [(0,)]
+    assert log.query("SELECT source FROM cells").rows == [("x = 1",)]
+    assert log.query("PRAGMA user_version").rows == [(0,)]
 
 
 def test_query_works_under_a_path_with_uri_characters(tmp_path):
     store = SQLiteEventStore(tmp_path / "odd #dir% ?name")
     nb = store.log("nb")
     nb.append([make_event("notebookCreated", title="T")], HUMAN)
-    assert nb.query("SELECT title FROM notebooks")[1] == [("T",)]
+    assert nb.query("SELECT title FROM notebooks").rows == [("T",)]
     store.close()
 
 
@@ -263,12 +263,12 @@ def test_kill_9_never_leaves_a_half_applied_event(tmp_path):
         assert head > 1
         seqs = [e["seq"] for e in log.read()]
         assert seqs == list(range(1, head + 1))
-        assert log.query("PRAGMA integrity_check")[1] == [("ok",)]
+        assert log.query("PRAGMA integrity_check").rows == [("ok",)]
         # every batch is whole: each surviving cell got its edit, its output and its metadata
-        columns, rows = log.query(
+        rows = log.query(
             "SELECT c.source, c.metadata, COUNT(o.id) FROM cells c "
             "LEFT JOIN outputs o ON o.cell_id = c.id GROUP BY c.id"
-        )
+        ).rows
         assert rows and all(
             src.startswith("start ") and meta == '{"done":true}' and n == 1 for src, meta, n in rows
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sqlite3
 import sys
 import time
 import uuid
@@ -29,18 +28,18 @@ from runtimed.client.discovery import DaemonEndpoint, ensure_daemon
 from runtimed.client.http import DaemonHTTP
 from runtimed.client.session import _LoopThread
 from runtimed.client.sync import SyncClient
-from runtimed.errors import RuntimedError
+from runtimed.errors import ExitCode, RuntimedError
 from runtimed.home import Home
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 
-EXIT_OK = 0
-EXIT_CELL_ERROR = 1
-EXIT_USAGE = 2
-EXIT_KERNEL_DIED = 6
-EXIT_TIMEOUT = 7
-EXIT_START_FAILED = 8
+EXIT_OK = ExitCode.OK
+EXIT_CELL_ERROR = ExitCode.FAILURE
+EXIT_USAGE = ExitCode.USAGE
+EXIT_KERNEL_DIED = ExitCode.KERNEL_DIED
+EXIT_TIMEOUT = ExitCode.TIMEOUT
+EXIT_START_FAILED = ExitCode.START_FAILED
 
 STATUS_EXIT_CODES = {
     "success": EXIT_OK, "prepared": EXIT_OK, "error": EXIT_CELL_ERROR, "kernel_died": EXIT_KERNEL_DIED,
@@ -298,7 +297,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
         try:
             result = await _execute(session, nb, opts, started, http, phases)
         finally:
-            runtime = views.active_session(session.client.replica.conn) if session.is_connected else None
+            runtime = session.client.replica.view(views.active_session) if session.is_connected else None
             await session.close()
             if runtime is not None and not opts.keep_runtime:
                 await asyncio.to_thread(_stop_runtime, http, runtime["runtime_id"])
@@ -352,28 +351,15 @@ def _requests_for(cells: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]
 async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, opts: RunOptions,
                    started: float, http: DaemonHTTP, phases: _Phases) -> RunResult:
     client = session.client
-    conn = client.replica.conn
-    requests = _requests_for(views.ordered_cells(conn))
+    requests = _requests_for(client.replica.view(views.ordered_cells))
     batch_id = new_id("b-")
     start_time = datetime.now(UTC)
     progress = _Progress(len(requests), enabled=opts.progress_bar)
     live_log = client.on_events(_LiveLog(to_stderr=opts.output_path == "-")) if opts.log_output else None
     queue_ids = {q for q, _ in requests}
-    table = f"run_{uuid.uuid4().hex[:12]}"  # this run's requests, so that counting them is one cheap query
-    count_done = (f"SELECT COUNT(*) FROM execution_queue JOIN temp.{table} USING (queue_id) "
-                  "WHERE status IN ('success', 'error', 'cancelled')")
-
-    def done_count() -> int:
-        db = client.replica.conn  # (a resync replaces the replica)
-        try:
-            return db.execute(count_done).fetchone()[0]
-        except sqlite3.OperationalError:  # no such table yet (or any more)
-            db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (queue_id TEXT PRIMARY KEY)")
-            db.executemany(f"INSERT OR IGNORE INTO temp.{table} VALUES (?)", [(q,) for q in queue_ids])
-            return db.execute(count_done).fetchone()[0]
 
     def all_done() -> bool:
-        done = done_count()
+        done = client.replica.view(views.count_finished, queue_ids)  # (a resync replaces the replica)
         progress.update(done)
         return done == len(queue_ids)
 
@@ -386,7 +372,8 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, opts: 
         phases.mark("request")
         if queue_ids:
             try:
-                await client.wait_for(lambda: views.active_session(conn) is not None or all_done(), opts.start_timeout)
+                await client.wait_for(lambda: client.replica.view(views.active_session) is not None or all_done(),
+                                      opts.start_timeout)
                 phases.mark("start")
             except TimeoutError:
                 await client.commit([make_event("executionCancelRequested")])
@@ -405,11 +392,11 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, opts: 
             live_log()
     nb = _finish(client, prepared, requests, start_time, opts, http)
     phases.mark("export")
-    return _outcome(nb, requests, _items(conn, queue_ids), session, time.monotonic() - started, opts)
+    return _outcome(nb, requests, _items(client, queue_ids), session, time.monotonic() - started, opts)
 
 
-def _items(conn: Any, queue_ids: set[str]) -> dict[str, dict[str, Any]]:
-    return {item["queue_id"]: item for item in views.executions(conn) if item["queue_id"] in queue_ids}
+def _items(client: SyncClient, queue_ids: set[str]) -> dict[str, views.ExecutionRow]:
+    return {item["queue_id"]: item for item in client.replica.view(views.executions, queue_ids=queue_ids)}
 
 
 def _counts_as_failure(item: dict[str, Any], cell: dict[str, Any], opts: RunOptions) -> bool:
@@ -451,15 +438,14 @@ def _finish(client: Any, prepared: nbformat.NotebookNode, requests: list[tuple[s
     """
     from runtimed.formats import notebook_from_projection
 
-    conn = client.replica.conn
     resolve = None
     if http is not None:
         def resolve(sha: str) -> bytes:
             return http.request("GET", f"/api/artifacts/{sha}").content
-    nb = notebook_from_projection(conn, resolve_artifact=resolve)
-    items = _items(conn, {q for q, _ in requests})
+    nb = client.replica.view(notebook_from_projection, resolve_artifact=resolve)
+    items = _items(client, {q for q, _ in requests})
     by_cell = {cell["id"]: (items[q], cell) for q, cell in requests if q in items}
-    exported_ids = [c["id"] for c in views.ordered_cells(conn)]
+    exported_ids = [c["id"] for c in client.replica.view(views.ordered_cells)]
     exception = False
     stopped = False
     passed_at = _iso(start_time.isoformat())

@@ -122,7 +122,14 @@ def _set_home(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         os.environ["RUNTIMED_HOME"] = value
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, aliases=ALIASES, context_settings=CONTEXT_SETTINGS)
+def _exit_codes_epilog() -> str:
+    from runtimed.cli.errors import exit_codes_help
+
+    return "\b\nExit codes:\n" + exit_codes_help()
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, aliases=ALIASES, context_settings=CONTEXT_SETTINGS,
+             epilog=_exit_codes_epilog())
 @click.version_option(__version__, "-V", "--version", prog_name="runt", message="%(prog)s %(version)s")
 @click.option("--home", metavar="DIR", expose_value=False, callback=_set_home, is_eager=True,
               help="The daemon's home (default $RUNTIMED_HOME, else a per-user data dir).")
@@ -132,8 +139,6 @@ def cli() -> None:
     Commands that need a daemon start the embedded default for the home when none runs,
     except `runt daemon status|ping|stop|logs` and `runt ps`.
 
-    Exit codes: 0 ok, 1 failure (or a cell error), 2 usage, 3 daemon not running,
-    4 not found, 5 refused.
     """
 
 

@@ -7,10 +7,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
-from runtimed.errors import DaemonNotRunningError, DaemonStartError
+from runtimed.errors import DaemonNotRunningError, DaemonStartError, ExitCode
 from runtimed.home import Home, pid_alive
 
 
@@ -56,11 +57,24 @@ def find_daemon(home: Home | None = None) -> DaemonEndpoint | None:
     return DaemonEndpoint(info["url"], token, pid)
 
 
+def _tail(path: Path, offset: int, lines: int = 3) -> str:
+    """The last lines a failed daemon wrote to stderr after ``offset`` (the cause, shown to the user)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read()[-4000:].decode(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
 def start_daemon(home: Home, *, timeout: float = 30.0, extra_args: list[str] | None = None) -> DaemonEndpoint:
     """Start a daemon for ``home`` in the background (port: the default, else any free one) and wait for it."""
     home.ensure()
     log_path = home.log_file
-    with open(home.path / "daemon.stderr", "ab") as err:
+    stderr_path = home.path / "daemon.stderr"
+    with open(stderr_path, "ab") as err:
+        start_offset = err.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "runtimed.server.main", "--home", str(home.path), "--port", "auto", *(extra_args or [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
@@ -71,10 +85,11 @@ def start_daemon(home: Home, *, timeout: float = 30.0, extra_args: list[str] | N
         if found is not None:
             return found
         code = proc.poll()
-        if code is not None and code != 3:  # 3: another client's daemon won the lock; keep waiting for it
+        if code is not None and code != ExitCode.REFUSED:  # another client's daemon won the lock: wait for it
+            cause = _tail(stderr_path, start_offset)
             raise DaemonStartError(
-                f"the daemon for {home.path} exited with code {code} while starting; see {log_path} "
-                f"and {home.path / 'daemon.stderr'}"
+                f"the daemon for {home.path} exited with code {code} while starting"
+                + (f": {cause}" if cause else "") + f" (full output: {stderr_path} and {log_path})"
             )
         time.sleep(0.05)
     raise DaemonStartError(f"the daemon for {home.path} did not become ready within {timeout:.0f} s; see {log_path}")

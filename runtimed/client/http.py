@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from runtimed.client.discovery import DaemonEndpoint
-from runtimed.errors import AuthError, DaemonNotRunningError, NotFoundError, RuntimedError
+from runtimed.errors import DaemonNotRunningError, from_dict
 
 
 class DaemonHTTP:
@@ -27,11 +27,10 @@ class DaemonHTTP:
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
-                code, message = error["code"], error["message"]
+                error = {"code": error["code"], "message": error["message"]}
             except (ValueError, KeyError, TypeError):
-                code, message = "http_error", f"{response.status_code} {response.text[:200]}"
-            cls = AuthError if response.status_code == 401 else NotFoundError if response.status_code == 404 else RuntimedError
-            raise cls(message, code=code)
+                error = {"code": "http_error", "message": f"{response.status_code} {response.text[:200]}"}
+            raise from_dict(error, response.status_code)
         return response
 
     def get(self, path: str, **kwargs: Any) -> Any:

@@ -46,8 +46,8 @@ from runtimed.schema import views
 from runtimed.schema.crdt import SourceDoc, encode_update
 from runtimed.schema.events import EXECUTABLE_CELL_TYPES, make_event
 from runtimed.schema.ids import new_id
-from runtimed.schema.materializer import loads
 from runtimed.schema.ordering import key_for_position
+from runtimed.schema.replica import Replica
 
 T = TypeVar("T")
 
@@ -143,7 +143,7 @@ class AsyncSession:
         if self._client is None:
             return None
         try:
-            return views.active_session(self._client.replica.conn)
+            return self._client.replica.view(views.active_session)
         except Exception:  # a replica closed or replaced by a resync
             return None
 
@@ -156,7 +156,7 @@ class AsyncSession:
         """
         if not self.kernel_started or self._client is None:
             return None
-        settings = views.notebook_metadata(self._client.replica.conn).get("runtimed")
+        settings = self._client.replica.view(views.notebook_metadata).get("runtimed")
         value = settings.get("env_source") if isinstance(settings, dict) else None
         return value if isinstance(value, str) else self._env_source
 
@@ -218,10 +218,10 @@ class AsyncSession:
             self._client = client
             try:
                 await client.connect(timeout)
-                if views.notebook_info(client.replica.conn) is None:
+                if client.replica.view(views.notebook_info) is None:
                     # rejected when another peer created it first: either way it arrives through the sync
                     await client.push([make_event("notebookCreated", title=self._notebook_id)], timeout)
-                    await client.wait_for(lambda: views.notebook_info(client.replica.conn) is not None, timeout)
+                    await client.wait_for(lambda: client.replica.view(views.notebook_info) is not None, timeout)
             except BaseException:
                 await self._close_client()
                 raise
@@ -258,10 +258,10 @@ class AsyncSession:
         return self._client
 
     @property
-    def _conn(self) -> Any:
+    def _replica(self) -> Replica:
         if self._client is None:
             raise RuntimedError("not connected: call connect() first", code="not_connected")
-        return self._client.replica.conn
+        return self._client.replica
 
     async def _commit(self, events: list[dict[str, Any]]) -> list[int]:
         """Push events; raise EventRejected on a rejection; return once the replica has applied them."""
@@ -327,7 +327,7 @@ class AsyncSession:
                               code="unknown_kernel")
         spec = {"name": name, "display_name": specs[name].get("display_name", name),
                 "language": specs[name].get("language", "")}
-        metadata = views.notebook_metadata(self._conn)
+        metadata = self._replica.view(views.notebook_metadata)
         events = []
         if metadata.get("kernelspec") != spec:
             events.append(make_event("notebookMetadataSet", key="kernelspec", value=spec))
@@ -339,7 +339,7 @@ class AsyncSession:
         if events:
             await self._commit(events)
         self._env_source = env_source
-        active = views.active_session(self._conn)
+        active = self._replica.view(views.active_session)
         if active is not None and active["kernel_name"] == name:
             return
         if active is not None:  # another kernelspec: replace it
@@ -352,7 +352,7 @@ class AsyncSession:
         deadline = time.monotonic() + timeout_secs
 
         def ready() -> bool:
-            active = views.active_session(self._conn)
+            active = self._replica.view(views.active_session)
             return active is not None and active["kernel_name"] == name
 
         while not ready():
@@ -404,9 +404,9 @@ class AsyncSession:
             KernelError: the kernel was not back within ``timeout_secs``.
         """
         client = await self._connected()
-        active = views.active_session(self._conn)
+        active = self._replica.view(views.active_session)
         if active is None:
-            spec = views.notebook_metadata(self._conn).get("kernelspec")
+            spec = self._replica.view(views.notebook_metadata).get("kernelspec")
             name = spec.get("name") if isinstance(spec, dict) else None
             await self.start_kernel(kernel_name=name or "python3", timeout_secs=timeout_secs)
             return
@@ -415,11 +415,9 @@ class AsyncSession:
             return
 
         def restarted() -> bool:
-            if views.active_session(self._conn) is None:
+            if self._replica.view(views.active_session) is None:
                 return True
-            statuses = [r[0] for r in self._conn.execute(
-                "SELECT json_extract(args, '$.status') FROM events WHERE name = 'runtimeStatusChanged' AND seq > ? "
-                "ORDER BY seq", (seq,))]
+            statuses = self._replica.view(views.status_history, seq)
             # restarting, then ready again (idle, or busy when work was waiting)
             return "restarting" in statuses and statuses[-1] in ("idle", "busy")
 
@@ -428,24 +426,24 @@ class AsyncSession:
         except TimeoutError:
             raise KernelError(f"the kernel did not come back within {timeout_secs:g} s after the restart",
                               code="restart_timeout") from None
-        if views.active_session(self._conn) is None:
+        if self._replica.view(views.active_session) is None:
             raise KernelError("the runtime ended while restarting its kernel; start_kernel() starts a new one",
                               code="runtime_ended")
 
     async def shutdown_kernel(self) -> None:
         """Shut the notebook's kernel down (for every peer). The next execution starts a new one."""
         await self._connected()
-        active = views.active_session(self._conn)
+        active = self._replica.view(views.active_session)
         if active is not None:
             await self._end_session(active, DEFAULT_TIMEOUT)
 
     # -- cells -----------------------------------------------------------------------------------
 
     def _ordered_keys(self) -> list[str]:
-        return [r[0] for r in self._conn.execute("SELECT fractional_index FROM cells ORDER BY fractional_index, id")]
+        return [key for _, key in self._replica.view(views.order_keys)]
 
     def _require_cell(self, cell_id: str) -> dict[str, Any]:
-        cell = views.cell(self._conn, cell_id)
+        cell = self._replica.view(views.cell, cell_id)
         if cell is None:
             raise CellNotFoundError(f"Cell not found: {cell_id}")
         return cell
@@ -470,8 +468,7 @@ class AsyncSession:
         """Replace a cell's source (sent as the CRDT update of a minimal diff, so concurrent edits merge)."""
         await self._connected()
         self._require_cell(cell_id)
-        row = self._conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
-        update = SourceDoc(row[0]).update_to(source)
+        update = SourceDoc(self._replica.view(views.cell_ystate, cell_id)).update_to(source)
         if update is not None:
             await self._commit([make_event("cellSourceEdited", cell_id=cell_id, update=encode_update(update))])
 
@@ -495,14 +492,14 @@ class AsyncSession:
         """
         await self._connected()
         cell = self._require_cell(cell_id)
-        outputs = views.outputs_by_cell(self._conn, cell_id).get(cell_id, [])
+        outputs = self._replica.view(views.outputs_by_cell, cell_id).get(cell_id, [])
         return _cell(cell, outputs)
 
     async def get_cells(self) -> list[Cell]:
         """Every cell, in notebook order, with its outputs."""
         await self._connected()
-        outputs = views.outputs_by_cell(self._conn)
-        return [_cell(c, outputs.get(c["id"], [])) for c in views.ordered_cells(self._conn)]
+        outputs = self._replica.view(views.outputs_by_cell)
+        return [_cell(c, outputs.get(c["id"], [])) for c in self._replica.view(views.ordered_cells)]
 
     async def delete_cell(self, cell_id: str) -> None:
         """Delete a cell (its queued executions are cancelled)."""
@@ -514,8 +511,7 @@ class AsyncSession:
         """Move a cell just after ``after_cell_id`` (``None``: to the top), or to position ``index``."""
         await self._connected()
         self._require_cell(cell_id)
-        others = list(self._conn.execute(
-            "SELECT id, fractional_index FROM cells WHERE id != ? ORDER BY fractional_index, id", (cell_id,)))
+        others = self._replica.view(views.order_keys, except_cell=cell_id)
         keys = [k for _, k in others]
         if index is None:
             if after_cell_id is None:
@@ -546,7 +542,7 @@ class AsyncSession:
         """A notebook metadata value (or a cell's, with ``cell_id``); None when unset."""
         await self._connected()
         if cell_id is None:
-            return views.notebook_metadata(self._conn).get(key)
+            return self._replica.view(views.notebook_metadata).get(key)
         return self._require_cell(cell_id)["metadata"].get(key)
 
     # -- execution -------------------------------------------------------------------------------
@@ -576,10 +572,10 @@ class AsyncSession:
         client = await self._connected()
 
         def finished() -> dict[str, Any]:
-            item = views.executions(self._conn, queue_id=queue_id)
+            item = self._replica.view(views.executions, queue_id=queue_id)
             return item[0] if item and item[0]["status"] in TERMINAL else {}
 
-        if not views.executions(self._conn, queue_id=queue_id):
+        if not self._replica.view(views.executions, queue_id=queue_id):
             raise NotFoundError(f"no execution {queue_id!r} in notebook {self._notebook_id!r}", code="execution_not_found")
         try:
             item = await client.wait_for(finished, timeout_secs)
@@ -588,25 +584,16 @@ class AsyncSession:
         return self._result(item)
 
     def _timeout_message(self, queue_id: str, timeout_secs: float | None) -> str:
-        items = views.executions(self._conn, queue_id=queue_id)
+        items = self._replica.view(views.executions, queue_id=queue_id)
         status = items[0]["status"] if items else "unknown"
         message = f"execution {queue_id} did not finish within {_timeout_text(timeout_secs)} (it is {status}"
-        if status == "pending" and views.active_session(self._conn) is None:
+        if status == "pending" and self._replica.view(views.active_session) is None:
             return message + " and no kernel has picked it up; is the daemon running without runtimes?)"
         return message + "; it goes on: interrupt() stops it)"
 
     def _result(self, item: dict[str, Any]) -> ExecutionResult:
         cell_id, queue_id = item["cell_id"], item["queue_id"]
-        outputs = []
-        for output_id, display_id, content in self._conn.execute(
-            "SELECT id, display_id, content FROM outputs WHERE cell_id = ? AND queue_id = ? ORDER BY position",
-            (cell_id, queue_id),
-        ):
-            data = loads(content)
-            data["output_id"] = output_id
-            if display_id is not None:
-                data["display_id"] = display_id
-            outputs.append(Output.from_dict(data))
+        outputs = [Output.from_dict(data) for data in self._replica.view(views.execution_outputs, cell_id, queue_id)]
         error = item["error"]
         if item["status"] == "error" and error and not any(o.output_type == "error" for o in outputs):
             outputs.append(Output(output_type="error", ename=error.get("ename"), evalue=error.get("evalue"),
@@ -636,7 +623,7 @@ class AsyncSession:
     async def _queue_all(self) -> list[str]:
         await self._connected()
         batch_id = new_id("b-")
-        cells = [c for c in views.ordered_cells(self._conn) if c["cell_type"] in EXECUTABLE_CELL_TYPES]
+        cells = [c for c in self._replica.view(views.ordered_cells) if c["cell_type"] in EXECUTABLE_CELL_TYPES]
         queue_ids = [new_id("q-") for _ in cells]
         if cells:
             await self._commit([make_event("executionRequested", queue_id=q, cell_id=c["id"], batch_id=batch_id)
@@ -676,6 +663,19 @@ class AsyncSession:
         text = write_ipynb(await self.to_ipynb())
         await asyncio.to_thread(target.write_text, text)
         return str(target)
+
+    async def get_peers(self) -> list[dict[str, Any]]:
+        """The connections open on this notebook (this one, other sessions, browsers, runtimes).
+
+        Each is a dict with ``connectionId``, ``actor`` (``{id, kind, name}``), ``client``,
+        ``cellId`` (where its cursor is) and ``is_self``.
+        """
+        client = await self._connected()
+        peers: list[dict[str, Any]] = await self._http_call("get", f"/api/notebooks/{self._notebook_id}/peers")
+        for peer in peers:
+            peer["is_self"] = peer.get("connectionId") == client.connection_id
+        return peers
+
     # -- approvals of agents' tool calls -----------------------------------------------------------
 
     async def approvals(self, pending_only: bool = True) -> list[dict[str, Any]]:
@@ -699,19 +699,6 @@ class AsyncSession:
                 person (``approval_self``: an agent cannot approve requests).
         """
         await self._commit([make_event("toolApprovalResolved", approval_id=approval_id, decision=decision)])
-
-
-    async def get_peers(self) -> list[dict[str, Any]]:
-        """The connections open on this notebook (this one, other sessions, browsers, runtimes).
-
-        Each is a dict with ``connectionId``, ``actor`` (``{id, kind, name}``), ``client``,
-        ``cellId`` (where its cursor is) and ``is_self``.
-        """
-        client = await self._connected()
-        peers: list[dict[str, Any]] = await self._http_call("get", f"/api/notebooks/{self._notebook_id}/peers")
-        for peer in peers:
-            peer["is_self"] = peer.get("connectionId") == client.connection_id
-        return peers
 
 
 def _cell(cell: dict[str, Any], outputs: list[dict[str, Any]]) -> Cell:
@@ -971,16 +958,6 @@ class Session:
         return self._run(self._async.run_all_cells())
 
     # -- documents and peers ---------------------------------------------------------------------
-    # -- approvals of agents' tool calls -----------------------------------------------------------
-
-    def approvals(self, pending_only: bool = True) -> list[dict[str, Any]]:
-        """Agents' requests to use a tool on this notebook (see :meth:`AsyncSession.approvals`)."""
-        return self._run(self._async.approvals(pending_only))
-
-    def resolve_approval(self, approval_id: str, decision: str = "approved") -> None:
-        """Answer an agent's request: ``"approved"``, ``"approved_always"`` or ``"denied"``."""
-        self._run(self._async.resolve_approval(approval_id, decision))
-
 
     def to_ipynb(self) -> dict[str, Any]:
         """The notebook as an nbformat 4.5 dict (a ``NotebookNode``)."""
@@ -993,6 +970,16 @@ class Session:
     def get_peers(self) -> list[dict[str, Any]]:
         """The connections open on this notebook, each ``{connectionId, actor, client, cellId, is_self}``."""
         return self._run(self._async.get_peers())
+
+    # -- approvals of agents' tool calls -----------------------------------------------------------
+
+    def approvals(self, pending_only: bool = True) -> list[dict[str, Any]]:
+        """Agents' requests to use a tool on this notebook (see :meth:`AsyncSession.approvals`)."""
+        return self._run(self._async.approvals(pending_only))
+
+    def resolve_approval(self, approval_id: str, decision: str = "approved") -> None:
+        """Answer an agent's request: ``"approved"``, ``"approved_always"`` or ``"denied"``."""
+        self._run(self._async.resolve_approval(approval_id, decision))
 
 
 __all__ = ["AsyncSession", "Session"]

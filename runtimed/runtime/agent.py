@@ -39,7 +39,7 @@ from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.limits import Limits
-from runtimed.schema.materializer import Envelope, loads
+from runtimed.schema.materializer import Envelope
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +179,10 @@ class RuntimeAgent:
 
     # -- session lifecycle -----------------------------------------------------------------------
 
-    @property
-    def conn(self):
-        return self.client.replica.conn
-
     async def start(self) -> None:
         """Connect, open a runtime session, and begin working through the queue."""
         await self.client.connect()
-        if views.notebook_info(self.conn) is None:
+        if self.client.replica.view(views.notebook_info) is None:
             raise RuntimedError(f"notebook {self.client.notebook_id!r} does not exist", code="notebook_not_found")
         await self._open_session()
         self.pipe = EventPipe(self.client)
@@ -202,11 +198,11 @@ class RuntimeAgent:
         )
         idle = make_event("runtimeStatusChanged", session_id=self.session_id, status="idle")
         for _attempt in range(50):
-            active = views.active_session(self.conn)
+            active = self.client.replica.view(views.active_session)
             events = [started, idle]
             if active is not None:
                 if not self.displace:
-                    await self.client.wait_for(lambda: views.active_session(self.conn) is None, None)
+                    await self.client.wait_for(lambda: self.client.replica.view(views.active_session) is None, None)
                     continue
                 events.insert(0, make_event("runtimeSessionEnded", session_id=active["session_id"], reason="displaced"))
             results = await self.client.push(events)
@@ -220,8 +216,8 @@ class RuntimeAgent:
                             code="runtime_conflict")
 
     def session_active(self) -> bool:
-        row = self.conn.execute("SELECT active FROM runtime_sessions WHERE session_id = ?", (self.session_id,)).fetchone()
-        return bool(row and row[0])
+        session = self.client.replica.view(views.runtime_session, self.session_id)
+        return session is not None and session["active"]
 
     @property
     def stopped(self) -> bool:
@@ -375,9 +371,7 @@ class RuntimeAgent:
     # -- the work loop ---------------------------------------------------------------------------
 
     def _next_pending(self) -> tuple[str, str] | None:
-        return self.conn.execute(
-            "SELECT queue_id, cell_id FROM execution_queue WHERE status = 'pending' ORDER BY requested_seq LIMIT 1"
-        ).fetchone()
+        return self.client.replica.view(views.next_pending)
 
     async def _work(self) -> None:
         try:
@@ -400,14 +394,13 @@ class RuntimeAgent:
             log.exception("runtime agent %s failed", self.runtime_id)
         finally:
             if not self._stopped.is_set():
-                row = self.conn.execute("SELECT ended_reason FROM runtime_sessions WHERE session_id = ?",
-                                        (self.session_id,)).fetchone()
-                self._spawn(self.stop((row[0] if row else None) or "error"))
+                session = self.client.replica.view(views.runtime_session, self.session_id)
+                self._spawn(self.stop((session["ended_reason"] if session else None) or "error"))
 
     async def _claim(self, queue_id: str, cell_id: str) -> str | None:
         """Claim a pending request (compare-and-set on the server); the source it runs, or None if lost."""
-        row = self.conn.execute("SELECT source FROM cells WHERE id = ?", (cell_id,)).fetchone()
-        source = row[0] if row else ""
+        cell = self.client.replica.view(views.cell, cell_id)
+        source = cell["source"] if cell else ""
         assert self.pipe is not None
         events = [
             make_event("executionAssigned", queue_id=queue_id, session_id=self.session_id),
@@ -429,18 +422,16 @@ class RuntimeAgent:
         return source
 
     def _queue_status(self, queue_id: str) -> str | None:
-        row = self.conn.execute("SELECT status FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
-        return row[0] if row else None
+        item = self.client.replica.view(views.execution, queue_id)
+        return item["status"] if item else None
 
     def _execution_timeout(self) -> float | None:
-        row = self.conn.execute("SELECT value FROM notebook_metadata WHERE key = 'runtimed'").fetchone()
-        settings = loads(row[0]) if row else None
-        value = settings.get("execution_timeout") if isinstance(settings, dict) else None
+        value = self.client.replica.view(views.run_settings).get("execution_timeout")
         return float(value) if isinstance(value, int | float) and value > 0 else None
 
     def _cancel_requested(self, queue_id: str) -> bool:
-        row = self.conn.execute("SELECT cancel_requested FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
-        return bool(row and row[0])
+        item = self.client.replica.view(views.execution, queue_id)
+        return item is not None and item["cancel_requested"]
 
     async def _execute(self, queue_id: str, cell_id: str, source: str) -> None:
         assert self.pipe is not None
@@ -448,7 +439,7 @@ class RuntimeAgent:
         self._interrupted_by_cancel = False
         self._restart_during = None
         self.executions += 1
-        cell_type = self.conn.execute("SELECT cell_type FROM cells WHERE id = ?", (cell_id,)).fetchone()
+        cell = self.client.replica.view(views.cell, cell_id)
         writer = OutputWriter(self.pipe.emit, cell_id=cell_id, queue_id=queue_id, flush_interval=self.flush_interval,
                               max_event_bytes=self._max_event_bytes)
         started = time.perf_counter()
@@ -458,9 +449,9 @@ class RuntimeAgent:
             if self._cancel_requested(queue_id):  # cancelled between the claim and now: do not run it
                 self._interrupted_by_cancel = True
                 reply = ExecuteReply(status="aborted")
-            elif cell_type is not None and cell_type[0] != "code":
+            elif cell is not None and cell["cell_type"] != "code":
                 reply = ExecuteReply(status="error", ename="UnsupportedCellType",
-                                     evalue=f"this runtime runs code cells; {cell_type[0]} cells need another runtime")
+                                     evalue=f"this runtime runs code cells; {cell['cell_type']} cells need another runtime")
             else:
                 reply = await self.kernel.execute(
                     source, writer.on_output, on_input=lambda p, pw: self._ask_input(queue_id, p, pw),
@@ -520,8 +511,10 @@ class RuntimeAgent:
                                                         password=password)])
 
         def answered() -> tuple[str] | None:
-            row = self.conn.execute("SELECT value, replied_seq FROM inputs WHERE queue_id = ?", (queue_id,)).fetchone()
-            return (row[0],) if row is not None and row[1] is not None and row[1] > asked else None
+            state = self.client.replica.view(views.input_state, queue_id)
+            if state is None or state["replied_seq"] is None or state["replied_seq"] <= asked:
+                return None
+            return (state["value"] or "",)
 
         value = await self.client.wait_for(answered, self.input_timeout)
         return value[0]

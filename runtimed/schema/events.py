@@ -1,4 +1,4 @@
-"""The event catalog (v1): every event a notebook log may hold, declared once.
+"""The event catalog: every event a notebook log may hold, declared once.
 
 Each event is a pydantic model of its ``args`` registered under its wire name and
 version. Wire names are camelCase; Python attributes are snake_case with camelCase
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -305,48 +306,92 @@ class AiSettingsSet(Args):
 # --- the catalog --------------------------------------------------------------------------------
 
 
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns the wire args of version N of an event into the wire args of version N + 1."""
+
+
 @dataclass(frozen=True)
 class EventSpec:
+    """One version of one event: its args model and, from version 2 on, the upcaster from the one before."""
+
     name: str
     version: int
     args: type[Args]
+    upcast_from_previous: Upcaster | None = None
 
 
-CATALOG: dict[str, EventSpec] = {
-    spec.name: spec
-    for spec in (
-        EventSpec("notebookCreated", 1, NotebookCreated),
-        EventSpec("notebookMetadataSet", 1, NotebookMetadataSet),
-        EventSpec("cellCreated", 1, CellCreated),
-        EventSpec("cellSourceEdited", 1, CellSourceEdited),
-        EventSpec("cellTypeChanged", 1, CellTypeChanged),
-        EventSpec("cellMoved", 1, CellMoved),
-        EventSpec("cellMetadataSet", 1, CellMetadataSet),
-        EventSpec("cellAttachmentsSet", 1, CellAttachmentsSet),
-        EventSpec("cellDeleted", 1, CellDeleted),
-        EventSpec("executionRequested", 1, ExecutionRequested),
-        EventSpec("executionAssigned", 1, ExecutionAssigned),
-        EventSpec("executionStarted", 1, ExecutionStarted),
-        EventSpec("executionCompleted", 1, ExecutionCompleted),
-        EventSpec("executionCancelRequested", 1, ExecutionCancelRequested),
-        EventSpec("executionRequeued", 1, ExecutionRequeued),
-        EventSpec("outputAdded", 1, OutputAdded),
-        EventSpec("streamTextChanged", 1, StreamTextChanged),
-        EventSpec("displayUpdated", 1, DisplayUpdated),
-        EventSpec("outputsCleared", 1, OutputsCleared),
-        EventSpec("runtimeSessionStarted", 1, RuntimeSessionStarted),
-        EventSpec("runtimeStatusChanged", 1, RuntimeStatusChanged),
-        EventSpec("runtimeSessionEnded", 1, RuntimeSessionEnded),
-        EventSpec("runtimeInterruptRequested", 1, RuntimeInterruptRequested),
-        EventSpec("runtimeRestartRequested", 1, RuntimeRestartRequested),
-        EventSpec("inputRequested", 1, InputRequested),
-        EventSpec("inputReplied", 1, InputReplied),
-        EventSpec("actorProfileSet", 1, ActorProfileSet),
-        EventSpec("toolApprovalRequested", 1, ToolApprovalRequested),
-        EventSpec("toolApprovalResolved", 1, ToolApprovalResolved),
-        EventSpec("aiSettingsSet", 1, AiSettingsSet),
-    )
-}
+def _catalog(*specs: EventSpec) -> dict[str, EventSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+CATALOG: dict[str, EventSpec] = _catalog(
+    EventSpec("notebookCreated", 1, NotebookCreated),
+    EventSpec("notebookMetadataSet", 1, NotebookMetadataSet),
+    EventSpec("cellCreated", 1, CellCreated),
+    EventSpec("cellSourceEdited", 1, CellSourceEdited),
+    EventSpec("cellTypeChanged", 1, CellTypeChanged),
+    EventSpec("cellMoved", 1, CellMoved),
+    EventSpec("cellMetadataSet", 1, CellMetadataSet),
+    EventSpec("cellAttachmentsSet", 1, CellAttachmentsSet),
+    EventSpec("cellDeleted", 1, CellDeleted),
+    EventSpec("executionRequested", 1, ExecutionRequested),
+    EventSpec("executionAssigned", 1, ExecutionAssigned),
+    EventSpec("executionStarted", 1, ExecutionStarted),
+    EventSpec("executionCompleted", 1, ExecutionCompleted),
+    EventSpec("executionCancelRequested", 1, ExecutionCancelRequested),
+    EventSpec("executionRequeued", 1, ExecutionRequeued),
+    EventSpec("outputAdded", 1, OutputAdded),
+    EventSpec("streamTextChanged", 1, StreamTextChanged),
+    EventSpec("displayUpdated", 1, DisplayUpdated),
+    EventSpec("outputsCleared", 1, OutputsCleared),
+    EventSpec("runtimeSessionStarted", 1, RuntimeSessionStarted),
+    EventSpec("runtimeStatusChanged", 1, RuntimeStatusChanged),
+    EventSpec("runtimeSessionEnded", 1, RuntimeSessionEnded),
+    EventSpec("runtimeInterruptRequested", 1, RuntimeInterruptRequested),
+    EventSpec("runtimeRestartRequested", 1, RuntimeRestartRequested),
+    EventSpec("inputRequested", 1, InputRequested),
+    EventSpec("inputReplied", 1, InputReplied),
+    EventSpec("actorProfileSet", 1, ActorProfileSet),
+    EventSpec("toolApprovalRequested", 1, ToolApprovalRequested),
+    EventSpec("toolApprovalResolved", 1, ToolApprovalResolved),
+    EventSpec("aiSettingsSet", 1, AiSettingsSet),
+)
+"""The current version of every event: what the materializer handles and what readers receive."""
+
+VERSIONS: dict[tuple[str, int], EventSpec] = {(spec.name, spec.version): spec for spec in CATALOG.values()}
+"""Every version of every event, current or older: what the log may hold and a client may still push."""
+
+
+def add_version(spec: EventSpec) -> None:
+    """Evolve an event: ``spec`` becomes its current version, and the previous one stays readable.
+
+    The new version must follow the current one and bring the upcaster from it; stored events of
+    older versions are upcast step by step on every read and replay (the log itself never changes).
+    """
+    current = CATALOG.get(spec.name)
+    if current is None:
+        if spec.version != 1:
+            raise ValueError(f"a new event {spec.name} starts at version 1")
+    elif spec.version != current.version + 1 or spec.upcast_from_previous is None:
+        raise ValueError(f"{spec.name} v{spec.version} must follow v{current.version} and bring its upcaster")
+    CATALOG[spec.name] = spec
+    VERSIONS[(spec.name, spec.version)] = spec
+
+
+def upcast(name: str, version: int, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Wire args of any known version of an event, upcast to its current version."""
+    current = CATALOG[name].version
+    while version < current:
+        version += 1
+        step = VERSIONS[(name, version)].upcast_from_previous
+        assert step is not None
+        args = step(args)
+    return version, args
+
+
+def is_current(name: str, version: int) -> bool:
+    spec = CATALOG.get(name)
+    return spec is not None and spec.version == version
 
 
 class Actor(BaseModel):
@@ -374,14 +419,18 @@ def validate_args(name: Any, version: Any, args: Any) -> Args:
         raise EventRejected(
             f"unknown event name {name!r}; known events: {', '.join(sorted(CATALOG))}", code="unknown_event"
         )
-    if not isinstance(version, int) or isinstance(version, bool) or version != spec.version:
+    if not isinstance(version, int) or isinstance(version, bool) or (name, version) not in VERSIONS:
+        known = ", ".join(f"v{v}" for (n, v) in sorted(VERSIONS) if n == name)
         raise EventRejected(
-            f"{name}: unsupported version {version!r}; this server speaks v{spec.version}",
+            f"{name}: unsupported version {version!r}; this server reads {known} (current v{spec.version})",
             code="unsupported_version",
         )
     if not isinstance(args, dict):
         raise EventRejected(f"{name}: args must be a JSON object, got {type(args).__name__}", code="invalid_args")
     try:
+        if version != spec.version:  # an older version: valid as it was, then upcast to the current one
+            old = VERSIONS[(name, version)].args.model_validate(args)
+            _, args = upcast(name, version, old.wire())
         return spec.args.model_validate(args)
     except ValidationError as exc:
         raise EventRejected(_describe(exc, name), code="invalid_args") from None

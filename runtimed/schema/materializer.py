@@ -61,7 +61,7 @@ class Envelope:
             seq=event["seq"],
             id=event["id"],
             name=event["name"],
-            v=event["v"],
+            v=ev.CATALOG[event["name"]].version if event["name"] in ev.CATALOG else event["v"],
             args=ev.validate_args(event["name"], event["v"], event["args"]),
             actor=ev.validate_actor(event["actor"]),
             ts=event["ts"],

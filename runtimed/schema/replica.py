@@ -7,11 +7,14 @@ answer "the notebook as it was at seq N" (a snapshot plus a replay).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from runtimed.schema.materializer import Envelope, Projection
 from runtimed.schema.tables import PROJECTION_TABLES, create_tables
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Replica:
@@ -55,6 +58,10 @@ class Replica:
         self.head = env.seq
 
     # -- reading ---------------------------------------------------------------------------------
+
+    def view(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a projection view (a function of ``schema/views.py``) against this replica."""
+        return fn(self.conn, *args, **kwargs)
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, tuple(params))

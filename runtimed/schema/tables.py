@@ -129,6 +129,19 @@ CREATE TABLE IF NOT EXISTS ai_settings (
 );
 """
 
+PROJECTION_VERSION = 2
+"""The layout of the projection. A store that finds an older one rebuilds it from the log before serving.
+
+1: the first wave (no version recorded). 2: the version is recorded in ``projection_meta``.
+"""
+
+META_DDL = """
+CREATE TABLE IF NOT EXISTS projection_meta (
+    key     TEXT PRIMARY KEY,
+    value   TEXT NOT NULL
+);
+"""
+
 PROJECTION_TABLES = (
     "notebooks",
     "notebook_metadata",
@@ -144,4 +157,26 @@ PROJECTION_TABLES = (
 
 
 def create_tables(conn: sqlite3.Connection) -> None:
-    conn.executescript(EVENTS_DDL + PROJECTION_DDL)
+    # Statement by statement: executescript would commit a surrounding transaction (a rebuild runs in one).
+    for statement in (EVENTS_DDL + PROJECTION_DDL + META_DDL).split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def stored_projection_version(conn: sqlite3.Connection) -> int:
+    """The projection version a database holds (1 for databases of the first wave, which did not record it)."""
+    try:
+        row = conn.execute("SELECT value FROM projection_meta WHERE key = 'version'").fetchone()
+    except sqlite3.OperationalError:  # no such table
+        return 1
+    return int(row[0]) if row else 1
+
+
+def record_projection_version(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT OR REPLACE INTO projection_meta (key, value) VALUES ('version', ?)", (str(PROJECTION_VERSION),))
+
+
+def drop_projection(conn: sqlite3.Connection) -> None:
+    """Remove the projection tables (the log stays), to rebuild them from the log."""
+    for table in PROJECTION_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")

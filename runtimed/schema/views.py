@@ -1,19 +1,104 @@
-"""Read the projection as plain data: the one place that turns rows into cells and outputs.
+"""Typed views of the projection: the one place that reads its tables and turns rows into data.
 
-Used by REST responses, ipynb export, the Python bindings and the CLI alike.
+Every query of the projection made by the daemon, the runtimes, the bindings, automation
+and the CLI lives here, so the table layout is private to ``schema/`` and ``store/``.
+A view is a function of a ``Reader`` (a connection to a projection: the server's store or
+a client's replica); callers run it with ``NotebookLog.view(fn, ...)`` or
+``Replica.view(fn, ...)``, never with a connection of their own.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, TypedDict
 
 from runtimed.schema.materializer import loads
+
+Reader = sqlite3.Connection
+"""A connection to a projection database, used only for reading."""
+
+
+class CellRow(TypedDict):
+    id: str
+    cell_type: str
+    fractional_index: str
+    source: str
+    metadata: dict[str, Any]
+    attachments: dict[str, Any] | None
+    execution_count: int | None
+
+
+class ExecutionRow(TypedDict):
+    queue_id: str
+    cell_id: str
+    batch_id: str | None
+    status: str
+    session_id: str | None
+    source: str | None
+    cancel_requested: bool
+    execution_count: int | None
+    duration_ms: float | None
+    error: dict[str, Any] | None
+    requested_by: str
+    requested_seq: int
+    requested_at: str
+    started_at: str | None
+    completed_at: str | None
+
+
+class SessionRow(TypedDict):
+    session_id: str
+    runtime_id: str
+    actor_id: str
+    kernel_name: str
+    language: str
+    status: str
+    detail: str | None
+    host: str
+    started_at: str
+    active: bool
+    ended_reason: str | None
+
+
+class NotebookInfo(TypedDict, total=False):
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    head_seq: int
+    cells: int
+    runtime: SessionRow | None
+
+
+class PendingInput(TypedDict):
+    queue_id: str
+    prompt: str
+    password: bool
+
+
+class InputState(TypedDict):
+    value: str | None
+    replied_seq: int | None
+
+
+class ApprovalRow(TypedDict):
+    approval_id: str
+    tool: str
+    arguments: Any
+    cell_id: str | None
+    decision: str | None
+    requested_by: str
+    requested_seq: int
+    resolved_by: str | None
+    resolved_seq: int | None
+
+
+# -- cells ---------------------------------------------------------------------------------------
 
 CELL_COLUMNS = "id, cell_type, fractional_index, source, metadata, attachments, execution_count"
 
 
-def _cell(row: tuple) -> dict[str, Any]:
+def _cell(row: tuple[Any, ...]) -> CellRow:
     cell_id, cell_type, index, source, metadata, attachments, execution_count = row
     return {
         "id": cell_id,
@@ -26,49 +111,128 @@ def _cell(row: tuple) -> dict[str, Any]:
     }
 
 
-def ordered_cells(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def ordered_cells(conn: Reader) -> list[CellRow]:
     rows = conn.execute(f"SELECT {CELL_COLUMNS} FROM cells ORDER BY fractional_index, id").fetchall()
     return [_cell(r) for r in rows]
 
 
-def cell(conn: sqlite3.Connection, cell_id: str) -> dict[str, Any] | None:
+def cell(conn: Reader, cell_id: str) -> CellRow | None:
     row = conn.execute(f"SELECT {CELL_COLUMNS} FROM cells WHERE id = ?", (cell_id,)).fetchone()
     return None if row is None else _cell(row)
 
 
-def outputs_by_cell(conn: sqlite3.Connection, cell_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def cell_count(conn: Reader) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
+
+
+def order_keys(conn: Reader, *, except_cell: str | None = None) -> list[tuple[str, str]]:
+    """``(cell id, fractional index)`` in notebook order, optionally without one cell (to compute a move)."""
+    rows = conn.execute("SELECT id, fractional_index FROM cells WHERE id IS NOT ? ORDER BY fractional_index, id",
+                        (except_cell,)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def cell_ystate(conn: Reader, cell_id: str) -> bytes | None:
+    row = conn.execute("SELECT ystate FROM cells WHERE id = ?", (cell_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def cell_ystates(conn: Reader) -> dict[str, bytes]:
+    """Each cell's Yjs state (for editors that join a notebook)."""
+    return {r[0]: r[1] or b"" for r in conn.execute("SELECT id, ystate FROM cells")}
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+def _output(output_id: str, display_id: str | None, content: str) -> dict[str, Any]:
+    item: dict[str, Any] = loads(content)
+    item["output_id"] = output_id
+    if display_id is not None:
+        item["display_id"] = display_id
+    return item
+
+
+def outputs_by_cell(conn: Reader, cell_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
     sql = "SELECT cell_id, id, display_id, content FROM outputs"
-    params: tuple = ()
+    params: tuple[Any, ...] = ()
     if cell_id is not None:
         sql += " WHERE cell_id = ?"
         params = (cell_id,)
     out: dict[str, list[dict[str, Any]]] = {}
     for cid, output_id, display_id, content in conn.execute(sql + " ORDER BY cell_id, position", params):
-        item = loads(content)
-        item["output_id"] = output_id
-        if display_id is not None:
-            item["display_id"] = display_id
-        out.setdefault(cid, []).append(item)
+        out.setdefault(cid, []).append(_output(output_id, display_id, content))
     return out
 
 
-def notebook_metadata(conn: sqlite3.Connection) -> dict[str, Any]:
+def execution_outputs(conn: Reader, cell_id: str, queue_id: str) -> list[dict[str, Any]]:
+    """The outputs one execution produced, in order (nbformat fields plus ``output_id``)."""
+    rows = conn.execute("SELECT id, display_id, content FROM outputs WHERE cell_id = ? AND queue_id = ? "
+                        "ORDER BY position", (cell_id, queue_id))
+    return [_output(*r) for r in rows]
+
+
+# -- notebook ------------------------------------------------------------------------------------
+
+def notebook_metadata(conn: Reader) -> dict[str, Any]:
     return {key: loads(value) for key, value in conn.execute("SELECT key, value FROM notebook_metadata ORDER BY key")}
 
 
-def notebook_info(conn: sqlite3.Connection) -> dict[str, Any] | None:
+def run_settings(conn: Reader) -> dict[str, Any]:
+    """The notebook's ``runtimed`` metadata (cwd, execution_timeout, approvals, …); {} when unset."""
+    row = conn.execute("SELECT value FROM notebook_metadata WHERE key = 'runtimed'").fetchone()
+    value = loads(row[0]) if row else None
+    return value if isinstance(value, dict) else {}
+
+
+def kernel_settings(conn: Reader) -> tuple[str, str | None]:
+    """The kernel name (kernelspec, default python3) and working directory (``runtimed.cwd``) of a notebook."""
+    kernelspec = notebook_metadata(conn).get("kernelspec")
+    name = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+    cwd = run_settings(conn).get("cwd")
+    return str(name or "python3"), cwd if isinstance(cwd, str) else None
+
+
+def notebook_info(conn: Reader) -> NotebookInfo | None:
     row = conn.execute("SELECT id, title, created_at, updated_at, head_seq FROM notebooks").fetchone()
     if row is None:
         return None
-    return dict(zip(("id", "title", "created_at", "updated_at", "head_seq"), row, strict=True))
+    return {"id": row[0], "title": row[1], "created_at": row[2], "updated_at": row[3], "head_seq": row[4]}
 
 
-def executions(conn: sqlite3.Connection, *, cell_id: str | None = None, queue_id: str | None = None) -> list[dict[str, Any]]:
-    sql = (
-        "SELECT queue_id, cell_id, batch_id, status, session_id, source, cancel_requested, execution_count, "
-        "duration_ms, error, requested_by, requested_seq, requested_at, started_at, completed_at FROM execution_queue"
-    )
-    clauses, params = [], []
+def notebook_summary(conn: Reader) -> NotebookInfo | None:
+    """``notebook_info`` plus the cell count and the active runtime (for listings)."""
+    info = notebook_info(conn)
+    if info is not None:
+        info["cells"] = cell_count(conn)
+        info["runtime"] = active_session(conn)
+    return info
+
+
+# -- executions ----------------------------------------------------------------------------------
+
+EXECUTION_COLUMNS = (
+    "queue_id, cell_id, batch_id, status, session_id, source, cancel_requested, execution_count, "
+    "duration_ms, error, requested_by, requested_seq, requested_at, started_at, completed_at"
+)
+
+
+def _execution(row: tuple[Any, ...]) -> ExecutionRow:
+    (queue_id, cell_id, batch_id, status, session_id, source, cancel_requested, execution_count, duration_ms,
+     error, requested_by, requested_seq, requested_at, started_at, completed_at) = row
+    return {
+        "queue_id": queue_id, "cell_id": cell_id, "batch_id": batch_id, "status": status,
+        "session_id": session_id, "source": source, "cancel_requested": bool(cancel_requested),
+        "execution_count": execution_count, "duration_ms": duration_ms, "error": loads(error),
+        "requested_by": requested_by, "requested_seq": requested_seq, "requested_at": requested_at,
+        "started_at": started_at, "completed_at": completed_at,
+    }
+
+
+def executions(conn: Reader, *, cell_id: str | None = None, queue_id: str | None = None,
+               queue_ids: set[str] | None = None) -> list[ExecutionRow]:
+    sql = f"SELECT {EXECUTION_COLUMNS} FROM execution_queue"
+    clauses: list[str] = []
+    params: list[Any] = []
     if cell_id is not None:
         clauses.append("cell_id = ?")
         params.append(cell_id)
@@ -77,40 +241,130 @@ def executions(conn: sqlite3.Connection, *, cell_id: str | None = None, queue_id
         params.append(queue_id)
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
-    cur = conn.execute(sql + " ORDER BY requested_seq", params)
-    names = [d[0] for d in cur.description]
-    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    for r in rows:
-        r["error"] = loads(r["error"])
-        r["cancel_requested"] = bool(r["cancel_requested"])
+    rows = [_execution(r) for r in conn.execute(sql + " ORDER BY requested_seq", params)]
+    if queue_ids is not None:
+        rows = [r for r in rows if r["queue_id"] in queue_ids]
     return rows
 
 
-def active_session(conn: sqlite3.Connection) -> dict[str, Any] | None:
-    cur = conn.execute(
-        "SELECT session_id, runtime_id, actor_id, kernel_name, language, status, detail, host, started_at "
-        "FROM runtime_sessions WHERE active = 1"
-    )
-    row = cur.fetchone()
-    return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+def execution(conn: Reader, queue_id: str) -> ExecutionRow | None:
+    row = conn.execute(f"SELECT {EXECUTION_COLUMNS} FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
+    return None if row is None else _execution(row)
 
 
-def pending_inputs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def next_pending(conn: Reader) -> tuple[str, str] | None:
+    """The oldest pending request as ``(queue id, cell id)``: what a runtime claims next."""
+    row = conn.execute("SELECT queue_id, cell_id FROM execution_queue WHERE status = 'pending' "
+                       "ORDER BY requested_seq LIMIT 1").fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def pending_requests(conn: Reader) -> list[tuple[str, str]]:
+    """Every pending request as ``(queue id, the cell's current source)``, in queue order."""
+    rows = conn.execute("SELECT q.queue_id, c.source FROM execution_queue q JOIN cells c ON c.id = q.cell_id "
+                        "WHERE q.status = 'pending' ORDER BY q.requested_seq").fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def has_unfinished_work(conn: Reader, *, pending_only: bool = False) -> bool:
+    states = "('pending')" if pending_only else "('pending', 'assigned', 'running')"
+    return conn.execute(f"SELECT 1 FROM execution_queue WHERE status IN {states} LIMIT 1").fetchone() is not None
+
+
+def needs_runtime(conn: Reader) -> bool:
+    """Work is pending and no runtime session is active: the daemon should start one."""
+    return active_session(conn) is None and has_unfinished_work(conn, pending_only=True)
+
+
+def count_finished(conn: Reader, queue_ids: set[str]) -> int:
+    if not queue_ids:
+        return 0
+    finished = conn.execute("SELECT queue_id FROM execution_queue WHERE status IN ('success', 'error', 'cancelled')")
+    return sum(1 for (q,) in finished if q in queue_ids)
+
+
+def session_work(conn: Reader, session_id: str) -> list[tuple[str, str]]:
+    """``(queue id, status)`` of the work a runtime session owns (assigned or running), in queue order."""
+    rows = conn.execute("SELECT queue_id, status FROM execution_queue WHERE session_id = ? "
+                        "AND status IN ('assigned', 'running') ORDER BY requested_seq", (session_id,)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def status_history(conn: Reader, after_seq: int) -> list[str]:
+    """Runtime statuses reported after a seq, in order (only in replicas that record events)."""
+    rows = conn.execute("SELECT json_extract(args, '$.status') FROM events WHERE name = 'runtimeStatusChanged' "
+                        "AND seq > ? ORDER BY seq", (after_seq,))
+    return [r[0] for r in rows]
+
+
+# -- runtimes, inputs, approvals -----------------------------------------------------------------
+
+SESSION_COLUMNS = ("session_id, runtime_id, actor_id, kernel_name, language, status, detail, host, started_at, "
+                   "active, ended_reason")
+
+
+def _session(row: tuple[Any, ...]) -> SessionRow:
+    names = [n.strip() for n in SESSION_COLUMNS.split(",")]
+    item = dict(zip(names, row, strict=True))
+    item["active"] = bool(item["active"])
+    return item  # type: ignore[return-value]
+
+
+def active_session(conn: Reader) -> SessionRow | None:
+    row = conn.execute(f"SELECT {SESSION_COLUMNS} FROM runtime_sessions WHERE active = 1").fetchone()
+    return None if row is None else _session(row)
+
+
+def runtime_session(conn: Reader, session_id: str) -> SessionRow | None:
+    row = conn.execute(f"SELECT {SESSION_COLUMNS} FROM runtime_sessions WHERE session_id = ?", (session_id,)).fetchone()
+    return None if row is None else _session(row)
+
+
+def pending_inputs(conn: Reader) -> list[PendingInput]:
     cur = conn.execute("SELECT queue_id, prompt, password FROM inputs WHERE replied_seq IS NULL ORDER BY requested_seq")
     return [{"queue_id": q, "prompt": p, "password": bool(pw)} for q, p, pw in cur.fetchall()]
 
 
-def notebook_view(conn: sqlite3.Connection) -> dict[str, Any]:
+def input_state(conn: Reader, queue_id: str) -> InputState | None:
+    row = conn.execute("SELECT value, replied_seq FROM inputs WHERE queue_id = ?", (queue_id,)).fetchone()
+    return None if row is None else {"value": row[0], "replied_seq": row[1]}
+
+
+def approvals(conn: Reader, *, pending_only: bool = False) -> list[ApprovalRow]:
+    sql = ("SELECT approval_id, tool, arguments, cell_id, decision, requested_by, requested_seq, resolved_by, "
+           "resolved_seq FROM approvals")
+    if pending_only:
+        sql += " WHERE decision IS NULL"
+    out: list[ApprovalRow] = []
+    for row in conn.execute(sql + " ORDER BY requested_seq"):
+        (approval_id, tool, arguments, cell_id, decision, requested_by, requested_seq, resolved_by,
+         resolved_seq) = row
+        out.append({"approval_id": approval_id, "tool": tool, "arguments": loads(arguments), "cell_id": cell_id,
+                    "decision": decision, "requested_by": requested_by, "requested_seq": requested_seq,
+                    "resolved_by": resolved_by, "resolved_seq": resolved_seq})
+    return out
+
+
+# -- the whole notebook --------------------------------------------------------------------------
+
+def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
     """The whole notebook: info, metadata, ordered cells with their outputs and latest execution."""
     info = notebook_info(conn) or {}
     outputs = outputs_by_cell(conn)
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, ExecutionRow] = {}
     for item in executions(conn):
         latest[item["cell_id"]] = item
-    cells = ordered_cells(conn)
-    for c in cells:
-        c["outputs"] = outputs.get(c["id"], [])
-        c["execution"] = latest.get(c["id"])
+    states = cell_ystates(conn) if ystate else {}
+    cells: list[dict[str, Any]] = []
+    for c in ordered_cells(conn):
+        entry: dict[str, Any] = dict(c)
+        entry["outputs"] = outputs.get(c["id"], [])
+        entry["execution"] = latest.get(c["id"])
+        if ystate:
+            import base64
+
+            entry["ystate"] = base64.b64encode(states.get(c["id"]) or b"").decode()
+        cells.append(entry)
     return {
         **info,
         "metadata": notebook_metadata(conn),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,27 +17,20 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from runtimed import __version__
-from runtimed.errors import AuthError, NotFoundError, RuntimedError
+from runtimed.errors import AuthError, ErrorCode, RuntimedError
+from runtimed.schema import views
 from runtimed.schema.events import make_event
-from runtimed.schema.views import notebook_view
 from runtimed.server.auth import COOKIE_NAME
 from runtimed.server.daemon import Daemon
+from runtimed.server.runtimes import RuntimeSupervisor
+from runtimed.server.service import NotebookService
 from runtimed.server.sync import sync_endpoint
+from runtimed.store.base import QueryLimits
 from runtimed.store.sqlite import check_notebook_id
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
-
-HTTP_STATUS = {
-    "unauthorized": 401,
-    "not_found": 404,
-    "notebook_not_found": 404,
-    "cell_not_found": 404,
-    "artifact_not_found": 404,
-    "runtime_not_found": 404,
-    "notebook_exists": 409,
-    "read_only": 403,
-    "payload_too_large": 413,
-}
+MAX_CONCURRENT_QUERIES = 4
+"""Read-only queries run in worker threads, this many at once; the rest wait (bounded by their timeout)."""
 
 REST_ACTOR = {"id": "rest", "kind": "human", "name": "REST API"}
 
@@ -66,7 +59,8 @@ class QueryBody(BaseModel):
 
 
 def error_response(code: str, message: str, status: int | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status or HTTP_STATUS.get(code, 400))
+    return JSONResponse({"error": {"code": code, "message": message}},
+                        status_code=status or ErrorCode.lookup(code).http_status)
 
 
 def _actor(actor: Actor | None) -> dict[str, Any]:
@@ -97,7 +91,7 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.exception_handler(RuntimedError)
     async def _runtimed_error(request: Request, exc: RuntimedError) -> JSONResponse:
-        return error_response(exc.code, exc.message)
+        return error_response(exc.code, exc.message, exc.http_status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -119,11 +113,11 @@ def create_app(daemon: Daemon) -> FastAPI:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="runtimed API")
 
     @app.get("/api/status", dependencies=auth, tags=["daemon"])
-    def status() -> dict[str, Any]:
+    async def status() -> dict[str, Any]:
         return daemon.status()
 
     @app.post("/api/shutdown", dependencies=auth, tags=["daemon"])
-    def shutdown() -> dict[str, Any]:
+    async def shutdown() -> dict[str, Any]:
         if daemon.request_shutdown is not None:
             daemon.request_shutdown()
         return {"status": "shutting down"}
@@ -131,66 +125,60 @@ def create_app(daemon: Daemon) -> FastAPI:
     # -- notebooks -------------------------------------------------------------------------------
 
     def _exists(notebook_id: str) -> bool:
-        """A notebook exists once it has events (a connection that never pushed leaves an empty log file)."""
-        return daemon.store.exists(notebook_id) and daemon.store.log(notebook_id).head > 0
+        """A notebook exists once it has events (a connection that never pushed leaves an empty log)."""
+        return daemon.store.exists(notebook_id)
 
-    def _require(notebook_id: str):
-        check_notebook_id(notebook_id)
-        nb_log = daemon.store.require(notebook_id)
-        if nb_log.head == 0:
-            raise NotFoundError(f"no notebook with id {notebook_id!r}; list them with `runt notebooks`",
-                                code="notebook_not_found")
-        return nb_log
+    def _require(notebook_id: str) -> NotebookService:
+        """The service of an existing notebook (NotFoundError otherwise)."""
+        daemon.store.require(notebook_id)
+        return daemon.service(notebook_id)
+
+    async def _push_all(notebook_id: str, events: list[dict[str, Any]], actor: dict[str, Any]) -> list[Any]:
+        results = await daemon.service(notebook_id).append(events, actor)
+        failed = [r for r in results if "error" in r]
+        if failed:
+            raise RuntimedError(failed[0]["error"]["message"], code=failed[0]["error"]["code"])
+        return results
+
+    queries = asyncio.Semaphore(MAX_CONCURRENT_QUERIES)
 
     @app.get("/api/notebooks", dependencies=auth, tags=["notebooks"])
-    def list_notebooks() -> list[dict[str, Any]]:
+    async def list_notebooks() -> list[dict[str, Any]]:
         out = daemon.store.list_notebooks()
         for item in out:
-            room = daemon.rooms.get(item["id"])
-            item["peers"] = room.describe_peers() if room else []
+            service = daemon.services.get(item["id"])
+            item["peers"] = service.describe_peers() if service else []
         return out
 
     @app.post("/api/notebooks", dependencies=auth, tags=["notebooks"], status_code=201)
-    def create_notebook(body: NotebookCreate) -> dict[str, Any]:
+    async def create_notebook(body: NotebookCreate) -> dict[str, Any]:
         from runtimed.schema.ids import new_id
 
         notebook_id = check_notebook_id(body.id) if body.id else new_id("nb-")
         if _exists(notebook_id):
             raise RuntimedError(f"notebook {notebook_id!r} already exists", code="notebook_exists")
         event = make_event("notebookCreated", title=body.title, kernelspec=body.kernelspec)
-        _push_all(notebook_id, [event], _actor(body.actor))
-        return daemon.store.log(notebook_id).info() or {}
-
-    def _push_all(notebook_id: str, events: list[dict[str, Any]], actor: dict[str, Any]) -> list[dict[str, Any]]:
-        results = daemon.room(notebook_id).push(events, actor)
-        failed = [r for r in results if "error" in r]
-        if failed:
-            raise RuntimedError(failed[0]["error"]["message"], code=failed[0]["error"]["code"])
-        return results
+        await _push_all(notebook_id, [event], _actor(body.actor))
+        return dict(await daemon.service(notebook_id).view(views.notebook_summary) or {})
 
     @app.get("/api/notebooks/{notebook_id}", dependencies=auth, tags=["notebooks"])
-    def get_notebook(notebook_id: str, at: int | None = Query(None, ge=0, description="the state after this seq"),
-                     ystate: bool = Query(False, description="include each cell's Yjs state (base64)")) -> dict:
-        nb_log = _require(notebook_id)
-        replica = None if at is None else nb_log.state_at(at)
-        conn = nb_log.conn if replica is None else replica.conn
+    async def get_notebook(notebook_id: str, at: int | None = Query(None, ge=0, description="the state after this seq"),
+                           ystate: bool = Query(False, description="include each cell's Yjs state (base64)")) -> dict:
+        service = _require(notebook_id)
+        if at is None:
+            return await service.view(views.notebook_view, ystate=ystate)
+        replica = await service.state_at(at)
         try:
-            view = notebook_view(conn)
-            if ystate:
-                states = dict(conn.execute("SELECT id, ystate FROM cells"))
-                for cell in view["cells"]:
-                    cell["ystate"] = base64.b64encode(states.get(cell["id"]) or b"").decode()
-            return view
+            return replica.view(views.notebook_view, ystate=ystate)
         finally:
-            if replica is not None:
-                replica.close()
+            replica.close()
 
     @app.delete("/api/notebooks/{notebook_id}", dependencies=auth, tags=["notebooks"])
     async def delete_notebook(notebook_id: str) -> dict[str, Any]:
         _require(notebook_id)
         if daemon.runtimes is not None:
             await daemon.runtimes.stop_notebook(notebook_id)
-        daemon.forget_room(notebook_id, ("notebook_deleted", f"notebook {notebook_id!r} was deleted"))
+        daemon.forget_service(notebook_id, ("notebook_deleted", f"notebook {notebook_id!r} was deleted"))
         daemon.store.delete(notebook_id)
         return {"deleted": notebook_id}
 
@@ -208,78 +196,84 @@ def create_app(daemon: Daemon) -> FastAPI:
         limit = daemon.limits.max_batch_events
         try:
             for i in range(0, len(events), limit):
-                _push_all(notebook_id, events[i : i + limit], actor)
+                await _push_all(notebook_id, events[i : i + limit], actor)
         except RuntimedError:
             if daemon.store.exists(notebook_id):  # a partial import is removed: nothing half-stored
-                daemon.forget_room(notebook_id)
+                daemon.forget_service(notebook_id)
                 daemon.store.delete(notebook_id)
             raise
-        return daemon.store.log(notebook_id).info() or {}
+        return dict(await daemon.service(notebook_id).view(views.notebook_summary) or {})
 
     @app.get("/api/notebooks/{notebook_id}/export", dependencies=auth, tags=["notebooks"])
-    def export_notebook(notebook_id: str, at: int | None = Query(None, ge=0)) -> Response:
+    async def export_notebook(notebook_id: str, at: int | None = Query(None, ge=0)) -> Response:
         from runtimed.formats import notebook_from_projection, write_ipynb
 
-        nb_log = _require(notebook_id)
-        replica = nb_log.state_at(at)
+        replica = await _require(notebook_id).state_at(at)
         try:
-            text = write_ipynb(notebook_from_projection(replica.conn))
+            text = write_ipynb(replica.view(notebook_from_projection))
         finally:
             replica.close()
         return Response(text, media_type="application/x-ipynb+json",
                         headers={"Content-Disposition": f'attachment; filename="{notebook_id}.ipynb"'})
 
     @app.get("/api/notebooks/{notebook_id}/events", dependencies=auth, tags=["events"])
-    def read_events(notebook_id: str, since: int = Query(0, ge=0), until: int | None = Query(None, ge=0),
-                    limit: int = Query(10_000, ge=1, le=100_000)) -> Response:
-        nb_log = _require(notebook_id)
-        items = nb_log.read_encoded(since, until, limit)
-        body = b'{"head":%d,"events":[' % nb_log.head + b",".join(items) + b"]}"
+    async def read_events(notebook_id: str, since: int = Query(0, ge=0), until: int | None = Query(None, ge=0),
+                          limit: int = Query(10_000, ge=1, le=100_000)) -> Response:
+        service = _require(notebook_id)
+        items = await service.read_encoded(since, until, limit)
+        body = b'{"head":%d,"events":[' % service.head + b",".join(items) + b"]}"
         return Response(body, media_type="application/json")
 
     @app.post("/api/notebooks/{notebook_id}/events", dependencies=auth, tags=["events"])
-    def push_events(notebook_id: str, body: EventsPush) -> dict[str, Any]:
+    async def push_events(notebook_id: str, body: EventsPush) -> dict[str, Any]:
         check_notebook_id(notebook_id)
-        return {"results": daemon.room(notebook_id).push(body.events, _actor(body.actor))}
+        return {"results": await daemon.service(notebook_id).append(body.events, _actor(body.actor))}
 
     @app.get("/api/notebooks/{notebook_id}/snapshot", dependencies=auth, tags=["events"])
-    def snapshot(notebook_id: str) -> Response:
-        seq, data = _require(notebook_id).snapshot()
+    async def snapshot(notebook_id: str) -> Response:
+        seq, data = await _require(notebook_id).snapshot()
         return Response(data, media_type="application/vnd.sqlite3", headers={"X-Runtimed-Seq": str(seq)})
 
     @app.post("/api/notebooks/{notebook_id}/query", dependencies=auth, tags=["notebooks"])
-    def query(notebook_id: str, body: QueryBody) -> dict[str, Any]:
-        columns, rows = _require(notebook_id).query(body.sql, body.params)
-        return {"columns": columns, "rows": [list(r) for r in rows]}
+    async def query(notebook_id: str, body: QueryBody) -> dict[str, Any]:
+        nb_log = _require(notebook_id).log
+        limits = QueryLimits.from_env()
+        try:
+            await asyncio.wait_for(queries.acquire(), limits.timeout)
+        except TimeoutError:
+            raise RuntimedError(f"{MAX_CONCURRENT_QUERIES} queries are running; try again when one is done",
+                                code="query_timeout") from None
+        try:  # in a worker thread: a slow query never holds up the event loop
+            result = await asyncio.to_thread(nb_log.query, body.sql, body.params, limits)
+        finally:
+            queries.release()
+        return {"columns": result.columns, "rows": [list(r) for r in result.rows], "truncated": result.truncated}
 
     @app.get("/api/notebooks/{notebook_id}/peers", dependencies=auth, tags=["notebooks"])
-    def peers(notebook_id: str) -> list[dict[str, Any]]:
-        _require(notebook_id)
-        room = daemon.rooms.get(notebook_id)
-        return room.describe_peers() if room else []
+    async def peers(notebook_id: str) -> list[dict[str, Any]]:
+        return _require(notebook_id).describe_peers()
 
     # -- runtimes and kernels --------------------------------------------------------------------
 
-    def _runtimes():
+    def _runtimes() -> RuntimeSupervisor:
         if daemon.runtimes is None:
             raise RuntimedError("this daemon runs without managed runtimes (--no-runtimes)", code="runtimes_disabled")
         return daemon.runtimes
 
     @app.get("/api/kernelspecs", dependencies=auth, tags=["runtimes"])
-    def kernelspecs() -> dict[str, Any]:
+    async def kernelspecs() -> dict[str, Any]:
         from runtimed.runtime.kernel import list_kernelspecs
 
-        return list_kernelspecs()
+        return await asyncio.to_thread(list_kernelspecs)
 
     @app.get("/api/runtimes", dependencies=auth, tags=["runtimes"])
-    def list_runtimes() -> list[dict[str, Any]]:
+    async def list_runtimes() -> list[dict[str, Any]]:
         return daemon.runtimes.describe() if daemon.runtimes is not None else []
 
     @app.post("/api/notebooks/{notebook_id}/runtime", dependencies=auth, tags=["runtimes"])
     async def start_runtime(notebook_id: str) -> dict[str, Any]:
         _require(notebook_id)
-        agent = await _runtimes().start_runtime(notebook_id)
-        return agent.describe()
+        return await _runtimes().start_runtime(notebook_id)
 
     @app.delete("/api/runtimes/{runtime_id}", dependencies=auth, tags=["runtimes"])
     async def stop_runtime(runtime_id: str) -> dict[str, Any]:
@@ -289,10 +283,8 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.post("/api/runtimes/{runtime_id}/interrupt", dependencies=auth, tags=["runtimes"])
     async def interrupt_runtime(runtime_id: str) -> dict[str, Any]:
-        agent = _runtimes().find(runtime_id)
-        if agent is None:
+        if not await _runtimes().interrupt_runtime(runtime_id):
             raise RuntimedError(f"no managed runtime {runtime_id!r}; list them with `runt ps`", code="runtime_not_found")
-        await agent.kernel.interrupt()
         return {"interrupted": runtime_id}
 
     @app.post("/api/pool/flush", dependencies=auth, tags=["runtimes"])

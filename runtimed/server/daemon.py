@@ -1,4 +1,4 @@
-"""The daemon's state: the store, the rooms of open notebooks, settings, and its lifecycle."""
+"""The daemon's state: the store, the services of open notebooks, settings, and its lifecycle."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
 from runtimed.schema.limits import Limits
 from runtimed.server.auth import Auth
 from runtimed.server.liveness import RuntimeLiveness
-from runtimed.server.rooms import Room
+from runtimed.server.runtimes import RuntimeSupervisor
+from runtimed.server.service import NotebookService
+from runtimed.store.base import EventStore
 from runtimed.store.sqlite import SQLiteEventStore
 
 log = logging.getLogger(__name__)
@@ -42,31 +44,32 @@ class Daemon:
         self.home = settings.home
         self.home.ensure()
         self.limits = Limits.from_env()
-        self.store = SQLiteEventStore(self.home.path)
+        self.store: EventStore = SQLiteEventStore(self.home.path, limits=self.limits)
         self.auth = Auth(self.home.ensure_token())
-        self.rooms: dict[str, Room] = {}
+        self.services: dict[str, NotebookService] = {}
         self.started_at = datetime.now(UTC).isoformat()
         self.started_monotonic = time.monotonic()
         self.url = f"http://{settings.host}:{settings.port}"
-        self.runtimes: Any = None  # the runtime manager, attached by the app at start-up
+        self.runtimes: RuntimeSupervisor | None = None  # attached before the app starts (None: --no-runtimes)
         self.request_shutdown: Callable[[], None] | None = None
         self.liveness = RuntimeLiveness(settings.runtime_grace)
 
-    def room(self, notebook_id: str) -> Room:
-        room = self.rooms.get(notebook_id)
-        if room is None:
-            room = Room(notebook_id, self.store.log(notebook_id))
-            self.rooms[notebook_id] = room
-            self.liveness.attach(room)
+    def service(self, notebook_id: str) -> NotebookService:
+        """The notebook's service (created on first use, on the event loop): the only way to append to it."""
+        service = self.services.get(notebook_id)
+        if service is None:
+            service = NotebookService(notebook_id, self.store.log(notebook_id))
+            self.services[notebook_id] = service
+            self.liveness.attach(service)
             if self.runtimes is not None:
-                self.runtimes.watch(room)
-        return room
+                self.runtimes.watch(service)
+        return service
 
-    def forget_room(self, notebook_id: str, reason: tuple[str, str] | None = None) -> None:
-        """Close a notebook's room; with a ``reason`` (code, message), its live connections are ended."""
-        room = self.rooms.pop(notebook_id, None)
-        if room is not None:
-            room.close(reason)
+    def forget_service(self, notebook_id: str, reason: tuple[str, str] | None = None) -> None:
+        """Close a notebook's service; with a ``reason`` (code, message), its live connections are ended."""
+        service = self.services.pop(notebook_id, None)
+        if service is not None:
+            service.close(reason)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -77,15 +80,15 @@ class Daemon:
             "started_at": self.started_at,
             "uptime_s": round(time.monotonic() - self.started_monotonic, 3),
             "notebooks": len(self.store.list_notebooks()),
-            "open_notebooks": len(self.rooms),
-            "connections": sum(len(r.peers) for r in self.rooms.values()),
+            "open_notebooks": len(self.services),
+            "connections": sum(len(s.peers) for s in self.services.values()),
             "runtimes": self.runtimes.describe() if self.runtimes is not None else [],
             "pool": self.runtimes.pool_status() if self.runtimes is not None else {},
         }
 
     def close(self) -> None:
         self.liveness.close()
-        for room in self.rooms.values():
-            room.close()
-        self.rooms.clear()
+        for service in self.services.values():
+            service.close()
+        self.services.clear()
         self.store.close()

@@ -98,7 +98,7 @@ async def local_connection(daemon: Any, notebook_id: str) -> AsyncIterator[Clien
     from runtimed.server.sync import SyncConnection
 
     pipe = _Pipe()
-    server = asyncio.create_task(SyncConnection(ServerEnd(pipe), daemon.room(notebook_id), daemon).run(),
+    server = asyncio.create_task(SyncConnection(ServerEnd(pipe), daemon.service(notebook_id), daemon).run(),
                                  name=f"local-sync-{notebook_id}")
     client = ClientEnd(pipe)
     try:

@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from typing import IO
 
 from runtimed import __version__
+from runtimed.errors import ExitCode
 from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
 
-EXIT_ALREADY_RUNNING = 3
-EXIT_PORT_IN_USE = 4
+EXIT_ALREADY_RUNNING = ExitCode.REFUSED
+EXIT_PORT_IN_USE = ExitCode.START_FAILED
 
 log = logging.getLogger("runtimed")
 
@@ -100,8 +101,11 @@ async def serve(args: argparse.Namespace) -> int:
                         idle_timeout=args.idle_timeout, runtime_grace=args.runtime_grace,
                         slow_consumer_timeout=args.slow_consumer_timeout)
     daemon = Daemon(settings)
+    rebuilt = daemon.store.migrate()  # before serving: every projection at the current version
+    if rebuilt:
+        log.info("rebuilt the projections of %d notebook(s) from their logs: %s", len(rebuilt), ", ".join(rebuilt))
     if not args.no_runtimes:
-        from runtimed.runtime.manager import RuntimeManager
+        from runtimed.server.runtimes import RuntimeManager
 
         daemon.runtimes = RuntimeManager(daemon)
     app = create_app(daemon)

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from runtimed.errors import EventRejected, RuntimedError
 from runtimed.schema import events as ev
 from runtimed.schema.ids import new_id
-from runtimed.server.rooms import Peer, Room
+from runtimed.server.service import NotebookService, Peer
 from runtimed.store.sqlite import check_notebook_id
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,9 @@ def _parse(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
 
 
 class SyncConnection:
-    def __init__(self, ws: WebSocket, room: Room, daemon: Any) -> None:
+    def __init__(self, ws: Any, service: NotebookService, daemon: Any) -> None:
         self.ws = ws
-        self.room = room
+        self.service = service
         self.daemon = daemon
         self.peer: Peer | None = None
         self.send_timeout = daemon.settings.slow_consumer_timeout
@@ -90,9 +90,9 @@ class SyncConnection:
         sender: asyncio.Task | None = None
         try:
             hello = _parse(await asyncio.wait_for(self.ws.receive(), HELLO_TIMEOUT), self.max_bytes)
-            self.peer = self._welcome(hello)
+            self.peer = await self._welcome(hello)
             sender = asyncio.create_task(self._send_loop(), name=f"sync-send-{self.peer.connection_id}")
-            self.room.join(self.peer)
+            self.service.join(self.peer)
             while True:
                 # Also stop when the sender ends (error sent, slow consumer, socket gone): a peer that
                 # does not read may never send anything again either.
@@ -105,7 +105,7 @@ class SyncConnection:
                         receiving.cancel()
                 if stopped:
                     break
-                self._handle(_parse(receiving.result(), self.max_bytes))
+                await self._handle(_parse(receiving.result(), self.max_bytes))
         except TimeoutError:
             await close_with_error(self.ws, "hello_timeout", f"send hello within {HELLO_TIMEOUT:.0f} s", CLOSE_BAD_MESSAGE)
         except ProtocolError as exc:
@@ -115,13 +115,13 @@ class SyncConnection:
         finally:
             if self.peer is not None:
                 self.peer.closed = True
-                self.room.leave(self.peer)
+                self.service.leave(self.peer)
             if sender is not None:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await sender
 
-    def _welcome(self, hello: dict[str, Any]) -> Peer:
+    async def _welcome(self, hello: dict[str, Any]) -> Peer:
         if hello["type"] != "hello":
             raise ProtocolError("hello_required", f"the first message must be 'hello', got {hello['type']!r}")
         since = hello.get("since", 0)
@@ -131,38 +131,39 @@ class SyncConnection:
             actor = ev.validate_actor(hello.get("actor"))
         except EventRejected as exc:
             raise ProtocolError("bad_hello", f"hello.actor: {exc.message}") from None
-        head = self.room.head
+        head = self.service.head
         if since > head:
             raise ProtocolError(
                 "since_ahead",
                 f"client has seen seq {since} but this notebook's head is {head}; discard the replica and resync from 0",
                 CLOSE_CONFLICT,
             )
-        peer = Peer(new_id("c"), actor.model_dump(), str(hello.get("client", ""))[:100], since)
+        peer = self.service.new_peer(new_id("c"), actor.model_dump(), str(hello.get("client", ""))[:100], since)
         peer.send_control(orjson.dumps({"type": "welcome", "head": head, "connectionId": peer.connection_id}))
         if since == 0 and hello.get("snapshot") and head > SNAPSHOT_THRESHOLD:
-            seq, data = self.room.log.snapshot()
+            seq, data = await self.service.snapshot()
             encoded = base64.b64encode(data)
             if len(encoded) + 100 <= self.max_bytes:  # else too big for one message: catch up with events
                 peer.send_control(b'{"type":"snapshot","seq":%d,"data":"%s"}' % (seq, encoded))
                 peer.sent_seq = seq
         return peer
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    async def _handle(self, message: dict[str, Any]) -> None:
         peer = self.peer
         assert peer is not None
         self._check_open()
+        self._check_outbox(peer)  # a peer that pushes but does not read is cut here, not grown without end
         kind = message["type"]
         if kind == "push":
             events = message.get("events")
             if not isinstance(events, list):
                 raise ProtocolError("bad_push", "push.events must be a list of events")
-            results = self.room.push(events, peer.actor)
+            results = await self.service.append(events, peer.actor)
             peer.send_control(orjson.dumps({"type": "ack", "ref": message.get("ref"), "results": results}))
         elif kind == "presence":
             relay = {k: message[k] for k in ("cellId", "cursor", "selection") if k in message}
             relay.update(type="presence", actor=peer.actor, connectionId=peer.connection_id)
-            self.room.broadcast_presence(peer, relay)
+            self.service.broadcast_presence(peer, relay)
         elif kind == "ping":
             peer.send_control(b'{"type":"pong"}')
         elif kind == "pong":
@@ -173,8 +174,18 @@ class SyncConnection:
             raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected push, presence, ping or pong")
 
     def _check_open(self) -> None:
-        if self.room.closed is not None:  # e.g. the notebook was deleted: its log is gone
-            raise ProtocolError(*self.room.closed, CLOSE_GONE)
+        if self.service.closed is not None:  # e.g. the notebook was deleted: its log is gone
+            raise ProtocolError(*self.service.closed, CLOSE_GONE)
+
+    @staticmethod
+    def _check_outbox(peer: Peer) -> None:
+        if peer.overflowed:
+            raise ProtocolError(
+                "outbox_overflow",
+                f"disconnected: more than {peer.max_outbox_bytes} bytes of replies waited for this connection; "
+                "read messages as they come, and reconnect with since=<last seq>",
+                CLOSE_SLOW_CONSUMER,
+            )
 
     async def _send(self, data: bytes) -> None:
         try:
@@ -194,11 +205,12 @@ class SyncConnection:
                 await peer.wake.wait()
                 peer.wake.clear()
                 self._check_open()
-                while peer.outbox or peer.sent_seq < self.room.head:
-                    while peer.outbox:
-                        await self._send(peer.outbox.popleft())
+                while peer.outbox or peer.presence_out or peer.sent_seq < self.service.head:
+                    self._check_outbox(peer)
+                    for message in peer.take_control():
+                        await self._send(message)
                     self._check_open()
-                    batch = self.room.events_message(peer.sent_seq)
+                    batch = await self.service.events_message(peer.sent_seq)
                     if batch is not None:
                         data, last = batch
                         await self._send(data)
@@ -220,5 +232,4 @@ async def sync_endpoint(ws: WebSocket, notebook_id: str, daemon: Any) -> None:
     except RuntimedError as exc:
         await close_with_error(ws, exc.code, exc.message, CLOSE_BAD_MESSAGE)
         return
-    room = daemon.room(notebook_id)
-    await SyncConnection(ws, room, daemon).run()
+    await SyncConnection(ws, daemon.service(notebook_id), daemon).run()

@@ -3,6 +3,9 @@
 An append validates each event against the catalog and the current state, assigns
 the next gap-free seq, applies it to the projection and stores it, all in one
 transaction; a process killed at any point leaves either the whole batch or none.
+
+The same code serves the in-memory backend (``MemoryEventStore``): a shared-cache
+in-memory database per notebook instead of a file, for tests and throwaway daemons.
 """
 
 from __future__ import annotations
@@ -11,27 +14,46 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import orjson
 
 from runtimed.errors import EventRejected, NotFoundError, RuntimedError
 from runtimed.schema import events as ev
+from runtimed.schema import views
 from runtimed.schema.limits import Limits
-from runtimed.schema.materializer import Envelope, Projection
+from runtimed.schema.materializer import Envelope, Projection, dumps
 from runtimed.schema.replica import Replica
-from runtimed.schema.tables import PROJECTION_TABLES, create_tables
-from runtimed.schema.views import active_session, notebook_info
-from runtimed.store.base import AppendResult, Listener
+from runtimed.schema.tables import (
+    PROJECTION_TABLES,
+    PROJECTION_VERSION,
+    create_tables,
+    drop_projection,
+    record_projection_version,
+    stored_projection_version,
+)
+from runtimed.store.base import AppendResult, Listener, QueryLimits, QueryResult
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 SNAPSHOTS_DDL = "CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)"
 EVENT_COLUMNS = "seq, id, name, v, args, actor, ts"
+REBUILD_BATCH = 5000
+
+# What a read-only query may do: read tables, call functions, recurse, and a few harmless pragmas.
+_QUERY_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, 33}  # 33: SQLITE_RECURSIVE
+_QUERY_PRAGMAS_ON = {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+_QUERY_PRAGMAS_READ = {"user_version", "schema_version", "integrity_check", "quick_check", "page_count", "page_size",
+                       "freelist_count", "table_list"}
+_QUERY_PROGRESS_STEPS = 20_000
 
 
 def utc_now() -> str:
@@ -42,11 +64,22 @@ def _error(event_id: Any, exc: RuntimedError) -> AppendResult:
     return {"id": event_id if isinstance(event_id, str) else "", "error": exc.to_dict()}
 
 
-def _encode_row(row: tuple) -> bytes:
-    """A stored event as JSON bytes, spliced from its stored JSON columns without re-encoding them."""
+def _encode_row(row: tuple[Any, ...]) -> bytes:
+    """A stored event as JSON bytes, spliced from its stored JSON columns (upcast when of an older version)."""
     seq, event_id, name, v, args, actor, ts = row
+    if not ev.is_current(name, v):
+        v, upcast = ev.upcast(name, v, orjson.loads(args))
+        args = dumps(upcast)
     head = orjson.dumps({"seq": seq, "id": event_id, "name": name, "v": v, "ts": ts})
     return head[:-1] + b',"args":' + args.encode() + b',"actor":' + actor.encode() + b"}"
+
+
+def _decode_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    seq, event_id, name, v, args, actor, ts = row
+    parsed = orjson.loads(args)
+    if not ev.is_current(name, v):
+        v, parsed = ev.upcast(name, v, parsed)
+    return {"seq": seq, "id": event_id, "name": name, "v": v, "args": parsed, "actor": orjson.loads(actor), "ts": ts}
 
 
 def check_notebook_id(notebook_id: Any) -> str:
@@ -56,54 +89,113 @@ def check_notebook_id(notebook_id: Any) -> str:
             "starting with a letter or digit",
             code="invalid_notebook_id",
         )
-    return notebook_id
+    return str(notebook_id)
+
+
+def _query_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None) -> int:
+    if action in _QUERY_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA and (arg1 in _QUERY_PRAGMAS_ON or arg1 in _QUERY_PRAGMAS_READ and arg2 is None):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
 
 
 class SQLiteNotebookLog:
-    def __init__(self, path: Path, notebook_id: str, *, limits: Limits | None = None, snapshot_every: int = 5000) -> None:
+    """One notebook's log and projection in one SQLite database (a file, or shared-cache memory)."""
+
+    blocking = False  # a local database: appends take well under a millisecond, fine on an event loop
+
+    def __init__(self, path: Path | None, notebook_id: str, *, limits: Limits | None = None,
+                 snapshot_every: int = 5000) -> None:
         self.path = path
         self.notebook_id = notebook_id
         self.limits = limits or Limits.from_env()
         self.snapshot_every = snapshot_every
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA cache_size=-1024")
-        create_tables(self.conn)
-        self.conn.execute(SNAPSHOTS_DDL)
-        self.projection = Projection(self.conn, notebook_id, self.limits)
-        self._head = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        self._last_snapshot = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()[0]
-        self._listeners: list[Listener] = []
-        self._cached_snapshot: tuple[int, bytes] | None = None
+        # A memory database lives as long as one connection to it is open: this one.
+        self._uri = (f"file:{quote(str(path.resolve()))}" if path is not None
+                     else f"file:runtimed-{uuid.uuid4().hex}?mode=memory&cache=shared")
+        self._conn = sqlite3.connect(self._uri if path is None else str(path), isolation_level=None,
+                                     check_same_thread=False, uri=path is None)
+        if path is not None:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA cache_size=-1024")
         # One connection serves every thread: a transaction (and the reads that must not see it half
         # done) holds this lock, so appends from several threads never interleave.
         self._lock = threading.RLock()
+        version = stored_projection_version(self._conn)
+        create_tables(self._conn)
+        self._conn.execute(SNAPSHOTS_DDL)
+        self.projection = Projection(self._conn, notebook_id, self.limits)
+        self._head = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        if version < PROJECTION_VERSION:
+            if self._head:
+                self._rebuild(version)
+            else:
+                record_projection_version(self._conn)
+        self._last_snapshot = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()[0]
+        self._listeners: list[Listener] = []
+        self._cached_snapshot: tuple[int, bytes] | None = None
 
     @property
     def head(self) -> int:
         return self._head
 
+    # -- schema evolution ------------------------------------------------------------------------
+
+    def _rebuild(self, found: int) -> None:
+        """Rebuild the projection from the log (an older projection version was found)."""
+        started = time.perf_counter()
+        log.info("notebook %s: projection v%d is older than v%d; rebuilding it from %d events",
+                 self.notebook_id, found, PROJECTION_VERSION, self._head)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            drop_projection(conn)
+            create_tables(conn)
+            conn.execute("DELETE FROM snapshots")  # serialized projections of the old layout
+            self.projection.forget_cache()
+            done = 0
+            while done < self._head:
+                rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (done, REBUILD_BATCH)).fetchall()
+                if not rows:
+                    break
+                for row in rows:
+                    self.projection.apply(Envelope.from_wire(_decode_row(row)), record=False)
+                done = rows[-1][0]
+                log.info("notebook %s: rebuilt %d of %d events", self.notebook_id, done, self._head)
+            record_projection_version(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self.projection.forget_cache()
+            raise
+        log.info("notebook %s: projection rebuilt in %.2f s", self.notebook_id, time.perf_counter() - started)
+
     # -- writing ---------------------------------------------------------------------------------
 
     def append(self, events: Sequence[Any], actor: Any) -> list[AppendResult]:
-        with self._lock:
-            return self._append(events, actor)
+        with self._lock:  # listeners are told inside the lock too, so they hear commits in seq order
+            stored, results = self._append(events, actor)
+            if stored:
+                self._after_commit(stored)
+        return results
 
-    def _append(self, events: Sequence[Any], actor: Any) -> list[AppendResult]:
+    def _append(self, events: Sequence[Any], actor: Any) -> tuple[list[Envelope], list[AppendResult]]:
         if len(events) > self.limits.max_batch_events:
             exc = EventRejected(
                 f"a push may hold at most {self.limits.max_batch_events} events; split it", code="batch_too_large"
             )
-            return [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
+            return [], [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
         try:
             parsed_actor = ev.validate_actor(actor)
         except EventRejected as exc:
-            return [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
+            return [], [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
         results: list[AppendResult] = []
         stored: list[Envelope] = []
         ts = utc_now()
-        conn = self.conn
+        conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for raw in events:
@@ -117,9 +209,9 @@ class SQLiteNotebookLog:
             self.projection.forget_cache()
             self._head = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             raise
-        if stored:
-            self._after_commit(stored)
-        return results
+        if stored and self._head - self._last_snapshot >= self.snapshot_every:
+            self._write_snapshot()
+        return stored, results
 
     def _append_one(self, raw: Any, actor: ev.Actor, ts: str) -> tuple[AppendResult, Envelope | None]:
         if not isinstance(raw, dict):
@@ -130,7 +222,7 @@ class SQLiteNotebookLog:
                 f"event id {event_id!r} is not valid: 1-128 characters of letters, digits, '.', '_', ':' or '-'",
                 code="invalid_event_id",
             )), None
-        existing = self.conn.execute("SELECT seq FROM events WHERE id = ?", (event_id,)).fetchone()
+        existing = self._conn.execute("SELECT seq FROM events WHERE id = ?", (event_id,)).fetchone()
         if existing is not None:
             return {"id": event_id, "seq": existing[0]}, None
         try:
@@ -142,7 +234,9 @@ class SQLiteNotebookLog:
                     code="event_too_large",
                 )
             args = ev.validate_args(raw.get("name"), raw.get("v"), raw.get("args"))
-            env = Envelope(seq=self._head + 1, id=event_id, name=raw["name"], v=raw["v"], args=args, actor=actor, ts=ts)
+            name = raw["name"]
+            env = Envelope(seq=self._head + 1, id=event_id, name=name, v=ev.CATALOG[name].version, args=args,
+                           actor=actor, ts=ts)
             self.projection.apply(env)
         except EventRejected as exc:
             return _error(event_id, exc), None
@@ -152,8 +246,6 @@ class SQLiteNotebookLog:
         return {"id": event_id, "seq": env.seq}, env
 
     def _after_commit(self, stored: list[Envelope]) -> None:
-        if self._head - self._last_snapshot >= self.snapshot_every:
-            self._write_snapshot()
         if self._listeners:
             encoded = self.read_encoded(stored[0].seq - 1, stored[-1].seq)
             for listener in list(self._listeners):
@@ -164,7 +256,7 @@ class SQLiteNotebookLog:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _rows(self, since: int, until: int | None, limit: int | None) -> list[tuple]:
+    def _rows(self, since: int, until: int | None, limit: int | None) -> list[tuple[Any, ...]]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?"
         params: list[Any] = [since]
         if until is not None:
@@ -174,28 +266,30 @@ class SQLiteNotebookLog:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return self.conn.execute(sql, params).fetchall()
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
 
     def read(self, since: int = 0, until: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._rows(since, until, limit)
-        return [
-            {"seq": s, "id": i, "name": n, "v": v, "args": orjson.loads(a), "actor": orjson.loads(ac), "ts": ts}
-            for s, i, n, v, a, ac, ts in rows
-        ]
+        return [_decode_row(r) for r in self._rows(since, until, limit)]
 
     def read_encoded(self, since: int = 0, until: int | None = None, limit: int | None = None) -> list[bytes]:
+        return [_encode_row(r) for r in self._rows(since, until, limit)]
+
+    def view(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         with self._lock:
-            rows = self._rows(since, until, limit)
-        return [_encode_row(r) for r in rows]
+            return fn(self._conn, *args, **kwargs)
+
+    def info(self) -> views.NotebookInfo | None:
+        return self.view(views.notebook_summary)
 
     # -- snapshots and time travel ---------------------------------------------------------------
 
     def _projection_bytes(self) -> bytes:
-        mem = sqlite3.connect(":memory:")
+        mem = sqlite3.connect(":memory:", uri=True)
         try:
             create_tables(mem)
-            mem.execute("ATTACH DATABASE ? AS src", (str(self.path),))
+            record_projection_version(mem)
+            mem.execute("ATTACH DATABASE ? AS src", (self._uri,))
             for table in PROJECTION_TABLES:
                 mem.execute(f"INSERT INTO main.{table} SELECT * FROM src.{table}")
             mem.commit()
@@ -207,7 +301,7 @@ class SQLiteNotebookLog:
     def _write_snapshot(self) -> None:
         started = time.perf_counter()
         data = self._projection_bytes()
-        self.conn.execute("INSERT OR REPLACE INTO snapshots (seq, data) VALUES (?, ?)", (self._head, data))
+        self._conn.execute("INSERT OR REPLACE INTO snapshots (seq, data) VALUES (?, ?)", (self._head, data))
         self._last_snapshot = self._head
         self._cached_snapshot = (self._head, data)
         log.debug("snapshot of %s at %d (%d bytes) in %.1f ms", self.notebook_id, self._head, len(data),
@@ -227,7 +321,7 @@ class SQLiteNotebookLog:
         if seq < 0:
             raise RuntimedError(f"seq must be >= 0, got {seq}", code="invalid_seq")
         with self._lock:
-            row = self.conn.execute(
+            row = self._conn.execute(
                 "SELECT seq, data FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1", (seq,)
             ).fetchone()
         replica = Replica(self.notebook_id, record_events=False)
@@ -244,97 +338,232 @@ class SQLiteNotebookLog:
 
     # -- queries and subscriptions ---------------------------------------------------------------
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-        # Quote the path: '#', '?' or '%' in a home directory would otherwise change the URI's meaning.
-        ro = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True)
+    def query(self, sql: str, params: Sequence[Any] = (), limits: QueryLimits | None = None) -> QueryResult:
+        limits = limits or QueryLimits.from_env()
+        if self.path is not None:
+            ro = sqlite3.connect(f"{self._uri}?mode=ro", uri=True, check_same_thread=False)
+        else:  # shared cache: read without taking table locks that an append would wait for
+            ro = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
+            ro.execute("PRAGMA read_uncommitted = 1")
+        deadline = time.monotonic() + limits.timeout
         try:
             ro.execute("PRAGMA query_only = 1")
+            ro.set_authorizer(_query_authorizer)
+            ro.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, _QUERY_PROGRESS_STEPS)
             try:
                 cur = ro.execute(sql, tuple(params))
-                rows = cur.fetchall()
+                rows: list[tuple[Any, ...]] = []
+                size = 0
+                truncated = False
+                while True:
+                    chunk = cur.fetchmany(1000)
+                    if not chunk:
+                        break
+                    for row in chunk:
+                        size += sum(len(v) if isinstance(v, str | bytes) else 8 for v in row)
+                        if len(rows) >= limits.max_rows or size > limits.max_bytes:
+                            truncated = True
+                            break
+                        rows.append(row)
+                    if truncated:
+                        break
             except sqlite3.Error as exc:
-                message = str(exc)
-                if "readonly" in message or "read-only" in message or "query_only" in message:
-                    raise RuntimedError(
-                        f"the query tried to write ({message}); runt query is read-only", code="read_only"
-                    ) from None
-                raise RuntimedError(f"SQL error: {message}", code="sql_error") from None
-            return [d[0] for d in cur.description or ()], rows
+                raise self._query_error(exc, limits) from None
+            columns = [d[0] for d in cur.description or ()]
+            return QueryResult(columns, rows, truncated)
         finally:
             ro.close()
 
+    @staticmethod
+    def _query_error(exc: sqlite3.Error, limits: QueryLimits) -> RuntimedError:
+        message = str(exc)
+        if "interrupted" in message:
+            return RuntimedError(f"the query ran longer than {limits.timeout:g} s and was stopped; narrow it "
+                                 "(or raise RUNTIMED_QUERY_TIMEOUT)", code="query_timeout")
+        if "authoriz" in message or "readonly" in message or "read-only" in message or "query_only" in message:
+            return RuntimedError(f"the query tried to write or to reach outside the notebook ({message}); "
+                                 "runt query is read-only and sees only the notebook's tables", code="read_only")
+        return RuntimedError(f"SQL error: {message}", code="sql_error")
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def info(self) -> dict[str, Any] | None:
-        with self._lock:
-            info = notebook_info(self.conn)
-            if info is not None:
-                info["cells"] = self.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
-                info["runtime"] = active_session(self.conn)
-            return info
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def close(self) -> None:
         with self._lock:
             self._listeners.clear()
-            self.conn.close()
+            self._conn.close()
+
+
+class _Leases:
+    """Named leases with an expiry, in a small SQLite database (or in memory)."""
+
+    def __init__(self, path: Path | None) -> None:
+        target = str(path) if path is not None else ":memory:"
+        self._conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=10)
+        if path is not None:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+                           "expires_at REAL NOT NULL)")
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str, holder: str, ttl: float) -> bool:
+        now = time.time()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT holder, expires_at FROM leases WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[0] != holder and row[1] > now:
+                    self._conn.execute("COMMIT")
+                    return False
+                self._conn.execute("INSERT OR REPLACE INTO leases (key, holder, expires_at) VALUES (?, ?, ?)",
+                                   (key, holder, now + ttl))
+                self._conn.execute("COMMIT")
+                return True
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def release(self, key: str, holder: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
 
 class SQLiteEventStore:
     """Notebook logs under ``root/notebooks/<id>.db``, opened on first use and kept open."""
 
-    def __init__(self, root: Path | str, *, snapshot_every: int = 5000) -> None:
+    def __init__(self, root: Path | str, *, snapshot_every: int = 5000, limits: Limits | None = None) -> None:
         self.root = Path(root)
         self.dir = self.root / "notebooks"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.snapshot_every = snapshot_every
+        self.limits = limits
         self._logs: dict[str, SQLiteNotebookLog] = {}
         self._lock = threading.Lock()  # two opens of one notebook would fork its head and its caches
+        self._leases = _Leases(self.root / "leases.db")
 
     def _path(self, notebook_id: str) -> Path:
         return self.dir / f"{check_notebook_id(notebook_id)}.db"
+
+    def _open(self, notebook_id: str) -> SQLiteNotebookLog:
+        return SQLiteNotebookLog(self._path(notebook_id), notebook_id, snapshot_every=self.snapshot_every,
+                                 limits=self.limits)
+
+    def _stored_ids(self) -> list[str]:
+        return [p.stem for p in sorted(self.dir.glob("*.db")) if ev.is_valid_id(p.stem)]
+
+    def _has_file(self, notebook_id: str) -> bool:
+        return self._path(notebook_id).exists()
+
+    def _remove(self, notebook_id: str) -> None:
+        path = self._path(notebook_id)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     def log(self, notebook_id: str) -> SQLiteNotebookLog:
         with self._lock:
             nb_log = self._logs.get(notebook_id)
             if nb_log is None:
-                nb_log = SQLiteNotebookLog(self._path(notebook_id), notebook_id, snapshot_every=self.snapshot_every)
+                nb_log = self._open(notebook_id)
                 self._logs[notebook_id] = nb_log
             return nb_log
 
     def exists(self, notebook_id: str) -> bool:
-        if notebook_id in self._logs:
-            return self._logs[notebook_id].head > 0
-        # a bare connection creates an empty file: only a log with events is a notebook
-        return ev.is_valid_id(notebook_id) and self._path(notebook_id).exists() and self.log(notebook_id).head > 0
+        nb_log = self._logs.get(notebook_id)
+        if nb_log is not None:
+            return nb_log.head > 0
+        # a bare connection creates an empty database: only a log with events is a notebook
+        return ev.is_valid_id(notebook_id) and self._has_file(notebook_id) and self.log(notebook_id).head > 0
 
     def require(self, notebook_id: str) -> SQLiteNotebookLog:
+        check_notebook_id(notebook_id)
         if not self.exists(notebook_id):
-            raise NotFoundError(f"no notebook with id {notebook_id!r}; list them with `runt notebooks`", code="notebook_not_found")
+            raise NotFoundError(f"no notebook with id {notebook_id!r}; list them with `runt notebooks`",
+                                code="notebook_not_found")
         return self.log(notebook_id)
 
     def list_notebooks(self) -> list[dict[str, Any]]:
-        out = []
-        for path in sorted(self.dir.glob("*.db")):
-            notebook_id = path.stem
-            info = self.log(notebook_id).info() if ev.is_valid_id(notebook_id) else None
+        out: list[dict[str, Any]] = []
+        for notebook_id in self._stored_ids():
+            info = self.log(notebook_id).info()
             if info is not None:
-                out.append(info)
+                out.append(dict(info))
         out.sort(key=lambda i: i["updated_at"], reverse=True)
         return out
 
     def delete(self, notebook_id: str) -> None:
-        path = self._path(notebook_id)
         if not self.exists(notebook_id):
             raise NotFoundError(f"no notebook with id {notebook_id!r}", code="notebook_not_found")
-        nb_log = self._logs.pop(notebook_id, None)
+        with self._lock:
+            nb_log = self._logs.pop(notebook_id, None)
         if nb_log is not None:
             nb_log.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        self._remove(notebook_id)
+
+    def acquire_lease(self, key: str, holder: str, ttl: float) -> bool:
+        return self._leases.acquire(key, holder, ttl)
+
+    def release_lease(self, key: str, holder: str) -> None:
+        self._leases.release(key, holder)
+
+    def migrate(self) -> list[str]:
+        rebuilt = []
+        for notebook_id in self._stored_ids():
+            if notebook_id in self._logs:
+                continue
+            probe = sqlite3.connect(f"file:{quote(str(self._path(notebook_id).resolve()))}?mode=ro", uri=True)
+            try:
+                old = stored_projection_version(probe) < PROJECTION_VERSION
+            except sqlite3.DatabaseError:
+                log.warning("notebook file %s is not a readable database; left alone", self._path(notebook_id))
+                continue
+            finally:
+                probe.close()
+            if old:
+                self.log(notebook_id)  # opening rebuilds it
+                rebuilt.append(notebook_id)
+        return rebuilt
 
     def close(self) -> None:
-        for nb_log in self._logs.values():
-            nb_log.close()
-        self._logs.clear()
+        with self._lock:
+            for nb_log in self._logs.values():
+                nb_log.close()
+            self._logs.clear()
+        self._leases.close()
+
+
+class MemoryEventStore(SQLiteEventStore):
+    """Every notebook in memory (gone with the process): the same logs, no files."""
+
+    def __init__(self, *, snapshot_every: int = 5000, limits: Limits | None = None) -> None:
+        self.snapshot_every = snapshot_every
+        self.limits = limits
+        self._logs = {}
+        self._lock = threading.Lock()
+        self._leases = _Leases(None)
+
+    def _open(self, notebook_id: str) -> SQLiteNotebookLog:
+        return SQLiteNotebookLog(None, check_notebook_id(notebook_id), snapshot_every=self.snapshot_every,
+                                 limits=self.limits)
+
+    def _stored_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._logs)
+
+    def _has_file(self, notebook_id: str) -> bool:
+        return False
+
+    def _remove(self, notebook_id: str) -> None:
+        pass
+
+    def migrate(self) -> list[str]:
+        return []

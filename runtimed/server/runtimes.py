@@ -1,8 +1,10 @@
-"""Daemon-managed runtimes: started on demand from a prewarmed kernel pool, stopped when idle.
+"""Runtime supervision: daemon-managed runtimes, started on demand from a prewarmed pool, stopped when idle.
 
 The first execution request on a notebook with no active runtime starts an agent
 with the notebook's kernelspec. Agents connect to the daemon over the same sync
-protocol as external runtimes; the manager only decides when they live and die.
+protocol as external runtimes (in process, through ``server/local.py``); the
+supervisor only decides when they live and die. The daemon and the REST layer see
+it through the small ``RuntimeSupervisor`` Protocol.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from runtimed.client.sync import SyncClient
 from runtimed.errors import RuntimedError
@@ -24,21 +26,12 @@ from runtimed.schema.ids import new_id
 from runtimed.schema.materializer import Envelope
 from runtimed.server.liveness import SYSTEM_ACTOR
 from runtimed.server.local import local_connection
-from runtimed.server.rooms import Room
+from runtimed.server.service import NotebookService
 
 log = logging.getLogger(__name__)
 
 WAKE_EVENTS = frozenset({"executionRequested", "executionRequeued", "runtimeSessionEnded"})
 WATCHDOG_INTERVAL = 2.0
-
-
-def notebook_settings(conn: Any) -> tuple[str, str | None]:
-    """The kernel name (kernelspec, default python3) and working directory (``runtimed.cwd``) of a notebook."""
-    meta = views.notebook_metadata(conn)
-    kernelspec = meta.get("kernelspec") if isinstance(meta.get("kernelspec"), dict) else {}
-    settings = meta.get("runtimed") if isinstance(meta.get("runtimed"), dict) else {}
-    cwd = settings.get("cwd")
-    return str(kernelspec.get("name") or "python3"), cwd if isinstance(cwd, str) else None
 
 
 def input_timeout_setting() -> float:
@@ -52,7 +45,35 @@ def input_timeout_setting() -> float:
     return value if value > 0 else 300.0
 
 
+class RuntimeSupervisor(Protocol):
+    """What the daemon needs from whoever runs its managed runtimes."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def watch(self, service: NotebookService) -> None:
+        """Follow a notebook: start its runtime when work arrives."""
+
+    async def start_runtime(self, notebook_id: str) -> dict[str, Any]:
+        """Start (or return) a notebook's runtime; its description."""
+
+    async def stop_notebook(self, notebook_id: str) -> bool: ...
+
+    async def stop_runtime(self, runtime_id: str) -> bool: ...
+
+    async def interrupt_runtime(self, runtime_id: str) -> bool: ...
+
+    async def flush_pool(self) -> dict[str, Any]: ...
+
+    def describe(self) -> list[dict[str, Any]]: ...
+
+    def pool_status(self) -> dict[str, Any]: ...
+
+
 class RuntimeManager:
+    """The supervisor of daemon-managed runtimes (one agent per notebook, kernels from a pool)."""
+
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
         settings = daemon.settings
@@ -78,48 +99,45 @@ class RuntimeManager:
 
     # -- on demand -------------------------------------------------------------------------------
 
-    def watch(self, room: Room) -> None:
-        room.append_hooks.append(self._on_append)
+    def watch(self, service: NotebookService) -> None:
+        service.append_hooks.append(self._on_append)
 
-    def _on_append(self, room: Room, stored: Sequence[Envelope]) -> None:
+    def _on_append(self, service: NotebookService, stored: Sequence[Envelope]) -> None:
         if any(env.name in WAKE_EVENTS for env in stored):
-            self.ensure_runtime(room)
+            self.ensure_runtime(service)
 
-    def ensure_runtime(self, room: Room) -> None:
-        notebook_id = room.notebook_id
+    def ensure_runtime(self, service: NotebookService) -> None:
+        notebook_id = service.notebook_id
         if notebook_id in self._starting:
             return
         agent = self.agents.get(notebook_id)
         if agent is not None and agent.status != "dead":
             return
-        conn = room.log.conn
-        if views.active_session(conn) is not None:
+        if not service.log.view(views.needs_runtime):
             return
-        if conn.execute("SELECT 1 FROM execution_queue WHERE status = 'pending' LIMIT 1").fetchone() is None:
-            return
-        task = asyncio.create_task(self._start_agent(room), name=f"start-runtime-{notebook_id}")
+        task = asyncio.create_task(self._start_agent(service), name=f"start-runtime-{notebook_id}")
         self._starting[notebook_id] = task
         task.add_done_callback(lambda _t: self._starting.pop(notebook_id, None))
 
-    async def start_runtime(self, notebook_id: str) -> RuntimeAgent:
+    async def start_runtime(self, notebook_id: str) -> dict[str, Any]:
         """Start (or return) the managed runtime of a notebook, whether or not work is pending."""
-        room = self.daemon.room(notebook_id)
+        service = self.daemon.service(notebook_id)
         agent = self.agents.get(notebook_id)
         if agent is not None and agent.status != "dead":
-            return agent
+            return agent.describe()
         pending = self._starting.get(notebook_id)
         if pending is not None:
             await pending
         else:
-            await self._start_agent(room)
+            await self._start_agent(service)
         agent = self.agents.get(notebook_id)
         if agent is None:
             raise RuntimedError(f"the runtime for {notebook_id!r} did not start; see the daemon log", code="runtime_failed")
-        return agent
+        return agent.describe()
 
-    async def _start_agent(self, room: Room) -> None:
-        notebook_id = room.notebook_id
-        kernel_name, cwd = notebook_settings(room.log.conn)
+    async def _start_agent(self, service: NotebookService) -> None:
+        notebook_id = service.notebook_id
+        kernel_name, cwd = await service.view(views.kernel_settings)
         try:
             if cwd is not None and not os.path.isdir(cwd):  # checked first: a pooled kernel would be wasted
                 raise RuntimedError(f"the notebook's working directory {cwd!r} (metadata runtimed.cwd) does not "
@@ -127,7 +145,7 @@ class RuntimeManager:
             kernel = await self.pool.take(kernel_name, cwd=cwd)
         except Exception as exc:
             log.warning("cannot start kernel %r for %s: %s", kernel_name, notebook_id, exc)
-            self._fail_pending(room, kernel_name, exc)
+            await self._fail_pending(service, kernel_name, exc)
             return
         runtime_id = new_id("rt-")
         client = SyncClient(self.daemon.url, self.daemon.auth.token, notebook_id,
@@ -144,14 +162,10 @@ class RuntimeManager:
         self.agents[notebook_id] = agent
         log.info("started runtime %s (%s, pid %s) for %s", runtime_id, kernel_name, kernel.pid, notebook_id)
 
-    def _fail_pending(self, room: Room, kernel_name: str, exc: Exception) -> None:
+    async def _fail_pending(self, service: NotebookService, kernel_name: str, exc: Exception) -> None:
         """No kernel could start: end the pending requests with an error that says why, under a system session."""
-        conn = room.log.conn
-        pending = conn.execute(
-            "SELECT q.queue_id, c.source FROM execution_queue q JOIN cells c ON c.id = q.cell_id "
-            "WHERE q.status = 'pending' ORDER BY q.requested_seq"
-        ).fetchall()
-        if not pending or views.active_session(conn) is not None:
+        pending = await service.view(views.pending_requests)
+        if not pending or await service.view(views.active_session) is not None:
             return
         session_id = new_id("s-")
         message = str(exc.message if isinstance(exc, RuntimedError) else exc)
@@ -165,7 +179,7 @@ class RuntimeManager:
                 make_event("executionCompleted", queue_id=queue_id, status="error", error=error),
             ]
         events.append(make_event("runtimeSessionEnded", session_id=session_id, reason="error"))
-        room.push(events, SYSTEM_ACTOR)
+        await service.append(events, SYSTEM_ACTOR)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -178,9 +192,9 @@ class RuntimeManager:
                     if agent.status == "dead":
                         if self.agents.get(notebook_id) is agent:
                             self.agents.pop(notebook_id, None)
-                        room = self.daemon.rooms.get(notebook_id)
-                        if room is not None:
-                            self.ensure_runtime(room)
+                        service = self.daemon.services.get(notebook_id)
+                        if service is not None:
+                            self.ensure_runtime(service)
                     elif self._idle_too_long(agent):
                         log.info("stopping idle runtime %s of %s", agent.runtime_id, notebook_id)
                         self.agents.pop(notebook_id, None)
@@ -191,10 +205,8 @@ class RuntimeManager:
     def _idle_too_long(self, agent: RuntimeAgent) -> bool:
         if agent.running_queue_id is not None or agent.status not in ("idle", "starting"):
             return False
-        busy = agent.conn.execute(
-            "SELECT 1 FROM execution_queue WHERE status IN ('pending', 'assigned', 'running') LIMIT 1"
-        ).fetchone()
-        return busy is None and time.monotonic() - agent.last_activity > self.idle_timeout
+        busy = agent.client.replica.view(views.has_unfinished_work)
+        return not busy and time.monotonic() - agent.last_activity > self.idle_timeout
 
     async def stop_notebook(self, notebook_id: str) -> bool:
         agent = self.agents.pop(notebook_id, None)
@@ -211,6 +223,13 @@ class RuntimeManager:
 
     def find(self, runtime_id: str) -> RuntimeAgent | None:
         return next((a for a in self.agents.values() if a.runtime_id == runtime_id), None)
+
+    async def interrupt_runtime(self, runtime_id: str) -> bool:
+        agent = self.find(runtime_id)
+        if agent is None:
+            return False
+        await agent.kernel.interrupt()
+        return True
 
     async def flush_pool(self) -> dict[str, Any]:
         await self.pool.flush()

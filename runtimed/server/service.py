@@ -1,0 +1,259 @@
+"""The notebook service: the live side of one notebook, owned by the daemon's event loop.
+
+Every append to a notebook goes through ``NotebookService.append`` (async, on the loop),
+whoever asks: a WebSocket peer, a REST call, the liveness watcher, the runtime supervisor.
+After each commit the service, on the loop, wakes its connections (fan-out) and runs its
+append hooks (runtime triggers). A store that reports commits from another thread (a
+backend with its own notifications) is handed over to the loop, never run beside it.
+
+Fan-out is pull-based. An append only wakes each connection's sender, which sends what
+it has not sent yet, from a small cache of recent encoded events or from the log. A slow
+reader therefore never makes the server buffer events for it: it lags, and is
+disconnected with a reason if a single send blocks too long. Control messages (acks,
+presence) are queued per connection but bounded: presence is coalesced to the latest
+message of each other peer, and a connection whose control backlog passes its limit is
+closed as a slow consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import orjson
+
+from runtimed.errors import RuntimedError
+from runtimed.schema.materializer import Envelope
+from runtimed.schema.replica import Replica
+from runtimed.schema.views import Reader
+from runtimed.store.base import AppendResult, NotebookLog
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+RECENT_EVENTS = 4096
+RECENT_BYTES = 4 * 1024 * 1024
+"""A service caches at most this many recent events and bytes (large outputs would otherwise pin gigabytes)."""
+BATCH_EVENTS = 1000
+BATCH_BYTES = 1024 * 1024
+"""An ``events`` message holds at most this many events, and stops near this many bytes (one event at least)."""
+MAX_OUTBOX_BYTES = 8 * 1024 * 1024
+"""Control messages (acks, errors) waiting for one connection; past this it is closed as a slow consumer."""
+
+AppendHook = Callable[["NotebookService", Sequence[Envelope]], None]
+PeerHook = Callable[[str, "NotebookService", "Peer"], None]
+
+
+class Peer:
+    """One connection's outgoing side, as the service sees it."""
+
+    def __init__(self, connection_id: str, actor: dict[str, Any], client: str, sent_seq: int, *,
+                 max_outbox_bytes: int = MAX_OUTBOX_BYTES) -> None:
+        self.connection_id = connection_id
+        self.actor = actor
+        self.client = client
+        self.sent_seq = sent_seq
+        self.outbox: collections.deque[bytes] = collections.deque()
+        self.outbox_bytes = 0
+        self.max_outbox_bytes = max_outbox_bytes
+        self.presence_out: dict[str, bytes] = {}
+        """The latest presence of each other peer not yet sent (a flood of presence coalesces here)."""
+        self.overflowed = False
+        self.wake = asyncio.Event()
+        self.presence: dict[str, Any] | None = None
+        self.closed = False
+
+    def send_control(self, message: bytes) -> None:
+        self.outbox.append(message)
+        self.outbox_bytes += len(message)
+        if self.outbox_bytes > self.max_outbox_bytes:
+            self.overflowed = True
+        self.wake.set()
+
+    def send_presence(self, sender_id: str, message: bytes) -> None:
+        self.presence_out[sender_id] = message
+        self.wake.set()
+
+    def take_control(self) -> list[bytes]:
+        """Everything queued for sending now: control messages first, then coalesced presence."""
+        items = list(self.outbox)
+        self.outbox.clear()
+        self.outbox_bytes = 0
+        if self.presence_out:
+            items.extend(self.presence_out.values())
+            self.presence_out.clear()
+        return items
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "connectionId": self.connection_id,
+            "actor": self.actor,
+            "client": self.client,
+            "cellId": (self.presence or {}).get("cellId"),
+        }
+
+
+class NotebookService:
+    """One notebook's appends, fan-out and presence, on the event loop that created it."""
+
+    def __init__(self, notebook_id: str, nb_log: NotebookLog, *, max_outbox_bytes: int = MAX_OUTBOX_BYTES) -> None:
+        self.notebook_id = notebook_id
+        self.log = nb_log
+        self.max_outbox_bytes = max_outbox_bytes
+        self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.peers: dict[str, Peer] = {}
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._recent_bytes = 0
+        self._message_cache: tuple[int, int, bytes] | None = None
+        self.append_hooks: list[AppendHook] = []
+        self.peer_hooks: list[PeerHook] = []
+        self.closed: tuple[str, str] | None = None
+        """Why the service was closed (code, message): its live connections are ended with that reason."""
+        self._unsubscribe = nb_log.subscribe(self._on_commit)
+
+    @property
+    def head(self) -> int:
+        return self.log.head
+
+    # -- the store, from the loop ----------------------------------------------------------------
+
+    def _check_loop(self) -> None:
+        if threading.get_ident() != self._loop_thread:
+            raise RuntimedError("NotebookService is used from a thread other than its event loop's",
+                                code="wrong_thread")
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call: inline for a local store, in a worker thread for one that waits on I/O."""
+        self._check_loop()
+        if self.log.blocking:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    async def append(self, events: Sequence[Any], actor: Any) -> list[AppendResult]:
+        """Validate and append in one transaction; fan-out and hooks run on the loop after the commit."""
+        if self.closed is not None:
+            raise RuntimedError(self.closed[1], code=self.closed[0])
+        return await self._call(self.log.append, events, actor)
+
+    async def view(self, fn: Callable[Concatenate[Reader, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._call(self.log.view, fn, *args, **kwargs)
+
+    async def state_at(self, seq: int | None) -> Replica:
+        return await self._call(self.log.state_at, seq)
+
+    async def snapshot(self) -> tuple[int, bytes]:
+        return await self._call(self.log.snapshot)
+
+    async def read_encoded(self, since: int = 0, until: int | None = None, limit: int | None = None) -> list[bytes]:
+        return await self._call(self.log.read_encoded, since, until, limit)
+
+    def _on_commit(self, stored: Sequence[Envelope], encoded: Sequence[bytes]) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._deliver(stored, encoded)
+        else:  # a commit reported from another thread: hand it to the loop, in order
+            self.loop.call_soon_threadsafe(self._deliver, list(stored), list(encoded))
+
+    def _deliver(self, stored: Sequence[Envelope], encoded: Sequence[bytes]) -> None:
+        recent = self._recent
+        for env, data in zip(stored, encoded, strict=True):
+            recent.append((env.seq, data))
+            self._recent_bytes += len(data)
+        while recent and (len(recent) > RECENT_EVENTS or self._recent_bytes > RECENT_BYTES):
+            self._recent_bytes -= len(recent.popleft()[1])
+        for peer in self.peers.values():
+            peer.wake.set()
+        for hook in list(self.append_hooks):
+            try:
+                hook(self, stored)
+            except Exception:
+                log.exception("append hook failed")
+
+    async def events_message(self, after: int) -> tuple[bytes, int] | None:
+        """The next ``events`` message for a reader that has everything up to ``after``."""
+        head = self.log.head
+        if after >= head:
+            return None
+        cached = self._message_cache
+        if cached is not None and cached[0] == after and cached[1] <= head:
+            return cached[2], cached[1]
+        budget = min(BATCH_BYTES, self.log.limits.max_message_bytes // 2)
+        recent = self._recent
+        items: list[bytes]
+        if recent and recent[0][0] <= after + 1 and recent[-1][0] >= after + 1:
+            start = after + 1 - recent[0][0]
+            items = [recent[i][1] for i in range(start, min(len(recent), start + BATCH_EVENTS))]
+        else:  # from the log, in chunks, so that large events are not all read at once
+            items, size = [], 0
+            while len(items) < BATCH_EVENTS and size <= budget:
+                chunk = await self.read_encoded(after + len(items), limit=min(200, BATCH_EVENTS - len(items)))
+                if not chunk:
+                    break
+                items.extend(chunk)
+                size += sum(len(item) for item in chunk)
+        size = 0
+        for n, item in enumerate(items):
+            size += len(item) + 1
+            if size > budget and n > 0:
+                del items[n:]
+                break
+        if not items:
+            return None
+        last = after + len(items)
+        message = b'{"type":"events","head":%d,"events":[' % head + b",".join(items) + b"]}"
+        self._message_cache = (after, last, message)
+        return message, last
+
+    # -- peers and presence ----------------------------------------------------------------------
+
+    def _peer_event(self, what: str, peer: Peer) -> None:
+        for hook in list(self.peer_hooks):
+            try:
+                hook(what, self, peer)
+            except Exception:
+                log.exception("peer hook failed")
+
+    def new_peer(self, connection_id: str, actor: dict[str, Any], client: str, sent_seq: int) -> Peer:
+        return Peer(connection_id, actor, client, sent_seq, max_outbox_bytes=self.max_outbox_bytes)
+
+    def has_actor(self, actor_id: str) -> bool:
+        return any(p.actor.get("id") == actor_id for p in self.peers.values())
+
+    def join(self, peer: Peer) -> None:
+        self.peers[peer.connection_id] = peer
+        self._peer_event("join", peer)
+        for other in self.peers.values():
+            if other is not peer and other.presence is not None:
+                peer.send_presence(other.connection_id, orjson.dumps(other.presence))
+
+    def leave(self, peer: Peer) -> None:
+        self.peers.pop(peer.connection_id, None)
+        self._peer_event("leave", peer)
+        if peer.presence is not None:
+            self.broadcast_presence(peer, {"type": "presence", "connectionId": peer.connection_id,
+                                           "actor": peer.actor, "left": True}, remember=False)
+
+    def broadcast_presence(self, sender: Peer, message: dict[str, Any], *, remember: bool = True) -> None:
+        if remember:
+            sender.presence = message
+        data = orjson.dumps(message)
+        for peer in self.peers.values():
+            if peer is not sender:
+                peer.send_presence(sender.connection_id, data)
+
+    def describe_peers(self) -> list[dict[str, Any]]:
+        return [p.describe() for p in self.peers.values()]
+
+    def close(self, reason: tuple[str, str] | None = None) -> None:
+        """Stop following the log; with a ``reason`` (code, message), end every live connection with it."""
+        self._unsubscribe()
+        if reason is not None:
+            self.closed = reason
+            for peer in self.peers.values():
+                peer.wake.set()
