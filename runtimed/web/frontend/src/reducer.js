@@ -65,7 +65,7 @@ function makeCell(fields, doc) {
     execution_count: fields.execution_count ?? null,
     outputs: [],
     execution: null,
-    clear_pending: false,
+    clear_pending: !!fields.clear_pending, // a clear_output(wait=True) waiting for the next output
     doc: doc || null,
     text: doc ? doc.getText(TEXT_KEY) : null,
     plainSource: fields.source ?? '',
@@ -134,12 +134,14 @@ function clearOutputs(s, cell, ch) {
   cell.clear_pending = false
 }
 
-function cancelQueue(s, pred, ch) {
+/** Cancel queued work that has not started (ended at `ts`); flag running work for the runtime to interrupt. */
+function cancelQueue(s, pred, ts, ch) {
   for (const q of s.queues.values()) {
     if (!pred(q)) continue
     if (q.status === 'pending' || q.status === 'assigned') {
       q.status = 'cancelled'
       q.session_id = null
+      q.completed_at = ts
       ch.cell(q.cell_id, 'status')
     } else if (q.status === 'running') {
       q.cancel_requested = true
@@ -222,7 +224,7 @@ export const HANDLERS = {
     if (!EXECUTABLE.has(a.cellType)) {
       clearOutputs(s, cell, ch)
       cell.execution_count = null
-      cancelQueue(s, (q) => q.cell_id === cell.id, ch)
+      cancelQueue(s, (q) => q.cell_id === cell.id, env.ts, ch)
     }
     ch.cell(cell.id, 'type')
   },
@@ -253,7 +255,7 @@ export const HANDLERS = {
     const cell = s.cells.get(a.cellId)
     if (!cell) return
     clearOutputs(s, cell, ch)
-    cancelQueue(s, (q) => q.cell_id === cell.id, ch)
+    cancelQueue(s, (q) => q.cell_id === cell.id, env.ts, ch)
     s.cells.delete(cell.id)
     cell.doc?.destroy()
     ch.cells.delete(cell.id)
@@ -311,13 +313,13 @@ export const HANDLERS = {
     ch.cell(q.cell_id, 'status')
     dropInput(s, q.queue_id, ch)
     if (a.status === 'error' && q.batch_id != null) {
-      cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, ch)
+      cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, env.ts, ch)
     }
   },
 
   executionCancelRequested(s, a, env, ch) {
-    if (a.queueId == null) cancelQueue(s, () => true, ch)
-    else cancelQueue(s, (q) => q.queue_id === a.queueId, ch)
+    if (a.queueId == null) cancelQueue(s, () => true, env.ts, ch)
+    else cancelQueue(s, (q) => q.queue_id === a.queueId, env.ts, ch)
   },
 
   executionRequeued(s, a, env, ch) {
@@ -392,7 +394,7 @@ export const HANDLERS = {
         q.completed_at = env.ts
         ch.cell(q.cell_id, 'status')
         dropInput(s, q.queue_id, ch)
-        if (q.batch_id != null) cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, ch)
+        if (q.batch_id != null) cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, env.ts, ch)
       } else if (q.status === 'assigned') {
         q.status = 'pending'
         q.session_id = null
