@@ -41,9 +41,10 @@ def _bounded(arguments: dict[str, Any]) -> dict[str, Any]:
 def needed(session: AsyncSession, tool: str, level: approvals.Level) -> bool:
     """Whether this call needs a person's approval: the notebook's policy, unless a person already
     answered ``approved_always`` for this tool to this agent."""
-    conn = session.client.replica.conn
-    policy = approvals.policy(views.notebook_metadata(conn))
-    return approvals.needs_approval(policy, level) and not approvals.always_allowed(conn, tool, session.actor["id"])
+    replica = session.client.replica
+    policy = approvals.policy(replica.view(views.notebook_metadata))
+    return approvals.needs_approval(policy, level) and not replica.view(approvals.always_allowed, tool,
+                                                                        session.actor["id"])
 
 
 async def request(session: AsyncSession, tool: str, arguments: dict[str, Any], *, cell_id: str | None = None,
@@ -54,7 +55,7 @@ async def request(session: AsyncSession, tool: str, arguments: dict[str, Any], *
         ApprovalRefused: a person denied it (``approval_denied``) or nobody answered within the
             notebook's ``runtimed.approval_timeout`` (``approval_timeout``; the request is withdrawn).
     """
-    metadata = views.notebook_metadata(session.client.replica.conn)
+    metadata = session.client.replica.view(views.notebook_metadata)
     policy = approvals.policy(metadata)
     approval_id = new_id("ap-")
     stored = _bounded(arguments)
@@ -74,20 +75,21 @@ async def request(session: AsyncSession, tool: str, arguments: dict[str, Any], *
             f"(approval {approval_id}, now withdrawn); nothing ran. Ask the user to watch for your request (the "
             f"notebook page, or `runt approvals {session.notebook_id}`), then call {tool} again.",
             code="approval_timeout")
-    who = (approvals.get_approval(session.client.replica.conn, approval_id) or {}).get("resolved_by") or {}
+    who = (_approval(session, approval_id) or {}).get("resolved_by") or {}
     raise ApprovalRefused(f"{who.get('name') or 'a person'} denied {tool} (approval {approval_id}); nothing ran. "
                           "Do not retry the same call without asking the user.", code="approval_denied")
 
 
+def _approval(session: AsyncSession, approval_id: str) -> dict[str, Any] | None:
+    return session.client.replica.view(approvals.get_approval, approval_id)
+
+
 def _decision(session: AsyncSession, approval_id: str) -> str | None:
-    row = session.client.replica.conn.execute(
-        "SELECT decision FROM approvals WHERE approval_id = ?", (approval_id,)).fetchone()
-    return None if row is None else row[0]
+    return (_approval(session, approval_id) or {}).get("decision")
 
 
 def _status(session: AsyncSession, approval_id: str) -> str | None:
-    found = approvals.get_approval(session.client.replica.conn, approval_id)
-    return found["status"] if found else None
+    return (_approval(session, approval_id) or {}).get("status")
 
 
 async def _wait(session: AsyncSession, approval_id: str, wait: float, tool: str,

@@ -6,6 +6,7 @@ when its bound runs out, with the execution id to pick the rest up later.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,22 +21,32 @@ Progress = Callable[[float, float | None, str], Awaitable[None]]
 PROGRESS_EVERY = 2.0
 
 
-def resolve_ids(session: AsyncSession, execution_id: str) -> list[str]:
-    """The queue ids behind an execution id (one execution) or a batch id (a run of all cells)."""
-    conn = session.client.replica.conn
-    if views.executions(conn, queue_id=execution_id):
-        return [execution_id]
-    rows = conn.execute("SELECT queue_id FROM execution_queue WHERE batch_id = ? ORDER BY requested_seq",
-                        (execution_id,)).fetchall()
-    if not rows:
-        raise NotFoundError(f"no execution {execution_id!r} in notebook {session.notebook_id!r}; execution ids "
-                            "come from execute_cell and run_all_cells", code="execution_not_found")
+def _batch(conn: sqlite3.Connection, batch_id: str) -> list[str]:
+    rows = conn.execute("SELECT queue_id FROM execution_queue WHERE batch_id = ? ORDER BY requested_seq", (batch_id,))
     return [r[0] for r in rows]
 
 
+def _produced(conn: sqlite3.Connection, cell_id: str, queue_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT content FROM outputs WHERE cell_id = ? AND queue_id = ? ORDER BY position",
+                        (cell_id, queue_id))
+    return [loads(r[0]) for r in rows]
+
+
+def resolve_ids(session: AsyncSession, execution_id: str) -> list[str]:
+    """The queue ids behind an execution id (one execution) or a batch id (a run of all cells)."""
+    replica = session.client.replica
+    if replica.view(views.executions, queue_id=execution_id):
+        return [execution_id]
+    queue_ids = replica.view(_batch, execution_id)
+    if not queue_ids:
+        raise NotFoundError(f"no execution {execution_id!r} in notebook {session.notebook_id!r}; execution ids "
+                            "come from execute_cell and run_all_cells", code="execution_not_found")
+    return queue_ids
+
+
 def _items(session: AsyncSession, queue_ids: list[str]) -> list[dict[str, Any]]:
-    conn = session.client.replica.conn
-    return [views.executions(conn, queue_id=q)[0] for q in queue_ids]
+    replica = session.client.replica
+    return [replica.view(views.executions, queue_id=q)[0] for q in queue_ids]
 
 
 def _describe(items: list[dict[str, Any]]) -> str:
@@ -68,10 +79,7 @@ async def wait(session: AsyncSession, queue_ids: list[str], timeout: float,
 
 def _outputs(session: AsyncSession, item: dict[str, Any]) -> list[dict[str, Any]]:
     """The outputs this execution produced (so far), plus its error when it failed without an error output."""
-    rows = session.client.replica.conn.execute(
-        "SELECT content FROM outputs WHERE cell_id = ? AND queue_id = ? ORDER BY position",
-        (item["cell_id"], item["queue_id"])).fetchall()
-    outputs = [loads(r[0]) for r in rows]
+    outputs = session.client.replica.view(_produced, item["cell_id"], item["queue_id"])
     error = item.get("error")
     if item["status"] == "error" and error and not any(o.get("output_type") == "error" for o in outputs):
         outputs.append({"output_type": "error", "ename": error.get("ename"), "evalue": error.get("evalue"),

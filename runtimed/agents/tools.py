@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -45,6 +45,7 @@ MAX_SOURCE = DEFAULT_LIMITS.max_source_chars
 MAX_PATTERN = 10_000
 MAX_TIMEOUT = 600.0
 ID = {"min_length": 1, "max_length": 128}
+T = TypeVar("T")
 
 
 @dataclass
@@ -293,12 +294,13 @@ async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | Non
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _conn(session: AsyncSession) -> Any:
-    return session.client.replica.conn
+def _view(session: AsyncSession, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A projection view on the agent's replica of the notebook."""
+    return session.client.replica.view(fn, *args, **kwargs)
 
 
 def _cell(session: AsyncSession, cell_id: str) -> dict[str, Any]:
-    cell = views.cell(_conn(session), cell_id)
+    cell = _view(session, views.cell, cell_id)
     if cell is None:
         raise CellNotFoundError(f"no cell {cell_id!r} in notebook {session.notebook_id!r}; call get_notebook "
                                 "for the cell ids")
@@ -323,7 +325,9 @@ def _diff(old: str, new: str) -> str:
 
 
 def _policy_line(session: AsyncSession) -> str:
-    return f"approval policy: {approvals.policy(views.notebook_metadata(_conn(session)))}"
+    metadata = _view(session, views.notebook_metadata)
+    return (f"approval policy: {approvals.policy(metadata)} (calls that need approval wait up to "
+            f"{approvals.timeout(metadata):g} s for a person)")
 
 
 # --- notebooks -----------------------------------------------------------------------------------
@@ -393,7 +397,7 @@ async def get_notebook(ctx: ToolContext, a: GetNotebook) -> ToolResult:
     """Read a whole notebook: every cell in order with its id, type, revision, source and outputs.
     Long outputs show head and tail; get_cell with output_offset reads the rest."""
     session = await ctx.workspace.session(a.notebook_id)
-    view = views.notebook_view(_conn(session))
+    view = _view(session, views.notebook_view)
     more = f"get_cell(notebook_id='{a.notebook_id}', cell_id='{{cell_id}}')"
     parts = notebook_parts(view, a.paging, more, with_outputs=a.include_outputs, subtitle=_policy_line(session))
     cells = [{"id": c["id"], "cell_type": c["cell_type"], "revision": revision(c["source"]),
@@ -415,7 +419,7 @@ async def get_cell(ctx: ToolContext, a: GetCell) -> ToolResult:
     """Read one cell: its type, revision, source and outputs (full_output or output_offset for long ones)."""
     session = await ctx.workspace.session(a.notebook_id)
     cell = _cell(session, a.cell_id)
-    return _cell_result(cell, views.outputs_by_cell(_conn(session), a.cell_id).get(a.cell_id, []), a)
+    return _cell_result(cell, _view(session, views.outputs_by_cell, a.cell_id).get(a.cell_id, []), a)
 
 
 # --- edits ---------------------------------------------------------------------------------------
@@ -498,7 +502,7 @@ async def create_cell(ctx: ToolContext, a: CreateCell) -> ToolResult:
     index = None
     if a.after_cell_id is not None:
         _cell(session, a.after_cell_id)
-        order = [c[0] for c in _conn(session).execute("SELECT id FROM cells ORDER BY fractional_index, id")]
+        order = [c["id"] for c in _view(session, views.ordered_cells)]
         index = order.index(a.after_cell_id) + 1
     cell_id = await session.create_cell(a.source, a.cell_type, index)
     where = f"after {a.after_cell_id}" if a.after_cell_id else "at the end"
@@ -557,7 +561,7 @@ def _show_code(session: AsyncSession, a: ExecuteCell) -> tuple[str | None, str |
 
 
 def _show_all_code(session: AsyncSession, a: RunAllCells) -> tuple[str | None, str | None, str | None]:
-    cells = [c for c in views.ordered_cells(_conn(session)) if c["cell_type"] in EXECUTABLE_CELL_TYPES]
+    cells = [c for c in _view(session, views.ordered_cells) if c["cell_type"] in EXECUTABLE_CELL_TYPES]
     shown = "\n\n".join(f"# cell {c['id']}\n{c['source']}" for c in cells)
     return None, clip(shown, Paging(), "get_notebook"), None
 
@@ -584,7 +588,7 @@ async def run_all_cells(ctx: ToolContext, a: RunAllCells) -> ToolResult:
     seconds with progress notifications, then returns each execution's status and outputs so far, and an
     execution_id for get_results."""
     session = await ctx.workspace.session(a.notebook_id)
-    cells = [c for c in views.ordered_cells(_conn(session)) if c["cell_type"] in EXECUTABLE_CELL_TYPES]
+    cells = [c for c in _view(session, views.ordered_cells) if c["cell_type"] in EXECUTABLE_CELL_TYPES]
     if not cells:
         return text(f"notebook {a.notebook_id} has no code cells to run", {"execution_id": None, "done": True,
                                                                           "executions": []})
@@ -641,7 +645,9 @@ async def export_notebook(ctx: ToolContext, a: ExportNotebook) -> ToolResult:
         raise RuntimedError(f"{path} exists; pass overwrite=true to replace it", code="notebook_exists")
     if not path.parent.is_dir():
         raise RuntimedError(f"no such directory: {path.parent}", code="not_found")
-    await asyncio.to_thread(save_notebook, await session.to_ipynb(), str(path))
+    from runtimed.formats import notebook_from_projection
+
+    await asyncio.to_thread(save_notebook, _view(session, notebook_from_projection), str(path))
     return text(f"wrote {path}", {"path": str(path)})
 
 
@@ -650,7 +656,7 @@ async def get_history(ctx: ToolContext, a: GetHistory) -> ToolResult:
     """The notebook's event log: who (person, agent, runtime, automation) did what and when, filterable by
     actor kind or name, event name and cell. Seqs work with notebook_at."""
     session = await ctx.workspace.session(a.notebook_id)
-    head = (views.notebook_info(_conn(session)) or {}).get("head_seq") or 0
+    head = (_view(session, views.notebook_info) or {}).get("head_seq") or 0
     filters = {"actor_kind": a.actor_kind, "actor_name": a.actor_name, "event": a.event, "cell_id": a.cell_id}
     events, reached = await search.history(ctx.workspace, a.notebook_id, head, a.since_seq, a.limit, filters)
     lines = [search.history_line(e) for e in events]
@@ -664,7 +670,7 @@ async def get_history(ctx: ToolContext, a: GetHistory) -> ToolResult:
 async def notebook_at(ctx: ToolContext, a: NotebookAt) -> ToolResult:
     """The notebook as it was right after a past seq (cells, sources, outputs), e.g. before someone's change."""
     session = await ctx.workspace.session(a.notebook_id)
-    head = (views.notebook_info(_conn(session)) or {}).get("head_seq") or 0
+    head = (_view(session, views.notebook_info) or {}).get("head_seq") or 0
     if a.seq > head:
         raise RuntimedError(f"seq {a.seq} is after the notebook's head ({head})", code="invalid_seq")
     view = await ctx.workspace.rest("GET", f"/api/notebooks/{a.notebook_id}", params={"at": a.seq})

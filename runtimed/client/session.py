@@ -688,7 +688,7 @@ class AsyncSession:
         from runtimed.schema.approvals import list_approvals
 
         await self._connected()
-        return list_approvals(self._conn, pending_only=pending_only)
+        return self.client.replica.view(list_approvals, pending_only=pending_only)
 
     async def resolve_approval(self, approval_id: str, decision: str = "approved") -> None:
         """Answer an agent's request as this session's actor: ``"approved"``, ``"approved_always"``
