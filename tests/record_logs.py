@@ -67,6 +67,10 @@ def conn(s: AsyncSession) -> sqlite3.Connection:
     return s.client.replica.conn
 
 
+def order_keys(s: AsyncSession) -> list[str]:
+    return [c["fractional_index"] for c in views.ordered_cells(conn(s))]
+
+
 async def until(s: AsyncSession, predicate: Callable[[sqlite3.Connection], Any], what: str) -> Any:
     try:
         return await s.client.wait_for(lambda: predicate(conn(s)), WAIT)
@@ -75,8 +79,8 @@ async def until(s: AsyncSession, predicate: Callable[[sqlite3.Connection], Any],
 
 
 def status(c: sqlite3.Connection, queue_id: str) -> str | None:
-    row = c.execute("SELECT status FROM execution_queue WHERE queue_id = ?", (queue_id,)).fetchone()
-    return row[0] if row else None
+    found = views.executions(c, queue_id=queue_id)
+    return found[0]["status"] if found else None
 
 
 async def until_status(s: AsyncSession, queue_id: str, *wanted: str) -> str:
@@ -97,14 +101,14 @@ async def until_input(s: AsyncSession, queue_id: str) -> None:
 async def settle(s: AsyncSession) -> None:
     """No work queued or running, and the runtime (if any) idle: the log has come to rest."""
     def quiet(c: sqlite3.Connection) -> bool:
-        busy = c.execute("SELECT 1 FROM execution_queue WHERE status IN ('pending', 'assigned', 'running')").fetchone()
+        busy = [e for e in views.executions(c) if e["status"] in ("pending", "assigned", "running")]
         runtime = views.active_session(c)
-        return busy is None and (runtime is None or runtime["status"] == "idle")
+        return not busy and (runtime is None or runtime["status"] == "idle")
 
     await until(s, quiet, "the notebook to come to rest")
 
 
-async def expect(s: AsyncSession, queue_id: str, wanted: str, ename: str | None = None) -> None:
+def expect(s: AsyncSession, queue_id: str, wanted: str, ename: str | None = None) -> None:
     """The recorder checks its own scenario, so a regenerated log still shows what it is named for."""
     (item,) = views.executions(conn(s), queue_id=queue_id)
     got = item["error"]["ename"] if item["error"] else None
@@ -115,7 +119,7 @@ async def expect(s: AsyncSession, queue_id: str, wanted: str, ename: str | None 
 async def run(s: AsyncSession, cell_id: str, wanted: str = "success", ename: str | None = None) -> str:
     queue_id = await s.queue_cell(cell_id)
     await until_status(s, queue_id, "success", "error", "cancelled")
-    await expect(s, queue_id, wanted, ename)
+    expect(s, queue_id, wanted, ename)
     return queue_id
 
 
@@ -194,7 +198,7 @@ async def cell_ops(rec: Recording) -> None:
     second = await s.create_cell("print('second')")
     notes = await s.create_cell("Some *notes* 📝", "markdown")
     raw = await s.create_cell("raw text", "raw")
-    keys = [r[0] for r in conn(s).execute("SELECT fractional_index FROM cells ORDER BY fractional_index, id")]
+    keys = order_keys(s)
     await push(s, "cellCreated", cell_id="c-imported-like", cell_type="markdown", fractional_index=key_for_position(keys, 1),
                source="![img](attachment:dot.png)", metadata={"tags": ["setup"], "collapsed": False},
                attachments={"dot.png": {"image/png": PNG}}, execution_count=None)
@@ -231,7 +235,7 @@ async def cell_ops(rec: Recording) -> None:
     await reply(s, held, "ok")
     await until_status(s, held, "success")
     for queue_id in (doomed_q, retyped_q):
-        await expect(s, queue_id, "cancelled")
+        expect(s, queue_id, "cancelled")
     await s.delete_cell(first)  # with outputs
     await s.delete_cell(raw)
     await settle(s)
@@ -249,19 +253,19 @@ async def run_all(rec: Recording) -> None:
     queue_ids = await run_batch(s)
     for queue_id, wanted in zip(queue_ids, ("success", "error", "cancelled", "cancelled"), strict=True):
         await until_status(s, queue_id, "success", "error", "cancelled")
-        await expect(s, queue_id, wanted)
+        expect(s, queue_id, wanted)
     sleeper = await s.create_cell("import time\nprint('sleeping 💤', flush=True)\ntime.sleep(60)")
     interrupted = await s.queue_cell(sleeper)
     await until_output(s, sleeper, "sleeping")
     again = await s.queue_cell(sleeper)  # queued again while it runs
     await s.interrupt()
     await until_status(s, interrupted, "error")
-    await expect(s, interrupted, "error", "KeyboardInterrupt")
+    expect(s, interrupted, "error", "KeyboardInterrupt")
     await until_status(s, again, "running")
     await until_output(s, sleeper, "sleeping")
     queued = await s.queue_cell(last)
     await push(s, "executionCancelRequested", queue_id=queued)
-    await expect(s, queued, "cancelled")
+    expect(s, queued, "cancelled")
     await push(s, "executionCancelRequested")
     await until_status(s, again, "cancelled")
     dying = await s.create_cell("import os\nprint('bye', flush=True)\nos._exit(1)")
@@ -313,8 +317,7 @@ async def collab(rec: Recording) -> None:
         await bob.set_source(cell_id, source + ch)
     await until(alice, lambda c: views.cell(c, cell_id)["source"].endswith("✍"), "bob's keystrokes")
     # both add a cell at the end at once: the same fractional index, ordered by id
-    keys = [r[0] for r in conn(alice).execute("SELECT fractional_index FROM cells ORDER BY fractional_index, id")]
-    key = key_for_position(keys, None)
+    key = key_for_position(order_keys(alice), None)
     await asyncio.gather(
         push(alice, "cellCreated", cell_id="c-from-alice", cell_type="code", fractional_index=key, source="'alice'"),
         push(bob, "cellCreated", cell_id="c-from-bob", cell_type="code", fractional_index=key, source="'bob'"))
@@ -345,7 +348,7 @@ async def input_runtime(rec: Recording) -> None:
     await until_output(s, sleeper, "working")
     await s.restart_kernel()
     await until_status(s, queue_id, "error")
-    await expect(s, queue_id, "error", "KernelRestarted")
+    expect(s, queue_id, "error", "KernelRestarted")
     await settle(s)
     await s.shutdown_kernel()
     twice = await s.create_cell('a = input("first? ")\nb = input("second? ")\nprint(a + b)')
@@ -357,9 +360,9 @@ async def input_runtime(rec: Recording) -> None:
     await until_input(s, batch[0])
     await s.shutdown_kernel()
     await until_status(s, batch[0], "error")
-    await expect(s, batch[0], "error", "RuntimeLost")
+    expect(s, batch[0], "error", "RuntimeLost")
     for queue_id in batch[1:]:  # the error stops the rest of the batch
-        await expect(s, queue_id, "cancelled")
+        expect(s, queue_id, "cancelled")
 
 
 async def imported(rec: Recording) -> None:

@@ -194,6 +194,8 @@ def test_recorded_logs_are_present_and_cover_what_the_page_shows() -> None:
             "runtimeInterruptRequested", "runtimeRestartRequested", "inputRequested", "inputReplied",
             "runtimeSessionEnded"} <= names
     assert rewrites and wait_clears and concurrent_edits
+    for gap in VIEW_GAPS:  # the xfail tests below need a page load in each gap
+        assert any(load_points(*load(path))[gap] for path in LOGS), f"no recorded log opens in the {gap} case"
 
 
 @pytest.mark.parametrize("path", LOGS, ids=[p.stem for p in LOGS])
@@ -256,9 +258,9 @@ def test_page_loaded_mid_log_matches_materializer(node: str, path: Path) -> None
 
 
 def check_gap(node: str, gap: str) -> None:
-    found = {path: load_points(*load(path))[gap] for path in LOGS}
-    assert any(found.values()), f"no recorded log opens in the {gap} case any more"
-    for path, points in found.items():
+    """Mid-log loads in one view gap (test_recorded_logs_are_present_and_cover_what_the_page_shows makes sure there are some)."""
+    for path in LOGS:
+        points = load_points(*load(path))[gap]
         if points:
             check_loaded_mid_log(node, path, points)
 
