@@ -126,6 +126,12 @@ class ErrorCode(enum.Enum):
     APPROVAL_NOT_FOUND = ("approval_not_found", 404, _N, "list them with `runt approvals ID`")
     APPROVAL_RESOLVED = ("approval_resolved", 409, _F, "")
     APPROVAL_SELF = ("approval_self", 403, _R, "a person must approve an agent's request")
+    APPROVAL_DENIED = ("approval_denied", 403, _R, "a person denied the request; ask them, or change the plan")
+    APPROVAL_TIMEOUT = ("approval_timeout", 408, _T, "nobody answered in time; `runt approvals ID` lists requests")
+    # -- agent tools -------------------------------------------------------------------------
+    STALE_REVISION = ("stale_revision", 409, _F, "the cell changed since you read it: read it again")
+    INVALID_REGEX = ("invalid_regex", 400, _U, "check the pattern (Python `re` syntax)")
+    NO_MATCH = ("no_match", 404, _N, "read the cell's current source first")
     # -- sync protocol (sent in an ``error`` message before a 44xx close) ----------------------
     BAD_MESSAGE = ("bad_message", 400, _U, "see the sync protocol in docs/architecture.md")
     BAD_HELLO = ("bad_hello", 400, _U, "")

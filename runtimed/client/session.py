@@ -650,7 +650,7 @@ class AsyncSession:
         from runtimed.formats import notebook_from_projection
 
         await self._connected()
-        return notebook_from_projection(self._conn)
+        return self._replica.view(notebook_from_projection)
 
     async def save(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write the notebook as ``.ipynb`` and return the absolute path written.

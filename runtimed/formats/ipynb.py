@@ -11,7 +11,6 @@ import copy
 import hashlib
 import json
 import re
-import sqlite3
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from runtimed.schema import views
 from runtimed.schema.events import is_valid_id, make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.ordering import keys_between
+from runtimed.schema.views import Reader
 
 NBFORMAT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 ESCAPE_PREFIX = "nb:"
@@ -284,7 +284,7 @@ def _export_cell(
 
 
 def notebook_from_projection(
-    conn: sqlite3.Connection, *, resolve_artifact: ArtifactResolver | None = None
+    conn: Reader, *, resolve_artifact: ArtifactResolver | None = None
 ) -> nbformat.NotebookNode:
     """An nbformat 4.5 notebook of the projection on ``conn``, valid for ``nbformat.validate``.
 

@@ -81,18 +81,6 @@ class InputState(TypedDict):
     replied_seq: int | None
 
 
-class ApprovalRow(TypedDict):
-    approval_id: str
-    tool: str
-    arguments: Any
-    cell_id: str | None
-    decision: str | None
-    requested_by: str
-    requested_seq: int
-    resolved_by: str | None
-    resolved_seq: int | None
-
-
 # -- cells ---------------------------------------------------------------------------------------
 
 CELL_COLUMNS = "id, cell_type, fractional_index, source, metadata, attachments, execution_count"
@@ -297,7 +285,7 @@ def status_history(conn: Reader, after_seq: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-# -- runtimes, inputs, approvals -----------------------------------------------------------------
+# -- runtimes and inputs -----------------------------------------------------------------
 
 SESSION_COLUMNS = ("session_id, runtime_id, actor_id, kernel_name, language, status, detail, host, started_at, "
                    "active, ended_reason")
@@ -328,21 +316,6 @@ def pending_inputs(conn: Reader) -> list[PendingInput]:
 def input_state(conn: Reader, queue_id: str) -> InputState | None:
     row = conn.execute("SELECT value, replied_seq FROM inputs WHERE queue_id = ?", (queue_id,)).fetchone()
     return None if row is None else {"value": row[0], "replied_seq": row[1]}
-
-
-def approvals(conn: Reader, *, pending_only: bool = False) -> list[ApprovalRow]:
-    sql = ("SELECT approval_id, tool, arguments, cell_id, decision, requested_by, requested_seq, resolved_by, "
-           "resolved_seq FROM approvals")
-    if pending_only:
-        sql += " WHERE decision IS NULL"
-    out: list[ApprovalRow] = []
-    for row in conn.execute(sql + " ORDER BY requested_seq"):
-        (approval_id, tool, arguments, cell_id, decision, requested_by, requested_seq, resolved_by,
-         resolved_seq) = row
-        out.append({"approval_id": approval_id, "tool": tool, "arguments": loads(arguments), "cell_id": cell_id,
-                    "decision": decision, "requested_by": requested_by, "requested_seq": requested_seq,
-                    "resolved_by": resolved_by, "resolved_seq": resolved_seq})
-    return out
 
 
 # -- the whole notebook --------------------------------------------------------------------------
