@@ -194,7 +194,7 @@ def test_recorded_logs_are_present_and_cover_what_the_page_shows() -> None:
             "runtimeInterruptRequested", "runtimeRestartRequested", "inputRequested", "inputReplied",
             "runtimeSessionEnded"} <= names
     assert rewrites and wait_clears and concurrent_edits
-    for gap in VIEW_GAPS:  # the xfail tests below need a page load in each gap
+    for gap in VIEW_GAPS:  # the gap tests below need a page load in each case
         assert any(load_points(*load(path))[gap] for path in LOGS), f"no recorded log opens in the {gap} case"
 
 
@@ -210,11 +210,11 @@ def test_reducer_matches_materializer_after_every_event(node: str, path: Path) -
         problems[:10])
 
 
-# Where the REST view a page loads cannot tell the reducer everything (Python-side gaps, see the xfails below).
+# Page loads in states that need more than each cell's latest execution (the view's clear_pending and queue).
 VIEW_GAPS = {
-    # notebook_view does not expose cells.clear_pending
+    # a clear_output(wait=True) is waiting: the view says so per cell (clear_pending)
     "clear_pending": "SELECT 1 FROM cells WHERE clear_pending = 1",
-    # notebook_view gives each cell's latest execution only: an older one still queued or running is not in it
+    # an older execution of a cell is still queued or running: the view's queue lists it
     "hidden_execution": "SELECT 1 FROM execution_queue q WHERE q.status IN ('pending', 'assigned', 'running') AND "
                         "EXISTS (SELECT 1 FROM execution_queue l WHERE l.cell_id = q.cell_id "
                         "AND l.requested_seq > q.requested_seq)",
@@ -265,18 +265,10 @@ def check_gap(node: str, gap: str) -> None:
             check_loaded_mid_log(node, path, points)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Python side: notebook_view (GET /api/notebooks/{id}) does not expose cells.clear_pending, so a page loaded "
-    "between clear_output(wait=True) and the next output keeps the old outputs next to the new one; reducer.js "
-    "reads `clear_pending` from the view as soon as the view carries it"))
 def test_page_loaded_while_a_clear_waits_matches_materializer(node: str) -> None:
     check_gap(node, "clear_pending")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Python side: notebook_view (GET /api/notebooks/{id}) gives each cell only its latest execution, so a page "
-    "loaded while a cell runs and is queued again never learns the running one's queue id: its executionStarted "
-    "(clearing outputs) and executionCompleted (execution count) do nothing in reducer.js"))
 def test_page_loaded_while_an_older_run_is_live_matches_materializer(node: str) -> None:
     check_gap(node, "hidden_execution")
 

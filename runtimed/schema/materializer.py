@@ -314,7 +314,7 @@ def _cell_type_changed(p: Projection, env: Envelope, a: ev.CellTypeChanged) -> N
     p.conn.execute("UPDATE cells SET cell_type = ?, updated_seq = ? WHERE id = ?", (a.cell_type, env.seq, a.cell_id))
     if a.cell_type not in ev.EXECUTABLE_CELL_TYPES:
         p.conn.execute("DELETE FROM outputs WHERE cell_id = ?", (a.cell_id,))
-        p.conn.execute("UPDATE cells SET execution_count = NULL WHERE id = ?", (a.cell_id,))
+        p.conn.execute("UPDATE cells SET execution_count = NULL, clear_pending = 0 WHERE id = ?", (a.cell_id,))
         # Queued runs of a cell that is no longer code would execute its new text: cancel them.
         p._cancel_queue("cell_id = ?", (a.cell_id,), env.ts)
 

@@ -129,10 +129,12 @@ CREATE TABLE IF NOT EXISTS ai_settings (
 );
 """
 
-PROJECTION_VERSION = 2
-"""The layout of the projection. A store that finds an older one rebuilds it from the log before serving.
+PROJECTION_VERSION = 3
+"""The layout and rules of the projection. A store that finds an older one rebuilds it from the log before
+serving; bump it whenever a table or a materializer rule changes what a replay produces.
 
 1: the first wave (no version recorded). 2: the version is recorded in ``projection_meta``.
+3: a cell that stops being code also drops its waiting ``clear_output(wait=True)``.
 """
 
 META_DDL = """

@@ -125,6 +125,11 @@ def cell_ystate(conn: Reader, cell_id: str) -> bytes | None:
     return None if row is None else row[0]
 
 
+def clear_pending_cells(conn: Reader) -> set[str]:
+    """Cells whose ``clear_output(wait=True)`` waits for their next output."""
+    return {r[0] for r in conn.execute("SELECT id FROM cells WHERE clear_pending = 1")}
+
+
 def cell_ystates(conn: Reader) -> dict[str, bytes]:
     """Each cell's Yjs state (for editors that join a notebook)."""
     return {r[0]: r[1] or b"" for r in conn.execute("SELECT id, ystate FROM cells")}
@@ -321,18 +326,23 @@ def input_state(conn: Reader, queue_id: str) -> InputState | None:
 # -- the whole notebook --------------------------------------------------------------------------
 
 def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
-    """The whole notebook: info, metadata, ordered cells with their outputs and latest execution."""
+    """The whole notebook: info, metadata, ordered cells with their outputs and latest execution, and the queue."""
     info = notebook_info(conn) or {}
     outputs = outputs_by_cell(conn)
     latest: dict[str, ExecutionRow] = {}
+    unfinished: list[ExecutionRow] = []
     for item in executions(conn):
         latest[item["cell_id"]] = item
+        if item["status"] in ("pending", "assigned", "running"):
+            unfinished.append(item)
     states = cell_ystates(conn) if ystate else {}
+    waiting_clears = clear_pending_cells(conn)
     cells: list[dict[str, Any]] = []
     for c in ordered_cells(conn):
         entry: dict[str, Any] = dict(c)
         entry["outputs"] = outputs.get(c["id"], [])
         entry["execution"] = latest.get(c["id"])
+        entry["clear_pending"] = c["id"] in waiting_clears
         if ystate:
             import base64
 
@@ -344,4 +354,5 @@ def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
         "cells": cells,
         "runtime": active_session(conn),
         "inputs": pending_inputs(conn),
+        "queue": unfinished,  # every execution not yet finished (a cell's latest one is also in the cell)
     }

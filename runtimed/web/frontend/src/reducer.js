@@ -112,6 +112,10 @@ export function stateFromView(view, { live = true } = {}) {
     }
     state.cells.set(cell.id, cell)
   }
+  for (const q of view.queue || []) {
+    // unfinished executions that are not their cell's latest (a cell queued again while it runs)
+    if (!state.queues.has(q.queue_id)) state.queues.set(q.queue_id, { ...q })
+  }
   for (const i of view.inputs || []) state.inputs.set(i.queue_id, { ...i })
   sortOrder(state)
   return state
