@@ -1,15 +1,9 @@
-"""The SQLite event store: gap-free seqs, idempotency, atomicity, time travel, crash safety, read-only SQL."""
+"""SQLite specifics of the event store (the contract every backend meets, crash safety included, is in
+test_store_contract.py): gap-free seqs, idempotency, time travel across restarts, read-only SQL."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -22,7 +16,6 @@ from runtimed.schema.replica import Replica
 from runtimed.store.sqlite import SQLiteEventStore
 
 HUMAN = {"id": "alice", "kind": "human", "name": "Alice"}
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -201,79 +194,6 @@ def test_store_catalog(store):
     with pytest.raises(RuntimedError) as info:
         store.log("../escape")
     assert info.value.code == "invalid_notebook_id"
-
-
-WRITER = textwrap.dedent(
-    """
-    import sys
-    from runtimed.schema.crdt import SourceDoc, encode_update
-    from runtimed.schema.events import make_event
-    from runtimed.store.sqlite import SQLiteEventStore
-
-    actor = {"id": "writer", "kind": "human"}
-    log = SQLiteEventStore(sys.argv[1], snapshot_every=7).log("crash")
-    if log.head == 0:
-        log.append([make_event("notebookCreated", title="crash")], actor)
-    n = log.head  # cell numbers only grow, across restarts too
-    previous = None
-    announced = False
-    while True:
-        n += 1
-        cid = f"c{n}"
-        doc = SourceDoc.seeded("start")
-        update = doc.update_to("start " + "x" * (n % 50))
-        batch = [
-            make_event("cellCreated", cellId=cid, cellType="code", fractionalIndex="a0", source="start"),
-            make_event("cellSourceEdited", cellId=cid, update=encode_update(update)),
-            make_event("outputAdded", outputId=f"o{n}", cellId=cid, outputType="stream", name="stdout",
-                       text="y" * 2000),
-            make_event("cellMetadataSet", cellId=cid, key="done", value=True),
-        ]
-        if n % 3 == 0 and previous is not None:
-            batch.append(make_event("cellDeleted", cellId=previous))
-        previous = cid
-        results = log.append(batch, actor)
-        assert all("seq" in r for r in results), results
-        if not announced:
-            print("ready", flush=True)
-            announced = True
-    """
-)
-
-
-@pytest.mark.timeout(120)
-def test_kill_9_never_leaves_a_half_applied_event(tmp_path):
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER)
-    home = tmp_path / "home"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for delay in (0.2, 0.5, 0.35):
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(home)], stdout=subprocess.PIPE, env=env, cwd=ROOT
-        )
-        try:
-            assert proc.stdout.readline().strip() == b"ready"
-            time.sleep(delay)
-        finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        store = SQLiteEventStore(home)
-        log = store.log("crash")
-        head = log.head
-        assert head > 1
-        seqs = [e["seq"] for e in log.read()]
-        assert seqs == list(range(1, head + 1))
-        assert log.query("PRAGMA integrity_check").rows == [("ok",)]
-        # every batch is whole: each surviving cell got its edit, its output and its metadata
-        rows = log.query(
-            "SELECT c.source, c.metadata, COUNT(o.id) FROM cells c "
-            "LEFT JOIN outputs o ON o.cell_id = c.id GROUP BY c.id"
-        ).rows
-        assert rows and all(
-            src.startswith("start ") and meta == '{"done":true}' and n == 1 for src, meta, n in rows
-        )
-        assert replay(log).dump() == log.state_at().dump()
-        store.close()
 
 
 def test_a_second_connection_sees_only_committed_batches(tmp_path):
