@@ -558,6 +558,30 @@ def test_query_is_bounded_in_time_rows_and_bytes(nb):
     assert nb.append([cell("c1")], HUMAN)[0]["seq"] == 2
 
 
+def test_a_query_never_sees_half_a_batch(nb):
+    """Queries running while another thread appends batches of 10 see whole batches only."""
+    done = threading.Event()
+    seen: set[tuple[int, int]] = set()
+
+    def writer() -> None:
+        try:
+            for i in range(100):
+                nb.append([make_event("notebookMetadataSet", key=f"k{i}-{j}", value=j) for j in range(10)], HUMAN)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while not done.is_set():
+            rows = nb.query("SELECT (SELECT COUNT(*) FROM notebook_metadata), (SELECT COUNT(*) FROM events)").rows
+            seen.add(rows[0])
+    finally:
+        thread.join(DEADLINE)
+    assert nb.head == 1001
+    assert all(keys % 10 == 0 and events == keys + 1 for keys, events in seen), sorted(seen)
+
+
 def test_query_sees_only_its_own_notebook(store):
     a, b = store.log("nb-a"), store.log("nb-b")
     a.append([make_event("notebookCreated", title="A"), cell("ca")], HUMAN)

@@ -342,9 +342,11 @@ class SQLiteNotebookLog:
         limits = limits or QueryLimits.from_env()
         if self.path is not None:
             ro = sqlite3.connect(f"{self._uri}?mode=ro", uri=True, check_same_thread=False)
-        else:  # shared cache: read without taking table locks that an append would wait for
-            ro = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
-            ro.execute("PRAGMA read_uncommitted = 1")
+        else:  # a private copy of the committed state: a shared-cache reader would either see a batch
+            # half applied (read_uncommitted) or hold table locks that make appends fail
+            ro = sqlite3.connect(":memory:", check_same_thread=False)
+            with self._lock:
+                ro.deserialize(self._conn.serialize())
         deadline = time.monotonic() + limits.timeout
         try:
             ro.execute("PRAGMA query_only = 1")
