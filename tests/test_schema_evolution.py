@@ -72,7 +72,8 @@ def evolved_catalog() -> Iterator[Callable[[], None]]:
     (``from runtimed.schema.events import CATALOG`` included), so they are restored in place (cleared
     and refilled with their old items), never rebound to new dicts.
     """
-    saved = [(table, dict(table)) for table in (ev.CATALOG, ev.VERSIONS, materializer.HANDLERS)]
+    tables: list[dict[Any, Any]] = [ev.CATALOG, ev.VERSIONS, materializer.HANDLERS]
+    saved = [(table, dict(table)) for table in tables]
 
     def upgrade() -> None:
         ev.add_version(EventSpec("cellMetadataSet", 2, CellMetadataSetV2, metadata_v1_to_v2))

@@ -183,7 +183,7 @@ def test_seqs_are_gap_free_across_rejections_and_concurrent_writers(nb):
     assert seqs(results) == [2, None, 3]
     assert nb.append([make_event("cellDeleted", cellId="nope")], HUMAN)[0]["error"]["code"] == "cell_not_found"
     def writer(i: int) -> list[int]:
-        stored = []
+        stored: list[int] = []
         for j in range(15):
             batch = [make_event("cellMetadataSet", cellId="c1", key=f"w{i}", value=j),
                      make_event("cellDeleted", cellId=f"missing-{i}-{j}"),  # rejected: no seq consumed
