@@ -10,7 +10,8 @@ Suites (each a script of its own, run as a subprocess with ``--json``):
   jupyter_client loop, cold and warm daemon;
 - sync: ``bench/bench_sync.py``;
 - runtime: ``bench/bench_runtime.py``;
-- web: ``bench/bench_web.py``.
+- web: ``bench/bench_web.py``;
+- mcp: ``bench/bench_mcp.py``.
 
 Every figure is the median with min – max over repeated runs; comparisons are measured side by
 side (alternating) and reported as ratios, next to their targets.
@@ -36,6 +37,7 @@ SUITES = {
     "sync": ("bench_sync.py", "Sync: the event log and its clients"),
     "runtime": ("bench_runtime.py", "Runtime: what runtimed adds to a raw jupyter_client round trip"),
     "web": ("bench_web.py", "Web UI: a 500-cell notebook becoming interactive, keystroke latency (Chromium)"),
+    "mcp": ("bench_mcp.py", "MCP: tool-call overhead over AsyncSession, execute_cell through runt mcp"),
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 

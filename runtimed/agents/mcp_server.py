@@ -7,7 +7,10 @@ turned into MCP content. Everything else is the tool layer's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import stat
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -79,14 +82,69 @@ def build_server(workspace_for: WorkspaceFor) -> Server[Any]:
                   on_call_tool=call)
 
 
+MAX_STDIO_LINE = 64 * 1024 * 1024
+"""Bytes of one JSON-RPC line on stdin (a whole cell source fits)."""
+
+
+class _PipeLines:
+    """stdin as an async iterator of text lines, read by the event loop (no thread per line)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+
+    def __aiter__(self) -> _PipeLines:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await self.reader.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line.decode("utf-8", errors="replace")
+
+
+class _PipeWriter:
+    """stdout written by the event loop: ``write`` queues, ``flush`` waits for the pipe to drain."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+
+    async def write(self, text: str) -> None:
+        self.writer.write(text.encode("utf-8"))
+
+    async def flush(self) -> None:
+        await self.writer.drain()
+
+
+async def _pipes() -> tuple[_PipeLines, _PipeWriter] | None:
+    """stdin and stdout as event-loop pipes, when both are pipes or sockets (an MCP client's usual setup).
+
+    The SDK's default reads stdin and writes stdout in worker threads, one hop per line; on a
+    loaded machine that is most of a tool call's cost. fd 1 is then pointed at stderr, so stray
+    prints cannot corrupt the protocol.
+    """
+    loop = asyncio.get_running_loop()
+    if not all(stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode) for fd in (0, 1)):
+        return None
+    wire_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    wire_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    reader = asyncio.StreamReader(limit=MAX_STDIO_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), wire_in)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, wire_out)
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    return _PipeLines(reader), _PipeWriter(writer)
+
+
 async def serve_stdio(endpoint: DaemonEndpoint) -> None:
     """Serve one MCP client over stdin/stdout until it disconnects."""
     from mcp.server.stdio import stdio_server
 
     workspaces = Workspaces(endpoint, limit=4)
     server = build_server(workspaces.get)
+    pipes = await _pipes()
+    streams = stdio_server(*pipes) if pipes is not None else stdio_server()  # type: ignore[arg-type]
     try:
-        async with stdio_server() as (read_stream, write_stream):
+        async with streams as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
     finally:
         await workspaces.close()

@@ -72,13 +72,23 @@ class AgentWorkspace:
             return session
         async with self._lock:
             session = self._sessions.get(notebook_id)
+            if session is not None:  # lost its connection: resume it, or start over if the notebook is gone
+                try:
+                    await session.connect()
+                except RuntimedError:
+                    await self.forget(notebook_id)
+                    session = None
             if session is None:
                 if not await self.exists(notebook_id):
                     raise missing_notebook(notebook_id)
                 session = AsyncSession(notebook_id, actor=self.actor, endpoint=self.endpoint)
                 self._sessions[notebook_id] = session
+                try:
+                    await session.connect()
+                except BaseException:
+                    await self.forget(notebook_id)
+                    raise
             self._sessions.move_to_end(notebook_id)
-            await session.connect()
             while len(self._sessions) > MAX_SESSIONS:
                 _, oldest = self._sessions.popitem(last=False)
                 await oldest.close()
