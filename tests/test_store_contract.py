@@ -565,7 +565,7 @@ def test_a_query_never_sees_half_a_batch(nb):
 
     def writer() -> None:
         try:
-            for i in range(100):
+            for i in range(50):
                 nb.append([make_event("notebookMetadataSet", key=f"k{i}-{j}", value=j) for j in range(10)], HUMAN)
         finally:
             done.set()
@@ -578,7 +578,7 @@ def test_a_query_never_sees_half_a_batch(nb):
             seen.add(rows[0])
     finally:
         thread.join(DEADLINE)
-    assert nb.head == 1001
+    assert nb.head == 501 and len(seen) > 1
     assert all(keys % 10 == 0 and events == keys + 1 for keys, events in seen), sorted(seen)
 
 
