@@ -583,7 +583,7 @@ def test_a_query_never_sees_half_a_batch(nb):
             queried.set()
     finally:
         thread.join(DEADLINE)
-    assert nb.head == 501 and len(seen) >= 5
+    assert nb.head == 501 and len(seen) >= 3  # queries 0, 2 and 4 that the writer waited for differ
     assert all(keys % 10 == 0 and events == keys + 1 for keys, events in seen), sorted(seen)
 
 
