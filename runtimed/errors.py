@@ -61,6 +61,8 @@ class ErrorCode(enum.Enum):
     UNAUTHORIZED = ("unauthorized", 401, _R, "the token is in $RUNTIMED_HOME/token; `runt open` prints a sign-in URL")
     FORBIDDEN = ("forbidden", 403, _R, "ask the notebook's owner for a role that allows this")
     CROSS_ORIGIN = ("cross_origin", 403, _R, "open the page from the daemon's own URL (`runt open`)")
+    INVALID_HOST = ("invalid_host", 400, _R, "open the daemon as 127.0.0.1:PORT or localhost:PORT, "
+                                             "or list its name in RUNTIMED_ALLOWED_ORIGINS")
     HTTP_ERROR = ("http_error", 502, _F, "")
     CLI_ERROR = ("cli_error", 400, _F, "")
     WRONG_THREAD = ("wrong_thread", 500, _F, "use the Session from the thread (or event loop) that created it")

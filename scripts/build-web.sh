@@ -24,6 +24,7 @@ npx --no-install esbuild src/main.js \
 # index.html references the bundle with a content hash, so browsers never run a stale bundle.
 VERSION="$(cat "$STATIC/app.js" "$STATIC/app.css" | sha256sum | cut -c1-12)"
 sed "s/__VERSION__/$VERSION/g" src/index.html > "$STATIC/index.html"
+cp src/frame.html "$STATIC/frame.html"  # the sandboxed outputs' document (served with its own CSP)
 
 ls -l "$STATIC"
 echo "built runtimed/web/static (version $VERSION)"

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from runtimed.schema.events import make_event
 from runtimed.schema.ordering import key_between
 from runtimed.schema.replica import Replica
-from runtimed.server.auth import COOKIE_NAME
+from runtimed.server.auth import cookie_name
 
 ALICE = {"id": "alice", "kind": "human", "name": "Alice"}
 
@@ -400,7 +400,7 @@ def test_every_route_requires_the_token(
     assert "token" in error["message"]
     if token:  # a wrong token in the query string or the cookie is refused too
         assert anon.request(method, path + ("&" if "?" in path else "?") + f"token={token}", json=body).status_code == 401
-        anon.cookies.set(COOKIE_NAME, token)
+        anon.cookies.set(cookie_name(anon.base_url.port), token)
         assert anon.request(method, path, json=body).status_code == 401
         anon.cookies.clear()
     assert api.get("/health").status_code == 200  # nothing was done: the daemon is still up
@@ -409,7 +409,7 @@ def test_every_route_requires_the_token(
 
 def test_token_in_query_or_cookie_is_accepted(anon: httpx.Client, daemon: DaemonProcess) -> None:
     assert anon.get("/api/status", params={"token": daemon.token}).status_code == 200
-    anon.cookies.set(COOKIE_NAME, daemon.token)
+    anon.cookies.set(cookie_name(anon.base_url.port), daemon.token)
     assert anon.get("/api/status").status_code == 200
 
 
@@ -420,7 +420,7 @@ def test_login_url_sets_httponly_cookie_and_redirects(anon: httpx.Client, daemon
     assert target.path == "/" and "token" not in str(target)
     assert target.params.get("notebook") == "nb-1" and target.params.get("q") == "a b&c"
     cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE_NAME}=") and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+    assert cookie.startswith(f"{cookie_name(anon.base_url.port)}=") and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
     page = anon.get("/")  # the cookie now signs the browser in
     assert page.status_code in (200, 503)
     assert anon.get("/api/status").status_code == 200
@@ -447,9 +447,11 @@ def ws_close_code(daemon: DaemonProcess, path: str, headers: dict[str, str] | No
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("headers", [None, {"Authorization": "Bearer wrong"}, {"Cookie": f"{COOKIE_NAME}=wrong"}],
+@pytest.mark.parametrize("headers", [None, {"Authorization": "Bearer wrong"}, {"Cookie": "{cookie}=wrong"}],
                          ids=["no-token", "wrong-bearer", "wrong-cookie"])
 def test_websocket_without_the_token_is_closed_with_4401(daemon: DaemonProcess, headers: dict[str, str] | None) -> None:
+    if headers and "Cookie" in headers:
+        headers = {"Cookie": headers["Cookie"].format(cookie=cookie_name(httpx.URL(daemon.url).port))}
     code, received = ws_close_code(daemon, "/api/notebooks/auth-ws/sync", headers)
     assert code == 4401
     assert received[0]["type"] == "error" and received[0]["code"] == "unauthorized" and "token" in received[0]["message"]
@@ -466,7 +468,9 @@ def test_websocket_with_the_token_is_welcomed(daemon: DaemonProcess, how: str) -
     elif how == "query":
         path += f"?token={daemon.token}"
     else:
-        headers["Cookie"] = f"{COOKIE_NAME}={daemon.token}"
+        # the page's cookie: a browser sends the page's Origin with it (without one it is refused, see test_security)
+        headers["Cookie"] = f"{cookie_name(httpx.URL(daemon.url).port)}={daemon.token}"
+        headers["Origin"] = daemon.url
 
     async def run() -> dict[str, Any]:
         async with connect(f"ws{daemon.url[4:]}{path}", additional_headers=headers) as ws:

@@ -255,6 +255,9 @@ async def test_html_output_is_sandboxed_and_outputs_render(daemon) -> None:
         assert await table.count() == 6
         assert await cell(page, "cell-0").locator("[data-testid=markdown-rendered] h1").inner_text() == "Sales report"
 
+        # Chromium paints no offscreen cross-origin frame (the outputs' sandbox): show the whole page at once.
+        height = await page.evaluate("() => document.documentElement.scrollHeight")
+        await page.set_viewport_size({"width": 1100, "height": height})
         await page.wait_for_timeout(600)  # frames report their height
         await page.mouse.move(0, 0)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,9 @@ from runtimed import __version__
 from runtimed.errors import AuthError, ErrorCode, RuntimedError
 from runtimed.schema import views
 from runtimed.schema.events import make_event
-from runtimed.server.auth import COOKIE_NAME
 from runtimed.server.daemon import Daemon
 from runtimed.server.runtimes import RuntimeSupervisor
+from runtimed.server.security import SecurityMiddleware, SecurityPolicy
 from runtimed.server.service import NotebookService
 from runtimed.server.sync import sync_endpoint
 from runtimed.store.base import QueryLimits
@@ -67,7 +67,7 @@ def _actor(actor: Actor | None) -> dict[str, Any]:
     return actor.model_dump() if actor is not None else REST_ACTOR
 
 
-def create_app(daemon: Daemon) -> FastAPI:
+def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if daemon.runtimes is not None:
@@ -83,6 +83,10 @@ def create_app(daemon: Daemon) -> FastAPI:
     app = FastAPI(title="runtimed", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None,
                   redoc_url=None, description="Event-sourced notebooks: REST API of the runtimed daemon")
     app.state.daemon = daemon
+    policy = policy or SecurityPolicy.for_daemon(daemon)
+    daemon.auth.bind_port(policy.port)
+    # Host, Origin, token and body size are checked before FastAPI reads a byte of the body.
+    app.add_middleware(SecurityMiddleware, auth=daemon.auth, policy=policy)
 
     def require_token(request: Request) -> None:
         if not daemon.auth.request_ok(request):
@@ -305,7 +309,9 @@ def create_app(daemon: Daemon) -> FastAPI:
             params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             target = "/" + ("?" + urlencode(params) if params else "")
             response = RedirectResponse(target, status_code=303)
-            response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict")
+            # Named after the port (browsers share a host's cookies across its ports), sent only to this host.
+            response.set_cookie(daemon.auth.cookie_name, token, path="/", httponly=True, samesite="strict",
+                                secure=policy.scheme == "https")
             return response
         if not daemon.auth.request_ok(request):
             return HTMLResponse("<h1>runtimed</h1><p>Not signed in: open the URL printed by "

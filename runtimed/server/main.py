@@ -17,6 +17,7 @@ from typing import IO
 from runtimed import __version__
 from runtimed.errors import ExitCode
 from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
+from runtimed.server.header_timeout import DEFAULT_HEADER_TIMEOUT
 
 EXIT_ALREADY_RUNNING = ExitCode.REFUSED
 EXIT_PORT_IN_USE = ExitCode.START_FAILED
@@ -76,12 +77,36 @@ def setup_logging(home: Home, foreground: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 
 
+def check_bind(args: argparse.Namespace) -> str | None:
+    """Why this bind is refused, or None: beyond loopback, plain HTTP would carry the token in clear."""
+    from runtimed.server.security import is_loopback
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return "pass both --tls-cert and --tls-key (a certificate and its private key, PEM files)"
+    if is_loopback(args.host) or args.tls_cert or args.insecure_bind:
+        return None
+    return (f"refusing to listen on {args.host} without TLS: anyone on the network could read the token; "
+            "pass --tls-cert FILE --tls-key FILE, or --insecure-bind if the network is trusted (docs/security.md)")
+
+
 async def serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+    from runtimed.errors import RuntimedError
     from runtimed.server.app import create_app
     from runtimed.server.daemon import Daemon, Settings
+    from runtimed.server.header_timeout import header_timeout_protocol
+    from runtimed.server.security import SecurityPolicy, parse_origins
 
+    refusal = check_bind(args)
+    try:
+        parse_origins(args.allowed_origins)
+    except RuntimedError as exc:
+        refusal = exc.message
+    if refusal is not None:
+        print(f"runtimed: {refusal}", file=sys.stderr)
+        return ExitCode.USAGE
     Home.make_process_private()  # umask 077: every file the daemon creates in its home is private
     home = Home.resolve(args.home)
     lock = acquire_lock(home)
@@ -101,6 +126,8 @@ async def serve(args: argparse.Namespace) -> int:
                         idle_timeout=args.idle_timeout, runtime_grace=args.runtime_grace,
                         slow_consumer_timeout=args.slow_consumer_timeout)
     daemon = Daemon(settings)
+    scheme = "https" if args.tls_cert else "http"
+    daemon.url = f"{scheme}://{host}:{port}"
     rebuilt = daemon.store.migrate()  # before serving: every projection at the current version
     if rebuilt:
         log.info("rebuilt the projections of %d notebook(s) from their logs: %s", len(rebuilt), ", ".join(rebuilt))
@@ -108,12 +135,15 @@ async def serve(args: argparse.Namespace) -> int:
         from runtimed.server.runtimes import RuntimeManager
 
         daemon.runtimes = RuntimeManager(daemon)
-    app = create_app(daemon)
+    app = create_app(daemon, SecurityPolicy.for_daemon(daemon, scheme=scheme, allowed_origins=args.allowed_origins,
+                                                       max_body_bytes=args.max_body_bytes))
     # Headroom above the protocol's limit, so that the sync endpoint answers a too-large message with a
     # clear error and close code 4413; uvicorn's own cap (close 1009) stays as the hard backstop.
     config = uvicorn.Config(app, log_level="warning", ws_max_size=2 * daemon.limits.max_message_bytes,
                             ws_ping_interval=20.0, ws_ping_timeout=30.0, timeout_graceful_shutdown=5, lifespan="on",
-                            ws_per_message_deflate=False)  # loopback: compression costs more than it saves
+                            ws_per_message_deflate=False,  # loopback: compression costs more than it saves
+                            http=header_timeout_protocol(AutoHTTPProtocol, args.header_timeout),
+                            ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
     server = uvicorn.Server(config)
     daemon.request_shutdown = lambda: setattr(server, "should_exit", True)
 
@@ -164,6 +194,17 @@ def parser() -> argparse.ArgumentParser:
                    default=float(os.environ.get("RUNTIMED_SLOW_CONSUMER_TIMEOUT", "30")),
                    help="seconds one send to a client may block before it is disconnected as slow (default 30)")
     p.add_argument("--no-runtimes", action="store_true", help="do not start daemon-managed runtimes")
+    p.add_argument("--header-timeout", type=float,
+                   default=float(os.environ.get("RUNTIMED_HEADER_TIMEOUT", str(DEFAULT_HEADER_TIMEOUT))),
+                   help=f"seconds a request's headers may take to arrive (default {DEFAULT_HEADER_TIMEOUT:g})")
+    p.add_argument("--max-body-bytes", type=int, default=None,
+                   help="largest REST request body (default $RUNTIMED_MAX_BODY_BYTES, else one sync message's limit)")
+    p.add_argument("--allowed-origins", default=os.environ.get("RUNTIMED_ALLOWED_ORIGINS", ""),
+                   help="comma-separated extra origins (scheme://host[:port]) whose pages may use the daemon")
+    p.add_argument("--tls-cert", default=None, help="PEM certificate: serve HTTPS (needed to bind beyond loopback)")
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    p.add_argument("--insecure-bind", action="store_true",
+                   help="allow plain HTTP on a non-loopback --host (the token crosses the network in clear)")
     p.add_argument("--foreground", action="store_true", help="also log to stderr")
     p.add_argument("--version", action="version", version=f"runtimed {__version__}")
     return p

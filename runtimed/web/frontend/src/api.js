@@ -9,7 +9,9 @@ export class ApiError extends Error {
 }
 
 export async function api(path, { method = 'GET', body, raw = false, headers = {} } = {}) {
-  const init = { method, credentials: 'same-origin', headers: { ...headers } }
+  // The page's policy is no-referrer, under which a browser sends `Origin: null` with a POST; a same-origin
+  // request keeps its real Origin with 'same-origin', and the daemon requires that Origin for cookie sign-ins.
+  const init = { method, credentials: 'same-origin', referrerPolicy: 'same-origin', headers: { ...headers } }
   if (body !== undefined) {
     if (raw) init.body = body
     else {

@@ -1,8 +1,10 @@
 // Rendering of nbformat outputs and markdown.
 //
-// Untrusted HTML and JavaScript run only inside <iframe sandbox="allow-scripts"> with srcdoc:
-// an opaque origin that cannot reach the app's DOM, cookies or API. SVG is shown as an <img>
-// (no script runs there). Markdown is rendered by markdown-it and sanitized by DOMPurify.
+// Untrusted HTML and JavaScript run only inside <iframe sandbox="allow-scripts"> on /static/frame.html
+// (served with its own CSP, `sandbox allow-scripts`: the app page's strict CSP would block their scripts,
+// and a srcdoc frame inherits it): an opaque origin that cannot reach the app's DOM, cookies or API.
+// SVG is shown as an <img> (no script runs there). Markdown is rendered by markdown-it and sanitized by
+// DOMPurify, without forms or form controls (a <form><button> would navigate the app's tab).
 import { AnsiUp } from 'ansi_up'
 import DOMPurify from 'dompurify'
 import MarkdownIt from 'markdown-it'
@@ -16,6 +18,11 @@ DOMPurify.addHook('afterSanitizeAttributes', (node) => {
     node.setAttribute('rel', 'noopener noreferrer')
   }
 })
+
+const SANITIZE = {
+  FORBID_TAGS: ['form', 'button', 'input', 'select', 'option', 'optgroup', 'textarea', 'datalist', 'output', 'meta', 'base'],
+  FORBID_ATTR: ['action', 'formaction', 'formmethod', 'formtarget', 'formenctype', 'form', 'http-equiv'],
+}
 
 /** Markdown to sanitized HTML; `attachment:name` images resolve from the cell's attachments. */
 export function renderMarkdown(source, attachments) {
@@ -31,7 +38,7 @@ export function renderMarkdown(source, attachments) {
       return `${pre}${url}"`
     })
   }
-  return DOMPurify.sanitize(html)
+  return DOMPurify.sanitize(html, SANITIZE)
 }
 
 export function ansiHtml(text) {
@@ -87,6 +94,7 @@ function joinText(v) {
 
 // -- sandboxed frames ----------------------------------------------------------------------------
 
+const FRAME_URL = '/static/frame.html'
 const frames = new Map() // token -> iframe
 const FRAME_MAX_HEIGHT = 4000
 
@@ -125,14 +133,18 @@ const lazyFrames = new IntersectionObserver(
   { rootMargin: '800px 0px' },
 )
 
-/** <iframe sandbox="allow-scripts" srcdoc=…>: an opaque origin (never allow-same-origin). */
+/** <iframe sandbox="allow-scripts"> on the frame document, which the output's document then replaces:
+ * an opaque origin (never allow-same-origin). */
 export function sandboxFrame(body, testid = 'output-frame') {
   const slot = el('div.frame-slot')
   slot._mount = () => {
     const token = newId('f-')
     const frame = el('iframe.output-frame', { sandbox: 'allow-scripts', testid, title: 'output', loading: 'eager' })
     frame.setAttribute('sandbox', 'allow-scripts')
-    frame.srcdoc = frameDoc(token, body)
+    const doc = frameDoc(token, body)
+    // '*': an opaque origin has no name to target; the frame accepts a document only from its parent.
+    frame.addEventListener('load', () => frame.contentWindow?.postMessage({ runtimedDoc: doc }, '*'), { once: true })
+    frame.src = FRAME_URL
     frames.set(token, frame)
     slot.replaceChildren(frame)
   }
