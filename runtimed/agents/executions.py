@@ -6,7 +6,6 @@ when its bound runs out, with the execution id to pick the rest up later.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,21 +14,10 @@ from runtimed.agents.render import NOTEBOOK_BUDGET, Paging, Part, TextPart, merg
 from runtimed.client.session import TERMINAL, AsyncSession
 from runtimed.errors import NotFoundError
 from runtimed.schema import views
-from runtimed.schema.materializer import loads
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 PROGRESS_EVERY = 2.0
-
-
-def _batch(conn: sqlite3.Connection, batch_id: str) -> list[str]:
-    rows = conn.execute("SELECT queue_id FROM execution_queue WHERE batch_id = ? ORDER BY requested_seq", (batch_id,))
-    return [r[0] for r in rows]
-
-
-def _produced(conn: sqlite3.Connection, cell_id: str, queue_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT content FROM outputs WHERE cell_id = ? AND queue_id = ? ORDER BY position",
-                        (cell_id, queue_id))
-    return [loads(r[0]) for r in rows]
+FIRST_PROGRESS = 0.5
 
 
 def resolve_ids(session: AsyncSession, execution_id: str) -> list[str]:
@@ -37,7 +25,7 @@ def resolve_ids(session: AsyncSession, execution_id: str) -> list[str]:
     replica = session.client.replica
     if replica.view(views.executions, queue_id=execution_id):
         return [execution_id]
-    queue_ids = replica.view(_batch, execution_id)
+    queue_ids = [e["queue_id"] for e in replica.view(views.executions) if e["batch_id"] == execution_id]
     if not queue_ids:
         raise NotFoundError(f"no execution {execution_id!r} in notebook {session.notebook_id!r}; execution ids "
                             "come from execute_cell and run_all_cells", code="execution_not_found")
@@ -58,28 +46,32 @@ def _describe(items: list[dict[str, Any]]) -> str:
 
 async def wait(session: AsyncSession, queue_ids: list[str], timeout: float,
                progress: Progress | None) -> list[dict[str, Any]]:
-    """Wait until every execution ended or ``timeout`` s passed; report progress meanwhile."""
-    deadline = time.monotonic() + timeout
+    """Wait until every execution ended or ``timeout`` s passed; report progress meanwhile (first after
+    ``FIRST_PROGRESS`` s, so a quick cell costs no notification)."""
+    start = time.monotonic()
+    deadline, report_at = start + timeout, start + FIRST_PROGRESS
 
     def finished() -> bool:
         return all(i["status"] in TERMINAL for i in _items(session, queue_ids))
 
     while True:
-        remaining = deadline - time.monotonic()
-        if finished() or remaining <= 0:
+        now = time.monotonic()
+        if finished() or now >= deadline:
             return _items(session, queue_ids)
-        if progress is not None:
+        if progress is not None and now >= report_at:
             items = _items(session, queue_ids)
             await progress(sum(i["status"] in TERMINAL for i in items), len(items), _describe(items))
+            report_at = now + PROGRESS_EVERY
         try:
-            await session.client.wait_for(finished, min(PROGRESS_EVERY, remaining))
+            wake = min(report_at, deadline) if progress is not None else deadline
+            await session.client.wait_for(finished, max(0.001, wake - now))
         except TimeoutError:
             continue
 
 
 def _outputs(session: AsyncSession, item: dict[str, Any]) -> list[dict[str, Any]]:
     """The outputs this execution produced (so far), plus its error when it failed without an error output."""
-    outputs = session.client.replica.view(_produced, item["cell_id"], item["queue_id"])
+    outputs = session.client.replica.view(views.execution_outputs, item["cell_id"], item["queue_id"])
     error = item.get("error")
     if item["status"] == "error" and error and not any(o.get("output_type") == "error" for o in outputs):
         outputs.append({"output_type": "error", "ename": error.get("ename"), "evalue": error.get("evalue"),

@@ -6,12 +6,11 @@ has no other notebooks), and both are bounded in what they scan and return.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from runtimed.agents.render import output_text, summarize_args
 from runtimed.agents.workspace import AgentWorkspace
-from runtimed.schema import approvals
+from runtimed.schema import search as text_search
 from runtimed.schema.materializer import loads
 
 HISTORY_SCAN = 20_000
@@ -65,10 +64,6 @@ def history_line(event: dict[str, Any]) -> str:
     return f"#{event['seq']} {event.get('ts', '')} {event['name']} by {who}: {summarize_args(event.get('args') or {})}"
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def _snippets(text: str, needle: str, limit: int = 3) -> list[str]:
     out = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -90,29 +85,22 @@ async def search(workspace: AgentWorkspace, query: str, notebook_ids: list[str] 
     notebooks = await workspace.rest("GET", "/api/notebooks")
     targets = [n["id"] for n in notebooks if not notebook_ids or n["id"] in notebook_ids][:MAX_SEARCH_NOTEBOOKS]
     needle = query.lower()
-    patterns = [_like(query), _like(json.dumps(query, ensure_ascii=False)[1:-1])]
     matches: list[dict[str, Any]] = []
     skipped: list[str] = []
     for notebook_id in targets:
         if len(matches) >= limit:
             break
-        meta = await _query(workspace, notebook_id, "SELECT value FROM notebook_metadata WHERE key = 'runtimed'", [])
-        settings = loads(meta[0][0]) if meta else {}
-        if approvals.policy({"runtimed": settings}) == "all":
+        if (await workspace.rest("GET", f"/api/notebooks/{notebook_id}/approvals"))["policy"] == "all":
             skipped.append(notebook_id)
             continue
-        for cell_id, cell_type, source in await _query(
-                workspace, notebook_id,
-                "SELECT id, cell_type, source FROM cells WHERE source LIKE ? ESCAPE '\\' ORDER BY fractional_index",
-                [patterns[0]]):
+        for cell_id, cell_type, source in await _query(workspace, notebook_id, text_search.SOURCE_MATCHES,
+                                                       text_search.source_patterns(query)):
             lines = _snippets(source, needle)
             if lines:
                 matches.append({"notebook_id": notebook_id, "cell_id": cell_id, "cell_type": cell_type,
                                 "where": "source", "snippets": lines})
-        for cell_id, content in await _query(
-                workspace, notebook_id,
-                "SELECT cell_id, content FROM outputs WHERE content LIKE ? ESCAPE '\\' OR content LIKE ? ESCAPE '\\' "
-                "LIMIT 200", patterns):
+        for cell_id, content in await _query(workspace, notebook_id, text_search.OUTPUT_MATCHES,
+                                             text_search.output_patterns(query)):
             lines = _snippets(output_text(loads(content)), needle)
             if lines:
                 matches.append({"notebook_id": notebook_id, "cell_id": cell_id, "where": "output", "snippets": lines})
