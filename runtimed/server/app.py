@@ -21,6 +21,7 @@ from runtimed.errors import AuthError, ErrorCode, RuntimedError
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.server.daemon import Daemon
+from runtimed.server.openapi import document_errors
 from runtimed.server.runtimes import RuntimeSupervisor
 from runtimed.server.security import SecurityMiddleware, SecurityPolicy
 from runtimed.server.service import NotebookService
@@ -329,5 +330,6 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
 
     app.include_router(approvals_router(daemon))
     mount_mcp(app, daemon)
+    document_errors(app)
     return app
 
