@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -444,5 +445,49 @@ def test_an_insecure_bind_serves_the_name_the_browser_used(home: Path) -> None:
                              headers={"Authorization": f"Bearer {proc.token}", "Host": lan,
                                       "Origin": f"http://other.lan:{port}"})
             assert_error(refused, 403, "cross_origin")
+    finally:
+        proc.stop()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_tls_serves_https_and_a_secure_cookie(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # clients (and the test) trust this certificate
+    proc = DaemonProcess(home, "--no-runtimes", "--tls-cert", str(cert_file), "--tls-key", str(key_file))
+    proc.start()
+    try:
+        assert proc.url.startswith("https://127.0.0.1:")
+        with httpx.Client(base_url=proc.url, verify=ssl.create_default_context(cafile=str(cert_file))) as c:
+            assert c.get("/health").status_code == 200
+            r = c.get("/", params={"token": proc.token})
+            assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+            assert c.post("/api/notebooks", json={"id": "tls"},
+                          headers={"Authorization": f"Bearer {proc.token}", "Origin": proc.url}).status_code == 201
     finally:
         proc.stop()
