@@ -308,7 +308,9 @@ def _show_state(view: dict[str, Any], at_seq: int, as_json: bool) -> None:
 def query(notebook_id: str, sql: str, as_json: bool) -> None:
     """Run a read-only SQL query on a notebook's projection (tables: cells, outputs, events, …).
 
-    A query that would write is refused (exit 5).
+    A query that would write, or reach outside the notebook (ATTACH, VACUUM INTO), is refused
+    (exit 5); one that runs longer than RUNTIMED_QUERY_TIMEOUT (10 s) is stopped (exit 7); at most
+    RUNTIMED_QUERY_MAX_ROWS rows (100,000) come back, and the output says when it was cut.
 
     \b
     Example:
@@ -332,4 +334,7 @@ def query(notebook_id: str, sql: str, as_json: bool) -> None:
         print_json([dict(zip(result["columns"], row, strict=False)) for row in result["rows"]])
         return
     table(result["columns"] or ["(no columns)"], result["rows"])
-    note(f"{len(result['rows'])} row{'s' if len(result['rows']) != 1 else ''}")
+    count = len(result["rows"])
+    cut = "; more rows matched: add a LIMIT (the daemon returns at most RUNTIMED_QUERY_MAX_ROWS)" \
+        if result.get("truncated") else ""
+    note(f"{count} row{'s' if count != 1 else ''}{cut}")

@@ -46,7 +46,8 @@ def find_daemon(home: Home | None = None) -> DaemonEndpoint | None:
             raise DaemonNotRunningError(f"RUNTIMED_URL is {env_url} but no token: set RUNTIMED_TOKEN")
         return DaemonEndpoint(env_url.rstrip("/"), token)
     info = home.read_daemon_info()
-    token = home.read_token()
+    # RUNTIMED_TOKEN wins over the home's token: a wrong one must fail loudly, not be replaced silently
+    token = os.environ.get("RUNTIMED_TOKEN") or home.read_token()
     if info is None or token is None:
         return None
     pid = info.get("pid")

@@ -32,6 +32,7 @@ from runtimed.client.http import DaemonHTTP
 from runtimed.client.models import Cell, ExecutionResult, Output
 from runtimed.client.sync import SyncClient
 from runtimed.errors import (
+    AuthError,
     CellNotFoundError,
     ConnectionLostError,
     DaemonNotRunningError,
@@ -44,7 +45,7 @@ from runtimed.errors import (
 from runtimed.home import Home
 from runtimed.schema import views
 from runtimed.schema.crdt import SourceDoc, encode_update
-from runtimed.schema.events import EXECUTABLE_CELL_TYPES, make_event
+from runtimed.schema.events import EXECUTABLE_CELL_TYPES, is_valid_id, make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.ordering import key_for_position
 from runtimed.schema.replica import Replica
@@ -65,7 +66,7 @@ def _default_actor(peer_label: str | None = None) -> dict[str, Any]:
 
 
 def _timeout_text(seconds: float | None) -> str:
-    return "ever" if seconds is None else f"{seconds:g} s"
+    return "the time allowed" if seconds is None else f"{seconds:g} s"
 
 
 class AsyncSession:
@@ -99,6 +100,9 @@ class AsyncSession:
         """
         if notebook_id is not None and not isinstance(notebook_id, str):
             raise TypeError(f"notebook_id must be a str, got {type(notebook_id).__name__}")
+        if notebook_id is not None and not is_valid_id(notebook_id):
+            raise RuntimedError(f"invalid notebook id {notebook_id!r}: use 1-128 characters of letters, digits, "
+                                "'.', '_', ':' or '-', starting with a letter or digit", code="invalid_notebook_id")
         self._notebook_id = notebook_id or f"agent-session-{uuid.uuid4()}"
         self._home = Home.resolve(home)
         self.actor: dict[str, Any] = actor or _default_actor(peer_label)
@@ -139,7 +143,7 @@ class AsyncSession:
         active = self._active_session()
         return active["kernel_name"] if active else None
 
-    def _active_session(self) -> dict[str, Any] | None:
+    def _active_session(self) -> views.SessionRow | None:
         if self._client is None:
             return None
         try:
@@ -191,15 +195,8 @@ class AsyncSession:
         async with self._lock:
             if self.is_connected:
                 return
-            if self._client is not None:  # lost or closed: resume it (it keeps its replica and unacked pushes)
-                if await self._healthy(timeout):
-                    try:
-                        await self._client.connect(timeout)
-                        return
-                    except RuntimedError:
-                        pass
-                await self._close_client()
-                self._forget_endpoint()  # the daemon may have come back elsewhere: discover it again
+            if self._client is not None and await self._resume(timeout):
+                return
             if self._endpoint is None:
                 try:
                     self._endpoint = await asyncio.to_thread(ensure_daemon, self._home, timeout=timeout)
@@ -214,7 +211,8 @@ class AsyncSession:
                                             f"`runt daemon start`{hint}")
             if self._http is None:
                 self._http = DaemonHTTP(self._endpoint, timeout=timeout)
-            client = SyncClient(self._endpoint.url, self._endpoint.token, self._notebook_id, self.actor)
+            client = SyncClient(self._endpoint.url, self._endpoint.token, self._notebook_id, self.actor,
+                                rediscover=None if self._endpoint_given else self._rediscover)
             self._client = client
             try:
                 await client.connect(timeout)
@@ -225,6 +223,34 @@ class AsyncSession:
             except BaseException:
                 await self._close_client()
                 raise
+
+    async def _rediscover(self) -> tuple[str, str] | None:
+        """The daemon of this session's home now, started again when it died (for the sync client)."""
+        endpoint = await asyncio.to_thread(ensure_daemon, self._home, timeout=CONNECT_TIMEOUT)
+        if self._endpoint is None or endpoint.url != self._endpoint.url or endpoint.token != self._endpoint.token:
+            self._close_http()
+            self._endpoint = endpoint
+        return endpoint.url, endpoint.token
+
+    async def _resume(self, timeout: float) -> bool:
+        """Reconnect the existing client, keeping its replica and its unacknowledged pushes (re-sent with the
+        same ids, so a call interrupted by a disconnect completes once instead of failing and being repeated).
+        When the daemon is gone, the embedded default is found or started again and the client follows it."""
+        client = self._client
+        assert client is not None
+        try:
+            if not await self._healthy(timeout) and not self._endpoint_given:
+                client.retarget(*await self._rediscover())
+            await client.connect(timeout)
+            return True
+        except (AuthError, DaemonStartError):
+            raise
+        except RuntimedError:
+            if client.pending_pushes:
+                raise  # closing it would drop pushes that may still be stored: say so instead
+            await self._close_client()
+            self._forget_endpoint()  # the daemon may have come back elsewhere: discover it again
+            return False
 
     def _forget_connection(self) -> None:
         """Drop a connection made on another event loop (it cannot be awaited from this one)."""
@@ -271,7 +297,9 @@ class AsyncSession:
     async def _http_call(self, method: str, path: str, **kwargs: Any) -> Any:
         """A REST call to the daemon; transport failures become ConnectionLostError."""
         await self._connected()
-        assert self._http is not None
+        if self._http is None:  # dropped when the session followed a restarted daemon
+            assert self._endpoint is not None
+            self._http = DaemonHTTP(self._endpoint, timeout=CONNECT_TIMEOUT)
         try:
             return await asyncio.to_thread(getattr(self._http, method), path, **kwargs)
         except httpx.TimeoutException:
@@ -373,7 +401,7 @@ class AsyncSession:
             except TimeoutError:
                 continue
 
-    async def _end_session(self, active: dict[str, Any], timeout_secs: float) -> None:
+    async def _end_session(self, active: views.SessionRow, timeout_secs: float) -> None:
         """End a runtime session and wait (bounded) until its managed runtime is gone."""
         await self._commit([make_event("runtimeSessionEnded", session_id=active["session_id"], reason="shutdown")])
         deadline = time.monotonic() + min(timeout_secs, 15.0)
@@ -442,7 +470,7 @@ class AsyncSession:
     def _ordered_keys(self) -> list[str]:
         return [key for _, key in self._replica.view(views.order_keys)]
 
-    def _require_cell(self, cell_id: str) -> dict[str, Any]:
+    def _require_cell(self, cell_id: str) -> views.CellRow:
         cell = self._replica.view(views.cell, cell_id)
         if cell is None:
             raise CellNotFoundError(f"Cell not found: {cell_id}")
@@ -571,9 +599,9 @@ class AsyncSession:
         """
         client = await self._connected()
 
-        def finished() -> dict[str, Any]:
-            item = self._replica.view(views.executions, queue_id=queue_id)
-            return item[0] if item and item[0]["status"] in TERMINAL else {}
+        def finished() -> views.ExecutionRow | None:
+            item = self._replica.view(views.execution, queue_id)
+            return item if item is not None and item["status"] in TERMINAL else None
 
         if not self._replica.view(views.executions, queue_id=queue_id):
             raise NotFoundError(f"no execution {queue_id!r} in notebook {self._notebook_id!r}", code="execution_not_found")
@@ -581,6 +609,7 @@ class AsyncSession:
             item = await client.wait_for(finished, timeout_secs)
         except TimeoutError:
             raise ExecutionTimeoutError(self._timeout_message(queue_id, timeout_secs)) from None
+        assert item is not None  # wait_for returns a truthy value
         return self._result(item)
 
     def _timeout_message(self, queue_id: str, timeout_secs: float | None) -> str:
@@ -591,7 +620,7 @@ class AsyncSession:
             return message + " and no kernel has picked it up; is the daemon running without runtimes?)"
         return message + "; it goes on: interrupt() stops it)"
 
-    def _result(self, item: dict[str, Any]) -> ExecutionResult:
+    def _result(self, item: views.ExecutionRow) -> ExecutionResult:
         cell_id, queue_id = item["cell_id"], item["queue_id"]
         outputs = [Output.from_dict(data) for data in self._replica.view(views.execution_outputs, cell_id, queue_id)]
         error = item["error"]
@@ -701,7 +730,7 @@ class AsyncSession:
         await self._commit([make_event("toolApprovalResolved", approval_id=approval_id, decision=decision)])
 
 
-def _cell(cell: dict[str, Any], outputs: list[dict[str, Any]]) -> Cell:
+def _cell(cell: views.CellRow, outputs: list[dict[str, Any]]) -> Cell:
     return Cell(id=cell["id"], cell_type=cell["cell_type"], source=cell["source"],
                 execution_count=cell["execution_count"], outputs=[Output.from_dict(o) for o in outputs],
                 metadata=cell["metadata"], position=cell["fractional_index"])
@@ -740,6 +769,9 @@ class _LoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            if future.done():  # the call itself ran out of time: say what it waited for
+                raise ConnectionLostError("the daemon did not answer in time (the call's own bound ran out); "
+                                          "`runt daemon status` shows whether it runs") from None
             future.cancel()
             raise ConnectionLostError(f"no answer within {_timeout_text(timeout)}") from None
         except BaseException:  # KeyboardInterrupt and friends: do not leave the coroutine running

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -46,6 +46,7 @@ class SyncClient:
         reconnect: bool = True,
         max_message_bytes: int = 32 * 1024 * 1024,
         transport: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+        rediscover: Callable[[], Awaitable[tuple[str, str] | None]] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
@@ -56,15 +57,18 @@ class SyncClient:
         self.max_message_bytes = max_message_bytes
         self.transport = transport
         """Opens the connection; default a WebSocket to ``url`` (the daemon passes an in-process one)."""
+        self.rediscover = rediscover
+        """Called when the daemon cannot be reached: the ``(url, token)`` of the daemon to use now (the
+        embedded default found or started again), or None to keep trying the same one."""
         self.replica = Replica(notebook_id)
         self.connection_id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self._ws: ClientConnection | Any | None = None
-        self._runner: asyncio.Task | None = None
+        self._runner: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
         self._fatal: RuntimedError | None = None
-        self._unacked: OrderedDict[str, tuple[dict[str, Any], asyncio.Future]] = OrderedDict()
+        self._unacked: OrderedDict[str, tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = OrderedDict()
         self._refs = itertools.count(1)
         self._change = asyncio.Event()
         self._event_listeners: list[Callable[[list[Envelope]], None]] = []
@@ -76,6 +80,11 @@ class SyncClient:
     @property
     def is_connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def pending_pushes(self) -> int:
+        """Events pushed and not acknowledged yet (re-sent after a reconnect)."""
+        return len(self._unacked)
 
     async def connect(self, timeout: float = 15.0) -> None:
         """Connect and catch up to the head the server announced."""
@@ -90,6 +99,12 @@ class SyncClient:
             raise ConnectionLostError(
                 f"could not connect to {self.url} for notebook {self.notebook_id!r} within {timeout:.0f} s"
             ) from None
+
+    def retarget(self, url: str, token: str) -> None:
+        """Reconnect to another daemon of the same store (the embedded default restarted elsewhere): the
+        replica and the unacknowledged pushes carry over, and the next connection resumes from the head."""
+        self.url = url.rstrip("/")
+        self.token = token
 
     async def _wait_connected(self) -> None:
         while not self._connected.is_set():
@@ -119,17 +134,25 @@ class SyncClient:
 
     async def _run(self) -> None:
         delay = 0.05
+        unreachable = 0
         while not self._closing:
             try:
                 await self._session()
                 delay = 0.05
+                unreachable = 0
             except (OSError, ConnectionClosed, InvalidStatus, TimeoutError) as exc:
                 log.debug("sync connection to %s lost: %s", self.url, exc)
+                if isinstance(exc, OSError) and not self._connected.is_set():
+                    unreachable += 1
+                    if unreachable >= 2:
+                        await self._find_daemon()
                 if isinstance(exc, ConnectionClosed):  # .code/.reason of websockets' own are deprecated
                     if exc.rcvd is not None:
                         self._on_close_code(exc.rcvd.code, exc.rcvd.reason)
-                elif isinstance(getattr(exc, "code", None), int):  # the in-process transport's close
-                    self._on_close_code(exc.code, getattr(exc, "reason", ""))
+                else:
+                    code = getattr(exc, "code", None)
+                    if isinstance(code, int):  # the in-process transport's close
+                        self._on_close_code(code, getattr(exc, "reason", ""))
             except RuntimedError as exc:
                 self._fatal = exc
             finally:
@@ -141,6 +164,17 @@ class SyncClient:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    async def _find_daemon(self) -> None:
+        if self.rediscover is None:
+            return
+        try:
+            found = await self.rediscover()
+        except Exception as exc:  # keep retrying the old address; the caller's bound ends the wait
+            log.debug("could not find a daemon for %s: %s", self.notebook_id, exc)
+            return
+        if found is not None:
+            self.retarget(*found)
 
     def _fail_unacked(self, exc: RuntimedError) -> None:
         """Pushes that can no longer be acknowledged fail now rather than at their timeout."""
@@ -202,8 +236,8 @@ class SyncClient:
                 self.peers.pop(message.get("connectionId", ""), None)
             else:
                 self.peers[message.get("connectionId", "")] = message
-            for listener in list(self._presence_listeners):
-                listener(message)
+            for notify in list(self._presence_listeners):
+                notify(message)
             self._notify()  # wake wait_for() predicates on peers
         elif kind == "error":
             log.warning("server error on %s: %s", self.notebook_id, message.get("message"))
@@ -237,9 +271,14 @@ class SyncClient:
             futures.append(fut)
         await self._send_push(list(events))
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+            # shielded: on a timeout the events stay queued and are re-sent (same ids) when the connection returns
+            return list(await asyncio.wait_for(asyncio.shield(asyncio.gather(*futures)), timeout))
         except TimeoutError:
-            raise ConnectionLostError(f"no acknowledgement from {self.url} within {timeout:.0f} s") from None
+            ids = ", ".join(e["id"] for e in list(events)[:3]) + (" …" if len(events) > 3 else "")
+            raise ConnectionLostError(
+                f"the daemon at {self.url} did not acknowledge {len(events)} event(s) ({ids}) within {timeout:g} s; "
+                "they stay queued and are re-sent with the same ids when the connection returns, so the daemon "
+                "stores each once: do not repeat the call") from None
 
     async def commit(self, events: Sequence[dict[str, Any]], timeout: float = 30.0) -> list[int]:
         """Push, raise on the first rejection, and wait until the replica has applied the events."""
@@ -250,7 +289,11 @@ class SyncClient:
         seqs = [r["seq"] for r in results]
         if seqs:
             last = max(seqs)
-            await self.wait_for(lambda: self.replica.head >= last, timeout)
+            try:
+                await self.wait_for(lambda: self.replica.head >= last, timeout)
+            except TimeoutError:
+                raise ConnectionLostError(f"the daemon stored the events (up to seq {last}) but they did not arrive "
+                                          f"back within {timeout:g} s; the connection is slow or lost") from None
         return seqs
 
     # -- observing -------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import difflib
+from collections.abc import Iterator
+from typing import Any
 
 from pycrdt import Doc, Text, get_update
 
@@ -26,7 +28,7 @@ class SourceDoc:
     """One cell's Y.Text, with helpers to apply, encode and diff."""
 
     def __init__(self, state: bytes | None = None, *, client_id: int | None = None) -> None:
-        self.doc = Doc(client_id=client_id) if client_id is not None else Doc()
+        self.doc: Doc[Any] = Doc(client_id=client_id) if client_id is not None else Doc()
         self.text = self.doc.get(TEXT_KEY, type=Text)
         if state:
             self.apply(state)
@@ -99,7 +101,7 @@ def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _diff_ops(old: str, new: str):
+def _diff_ops(old: str, new: str) -> Iterator[tuple[str, int, int, int, int]]:
     """Opcodes turning ``old`` into ``new``: common prefix/suffix trimmed, difflib in between."""
     prefix = 0
     limit = min(len(old), len(new))

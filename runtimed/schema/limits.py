@@ -18,6 +18,11 @@ class Limits:
     """Characters in one cell's source."""
     max_cells: int = 100_000
     """Cells in one notebook."""
+    max_outbox_bytes: int = 8 * 1024 * 1024
+    """Replies (acks, errors) waiting to be sent to one connection; past this it is closed as a slow consumer."""
+    max_json_depth: int = 64
+    """Nesting of arrays and objects in one event's args; deeper values could not be served back (the
+    serializers stop at a few hundred levels), so they are refused when pushed."""
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -31,3 +36,22 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def json_depth(value: object, limit: int) -> int:
+    """The nesting depth of a JSON value, counted only up to ``limit + 1`` (no recursion, so any input is safe)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item  # type: ignore[assignment]
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest

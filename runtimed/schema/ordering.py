@@ -19,13 +19,13 @@ def key_between(before: str | None, after: str | None) -> str:
     """
     if before is not None and after is not None and before >= after:
         after = None
-    return generate_key_between(before, after)
+    return str(generate_key_between(before, after))
 
 
 def keys_between(before: str | None, after: str | None, n: int) -> list[str]:
     if before is not None and after is not None and before >= after:
         after = None
-    return generate_n_keys_between(before, after, n)
+    return [str(k) for k in generate_n_keys_between(before, after, n)]
 
 
 def key_for_position(ordered_keys: Sequence[str], index: int | None) -> str:

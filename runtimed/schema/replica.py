@@ -68,7 +68,7 @@ class Replica:
         names = [d[0] for d in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def dump(self) -> dict[str, list[tuple]]:
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every projection row, in a stable order: equal dumps mean identical state."""
         out = {}
         for table in PROJECTION_TABLES:

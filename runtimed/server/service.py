@@ -43,8 +43,6 @@ RECENT_BYTES = 4 * 1024 * 1024
 BATCH_EVENTS = 1000
 BATCH_BYTES = 1024 * 1024
 """An ``events`` message holds at most this many events, and stops near this many bytes (one event at least)."""
-MAX_OUTBOX_BYTES = 8 * 1024 * 1024
-"""Control messages (acks, errors) waiting for one connection; past this it is closed as a slow consumer."""
 
 AppendHook = Callable[["NotebookService", Sequence[Envelope]], None]
 PeerHook = Callable[[str, "NotebookService", "Peer"], None]
@@ -54,7 +52,7 @@ class Peer:
     """One connection's outgoing side, as the service sees it."""
 
     def __init__(self, connection_id: str, actor: dict[str, Any], client: str, sent_seq: int, *,
-                 max_outbox_bytes: int = MAX_OUTBOX_BYTES) -> None:
+                 max_outbox_bytes: int) -> None:
         self.connection_id = connection_id
         self.actor = actor
         self.client = client
@@ -102,10 +100,10 @@ class Peer:
 class NotebookService:
     """One notebook's appends, fan-out and presence, on the event loop that created it."""
 
-    def __init__(self, notebook_id: str, nb_log: NotebookLog, *, max_outbox_bytes: int = MAX_OUTBOX_BYTES) -> None:
+    def __init__(self, notebook_id: str, nb_log: NotebookLog) -> None:
         self.notebook_id = notebook_id
         self.log = nb_log
-        self.max_outbox_bytes = max_outbox_bytes
+        self.max_outbox_bytes = nb_log.limits.max_outbox_bytes
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self.peers: dict[str, Peer] = {}

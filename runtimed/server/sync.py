@@ -109,6 +109,8 @@ class SyncConnection:
         except TimeoutError:
             await close_with_error(self.ws, "hello_timeout", f"send hello within {HELLO_TIMEOUT:.0f} s", CLOSE_BAD_MESSAGE)
         except ProtocolError as exc:
+            log.info("closing a connection to %s (%d %s): %s", self.service.notebook_id, exc.close_code, exc.code,
+                     exc.message)
             await close_with_error(self.ws, exc.code, exc.message, exc.close_code)
         except (WebSocketDisconnect, RuntimeError):
             pass

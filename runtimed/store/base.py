@@ -23,7 +23,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypedDict, TypeVar
 from runtimed.schema.limits import Limits
 from runtimed.schema.materializer import Envelope
 from runtimed.schema.replica import Replica
-from runtimed.schema.views import Reader
+from runtimed.schema.views import NotebookInfo, Reader
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -108,7 +108,7 @@ class NotebookLog(Protocol):
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Be told of every commit; returns the function that unsubscribes."""
 
-    def info(self) -> dict[str, Any] | None:
+    def info(self) -> NotebookInfo | None:
         """Title, times, head, cell count and active runtime; None while the notebook does not exist."""
 
     def close(self) -> None: ...

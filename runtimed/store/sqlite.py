@@ -26,7 +26,7 @@ import orjson
 from runtimed.errors import EventRejected, NotFoundError, RuntimedError
 from runtimed.schema import events as ev
 from runtimed.schema import views
-from runtimed.schema.limits import Limits
+from runtimed.schema.limits import Limits, json_depth
 from runtimed.schema.materializer import Envelope, Projection, dumps
 from runtimed.schema.replica import Replica
 from runtimed.schema.tables import (
@@ -70,8 +70,8 @@ def _encode_row(row: tuple[Any, ...]) -> bytes:
     if not ev.is_current(name, v):
         v, upcast = ev.upcast(name, v, orjson.loads(args))
         args = dumps(upcast)
-    head = orjson.dumps({"seq": seq, "id": event_id, "name": name, "v": v, "ts": ts})
-    return head[:-1] + b',"args":' + args.encode() + b',"actor":' + actor.encode() + b"}"
+    head: bytes = orjson.dumps({"seq": seq, "id": event_id, "name": name, "v": v, "ts": ts})
+    return head[:-1] + b',"args":' + str(args).encode() + b',"actor":' + str(actor).encode() + b"}"
 
 
 def _decode_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -127,7 +127,7 @@ class SQLiteNotebookLog:
         create_tables(self._conn)
         self._conn.execute(SNAPSHOTS_DDL)
         self.projection = Projection(self._conn, notebook_id, self.limits)
-        self._head = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        self._head: int = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         if version < PROJECTION_VERSION:
             if self._head:
                 self._rebuild(version)
@@ -222,6 +222,7 @@ class SQLiteNotebookLog:
                 f"event id {event_id!r} is not valid: 1-128 characters of letters, digits, '.', '_', ':' or '-'",
                 code="invalid_event_id",
             )), None
+        assert isinstance(event_id, str)
         existing = self._conn.execute("SELECT seq FROM events WHERE id = ?", (event_id,)).fetchone()
         if existing is not None:
             return {"id": event_id, "seq": existing[0]}, None
@@ -233,6 +234,11 @@ class SQLiteNotebookLog:
                     "(store large outputs as artifacts)",
                     code="event_too_large",
                 )
+            depth = json_depth(raw.get("args"), self.limits.max_json_depth)
+            if depth > self.limits.max_json_depth:
+                raise EventRejected(
+                    f"{raw.get('name')}: args are nested more than {self.limits.max_json_depth} levels deep; "
+                    "flatten the value (e.g. store it as a JSON string)", code="invalid_args")
             args = ev.validate_args(raw.get("name"), raw.get("v"), raw.get("args"))
             name = raw["name"]
             env = Envelope(seq=self._head + 1, id=event_id, name=name, v=ev.CATALOG[name].version, args=args,
