@@ -33,7 +33,7 @@ class ExitCode(enum.IntEnum):
 _EXIT_MEANINGS = {
     ExitCode.OK: "success",
     ExitCode.FAILURE: "the command failed, or a cell raised an error (runt run, runt exec)",
-    ExitCode.USAGE: "bad arguments, options or input (an invalid id, a malformed notebook, a bad query)",
+    ExitCode.USAGE: "bad arguments, options or input (an invalid id or seq, invalid parameters, bad SQL)",
     ExitCode.DAEMON_NOT_RUNNING: "no daemon runs for this home (commands that do not start one)",
     ExitCode.NOT_FOUND: "an unknown notebook, cell, runtime, kernel, run or file",
     ExitCode.REFUSED: "the daemon refused: a wrong token, a write in a read-only query, an existing id, "
@@ -79,7 +79,7 @@ class ErrorCode(enum.Enum):
     NOTEBOOK_NOT_CREATED = ("notebook_not_created", 409, _F, "push notebookCreated first")
     INVALID_NOTEBOOK_ID = ("invalid_notebook_id", 400, _U,
                            "use 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
-    INVALID_NOTEBOOK = ("invalid_notebook", 400, _U, "check that the file is a valid .ipynb or YAML notebook")
+    INVALID_NOTEBOOK = ("invalid_notebook", 400, _F, "check that the file is a valid .ipynb or YAML notebook")
     UNKNOWN_FORMAT = ("unknown_format", 400, _U, "use .ipynb, .yaml or .yml")
     INVALID_SEQ = ("invalid_seq", 400, _U, "a seq is an integer between 0 and the notebook's head")
     READ_ONLY = ("read_only", 403, _R, "runt query only reads; change notebooks with events")

@@ -24,7 +24,7 @@ from runtimed.client.sync import SyncClient
 from runtimed.schema.events import make_event
 from runtimed.schema.ordering import key_between
 from runtimed.schema.replica import Replica
-from runtimed.server.rooms import BATCH_EVENTS
+from runtimed.server.service import BATCH_EVENTS
 from runtimed.server.sync import SNAPSHOT_THRESHOLD
 
 pytestmark = pytest.mark.anyio
