@@ -33,7 +33,8 @@ from runtimed.automation.parameters import (
     parse_grid,
     resolve_type,
 )
-from runtimed.automation.run import EXIT_CELL_ERROR, EXIT_KERNEL_DIED, EXIT_OK, EXIT_TIMEOUT, RunResult
+from runtimed.automation.run import RunResult
+from runtimed.errors import ExitCode
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -232,7 +233,7 @@ def test_prepare_only_matches_papermill(tmp_path: Path) -> None:
     src = write(nb, tmp_path / "in.ipynb")
     result = runtimed.run_notebook(str(src), str(tmp_path / "ours.ipynb"), {"a": 2}, prepare_only=True,
                                    report_mode=True)
-    assert result.status == "prepared" and result.exit_code == EXIT_OK
+    assert result.status == "prepared" and result.exit_code == ExitCode.OK
     theirs = papermill.execute_notebook(str(src), str(tmp_path / "theirs.ipynb"), {"a": 2}, prepare_only=True,
                                         report_mode=True)
     ours = nbformat.read(str(tmp_path / "ours.ipynb"), 4)
@@ -249,7 +250,7 @@ def test_seven_with_parameters_matches_papermill(daemon: Any, tmp_path: Path) ->
     src = BENCH_NOTEBOOKS / "seven.ipynb"
     result = runtimed.run_notebook(str(src), str(tmp_path / "ours.ipynb"), {"data_size": 1000})
     assert isinstance(result, RunResult)
-    assert result.status == "success" and result.exit_code == EXIT_OK, result.message
+    assert result.status == "success" and result.exit_code == ExitCode.OK, result.message
     assert result.url and result.url.startswith(daemon.url) and result.notebook_id in result.url
     ours = nbformat.read(str(tmp_path / "ours.ipynb"), 4)
     assert ours == result.notebook
@@ -284,7 +285,7 @@ def test_failing_notebook_error_cells_match_papermill(daemon: Any, tmp_path: Pat
                        ("code", "raise ValueError('boom')"), ("markdown", "after"), ("code", "print('never')"))
     src = write(nb, tmp_path / "fail.ipynb")
     result = runtimed.run_notebook(str(src), str(tmp_path / "ours.ipynb"), {"a": 2})
-    assert result.status == "error" and result.exit_code == EXIT_CELL_ERROR
+    assert result.status == "error" and result.exit_code == ExitCode.FAILURE
     failed_id = nb.cells[3].id
     assert result.failed_cell["index"] == 4 and result.failed_cell["id"] == failed_id
     assert result.failed_cell["ename"] == "ValueError" and result.failed_cell["evalue"] == "boom"
@@ -322,7 +323,7 @@ def test_raises_exception_tag_and_allow_errors(daemon: Any, tmp_path: Path) -> N
     stopped = runtimed.run_notebook(nb)
     assert stopped.status == "error" and stopped.notebook.cells[-1].get("outputs") == []
     allowed = runtimed.run_notebook(nb, allow_errors=True)
-    assert allowed.status == "success" and allowed.exit_code == EXIT_OK
+    assert allowed.status == "success" and allowed.exit_code == ExitCode.OK
     assert allowed.notebook.cells[1].outputs[0].text == "went on\n"
     assert error_cells(allowed.notebook) == []
 
@@ -336,7 +337,7 @@ def test_sys_exit_zero_stops_without_failing(daemon: Any, tmp_path: Path) -> Non
 def test_kernel_death_exit_code(daemon: Any) -> None:
     nb = make_notebook(("code", "print('before')"), ("code", "import os\nos._exit(1)"), ("code", "print('never')"))
     result = runtimed.run_notebook(nb)
-    assert result.status == "kernel_died" and result.exit_code == EXIT_KERNEL_DIED == 6
+    assert result.status == "kernel_died" and result.exit_code == ExitCode.KERNEL_DIED == 6
     assert result.failed_cell["index"] == 1 and result.failed_cell["ename"] == "KernelDied"
     cells = result.notebook.cells  # banner, cell 0, anchor, the cell that died, the one never run
     assert [i for i, _s, _t in error_cells(result.notebook)] == [0, 2]
@@ -348,7 +349,7 @@ def test_execution_timeout_is_per_cell(daemon: Any) -> None:
     nb = make_notebook(("code", "import time\ntime.sleep(0.5)\nprint('short')"), ("code", "time.sleep(60)"),
                        ("code", "print('never')"))
     result = runtimed.run_notebook(nb, execution_timeout=2)
-    assert result.status == "timeout" and result.exit_code == EXIT_TIMEOUT == 7
+    assert result.status == "timeout" and result.exit_code == ExitCode.TIMEOUT == 7
     assert result.failed_cell["index"] == 1 and result.failed_cell["ename"] == "ExecutionTimeout"
     assert result.notebook.cells[1].outputs[0].text == "short\n"
     assert result.duration_s < 30

@@ -34,16 +34,9 @@ from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 
-EXIT_OK = ExitCode.OK
-EXIT_CELL_ERROR = ExitCode.FAILURE
-EXIT_USAGE = ExitCode.USAGE
-EXIT_KERNEL_DIED = ExitCode.KERNEL_DIED
-EXIT_TIMEOUT = ExitCode.TIMEOUT
-EXIT_START_FAILED = ExitCode.START_FAILED
-
 STATUS_EXIT_CODES = {
-    "success": EXIT_OK, "prepared": EXIT_OK, "error": EXIT_CELL_ERROR, "kernel_died": EXIT_KERNEL_DIED,
-    "timeout": EXIT_TIMEOUT, "start_failed": EXIT_START_FAILED, "failed": EXIT_CELL_ERROR,
+    "success": ExitCode.OK, "prepared": ExitCode.OK, "error": ExitCode.FAILURE, "kernel_died": ExitCode.KERNEL_DIED,
+    "timeout": ExitCode.TIMEOUT, "start_failed": ExitCode.START_FAILED, "failed": ExitCode.FAILURE,
 }
 FAILURE_KINDS = {"KernelDied": "kernel_died", "ExecutionTimeout": "timeout", "KernelStartFailed": "start_failed"}
 
@@ -100,7 +93,7 @@ class RunResult:
 
     @property
     def success(self) -> bool:
-        return self.exit_code == EXIT_OK
+        return self.exit_code == ExitCode.OK
 
     def summary(self) -> dict[str, Any]:
         return {"input_path": self.notebook.metadata.get("papermill", {}).get("input_path"),
