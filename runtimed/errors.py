@@ -70,6 +70,7 @@ class ErrorCode(enum.Enum):
     DAEMON_NOT_RUNNING = ("daemon_not_running", 503, ExitCode.DAEMON_NOT_RUNNING, "start it with `runt daemon start`")
     DAEMON_START_FAILED = ("daemon_start_failed", 503, ExitCode.START_FAILED, "see `runt daemon logs`")
     ALREADY_RUNNING = ("already_running", 409, _R, "stop it with `runt daemon stop`")
+    ALREADY_EXISTS = ("already_exists", 409, _R, "pick another name, or remove the old one first")
     PORT_IN_USE = ("port_in_use", 409, ExitCode.START_FAILED, "pass --port N, or --port auto")
     CONNECTION_LOST = ("connection_lost", 503, _F, "check that the daemon runs (`runt daemon status`)")
     NOT_CONNECTED = ("not_connected", 409, _F, "call connect() first, or use the session as a context manager")

@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("runtimed.cli.notebooks:history", "Show a notebook's event log, or its state at a seq."),
     "query": ("runtimed.cli.notebooks:query", "Run a read-only SQL query on a notebook's projection."),
     "runtime": ("runtimed.cli.runtime_cmd:runtime", "Run an external runtime for a notebook."),
+    "users": ("runtimed.cli.users_cmd:users", "Add, remove and list people and their roles."),
+    "share": ("runtimed.cli.users_cmd:share", "Print a read-only link to a notebook."),
     "mcp": ("runtimed.cli.mcp_cmd:mcp", "Serve the notebook tools to an AI agent over MCP (stdio)."),
     "approvals": ("runtimed.cli.approvals_cmd:approvals", "List agents' requests waiting for approval."),
     "approve": ("runtimed.cli.approvals_cmd:approve", "Approve (or --deny, --always) an agent's request."),

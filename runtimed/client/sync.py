@@ -28,7 +28,7 @@ from runtimed.schema.replica import Replica
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-FATAL_CLOSE_CODES = {1009: "message too large", 4400: "bad message", 4401: "unauthorized",
+FATAL_CLOSE_CODES = {1009: "message too large", 4400: "bad message", 4401: "unauthorized", 4403: "forbidden",
                      4404: "notebook deleted", 4413: "message too large"}
 REPUSH_BATCH = 1000
 """Unacknowledged events are re-pushed in pushes of at most this many (the server caps a push's size)."""
@@ -222,6 +222,8 @@ class SyncClient:
                 if entry is not None and not entry[1].done():
                     entry[1].set_result(result)
         elif kind == "welcome":
+            if isinstance(message.get("actor"), dict):
+                self.actor = message["actor"]  # as the daemon records us (bound to our token's principal)
             self.server_head = message["head"]
             self.connection_id = message["connectionId"]
             self._connected.set()

@@ -17,11 +17,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from runtimed import __version__
-from runtimed.errors import AuthError, ErrorCode, RuntimedError
+from runtimed.errors import ErrorCode, RuntimedError
 from runtimed.schema import views
 from runtimed.schema.events import make_event
+from runtimed.server.access import ActorBody, bound_actor, needs, needs_everywhere, owner_only, principal
 from runtimed.server.daemon import Daemon
 from runtimed.server.openapi import document_errors
+from runtimed.server.people import Principal, forbidden
 from runtimed.server.runtimes import RuntimeSupervisor
 from runtimed.server.security import SecurityMiddleware, SecurityPolicy
 from runtimed.server.service import NotebookService
@@ -33,25 +35,16 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_CONCURRENT_QUERIES = 4
 """Read-only queries run in worker threads, this many at once; the rest wait (bounded by their timeout)."""
 
-REST_ACTOR = {"id": "rest", "kind": "human", "name": "REST API"}
-
-
-class Actor(BaseModel):
-    id: str
-    kind: str = "human"
-    name: str = ""
-
-
 class NotebookCreate(BaseModel):
     id: str | None = Field(None, description="client-chosen id (letters, digits, . _ : -); generated when omitted")
     title: str = ""
     kernelspec: dict[str, Any] | None = None
-    actor: Actor | None = None
+    actor: ActorBody | None = None
 
 
 class EventsPush(BaseModel):
     events: list[Any]
-    actor: Actor | None = None
+    actor: ActorBody | None = None
 
 
 class QueryBody(BaseModel):
@@ -62,10 +55,6 @@ class QueryBody(BaseModel):
 def error_response(code: str, message: str, status: int | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}},
                         status_code=status or ErrorCode.lookup(code).http_status)
-
-
-def _actor(actor: Actor | None) -> dict[str, Any]:
-    return actor.model_dump() if actor is not None else REST_ACTOR
 
 
 def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
@@ -89,11 +78,6 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     # Host, Origin, token and body size are checked before FastAPI reads a byte of the body.
     app.add_middleware(SecurityMiddleware, auth=daemon.auth, policy=policy)
 
-    def require_token(request: Request) -> None:
-        if not daemon.auth.request_ok(request):
-            raise AuthError("missing or wrong token: send 'Authorization: Bearer <token>' "
-                            "(the token is in $RUNTIMED_HOME/token)")
-
     @app.exception_handler(RuntimedError)
     async def _runtimed_error(request: Request, exc: RuntimedError) -> JSONResponse:
         return error_response(exc.code, exc.message, exc.http_status)
@@ -103,7 +87,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return error_response("invalid_request", problems, 422)
 
-    auth = [Depends(require_token)]
+    auth = [Depends(principal)]
 
     @app.get("/health", tags=["daemon"])
     def health() -> dict[str, Any]:
@@ -121,7 +105,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     async def status() -> dict[str, Any]:
         return daemon.status()
 
-    @app.post("/api/shutdown", dependencies=auth, tags=["daemon"])
+    @app.post("/api/shutdown", dependencies=[owner_only("stop the daemon")], tags=["daemon"])
     async def shutdown() -> dict[str, Any]:
         if daemon.request_shutdown is not None:
             daemon.request_shutdown()
@@ -147,26 +131,27 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
 
     queries = asyncio.Semaphore(MAX_CONCURRENT_QUERIES)
 
-    @app.get("/api/notebooks", dependencies=auth, tags=["notebooks"])
-    async def list_notebooks() -> list[dict[str, Any]]:
-        out = daemon.store.list_notebooks()
+    @app.get("/api/notebooks", tags=["notebooks"])
+    async def list_notebooks(caller: Principal = Depends(principal)) -> list[dict[str, Any]]:
+        out = [nb for nb in daemon.store.list_notebooks() if caller.role_on(nb["id"]) is not None]
         for item in out:
             service = daemon.services.get(item["id"])
             item["peers"] = service.describe_peers() if service else []
         return out
 
-    @app.post("/api/notebooks", dependencies=auth, tags=["notebooks"], status_code=201)
-    async def create_notebook(body: NotebookCreate) -> dict[str, Any]:
+    @app.post("/api/notebooks", tags=["notebooks"], status_code=201)
+    async def create_notebook(body: NotebookCreate,
+                              caller: Principal = needs_everywhere("editor", "create notebooks")) -> dict[str, Any]:
         from runtimed.schema.ids import new_id
 
         notebook_id = check_notebook_id(body.id) if body.id else new_id("nb-")
         if _exists(notebook_id):
             raise RuntimedError(f"notebook {notebook_id!r} already exists", code="notebook_exists")
         event = make_event("notebookCreated", title=body.title, kernelspec=body.kernelspec)
-        await _push_all(notebook_id, [event], _actor(body.actor))
+        await _push_all(notebook_id, [event], bound_actor(caller, body.actor))
         return dict(await daemon.service(notebook_id).view(views.notebook_summary) or {})
 
-    @app.get("/api/notebooks/{notebook_id}", dependencies=auth, tags=["notebooks"])
+    @app.get("/api/notebooks/{notebook_id}", dependencies=[needs("viewer", "read")], tags=["notebooks"])
     async def get_notebook(notebook_id: str, at: int | None = Query(None, ge=0, description="the state after this seq"),
                            ystate: bool = Query(False, description="include each cell's Yjs state (base64)")) -> dict:
         service = _require(notebook_id)
@@ -178,7 +163,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         finally:
             replica.close()
 
-    @app.delete("/api/notebooks/{notebook_id}", dependencies=auth, tags=["notebooks"])
+    @app.delete("/api/notebooks/{notebook_id}", dependencies=[needs("owner", "delete")], tags=["notebooks"])
     async def delete_notebook(notebook_id: str) -> dict[str, Any]:
         _require(notebook_id)
         if daemon.runtimes is not None:
@@ -187,8 +172,9 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         daemon.store.delete(notebook_id)
         return {"deleted": notebook_id}
 
-    @app.post("/api/notebooks/import", dependencies=auth, tags=["notebooks"], status_code=201)
-    async def import_notebook(request: Request, id: str | None = None, title: str | None = None) -> dict[str, Any]:
+    @app.post("/api/notebooks/import", tags=["notebooks"], status_code=201)
+    async def import_notebook(request: Request, id: str | None = None, title: str | None = None,
+                              caller: Principal = needs_everywhere("editor", "import notebooks")) -> dict[str, Any]:
         from runtimed.formats import notebook_to_events, read_ipynb
         from runtimed.schema.ids import new_id
 
@@ -197,7 +183,8 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
             raise RuntimedError(f"notebook {notebook_id!r} already exists; pick another id", code="notebook_exists")
         nb = read_ipynb(await request.body())
         events = notebook_to_events(nb, title=title)
-        actor = {"id": request.headers.get("x-runtimed-actor", "import"), "kind": "human", "name": "import"}
+        actor = bound_actor(caller, {"id": request.headers.get("x-runtimed-actor", "import"), "kind": "human",
+                                     "name": "import"})
         limit = daemon.limits.max_batch_events
         try:
             for i in range(0, len(events), limit):
@@ -209,7 +196,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
             raise
         return dict(await daemon.service(notebook_id).view(views.notebook_summary) or {})
 
-    @app.get("/api/notebooks/{notebook_id}/export", dependencies=auth, tags=["notebooks"])
+    @app.get("/api/notebooks/{notebook_id}/export", dependencies=[needs("viewer", "export")], tags=["notebooks"])
     async def export_notebook(notebook_id: str, at: int | None = Query(None, ge=0)) -> Response:
         from runtimed.formats import notebook_from_projection, write_ipynb
 
@@ -221,7 +208,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         return Response(text, media_type="application/x-ipynb+json",
                         headers={"Content-Disposition": f'attachment; filename="{notebook_id}.ipynb"'})
 
-    @app.get("/api/notebooks/{notebook_id}/events", dependencies=auth, tags=["events"])
+    @app.get("/api/notebooks/{notebook_id}/events", dependencies=[needs("viewer", "read")], tags=["events"])
     async def read_events(notebook_id: str, since: int = Query(0, ge=0), until: int | None = Query(None, ge=0),
                           limit: int = Query(10_000, ge=1, le=100_000)) -> Response:
         service = _require(notebook_id)
@@ -229,17 +216,19 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         body = b'{"head":%d,"events":[' % service.head + b",".join(items) + b"]}"
         return Response(body, media_type="application/json")
 
-    @app.post("/api/notebooks/{notebook_id}/events", dependencies=auth, tags=["events"])
-    async def push_events(notebook_id: str, body: EventsPush) -> dict[str, Any]:
+    @app.post("/api/notebooks/{notebook_id}/events", tags=["events"])
+    async def push_events(notebook_id: str, body: EventsPush,
+                          caller: Principal = Depends(principal)) -> dict[str, Any]:
         check_notebook_id(notebook_id)
-        return {"results": await daemon.service(notebook_id).append(body.events, _actor(body.actor))}
+        actor = bound_actor(caller, body.actor)
+        return {"results": await daemon.service(notebook_id).append(body.events, actor, principal=caller)}
 
-    @app.get("/api/notebooks/{notebook_id}/snapshot", dependencies=auth, tags=["events"])
+    @app.get("/api/notebooks/{notebook_id}/snapshot", dependencies=[needs("viewer", "read")], tags=["events"])
     async def snapshot(notebook_id: str) -> Response:
         seq, data = await _require(notebook_id).snapshot()
         return Response(data, media_type="application/vnd.sqlite3", headers={"X-Runtimed-Seq": str(seq)})
 
-    @app.post("/api/notebooks/{notebook_id}/query", dependencies=auth, tags=["notebooks"])
+    @app.post("/api/notebooks/{notebook_id}/query", dependencies=[needs("viewer", "query")], tags=["notebooks"])
     async def query(notebook_id: str, body: QueryBody) -> dict[str, Any]:
         nb_log = _require(notebook_id).log
         limits = QueryLimits.from_env()
@@ -254,7 +243,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
             queries.release()
         return {"columns": result.columns, "rows": [list(r) for r in result.rows], "truncated": result.truncated}
 
-    @app.get("/api/notebooks/{notebook_id}/peers", dependencies=auth, tags=["notebooks"])
+    @app.get("/api/notebooks/{notebook_id}/peers", dependencies=[needs("viewer", "read")], tags=["notebooks"])
     async def peers(notebook_id: str) -> list[dict[str, Any]]:
         return _require(notebook_id).describe_peers()
 
@@ -275,24 +264,33 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     async def list_runtimes() -> list[dict[str, Any]]:
         return daemon.runtimes.describe() if daemon.runtimes is not None else []
 
-    @app.post("/api/notebooks/{notebook_id}/runtime", dependencies=auth, tags=["runtimes"])
+    @app.post("/api/notebooks/{notebook_id}/runtime", dependencies=[needs("runner", "start a runtime for")],
+              tags=["runtimes"])
     async def start_runtime(notebook_id: str) -> dict[str, Any]:
         _require(notebook_id)
         return await _runtimes().start_runtime(notebook_id)
 
-    @app.delete("/api/runtimes/{runtime_id}", dependencies=auth, tags=["runtimes"])
-    async def stop_runtime(runtime_id: str) -> dict[str, Any]:
+    def _runner_of(caller: Principal, runtime_id: str) -> None:
+        """Stopping or interrupting a runtime needs ``runner`` on its notebook."""
+        found = next((r for r in _runtimes().describe() if r.get("runtime_id") == runtime_id), None)
+        if found is not None and not caller.may(found["notebook_id"], "runner"):
+            raise forbidden(caller, f"stop or interrupt the runtime of notebook {found['notebook_id']!r}")
+
+    @app.delete("/api/runtimes/{runtime_id}", tags=["runtimes"])
+    async def stop_runtime(runtime_id: str, caller: Principal = Depends(principal)) -> dict[str, Any]:
+        _runner_of(caller, runtime_id)
         if not await _runtimes().stop_runtime(runtime_id):
             raise RuntimedError(f"no managed runtime {runtime_id!r}; list them with `runt ps`", code="runtime_not_found")
         return {"stopped": runtime_id}
 
-    @app.post("/api/runtimes/{runtime_id}/interrupt", dependencies=auth, tags=["runtimes"])
-    async def interrupt_runtime(runtime_id: str) -> dict[str, Any]:
+    @app.post("/api/runtimes/{runtime_id}/interrupt", tags=["runtimes"])
+    async def interrupt_runtime(runtime_id: str, caller: Principal = Depends(principal)) -> dict[str, Any]:
+        _runner_of(caller, runtime_id)
         if not await _runtimes().interrupt_runtime(runtime_id):
             raise RuntimedError(f"no managed runtime {runtime_id!r}; list them with `runt ps`", code="runtime_not_found")
         return {"interrupted": runtime_id}
 
-    @app.post("/api/pool/flush", dependencies=auth, tags=["runtimes"])
+    @app.post("/api/pool/flush", dependencies=[owner_only("flush the kernel pool")], tags=["runtimes"])
     async def flush_pool() -> dict[str, Any]:
         return await _runtimes().flush_pool()
 
@@ -327,8 +325,10 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
 
     from runtimed.server.approvals_api import approvals_router
     from runtimed.server.mcp_http import mount_mcp
+    from runtimed.server.people_api import people_router
 
     app.include_router(approvals_router(daemon))
+    app.include_router(people_router(daemon))
     mount_mcp(app, daemon)
     document_errors(app)
     return app

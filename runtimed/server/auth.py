@@ -1,5 +1,8 @@
 """Token auth for every endpoint but /health: Bearer header, ?token= (browsers), or the login cookie.
 
+A token names a principal (``server/people.py``): the owner (the home's token) or a user, agent,
+runtime or share link the owner added.
+
 The cookie's name carries the daemon's port: browsers send a host's cookies to every port of
 that host, so two daemons (or a daemon and any other local server) never share a sign-in.
 """
@@ -10,6 +13,8 @@ import hmac
 from typing import Literal
 
 from starlette.requests import HTTPConnection
+
+from runtimed.server.people import People, Principal
 
 COOKIE_PREFIX = "runtimed_token_"
 
@@ -22,16 +27,28 @@ def cookie_name(port: int) -> str:
 
 
 class Auth:
-    def __init__(self, token: str, port: int = 0) -> None:
+    def __init__(self, token: str, port: int = 0, people: People | None = None) -> None:
         self.token = token
         self.cookie_name = cookie_name(port)
+        self.people = people
 
     def bind_port(self, port: int) -> None:
         """Name the login cookie after the port the daemon really listens on."""
         self.cookie_name = cookie_name(port)
 
+    def principal_of(self, candidate: str | None) -> Principal | None:
+        """Who a token belongs to (None: nobody)."""
+        if self.people is not None:
+            return self.people.authenticate(candidate)
+        if candidate and hmac.compare_digest(candidate.encode(), self.token.encode()):
+            return Principal("owner", "human", "owner", is_owner=True)
+        return None
+
     def matches(self, candidate: str | None) -> bool:
-        return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token.encode())
+        return self.principal_of(candidate) is not None
+
+    def principal(self, conn: HTTPConnection) -> Principal | None:
+        return self.principal_of(self.presented(conn))
 
     def credential(self, conn: HTTPConnection) -> tuple[str | None, Credential | None]:
         """The token presented and how: a Bearer header wins over ``?token=``, which wins over the cookie."""

@@ -15,6 +15,7 @@ from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
 from runtimed.schema.limits import Limits
 from runtimed.server.auth import Auth
 from runtimed.server.liveness import RuntimeLiveness
+from runtimed.server.people import People
 from runtimed.server.runtimes import RuntimeSupervisor
 from runtimed.server.service import NotebookService
 from runtimed.store.base import EventStore
@@ -45,7 +46,9 @@ class Daemon:
         self.home.ensure()
         self.limits = Limits.from_env()
         self.store: EventStore = SQLiteEventStore(self.home.path, limits=self.limits)
-        self.auth = Auth(self.home.ensure_token())
+        token = self.home.ensure_token()
+        self.people = People(self.home.path / "people.json", token)
+        self.auth = Auth(token, people=self.people)
         self.services: dict[str, NotebookService] = {}
         self.started_at = datetime.now(UTC).isoformat()
         self.started_monotonic = time.monotonic()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -22,16 +23,17 @@ MCP_PATH = "/mcp"
 
 
 class _TokenGate:
-    """Passes a request on only with the daemon's token (``Authorization: Bearer …``)."""
+    """Passes a request on only with a token of the daemon in ``Authorization: Bearer …`` (the MCP tools act
+    with that token, so the header is required: no cookie, no ``?token=``)."""
 
     def __init__(self, daemon: Daemon, handler: Any) -> None:
         self.daemon = daemon
         self.handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from starlette.requests import HTTPConnection
-
-        if not self.daemon.auth.request_ok(HTTPConnection(scope)):
+        header = Headers(scope=scope).get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        if not self.daemon.auth.matches(token):
             response = JSONResponse(
                 {"error": {"code": "unauthorized", "message": "missing or wrong token: send 'Authorization: Bearer "
                                                               "<token>' (the token is in $RUNTIMED_HOME/token)"}},

@@ -200,10 +200,12 @@ class SecurityMiddleware:
         public = scope["path"] in PUBLIC_PATHS or scope["path"].startswith(STATIC_PREFIX)
         if not public or websocket:
             token, how = self.auth.credential(conn)
-            if not websocket and not self.auth.matches(token):  # the sync endpoint answers its own 4401
+            principal = self.auth.principal_of(token)
+            scope.setdefault("state", {})["principal"] = principal
+            if not websocket and principal is None:  # the sync endpoint answers its own 4401
                 await _deny(scope, send, "unauthorized", UNAUTHORIZED_MESSAGE, [(b"www-authenticate", b"Bearer")])
                 return
-            if how == "cookie" and changes_state and origin is None and self.auth.matches(token):
+            if how == "cookie" and changes_state and origin is None and principal is not None:
                 await _deny(scope, send, "cross_origin",
                             "the browser's sign-in cookie changes nothing without the page's Origin header; "
                             "scripts and tools send 'Authorization: Bearer <token>' instead")

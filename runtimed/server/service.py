@@ -30,6 +30,7 @@ from runtimed.errors import RuntimedError
 from runtimed.schema.materializer import Envelope
 from runtimed.schema.replica import Replica
 from runtimed.schema.views import Reader
+from runtimed.server.people import Principal, forbidden
 from runtimed.store.base import AppendResult, NotebookLog
 
 log = logging.getLogger(__name__)
@@ -134,11 +135,27 @@ class NotebookService:
             return await asyncio.to_thread(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
-    async def append(self, events: Sequence[Any], actor: Any) -> list[AppendResult]:
-        """Validate and append in one transaction; fan-out and hooks run on the loop after the commit."""
+    async def append(self, events: Sequence[Any], actor: Any, *, principal: Principal | None = None
+                     ) -> list[AppendResult]:
+        """Validate and append in one transaction; fan-out and hooks run on the loop after the commit.
+
+        With a ``principal``, its actor is bound to it and each event it may not push (its role on this
+        notebook) is refused with ``forbidden``; the others go ahead, as with any rejected event."""
         if self.closed is not None:
             raise RuntimedError(self.closed[1], code=self.closed[0])
-        return await self._call(self.log.append, events, actor)
+        if principal is None or principal.is_owner:
+            return await self._call(self.log.append, events, actor)
+        actor = principal.bind_actor(actor)
+        allowed, refused = [], {}
+        for index, event in enumerate(events):
+            name = event.get("name") if isinstance(event, dict) else None
+            if isinstance(name, str) and not principal.event_allowed(self.notebook_id, name):
+                refused[index] = {"id": str(event.get("id") or ""), "error": forbidden(
+                    principal, f"push {name} to notebook {self.notebook_id!r}").to_dict()}
+            else:
+                allowed.append(event)
+        stored = iter(await self._call(self.log.append, allowed, actor) if allowed else [])
+        return [refused[i] if i in refused else next(stored) for i in range(len(events))]  # type: ignore[misc]
 
     async def view(self, fn: Callable[Concatenate[Reader, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._call(self.log.view, fn, *args, **kwargs)

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from runtimed.errors import EventRejected, RuntimedError
 from runtimed.schema import events as ev
 from runtimed.schema.ids import new_id
+from runtimed.server.people import Principal
 from runtimed.server.service import NotebookService, Peer
 from runtimed.store.sqlite import check_notebook_id
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_CONFLICT = 4409
 CLOSE_GONE = 4404
 CLOSE_SLOW_CONSUMER = 4408
@@ -78,9 +80,11 @@ def _parse(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
 
 
 class SyncConnection:
-    def __init__(self, ws: Any, service: NotebookService, daemon: Any) -> None:
+    def __init__(self, ws: Any, service: NotebookService, daemon: Any, principal: Principal | None = None) -> None:
         self.ws = ws
         self.service = service
+        self.principal = principal
+        """Who is connected (None: the daemon itself, over the in-process transport)."""
         self.daemon = daemon
         self.peer: Peer | None = None
         self.send_timeout = daemon.settings.slow_consumer_timeout
@@ -129,8 +133,14 @@ class SyncConnection:
         since = hello.get("since", 0)
         if not isinstance(since, int) or isinstance(since, bool) or since < 0:
             raise ProtocolError("bad_hello", "hello.since must be a non-negative integer (0 = from the start)")
+        claimed = hello.get("actor")
+        if self.principal is not None:
+            if self.principal.role_on(self.service.notebook_id) is None:
+                raise ProtocolError("forbidden", f"{self.principal.name} has no role on notebook "
+                                    f"{self.service.notebook_id!r}; ask its owner", CLOSE_FORBIDDEN)
+            claimed = self.principal.bind_actor(claimed)
         try:
-            actor = ev.validate_actor(hello.get("actor"))
+            actor = ev.validate_actor(claimed)
         except EventRejected as exc:
             raise ProtocolError("bad_hello", f"hello.actor: {exc.message}") from None
         head = self.service.head
@@ -141,7 +151,8 @@ class SyncConnection:
                 CLOSE_CONFLICT,
             )
         peer = self.service.new_peer(new_id("c"), actor.model_dump(), str(hello.get("client", ""))[:100], since)
-        peer.send_control(orjson.dumps({"type": "welcome", "head": head, "connectionId": peer.connection_id}))
+        peer.send_control(orjson.dumps({"type": "welcome", "head": head, "connectionId": peer.connection_id,
+                                        "actor": peer.actor}))
         if since == 0 and hello.get("snapshot") and head > SNAPSHOT_THRESHOLD:
             seq, data = await self.service.snapshot()
             encoded = base64.b64encode(data)
@@ -160,7 +171,7 @@ class SyncConnection:
             events = message.get("events")
             if not isinstance(events, list):
                 raise ProtocolError("bad_push", "push.events must be a list of events")
-            results = await self.service.append(events, peer.actor)
+            results = await self.service.append(events, peer.actor, principal=self.principal)
             peer.send_control(orjson.dumps({"type": "ack", "ref": message.get("ref"), "results": results}))
         elif kind == "presence":
             relay = {k: message[k] for k in ("cellId", "cursor", "selection") if k in message}
@@ -225,7 +236,8 @@ class SyncConnection:
 
 async def sync_endpoint(ws: WebSocket, notebook_id: str, daemon: Any) -> None:
     await ws.accept()
-    if not daemon.auth.websocket_ok(ws):
+    principal = daemon.auth.principal(ws)
+    if principal is None:
         await close_with_error(ws, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>' "
                                "or ?token=<token> (the token is in $RUNTIMED_HOME/token)", CLOSE_UNAUTHORIZED)
         return
@@ -234,4 +246,4 @@ async def sync_endpoint(ws: WebSocket, notebook_id: str, daemon: Any) -> None:
     except RuntimedError as exc:
         await close_with_error(ws, exc.code, exc.message, CLOSE_BAD_MESSAGE)
         return
-    await SyncConnection(ws, daemon.service(notebook_id), daemon).run()
+    await SyncConnection(ws, daemon.service(notebook_id), daemon, principal).run()
