@@ -27,6 +27,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -34,12 +35,14 @@ import orjson
 from runtimed.client.sync import SyncClient
 from runtimed.errors import ConnectionLostError, RuntimedError
 from runtimed.runtime.kernel import ExecuteReply, KernelSession
+from runtimed.runtime.memory import LARGE_OUTPUT_BYTES, release_memory_soon
 from runtimed.runtime.outputs import OutputWriter
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.limits import Limits
 from runtimed.schema.materializer import Envelope
+from runtimed.schema.replica import Replica
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class EventPipe:
         self._task = asyncio.create_task(self._run(), name="event-pipe")
         self.rejections: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
         self._wanted: set[str] = set()  # ids of submitted events whose results are awaited
+        self.acked_seq = 0
+        """The highest seq the server gave an event of this pipe."""
 
     def emit(self, event: dict[str, Any]) -> None:
         self._put(event, None)
@@ -114,6 +119,7 @@ class EventPipe:
                     results = [{"id": event["id"], "error": {"code": exc.code, "message": exc.message}}
                                for event, _, _ in batch]
                 for result in results:
+                    self.acked_seq = max(self.acked_seq, result.get("seq", 0))
                     if result.get("id") in self._wanted:
                         self._wanted.discard(result["id"])
                         results_by_id[result["id"]] = result
@@ -149,6 +155,7 @@ class RuntimeAgent:
         displace: bool = True,
         input_timeout: float = 300.0,
         flush_interval: float = 0.05,
+        stdin_allowed: Callable[[str], bool] | None = None,
     ) -> None:
         self.client = client
         self.kernel = kernel
@@ -156,6 +163,8 @@ class RuntimeAgent:
         self.session_id = new_id("s-")
         self.displace = displace
         self.input_timeout = input_timeout
+        self.stdin_allowed = stdin_allowed
+        """Decides per execution (queue id) whether anyone can answer ``input()``; without it, always."""
         self.flush_interval = flush_interval
         self.pipe: EventPipe | None = None
         self.running_queue_id: str | None = None
@@ -181,6 +190,8 @@ class RuntimeAgent:
 
     async def start(self) -> None:
         """Connect, open a runtime session, and begin working through the queue."""
+        if self.client.replica.head == 0:  # the agent reads the projection, never the log: keep no copy of it
+            self.client.replica = Replica(self.client.notebook_id, record_events=False)
         await self.client.connect()
         if self.client.replica.view(views.notebook_info) is None:
             raise RuntimedError(f"notebook {self.client.notebook_id!r} does not exist", code="notebook_not_found")
@@ -257,8 +268,16 @@ class RuntimeAgent:
             with contextlib.suppress(Exception):
                 await self.kernel.shutdown()
         await self.client.close()
+        self._drop_replica()
         self.status = "dead"
         self._stopped.set()
+        release_memory_soon()
+
+    def _drop_replica(self) -> None:
+        """A stopped agent keeps no copy of the notebook: its replica holds every output and may be large."""
+        replica = self.client.replica
+        self.client.replica = Replica(self.client.notebook_id, record_events=False)  # empty: no session, no work
+        replica.close()
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -453,8 +472,9 @@ class RuntimeAgent:
                 reply = ExecuteReply(status="error", ename="UnsupportedCellType",
                                      evalue=f"this runtime runs code cells; {cell['cell_type']} cells need another runtime")
             else:
+                asks = self.stdin_allowed is None or self.stdin_allowed(queue_id)  # no: StdinNotImplementedError
                 reply = await self.kernel.execute(
-                    source, writer.on_output, on_input=lambda p, pw: self._ask_input(queue_id, p, pw),
+                    source, writer.on_output, on_input=(lambda p, pw: self._ask_input(queue_id, p, pw)) if asks else None,
                     timeout=timeout, input_timeout=self.input_timeout,
                 )
         except Exception as exc:  # the runtime itself failed: say so on this cell and go on
@@ -467,6 +487,8 @@ class RuntimeAgent:
         duration_ms = (time.perf_counter() - started) * 1000
         restarted = self._restart_during == queue_id
         self.pipe.emit(self._completion(queue_id, reply, duration_ms, timeout, writer, restarted=restarted))
+        if writer.stream_chars >= LARGE_OUTPUT_BYTES:
+            self._spawn(self._release_after_outputs())
         if restarted:
             await self._kernel_ready()
         elif reply.kernel_died:
@@ -474,6 +496,14 @@ class RuntimeAgent:
         elif (reply.timed_out or reply.input_timed_out) and reply.execution_count is None:
             # no execute_reply even after the interrupt: the cell ignores KeyboardInterrupt; free the kernel
             await self._restart("the cell did not stop when interrupted")
+
+    async def _release_after_outputs(self) -> None:
+        """After a large output: once it is pushed and applied here, return the freed memory to the OS."""
+        assert self.pipe is not None
+        with contextlib.suppress(TimeoutError, RuntimedError):
+            await self.pipe.drain(timeout=60)
+            await self.client.wait_for(lambda: self.client.replica.head >= self.pipe.acked_seq, 60)
+        await release_memory_soon()
 
     def _completion(self, queue_id: str, reply: ExecuteReply, duration_ms: float, timeout: float | None,
                     writer: OutputWriter, *, restarted: bool = False) -> dict[str, Any]:

@@ -7,6 +7,15 @@ rendered like a terminal (``StreamTerminal``); its growth is sent as
 ``\\r`` progress bar), the interval doubles up to ``MAX_REWRITE_INTERVAL``: the bar
 stays live but its events stay few, however long it runs.
 
+Every replica rewrites an output's whole text for each ``streamTextChanged``, so a
+stream that grew without end would cost the square of its size. Two rules keep the
+cost linear: a stream's text is spread over consecutive outputs of at most one
+event's size each (``segment``), cut only where the terminal can no longer change
+the text (its frozen lines) — the outputs concatenated are exactly what the terminal
+shows; and the flush interval grows with the size of the output being rewritten
+(``REWRITE_BYTES_PER_SECOND``), so a slow stream sitting on a large output is not
+rewritten twenty times a second.
+
 An event must stay under the store's size limit: a huge stream chunk is split over
 several events, and a rich output too large for one event is replaced by a short
 error output that says so (rather than being rejected and silently lost).
@@ -29,20 +38,29 @@ Emit = Callable[[dict[str, Any]], None]
 
 MAX_REWRITE_INTERVAL = 0.5
 """Seconds between the events of a stream that keeps rewriting its tail (progress bars)."""
-STREAM_CHUNK_CHARS = 256 * 1024
-"""Stream text per event; JSON escaping can grow a character to 6 bytes, which stays far below the event limit."""
+REWRITE_BYTES_PER_SECOND = 8 * 1024 * 1024
+"""A stream's events come at most as often as its output's text, rewritten by every replica, stays under this rate."""
+EVENT_ROOM = 4096
+"""Bytes of an event left for its envelope and fields other than the text."""
 
 
 class _Stream:
-    __slots__ = ("announced", "name", "output_id", "rewrites", "sent", "terminal")
+    """One stream's terminal and the output that holds its text from ``base`` on (earlier outputs hold the rest)."""
+
+    __slots__ = ("announced", "base", "name", "output_id", "rewrites", "sent", "terminal")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.output_id = new_id("o-")
         self.terminal = StreamTerminal()
-        self.announced = False
-        self.sent = 0  # length of the text as of the last event
         self.rewrites = 0  # consecutive flushes that rewrote already-sent text
+        self.next_output(0)
+
+    def next_output(self, base: int) -> None:
+        """Hold the text from ``base`` on in a new output (everything before it is final and sent)."""
+        self.output_id = new_id("o-")
+        self.base = base
+        self.announced = False
+        self.sent = base  # where the output's text ends (a position in the stream's text), as of the last event
 
 
 class OutputWriter:
@@ -55,9 +73,15 @@ class OutputWriter:
         self.queue_id = queue_id
         self.flush_interval = flush_interval
         self.max_event_bytes = max_event_bytes or Limits.from_env().max_event_bytes
-        self.chunk_chars = max(1024, min(STREAM_CHUNK_CHARS, (self.max_event_bytes - 4096) // 6))
+        self.text_bytes = max(1024, self.max_event_bytes - EVENT_ROOM)
+        """Encoded stream text one event may carry."""
+        self.segment = self.text_bytes // 2
+        """Characters of final text an output holds before the stream goes on in a new one (one event's worth,
+        with room for JSON escapes)."""
         self._stream: _Stream | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.stream_chars = 0
+        """Characters written to streams so far (before terminal rendering)."""
 
     def on_output(self, kind: str, content: dict[str, Any]) -> None:
         if kind == "stream":
@@ -115,12 +139,14 @@ class OutputWriter:
             self.flush()
             stream = self._stream = _Stream(name)
         stream.terminal.feed(text)
+        self.stream_chars += len(text)
         if not stream.announced:
             self.flush()  # the first chunk goes out at once: output appears without delay
         elif self._timer is None:
             interval = self.flush_interval
             if stream.rewrites:
                 interval = min(MAX_REWRITE_INTERVAL, interval * 2 ** min(stream.rewrites, 16))
+            interval = max(interval, (stream.sent - stream.base) / REWRITE_BYTES_PER_SECOND)
             self._timer = asyncio.get_running_loop().call_later(interval, self.flush)
 
     def flush(self) -> None:
@@ -137,20 +163,63 @@ class OutputWriter:
         offset, tail = change
         if stream.announced:
             stream.rewrites = stream.rewrites + 1 if offset < stream.sent else 0
-        stream.sent = offset + len(tail)
-        chunk = self.chunk_chars
-        first, rest = tail[:chunk], tail[chunk:]
+        self._deliver(stream, offset, tail)
+
+    def _deliver(self, stream: _Stream, offset: int, tail: str) -> None:
+        """Make the stream's outputs hold ``text[:offset] + tail``, rolling over to new outputs at final text."""
+        final = stream.terminal.final_length  # text[:final] can never change again
+        start = 0  # tail[start:] is what is left to send, from ``offset`` on
+        while offset + len(tail) - start - stream.base > self.segment and final > stream.base:
+            if offset > final:  # the change is in the live lines: end the output at the final text
+                self._send(stream, final, "")
+                offset, tail, start = final, stream.terminal.text_from(final), 0
+            else:
+                end = min(final, stream.base + self.segment)
+                if end <= offset:
+                    cut = offset  # the output is full before the change: it ends there
+                else:
+                    newline = tail.rfind("\n", start, start + end - offset)
+                    cut = offset + newline + 1 - start if newline >= 0 else end
+                self._send(stream, offset, tail[start : start + cut - offset])
+                start += cut - offset
+                offset = cut
+            stream.next_output(offset)
+        self._send(stream, offset, tail[start:] if start else tail)
+
+    def _send(self, stream: _Stream, offset: int, text: str) -> None:
+        """Make the current output's text ``old[:offset - base] + text``, over as many events as the size limit needs."""
+        if stream.announced and offset == stream.sent and not text:
+            return  # nothing changes
+        pieces = self._pieces(text)
         if not stream.announced:
             stream.announced = True
             self.emit(make_event("outputAdded", output_id=stream.output_id, cell_id=self.cell_id,
-                                 queue_id=self.queue_id, output_type="stream", name=stream.name, text=first))
+                                 queue_id=self.queue_id, output_type="stream", name=stream.name, text=pieces[0]))
         else:
-            self.emit(make_event("streamTextChanged", output_id=stream.output_id, offset=offset, text=first))
-        offset += len(first)
-        while rest:  # a huge chunk: appended over several events, each under the size limit
-            first, rest = rest[:chunk], rest[chunk:]
-            self.emit(make_event("streamTextChanged", output_id=stream.output_id, offset=offset, text=first))
-            offset += len(first)
+            self.emit(make_event("streamTextChanged", output_id=stream.output_id, offset=offset - stream.base,
+                                 text=pieces[0]))
+        offset += len(pieces[0])
+        for piece in pieces[1:]:  # a huge change: appended over several events, each under the size limit
+            self.emit(make_event("streamTextChanged", output_id=stream.output_id, offset=offset - stream.base,
+                                 text=piece))
+            offset += len(piece)
+        stream.sent = offset
+
+    def _pieces(self, text: str) -> list[str]:
+        """``text`` cut so that each piece, JSON-encoded, fits in one event (at least one piece, maybe empty)."""
+        budget = self.text_bytes
+        pieces = []
+        while len(text) > budget // 6:  # six bytes per character is the worst escaping: shorter always fits
+            piece = text[:budget]
+            size = len(orjson.dumps(piece))
+            while size > budget:
+                piece = piece[: max(1, len(piece) * budget // size - 16)]
+                size = len(orjson.dumps(piece))
+            pieces.append(piece)
+            text = text[len(piece) :]
+        if text or not pieces:
+            pieces.append(text)
+        return pieces
 
     def close(self) -> None:
         self.flush()
