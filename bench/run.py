@@ -11,6 +11,7 @@ Suites (each a script of its own, run as a subprocess with ``--json``):
 - sync: ``bench/bench_sync.py``;
 - runtime: ``bench/bench_runtime.py``;
 - web: ``bench/bench_web.py``;
+- streams: ``bench/bench_streams.py`` — a 50 MB print, wall time and the daemon's RSS;
 - mcp: ``bench/bench_mcp.py``.
 
 Every figure is the median with min – max over repeated runs; comparisons are measured side by
@@ -38,6 +39,7 @@ SUITES = {
     "runtime": ("bench_runtime.py", "Runtime: what runtimed adds to a raw jupyter_client round trip"),
     "web": ("bench_web.py", "Web UI: a 500-cell notebook becoming interactive, keystroke latency (Chromium)"),
     "mcp": ("bench_mcp.py", "MCP: tool-call overhead over AsyncSession, execute_cell through runt mcp"),
+    "streams": ("bench_streams.py", "Big streams: printing 50 MB through runtimed vs a bare kernel, daemon memory"),
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 
