@@ -199,3 +199,17 @@ def test_runt_users_and_share(daemon: DaemonProcess) -> None:
     assert shared.returncode == 0 and "token=" in shared.stdout
     assert runt("users", "rm", "cli-ann").returncode == 0
     assert runt("notebooks", token=token).returncode == ExitCode.REFUSED
+
+
+def test_a_fresh_browser_can_sign_in_from_a_live_url(daemon: DaemonProcess, owner: httpx.Client) -> None:
+    token = add(owner, "pia", role="viewer")
+    with httpx.Client(base_url=daemon.url, timeout=30) as browser:
+        page = browser.get("/", params={"notebook": "team"})
+        assert page.status_code == 401 and '<form method="get" action="/">' in page.text
+        assert '<input type="hidden" name="notebook" value="team">' in page.text
+        assert "form-action 'self'" in page.headers["content-security-policy"]
+        wrong = browser.get("/", params={"notebook": "team", "token": "nope"})
+        assert wrong.status_code == 401 and "not valid" in wrong.text
+        signed = browser.get("/", params={"notebook": "team", "token": token})
+        assert signed.status_code == 303 and signed.headers["location"] == "/?notebook=team"
+        assert browser.get("/", params={"notebook": "team"}).status_code == 200  # the cookie signs it in

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -304,7 +305,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     def index(request: Request, token: str | None = None) -> Response:
         if token is not None:
             if not daemon.auth.matches(token):
-                return HTMLResponse("<h1>Wrong token</h1><p>Use the URL printed by <code>runt open</code>.</p>", 401)
+                return _sign_in_page(request, "That token is not valid for this daemon.")
             params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             target = "/" + ("?" + urlencode(params) if params else "")
             response = RedirectResponse(target, status_code=303)
@@ -313,8 +314,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
                                 secure=policy.scheme == "https")
             return response
         if not daemon.auth.request_ok(request):
-            return HTMLResponse("<h1>runtimed</h1><p>Not signed in: open the URL printed by "
-                                "<code>runt open</code> (it carries the token once).</p>", 401)
+            return _sign_in_page(request, "Not signed in.")
         index_file = STATIC_DIR / "index.html"
         if not index_file.exists():
             return HTMLResponse("<h1>runtimed</h1><p>The web UI is not built.</p>", 503)
@@ -322,6 +322,20 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
 
     if STATIC_DIR.exists():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def _sign_in_page(request: Request, reason: str) -> HTMLResponse:
+        """A form that signs this browser in with a token (the live URLs printed by `runt run` and
+        `Session.url` carry no token, so that none lands in a log)."""
+        hidden = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
+                         for k, v in request.query_params.multi_items() if k != "token")
+        body = (f"<!doctype html><meta charset=utf-8><title>runtimed: sign in</title><h1>runtimed</h1>"
+                f"<p>{escape(reason)} Paste the token (<code>runt open ID</code> prints a link that carries it; "
+                f"it is also in <code>$RUNTIMED_HOME/token</code>, or ask the daemon's owner for one).</p>"
+                f'<form method="get" action="/">{hidden}<label>Token <input type="password" name="token" '
+                f'autocomplete="current-password" required autofocus></label> <button>Sign in</button></form>')
+        # this page alone may submit its form (to the daemon itself); everything else as on the app page
+        csp = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        return HTMLResponse(body, 401, headers={"Content-Security-Policy": csp})
 
     from runtimed.server.approvals_api import approvals_router
     from runtimed.server.mcp_http import mount_mcp
