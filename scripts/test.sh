@@ -8,5 +8,10 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -
   echo "installing chromium for the browser tests..."
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# The PostgreSQL tests (@pytest.mark.postgres) start a throwaway cluster with Debian's PostgreSQL 15.
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing postgresql-15 for the PostgreSQL store tests..."
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
 .venv/bin/ruff check runtimed tests bench
 .venv/bin/python -m pytest -q "$@"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from pg import pg_cluster  # noqa: F401 - the session's throwaway PostgreSQL, for @pytest.mark.postgres tests
 
 from runtimed.client.discovery import DaemonEndpoint, find_daemon
 from runtimed.home import Home

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
+from pg import open_test_store
 
 from runtimed.errors import NotFoundError, RuntimedError
 from runtimed.schema import views
@@ -54,6 +55,9 @@ class Backend:
     child_open: str = ""
     """Python source defining ``open_store(root: str, snapshot_every: int)``, for a writer subprocess
     (durable backends only)."""
+    fixture: str = ""
+    """A fixture the backend needs (e.g. a running server), requested before the first store opens."""
+    marks: tuple[pytest.MarkDecorator, ...] = ()
 
 
 BACKENDS = [
@@ -61,7 +65,14 @@ BACKENDS = [
             child_open="from runtimed.store.sqlite import SQLiteEventStore\n"
                        "def open_store(root, n): return SQLiteEventStore(root, snapshot_every=n)\n"),
     Backend("memory", lambda root, n: MemoryEventStore(snapshot_every=n)),
+    Backend("postgres", open_test_store, durable=True, fixture="pg_cluster", marks=(pytest.mark.postgres,),
+            child_open="from tests.pg import open_test_store\n"
+                       "def open_store(root, n): return open_test_store(root, n)\n"),
 ]
+
+
+def _params(backends: list[Backend]) -> list[Any]:
+    return [pytest.param(b, id=b.name, marks=b.marks) for b in backends]
 
 
 @dataclass
@@ -87,18 +98,20 @@ class StoreFactory:
 
 
 def _factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    if request.param.fixture:
+        request.getfixturevalue(request.param.fixture)
     factory = StoreFactory(request.param, tmp_path / "store")
     yield factory
     factory.close_all()
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+@pytest.fixture(params=_params(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """A factory of stores, once per backend."""
     yield from _factory(request, tmp_path)
 
 
-@pytest.fixture(params=[b for b in BACKENDS if b.durable], ids=lambda b: b.name)
+@pytest.fixture(params=_params([b for b in BACKENDS if b.durable]))
 def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """A factory of stores, once per durable backend (the same root reopens the same data)."""
     yield from _factory(request, tmp_path)
