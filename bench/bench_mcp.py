@@ -8,7 +8,7 @@ Against a daemon started in a temporary home, with the ``mcp`` SDK's own client:
 
 1. reads: ``get_cell`` over MCP (stdio, and HTTP for comparison) versus ``AsyncSession.get_cell``;
 2. edits: ``set_cell`` over MCP (stdio) versus ``AsyncSession.set_source`` (both wait for the
-   daemon's acknowledgement);
+   daemon's acknowledgement), each on a notebook of its own;
 3. ``execute_cell`` of ``1+1`` end to end over MCP (stdio) on a warm runtime, next to
    ``AsyncSession.execute_cell`` of the same cell.
 
@@ -114,21 +114,31 @@ async def overhead(name: str, mcp_call: Call, direct: Call, rounds: int, calls: 
             Figure("per call", f"{name}: AsyncSession", "ms", [statistics.median(direct_all)])]
 
 
-async def edits(stdio: ClientSession, s: AsyncSession, rounds: int, calls: int) -> list[Figure]:
-    """set_cell over MCP versus set_source, on a fresh cell per round: a cell's CRDT state grows with
-    every edit, and so does the cost of the next one (on both paths alike)."""
+async def edits(stdio: ClientSession, endpoint: DaemonEndpoint, rounds: int, calls: int) -> list[Figure]:
+    """set_cell over MCP versus set_source, each on a notebook of its own that no other client has open
+    (every process with a replica of a notebook applies each edit of it, which would otherwise land on
+    one path's clock and not the other's), on a fresh cell per round (a cell's CRDT state grows with
+    every edit, and so does the cost of the next one, on both paths alike)."""
+    async with AsyncSession(f"bench-mcp-edits-{uuid.uuid4().hex[:8]}", endpoint=endpoint) as s:
+        return await _edits(stdio, s, rounds, calls)
+
+
+async def _edits(stdio: ClientSession, s: AsyncSession, rounds: int, calls: int) -> list[Figure]:
+    created = await tool(stdio, "create_notebook", title="bench edits")()
+    agents_nb = created.structured_content["notebook_id"]
     counter = iter(range(10**9))
-    cell = ""
+    mcp_cell = direct_cell = ""
 
     def mcp_edit() -> Awaitable[Any]:
-        return tool(stdio, "set_cell", notebook_id=s.notebook_id, cell_id=cell, source=f"x = {next(counter)}")()
+        return tool(stdio, "set_cell", notebook_id=agents_nb, cell_id=mcp_cell, source=f"x = {next(counter)}")()
 
     def direct_edit() -> Awaitable[Any]:
-        return s.set_source(cell, f"x = {next(counter)}")
+        return s.set_source(direct_cell, f"x = {next(counter)}")
 
     over, mcp_all, direct_all = [], [], []
     for _ in range(rounds):
-        cell = await s.create_cell("x = 0")
+        made = await tool(stdio, "create_cell", notebook_id=agents_nb, source="x = 0")()
+        mcp_cell, direct_cell = made.structured_content["cell_id"], await s.create_cell("x = 0")
         for _ in range(5):
             await mcp_edit()
             await direct_edit()
@@ -162,7 +172,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                           lambda: s.get_cell(cell), rounds, calls, TARGETS["read_overhead_ms"])
                 figures += await overhead("get_cell (HTTP)", tool(http, "get_cell", notebook_id=nb, cell_id=cell),
                                           lambda: s.get_cell(cell), rounds, calls, None)
-                figures += await edits(stdio, s, rounds, calls)
+                figures += await edits(stdio, endpoint, rounds, calls)
                 run = tool(stdio, "execute_cell", notebook_id=nb, cell_id=cell)
                 for _ in range(10):
                     await run()

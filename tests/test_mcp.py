@@ -361,3 +361,13 @@ async def test_bad_input_gets_clear_errors_and_stores_nothing(agent: Agent, nb: 
     assert (await agent.ok("get_notebook", notebook_id=nb)).structured_content["head_seq"] == head
     assert await human.approvals(pending_only=False) == []
     assert {n["id"] for n in rest.get("/api/notebooks")} == notebooks
+
+
+def test_the_http_endpoint_needs_the_bearer_token(daemon: DaemonProcess) -> None:
+    import httpx
+
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    for headers, params in (({}, {}), ({"Authorization": "Bearer wrong"}, {}), ({}, {"token": daemon.token})):
+        response = httpx.post(f"{daemon.url}/mcp", json=body, headers=headers, params=params, timeout=10)
+        assert response.status_code == 401, (headers, params, response.text)
+        assert response.json()["error"]["code"] == "unauthorized"

@@ -34,7 +34,8 @@ INSTRUCTIONS = (
 MAX_HTTP_BODY = 32 * 1024 * 1024
 """Bytes of one MCP request over HTTP: a whole cell source fits (the tool layer checks sizes itself)."""
 
-WorkspaceFor = Callable[[str | None], Awaitable[AgentWorkspace]]
+WorkspaceFor = Callable[[str | None, str | None], Awaitable[AgentWorkspace]]
+"""(the client's name, the Bearer token of its HTTP request or None) -> the agent's workspace."""
 
 
 def _content(part: Part) -> types.TextContent | types.ImageContent:
@@ -54,15 +55,22 @@ def client_name(ctx: ServerRequestContext[Any, Any]) -> str | None:
     return params.client_info.name if params is not None and params.client_info is not None else None
 
 
+def bearer_token(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """The token of the HTTP request carrying this call (None over stdio)."""
+    headers = getattr(ctx.request, "headers", None)
+    header = headers.get("authorization", "") if headers is not None else ""
+    return header[7:].strip() or None if header.lower().startswith("bearer ") else None
+
+
 def build_server(workspace_for: WorkspaceFor) -> Server[Any]:
-    """An MCP server exposing every tool; ``workspace_for(client name)`` gives the agent's workspace."""
+    """An MCP server exposing every tool; ``workspace_for(client name, token)`` gives the agent's workspace."""
     tools = [types.Tool(name=t.name, description=t.description, input_schema=t.input_schema()) for t in TOOLS.values()]
 
     async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools)
 
     async def call(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        workspace = await workspace_for(client_name(ctx))
+        workspace = await workspace_for(client_name(ctx), bearer_token(ctx))
 
         async def progress(done: float, total: float | None, message: str) -> None:
             try:
@@ -153,8 +161,9 @@ async def serve_stdio(endpoint: DaemonEndpoint) -> None:
 def http_handler(endpoint: DaemonEndpoint) -> tuple[Any, Any, Workspaces]:
     """The streamable-HTTP ASGI handler, its session manager (run it in the app's lifespan), and the workspaces.
 
-    DNS-rebinding checks are off: every request must carry the daemon's Bearer token, which a
-    page from another origin cannot send (the mounting code checks it).
+    DNS-rebinding checks are off: every request must carry a Bearer token of the daemon, which a
+    page from another origin cannot send (the mounting code checks it). The tools then act with
+    that token, so the daemon grants an agent what the token may do, nothing more.
     """
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from mcp.server.transport_security import TransportSecuritySettings

@@ -107,26 +107,29 @@ class AgentWorkspace:
 
 
 class Workspaces:
-    """One workspace per agent name, for a server that many agents reach (the daemon's HTTP endpoint)."""
+    """One workspace per (credential, agent name), for a server that many agents reach (the daemon's HTTP
+    endpoint): each agent acts with the token it presented, so the daemon applies that token's rights."""
 
     def __init__(self, endpoint: DaemonEndpoint, limit: int = 64) -> None:
         self.endpoint = endpoint
         self.limit = limit
-        self._by_name: OrderedDict[str, AgentWorkspace] = OrderedDict()
+        self._by_key: OrderedDict[tuple[str, str], AgentWorkspace] = OrderedDict()
 
-    async def get(self, agent_name: str | None) -> AgentWorkspace:
+    async def get(self, agent_name: str | None, token: str | None = None) -> AgentWorkspace:
         actor = agent_actor(agent_name)
-        workspace = self._by_name.get(actor["name"])
+        endpoint = self.endpoint if token is None else DaemonEndpoint(self.endpoint.url, token)
+        key = (endpoint.token, actor["name"])
+        workspace = self._by_key.get(key)
         if workspace is None:
-            workspace = AgentWorkspace(self.endpoint, actor)
-            self._by_name[actor["name"]] = workspace
-            while len(self._by_name) > self.limit:
-                _, oldest = self._by_name.popitem(last=False)
+            workspace = AgentWorkspace(endpoint, actor)
+            self._by_key[key] = workspace
+            while len(self._by_key) > self.limit:
+                _, oldest = self._by_key.popitem(last=False)
                 await oldest.close()
-        self._by_name.move_to_end(actor["name"])
+        self._by_key.move_to_end(key)
         return workspace
 
     async def close(self) -> None:
-        workspaces, self._by_name = list(self._by_name.values()), OrderedDict()
+        workspaces, self._by_key = list(self._by_key.values()), OrderedDict()
         for workspace in workspaces:
             await workspace.close()
