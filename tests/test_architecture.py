@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "runtimed"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "home": {"errors"},
+    "durations": {"errors"},
     "schema": {"errors"},
     "store": {"schema", "errors"},
     "formats": {"schema", "errors"},
@@ -28,8 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "agents": {"client", "formats", "schema", "errors", "home"},
     "automation": {"client", "runtime", "formats", "schema", "errors", "home"},
     # the daemon hosts the store, the supervised runtimes and the MCP endpoint (which speaks as a client)
-    "server": {"store", "schema", "runtime", "client", "formats", "agents", "errors", "home"},
-    "cli": {"server", "runtime", "client", "agents", "automation", "formats", "schema", "store", "errors", "home"},
+    "server": {"store", "schema", "runtime", "client", "formats", "agents", "errors", "home", "durations"},
+    "cli": {"server", "runtime", "client", "agents", "automation", "formats", "schema", "store", "errors", "home",
+            "durations"},
     "web": set(),
     "__init__": {"client", "automation", "errors"},
 }

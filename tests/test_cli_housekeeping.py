@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import click
+import httpx
+import nbformat
 import pytest
 from conftest import DaemonProcess, make_notebook, running_daemon, write
 from test_cli import clean_env, runt
 
 from runtimed.cli import errors as exit_codes
-from runtimed.cli.gc_cmd import parse_duration
+from runtimed.durations import parse_duration
+from runtimed.errors import RuntimedError
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -164,5 +167,24 @@ def test_parse_duration(text: str, seconds: int) -> None:
 
 
 def test_parse_duration_says_what_a_duration_looks_like() -> None:
-    with pytest.raises(click.BadParameter, match="e.g. 7d, 12h, 30m"):
+    with pytest.raises(RuntimedError, match="e.g. 7d, 12h, 30m"):
         parse_duration("a week")
+
+
+def test_the_daemon_collects_old_run_notebooks_by_itself(tmp_path: Path) -> None:
+    """RUNTIMED_RUN_RETENTION: run notebooks older than it go on the daemon's own schedule; others stay."""
+    (tmp_path / "home").mkdir()
+    with running_daemon(tmp_path / "home", "--no-runtimes", env={"RUNTIMED_RUN_RETENTION": "2s"}) as daemon:
+        headers = {"Authorization": f"Bearer {daemon.token}"}
+        body = nbformat.writes(nbformat.v4.new_notebook()).encode()
+        with httpx.Client(base_url=daemon.url, headers=headers, timeout=30) as api:
+            run = api.post("/api/notebooks/import", params={"id": "a-run"}, content=body,
+                           headers={"x-runtimed-actor": "runt-run"})
+            other = api.post("/api/notebooks/import", params={"id": "not-a-run"}, content=body)
+            assert run.status_code == other.status_code == 201
+            deadline = time.monotonic() + 60
+            while "a-run" in {nb["id"] for nb in api.get("/api/notebooks").json()}:
+                assert time.monotonic() < deadline, "the run notebook was not collected"
+                time.sleep(0.2)
+            assert {nb["id"] for nb in api.get("/api/notebooks").json()} == {"not-a-run"}
+        assert "run retention (0:00:02): removed 1 run notebook(s)" in (daemon.home.path / "daemon.log").read_text()

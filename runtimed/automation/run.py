@@ -31,7 +31,7 @@ from runtimed.client.sync import SyncClient
 from runtimed.errors import ExitCode, RuntimedError
 from runtimed.home import Home
 from runtimed.schema import views
-from runtimed.schema.events import make_event
+from runtimed.schema.events import RUN_IMPORT_ACTOR, make_event
 from runtimed.schema.ids import new_id
 
 STATUS_EXIT_CODES = {
@@ -279,7 +279,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     http = DaemonHTTP(endpoint)
     try:
         await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
-                                content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": "runt-run"})
+                                content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": RUN_IMPORT_ACTOR})
         phases.mark("import")
         actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
         session = _RunSession(SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run"),

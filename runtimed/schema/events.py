@@ -394,6 +394,10 @@ def is_current(name: str, version: int) -> bool:
     return spec is not None and spec.version == version
 
 
+RUN_IMPORT_ACTOR = "runt-run"
+"""The actor id ``runt run`` imports its notebooks with: how run notebooks are told apart (retention, gc)."""
+
+
 class Actor(BaseModel):
     """Who appended an event. Recorded on every event: the log is the audit trail."""
 

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from runtimed import __version__
+from runtimed.durations import parse_duration
 from runtimed.errors import ErrorCode, RuntimedError
 from runtimed.schema import views
 from runtimed.schema.events import make_event
@@ -25,6 +26,7 @@ from runtimed.server.access import ActorBody, bound_actor, needs, needs_everywhe
 from runtimed.server.daemon import Daemon
 from runtimed.server.openapi import document_errors
 from runtimed.server.people import Principal, forbidden
+from runtimed.server.retention import RunRetention, collect_runs, retention_setting
 from runtimed.server.runtimes import RuntimeSupervisor
 from runtimed.server.security import SecurityMiddleware, SecurityPolicy
 from runtimed.server.service import NotebookService
@@ -48,6 +50,11 @@ class EventsPush(BaseModel):
     actor: ActorBody | None = None
 
 
+class GcRequest(BaseModel):
+    older_than: str = Field(description="a duration: 30m, 12h, 7d, 2w or a sum such as 1d12h")
+    dry_run: bool = False
+
+
 class QueryBody(BaseModel):
     sql: str
     params: list[Any] = Field(default_factory=list)
@@ -63,9 +70,15 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if daemon.runtimes is not None:
             await daemon.runtimes.start()
+        retention = retention_setting()
+        collector = RunRetention(daemon, retention) if retention is not None else None
+        if collector is not None:
+            collector.start()
         try:
             yield
         finally:
+            if collector is not None:
+                await collector.stop()
             if daemon.runtimes is not None:
                 await daemon.runtimes.stop()
             daemon.close()
@@ -290,6 +303,11 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         if not await _runtimes().interrupt_runtime(runtime_id):
             raise RuntimedError(f"no managed runtime {runtime_id!r}; list them with `runt ps`", code="runtime_not_found")
         return {"interrupted": runtime_id}
+
+    @app.post("/api/gc", dependencies=[owner_only("collect run notebooks")], tags=["notebooks"])
+    async def gc(body: GcRequest) -> dict[str, Any]:
+        """Remove (or list, with ``dry_run``) the notebooks of `runt run` runs not updated for ``older_than``."""
+        return await collect_runs(daemon, parse_duration(body.older_than), dry_run=body.dry_run)
 
     @app.post("/api/pool/flush", dependencies=[owner_only("flush the kernel pool")], tags=["runtimes"])
     async def flush_pool() -> dict[str, Any]:
