@@ -51,7 +51,7 @@ from runtimed.client.session import AsyncSession  # noqa: E402
 
 LINE_CHARS = 100
 """Every line is ``<9-digit number> <89 x>\\n``: numbered, so that a lost or repeated piece shows."""
-ONE_WRITE = ("import sys\nsys.stdout.write(''.join(f\"{{i:09d}} {{'x' * 89}}\\n\" for i in range({n})))")
+ONE_WRITE = ("import sys\n_ = sys.stdout.write(''.join(f\"{{i:09d}} {{'x' * 89}}\\n\" for i in range({n})))")
 LINE_WRITES = "import sys\nfor i in range({n}):\n    sys.stdout.write(f\"{{i:09d}} {{'x' * 89}}\\n\")"
 CASES = {"one write": ONE_WRITE, "line writes": LINE_WRITES}
 TARGET_RATIO = 3.0
