@@ -119,6 +119,10 @@ class SQLiteNotebookLog:
         if path is not None:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            # Large outputs: checkpoint (a sync on the event loop) every 64 MiB of WAL rather than every 4 MiB,
+            # and shrink the WAL file back to that size after a checkpoint rather than keeping its high mark.
+            self._conn.execute("PRAGMA wal_autocheckpoint=16384")
+            self._conn.execute("PRAGMA journal_size_limit=67108864")
         self._conn.execute("PRAGMA cache_size=-1024")
         # One connection serves every thread: a transaction (and the reads that must not see it half
         # done) holds this lock, so appends from several threads never interleave.
