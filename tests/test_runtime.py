@@ -208,7 +208,8 @@ async def test_page_payload_arrives_as_output(rt: DaemonProcess) -> None:
 
 async def test_input_answered_with_input_replied(rt: DaemonProcess) -> None:
     async with session(rt) as s:
-        _, queue_id = await queue(s, "name = input('Your name? ')\nprint('hello', name)")
+        cell_id = await s.create_cell("name = input('Your name? ')\nprint('hello', name)")
+        queue_id = await s.queue_cell(cell_id, allow_stdin=True)  # this client answers (by hand, below)
         pending = await s.client.wait_for(lambda: views.pending_inputs(s.client.replica.conn), 30)
         assert pending == [{"queue_id": queue_id, "prompt": "Your name? ", "password": False}]
         await s.client.commit([make_event("inputReplied", queue_id=queue_id, value="Ada")])
@@ -221,7 +222,8 @@ async def test_input_answered_with_input_replied(rt: DaemonProcess) -> None:
 async def test_input_unanswered_times_out_with_a_clear_error(rt: DaemonProcess) -> None:
     async with session(rt) as s:
         started = time.monotonic()
-        result = await s.run("input('never answered: ')", timeout_secs=30)
+        queue_id = await s.queue_cell(await s.create_cell("input('never answered: ')"), allow_stdin=True)
+        result = await s.wait_for_execution(queue_id, timeout_secs=30)
         assert time.monotonic() - started < INPUT_TIMEOUT + 5
         assert result.status == "error"
         item = views.executions(s.client.replica.conn, cell_id=result.cell_id)[-1]
@@ -348,7 +350,7 @@ async def test_deleting_the_running_cell_stops_it(rt: DaemonProcess) -> None:
 
 async def test_cancel_while_waiting_for_input(rt: DaemonProcess) -> None:
     async with session(rt) as s:
-        _, queue_id = await queue(s, "input('waiting: ')")
+        queue_id = await s.queue_cell(await s.create_cell("input('waiting: ')"), allow_stdin=True)
         await s.client.wait_for(lambda: views.pending_inputs(s.client.replica.conn), 30)
         await s.client.commit([make_event("executionCancelRequested", queue_id=queue_id)])
         result = await s.wait_for_execution(queue_id, 10)

@@ -6,6 +6,7 @@ They are snapshots (dataclasses): reading one never contacts the daemon. Call
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,30 @@ class Cell:
         tags = self.metadata.get("tags")
         return list(tags) if isinstance(tags, list) else []
 
+    @property
+    def metadata_json(self) -> str:
+        """The metadata as a JSON string (the published package's spelling)."""
+        return json.dumps(self.metadata, sort_keys=True)
+
+    def _jupyter_flag(self, key: str) -> bool:
+        jupyter = self.metadata.get("jupyter")
+        return bool(jupyter.get(key)) if isinstance(jupyter, dict) else False
+
+    @property
+    def is_source_hidden(self) -> bool:
+        """``metadata.jupyter.source_hidden`` (JupyterLab's "collapse input")."""
+        return self._jupyter_flag("source_hidden")
+
+    @property
+    def is_outputs_hidden(self) -> bool:
+        """``metadata.jupyter.outputs_hidden`` (JupyterLab's "collapse outputs")."""
+        return self._jupyter_flag("outputs_hidden")
+
+    @property
+    def is_collapsed(self) -> bool:
+        """``metadata.collapsed`` (classic Notebook's output collapse)."""
+        return bool(self.metadata.get("collapsed"))
+
     def __repr__(self) -> str:
         return (f"Cell(id={self.id!r}, cell_type={self.cell_type!r}, source={_short(self.source)!r}, "
                 f"execution_count={self.execution_count}, outputs={len(self.outputs)})")
@@ -113,6 +138,11 @@ class ExecutionResult:
     queue_id: str | None = None
     source: str | None = None
     """The source the runtime ran (recorded when the execution started)."""
+
+    @property
+    def execution_id(self) -> str | None:
+        """The published package's name for :attr:`queue_id`."""
+        return self.queue_id
 
     @property
     def stdout(self) -> str:
@@ -145,4 +175,116 @@ class ExecutionResult:
                 f"execution_count={self.execution_count}, outputs={len(self.outputs)})")
 
 
-__all__ = ["Cell", "ExecutionResult", "Output"]
+@dataclass
+class ExecutionEvent:
+    """One change seen by :meth:`~runtimed.Session.stream_execute` or :meth:`~runtimed.Session.subscribe`.
+
+    ``event_type`` is one of :data:`EVENT_TYPES`. Execution events carry ``queue_id``; ``output``
+    events the output as it is now (a growing stream is sent again with the same
+    ``output_index``); ``done``/``error`` the final ``status``, ``execution_count`` and, for
+    errors, ``error_message``.
+    """
+
+    event_type: str
+    cell_id: str | None = None
+    queue_id: str | None = None
+    output: Output | None = None
+    output_index: int | None = None
+    execution_count: int | None = None
+    error_message: str | None = None
+    status: str | None = None
+    seq: int = 0
+    """The log position of the event that caused it."""
+    name: str = ""
+    """The log event's name (``outputAdded``, ``cellCreated``, ...)."""
+
+    @property
+    def execution_id(self) -> str | None:
+        """The published package's name for :attr:`queue_id`."""
+        return self.queue_id
+
+
+EVENT_TYPES = ("execution_queued", "execution_started", "output", "done", "error", "kernel_status",
+               "cell_created", "cell_changed", "cell_deleted", "outputs_cleared", "metadata_changed")
+"""Every ``ExecutionEvent.event_type``: execution events (the first five: ``error`` is a failed or
+cancelled execution, ``done`` a successful one) and document events."""
+
+
+@dataclass
+class CompletionItem:
+    """One completion the kernel offered."""
+
+    label: str
+    kind: str | None = None
+    detail: str | None = None
+    source: str | None = "kernel"
+
+
+@dataclass
+class CompletionResult:
+    """The kernel's answer to :meth:`~runtimed.Session.complete`: replace ``code[cursor_start:cursor_end]``."""
+
+    items: list[CompletionItem]
+    cursor_start: int
+    cursor_end: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def matches(self) -> list[str]:
+        """The labels, as the Jupyter protocol names them."""
+        return [item.label for item in self.items]
+
+
+@dataclass
+class HistoryEntry:
+    """One input of the kernel's history (IPython's ``session``/``line`` numbering)."""
+
+    session: int
+    line: int
+    source: str
+
+
+class QueueEntry(str):
+    """A queued execution: the cell id (a ``str``, as the Session-era package returned it) that also
+    carries ``cell_id`` and ``execution_id`` (as the later package's ``PyQueueEntry`` does)."""
+
+    execution_id: str
+
+    def __new__(cls, cell_id: str, execution_id: str) -> QueueEntry:
+        entry = super().__new__(cls, cell_id)
+        entry.execution_id = execution_id
+        return entry
+
+    @property
+    def cell_id(self) -> str:
+        return str(self)
+
+    @property
+    def queue_id(self) -> str:
+        return self.execution_id
+
+
+@dataclass
+class QueueState:
+    """What the notebook's runtime is doing: the running execution and those waiting, in order."""
+
+    executing: QueueEntry | None
+    queued: list[QueueEntry]
+
+
+@dataclass
+class NotebookConnectionInfo:
+    """What a session is connected to (the published package's ``connection_info``)."""
+
+    notebook_id: str
+    cell_count: int
+    connection_id: str | None = None
+    url: str = ""
+    protocol: str = "runtimed-sync"
+    protocol_version: int | None = 1
+    daemon_version: str | None = None
+    needs_trust_approval: bool = False
+
+
+__all__ = ["EVENT_TYPES", "NotebookConnectionInfo", "Cell", "CompletionItem", "CompletionResult", "ExecutionEvent", "ExecutionResult",
+           "HistoryEntry", "Output", "QueueEntry", "QueueState"]

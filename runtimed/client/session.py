@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import threading
 import time
@@ -27,9 +28,22 @@ from typing import Any, TypeVar
 
 import httpx
 
+from runtimed.client import compat
 from runtimed.client.discovery import DaemonEndpoint, _healthy, ensure_daemon
 from runtimed.client.http import DaemonHTTP
-from runtimed.client.models import Cell, ExecutionResult, Output
+from runtimed.client.models import (
+    Cell,
+    CompletionResult,
+    ExecutionEvent,
+    ExecutionResult,
+    HistoryEntry,
+    NotebookConnectionInfo,
+    Output,
+    QueueEntry,
+    QueueState,
+)
+from runtimed.client.stdin import Answerer, InputHandler
+from runtimed.client.streams import BlockingIterator, EventSubscription
 from runtimed.client.sync import SyncClient
 from runtimed.errors import (
     AuthError,
@@ -88,6 +102,7 @@ class AsyncSession:
         home: str | os.PathLike[str] | None = None,
         actor: dict[str, Any] | None = None,
         endpoint: DaemonEndpoint | None = None,
+        client_name: str = "python",
     ) -> None:
         """Describe a session; nothing is contacted until :meth:`connect` (or the first call that needs it).
 
@@ -97,6 +112,8 @@ class AsyncSession:
             home: The daemon home (default ``$RUNTIMED_HOME``, else ``~/.local/share/runtimed``).
             actor: The full actor ``{id, kind, name}`` recorded on this session's events.
             endpoint: A daemon endpoint to use instead of discovering one.
+            client_name: The client kind other peers see (``"runt-console"`` tells runtimes that a
+                person at a terminal answers ``input()``).
         """
         if notebook_id is not None and not isinstance(notebook_id, str):
             raise TypeError(f"notebook_id must be a str, got {type(notebook_id).__name__}")
@@ -114,6 +131,9 @@ class AsyncSession:
         self._env_source: str | None = None
         self._endpoint_given = endpoint is not None
         self._pid = os.getpid()
+        self._client_name = client_name
+        self._file: Path | None = None  # the .ipynb this session was opened from (save() writes it back)
+        self._own_presence: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
@@ -212,6 +232,7 @@ class AsyncSession:
             if self._http is None:
                 self._http = DaemonHTTP(self._endpoint, timeout=timeout)
             client = SyncClient(self._endpoint.url, self._endpoint.token, self._notebook_id, self.actor,
+                                client=self._client_name,
                                 rediscover=None if self._endpoint_given else self._rediscover)
             self._client = client
             try:
@@ -575,11 +596,14 @@ class AsyncSession:
 
     # -- execution -------------------------------------------------------------------------------
 
-    async def queue_cell(self, cell_id: str, *, batch_id: str | None = None) -> str:
+    async def queue_cell(self, cell_id: str, *, batch_id: str | None = None, allow_stdin: bool = False) -> str:
         """Request execution of a cell and return at once with its queue id.
 
         The runtime runs the cell's source as the document holds it when the run starts.
         The kernel starts by itself when none runs. Wait with :meth:`wait_for_execution`.
+        ``allow_stdin=True`` tells the runtime that this client answers ``input()`` (pass
+        ``stdin=`` to :meth:`wait_for_execution`); otherwise ``input()`` raises
+        ``StdinNotImplementedError`` at once unless a page or console is connected.
         """
         await self._connected()
         cell = self._require_cell(cell_id)
@@ -587,30 +611,73 @@ class AsyncSession:
             raise RuntimedError(f"cell {cell_id} is a {cell['cell_type']} cell; only code cells execute",
                                 code="not_executable")
         queue_id = new_id("q-")
+        if allow_stdin:
+            await self._http_call("post", f"/api/notebooks/{self._notebook_id}/stdin", json={"queue_ids": [queue_id]})
         await self._commit([make_event("executionRequested", queue_id=queue_id, cell_id=cell_id, batch_id=batch_id)])
         return queue_id
 
-    async def wait_for_execution(self, queue_id: str, timeout_secs: float | None = DEFAULT_TIMEOUT) -> ExecutionResult:
+    def _finished(self, queue_id: str) -> views.ExecutionRow | None:
+        item = self._replica.view(views.execution, queue_id)
+        return item if item is not None and item["status"] in TERMINAL else None
+
+    def _input_asked(self, queue_id: str) -> views.PendingInput | None:
+        return next((p for p in self._replica.view(views.pending_inputs) if p["queue_id"] == queue_id), None)
+
+    async def _wait_or_input(self, queue_id: str, timeout_secs: float | None,
+                             watch_input: bool) -> ExecutionResult | views.PendingInput:
+        """The result once the execution ends, or (``watch_input``) the input request it is waiting on."""
+        client = await self._connected()
+        if not self._replica.view(views.executions, queue_id=queue_id):
+            raise NotFoundError(f"no execution {queue_id!r} in notebook {self._notebook_id!r}", code="execution_not_found")
+
+        def ready() -> tuple[views.ExecutionRow | None, views.PendingInput | None] | None:
+            done = self._finished(queue_id)
+            asked = self._input_asked(queue_id) if watch_input and done is None else None
+            return (done, asked) if done is not None or asked is not None else None
+
+        try:
+            found = await client.wait_for(ready, timeout_secs)
+        except TimeoutError:
+            raise ExecutionTimeoutError(self._timeout_message(queue_id, timeout_secs)) from None
+        assert found is not None
+        done, asked = found
+        return self._result(done) if done is not None else asked  # type: ignore[return-value]
+
+    async def reply_input(self, queue_id: str, value: str) -> None:
+        """Answer the ``input()`` an execution is waiting on (``inputReplied``; every peer sees it)."""
+        await self._commit([make_event("inputReplied", queue_id=queue_id, value=str(value))])
+
+    async def _stop_for_failed_answer(self, queue_id: str) -> None:
+        with contextlib.suppress(RuntimedError):
+            await self._commit([make_event("executionCancelRequested", queue_id=queue_id)])
+
+    async def wait_for_execution(self, queue_id: str, timeout_secs: float | None = DEFAULT_TIMEOUT, *,
+                                 stdin: InputHandler | None = None) -> ExecutionResult:
         """Wait until a queued execution ends and return its result.
+
+        With ``stdin`` (a callable ``f(prompt)``/``f(prompt, password)``, sync or async, or a list
+        of answers) every ``input()``/``getpass()`` of the cell is answered; the time spent in the
+        handler does not count against ``timeout_secs``. A handler that raises cancels the cell
+        and the error is raised here.
 
         Raises:
             ExecutionTimeoutError: it did not end within ``timeout_secs`` (it goes on running;
                 :meth:`interrupt` stops it).
         """
-        client = await self._connected()
-
-        def finished() -> views.ExecutionRow | None:
-            item = self._replica.view(views.execution, queue_id)
-            return item if item is not None and item["status"] in TERMINAL else None
-
-        if not self._replica.view(views.executions, queue_id=queue_id):
-            raise NotFoundError(f"no execution {queue_id!r} in notebook {self._notebook_id!r}", code="execution_not_found")
-        try:
-            item = await client.wait_for(finished, timeout_secs)
-        except TimeoutError:
-            raise ExecutionTimeoutError(self._timeout_message(queue_id, timeout_secs)) from None
-        assert item is not None  # wait_for returns a truthy value
-        return self._result(item)
+        answerer = Answerer(stdin) if stdin is not None else None
+        deadline = None if timeout_secs is None else time.monotonic() + timeout_secs
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            found = await self._wait_or_input(queue_id, remaining, answerer is not None)
+            if isinstance(found, ExecutionResult):
+                return found
+            assert answerer is not None
+            try:
+                value = await answerer(found["prompt"], found["password"])
+            except BaseException:
+                await self._stop_for_failed_answer(queue_id)
+                raise
+            await self.reply_input(queue_id, value)
 
     def _timeout_message(self, queue_id: str, timeout_secs: float | None) -> str:
         items = self._replica.view(views.executions, queue_id=queue_id)
@@ -631,23 +698,27 @@ class AsyncSession:
                                execution_count=item["execution_count"], status=item["status"], queue_id=queue_id,
                                source=item["source"])
 
-    async def execute_cell(self, cell_id: str, timeout_secs: float = DEFAULT_TIMEOUT) -> ExecutionResult:
+    async def execute_cell(self, cell_id: str, timeout_secs: float = DEFAULT_TIMEOUT, *,
+                           stdin: InputHandler | None = None) -> ExecutionResult:
         """Run a cell (its source as the shared document holds it) and wait for the result.
 
         A failing cell is not an exception: ``result.success`` is False and ``result.error``
-        holds the error output.
+        holds the error output. ``stdin`` answers the cell's ``input()`` (see
+        :meth:`wait_for_execution`); without it, ``input()`` fails at once with
+        ``StdinNotImplementedError`` unless a page or console is connected to the notebook.
 
         Raises:
             CellNotFoundError: no cell has this id.
             ExecutionTimeoutError: no result within ``timeout_secs`` (the cell goes on running).
         """
-        queue_id = await self.queue_cell(cell_id)
-        return await self.wait_for_execution(queue_id, timeout_secs)
+        queue_id = await self.queue_cell(cell_id, allow_stdin=stdin is not None)
+        return await self.wait_for_execution(queue_id, timeout_secs, stdin=stdin)
 
-    async def run(self, code: str, timeout_secs: float = DEFAULT_TIMEOUT) -> ExecutionResult:
-        """Append a code cell with ``code``, run it and wait for the result."""
+    async def run(self, code: str, timeout_secs: float = DEFAULT_TIMEOUT, *,
+                  stdin: InputHandler | None = None) -> ExecutionResult:
+        """Append a code cell with ``code``, run it and wait for the result (``stdin``: see :meth:`execute_cell`)."""
         cell_id = await self.create_cell(code)
-        return await self.execute_cell(cell_id, timeout_secs)
+        return await self.execute_cell(cell_id, timeout_secs, stdin=stdin)
 
     async def _queue_all(self) -> list[str]:
         await self._connected()
@@ -684,11 +755,13 @@ class AsyncSession:
     async def save(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write the notebook as ``.ipynb`` and return the absolute path written.
 
-        The default path is ``<notebook_id>.ipynb`` in the current directory.
+        The default path is the file the session was opened from (:meth:`open_notebook`),
+        else ``<notebook_id>.ipynb`` in the current directory.
         """
         from runtimed.formats import write_ipynb
 
-        target = Path(path if path is not None else f"{self._notebook_id}.ipynb").expanduser().absolute()
+        default = self._file if self._file is not None else Path(f"{self._notebook_id}.ipynb")
+        target = Path(path if path is not None else default).expanduser().absolute()
         text = write_ipynb(await self.to_ipynb())
         await asyncio.to_thread(target.write_text, text)
         return str(target)
@@ -703,7 +776,308 @@ class AsyncSession:
         peers: list[dict[str, Any]] = await self._http_call("get", f"/api/notebooks/{self._notebook_id}/peers")
         for peer in peers:
             peer["is_self"] = peer.get("connectionId") == client.connection_id
+            peer["peer_id"], peer["peer_label"] = peer.get("connectionId"), compat.peer_label(peer.get("actor") or {})
         return peers
+
+    # -- the published package's accessors ---------------------------------------------------------
+
+    @property
+    def kernel_type(self) -> str | None:
+        """The running kernel's kernelspec name, or None (the published package's name for :attr:`kernel_name`)."""
+        return self.kernel_name
+
+    @property
+    def connection_info(self) -> NotebookConnectionInfo | None:
+        """What the daemon said when this session connected (None before :meth:`connect`)."""
+        if self._client is None or not self.is_connected:
+            return None
+        return NotebookConnectionInfo(notebook_id=self._notebook_id, cell_count=self._replica.view(views.cell_count),
+                                      connection_id=self._client.connection_id, url=self.url)
+
+    async def get_cell_ids(self) -> list[str]:
+        """Every cell id, in notebook order."""
+        await self._connected()
+        return [cell_id for cell_id, _ in self._replica.view(views.order_keys)]
+
+    async def _cell_or_none(self, cell_id: str) -> views.CellRow | None:
+        await self._connected()
+        return self._replica.view(views.cell, cell_id)
+
+    async def get_cell_source(self, cell_id: str) -> str | None:
+        """A cell's source, or None when there is no such cell."""
+        cell = await self._cell_or_none(cell_id)
+        return cell["source"] if cell else None
+
+    async def get_cell_type(self, cell_id: str) -> str | None:
+        """A cell's type (``code``, ``markdown``, ``raw``), or None when there is no such cell."""
+        cell = await self._cell_or_none(cell_id)
+        return cell["cell_type"] if cell else None
+
+    async def get_cell_execution_count(self, cell_id: str) -> int | None:
+        """A cell's execution count (None when never run or no such cell)."""
+        cell = await self._cell_or_none(cell_id)
+        return cell["execution_count"] if cell else None
+
+    async def get_cell_position(self, cell_id: str) -> str | None:
+        """A cell's fractional index (cells sort by it), or None when there is no such cell."""
+        cell = await self._cell_or_none(cell_id)
+        return cell["fractional_index"] if cell else None
+
+    async def get_cell_outputs(self, cell_id: str) -> list[str] | None:
+        """A cell's outputs as nbformat JSON strings (the published shape), or None when there is no such cell."""
+        if await self._cell_or_none(cell_id) is None:
+            return None
+        outputs = self._replica.view(views.outputs_by_cell, cell_id).get(cell_id, [])
+        return [json.dumps(Output.from_dict(o).to_dict()) for o in outputs]
+
+    async def get_cell_metadata(self, cell_id: str) -> str | None:
+        """A cell's metadata as a JSON string, or None when there is no such cell."""
+        cell = await self._cell_or_none(cell_id)
+        return json.dumps(cell["metadata"], sort_keys=True) if cell else None
+
+    async def set_cell_metadata(self, cell_id: str, metadata: str | dict[str, Any]) -> bool:
+        """Replace a cell's whole metadata (a JSON string or a dict); returns True."""
+        await self._connected()
+        new = compat.parse_json_arg(metadata, "metadata")
+        if not isinstance(new, dict):
+            raise RuntimedError(f"cell metadata must be a JSON object, got {type(new).__name__}", code="invalid_request")
+        changes = compat.metadata_changes(self._require_cell(cell_id)["metadata"], new)
+        if changes:
+            await self._commit([make_event("cellMetadataSet", cell_id=cell_id, key=k, value=v) for k, v in changes])
+        return True
+
+    async def update_cell_metadata_at(self, cell_id: str, path: list[str], value: Any) -> bool:
+        """Set one nested metadata value, e.g. ``(["jupyter", "source_hidden"], "true")``; returns True.
+
+        ``value`` is a JSON string (the published package's way) or any Python value;
+        ``None``/``"null"`` removes the key.
+        """
+        await self._connected()
+        parsed = compat.parse_json_arg(value, "value")
+        key, top = compat.set_at_path(self._require_cell(cell_id)["metadata"], list(path), parsed)
+        await self._commit([make_event("cellMetadataSet", cell_id=cell_id, key=key, value=top)])
+        return True
+
+    async def set_cell_source_hidden(self, cell_id: str, hidden: bool) -> bool:
+        """Hide or show a cell's source (``metadata.jupyter.source_hidden``)."""
+        return await self.update_cell_metadata_at(cell_id, ["jupyter", "source_hidden"], True if hidden else None)
+
+    async def set_cell_outputs_hidden(self, cell_id: str, hidden: bool) -> bool:
+        """Hide or show a cell's outputs (``metadata.jupyter.outputs_hidden``)."""
+        return await self.update_cell_metadata_at(cell_id, ["jupyter", "outputs_hidden"], True if hidden else None)
+
+    async def set_cell_tags(self, cell_id: str, tags: list[str]) -> bool:
+        """Replace a cell's ``metadata.tags`` (an empty list removes them)."""
+        if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+            raise RuntimedError("tags must be a list of strings, e.g. ['parameters']", code="invalid_request")
+        return await self.update_cell_metadata_at(cell_id, ["tags"], list(tags) or None)
+
+    async def set_kernelspec(self, name: str, display_name: str | None = None, language: str | None = None) -> None:
+        """Set the notebook's kernelspec (the kernel the next runtime starts; a running one is kept)."""
+        spec = {"name": name, "display_name": display_name or name, "language": language or ""}
+        await self.set_metadata("kernelspec", spec)
+
+    async def get_kernelspec(self) -> dict[str, str] | None:
+        """The notebook's kernelspec ``{name, display_name, language}``, or None."""
+        spec = await self.get_metadata("kernelspec")
+        return dict(spec) if isinstance(spec, dict) else None
+
+    async def splice_source(self, cell_id: str, index: int, delete_count: int, text: str = "") -> None:
+        """Delete ``delete_count`` characters at ``index`` of a cell's source, then insert ``text`` there."""
+        await self._connected()
+        source = self._require_cell(cell_id)["source"]
+        if not 0 <= index <= len(source) or delete_count < 0:
+            raise RuntimedError(f"cannot splice at {index} (deleting {delete_count}): the source has {len(source)} "
+                                "characters", code="invalid_request")
+        await self.set_source(cell_id, source[:index] + text + source[index + delete_count:])
+
+    # -- presence ----------------------------------------------------------------------------------
+
+    async def _presence(self, **fields: Any) -> None:
+        client = await self._connected()
+        self._own_presence = {k: v for k, v in fields.items() if v is not None}
+        await client.send_presence(**fields)
+
+    async def set_cursor(self, cell_id: str, line: int = 0, column: int = 0) -> None:
+        """Show this session's cursor in a cell to the other peers (presence: not stored in the log)."""
+        await self._presence(cellId=cell_id, cursor={"line": int(line), "column": int(column)})
+
+    async def set_selection(self, cell_id: str, anchor_line: int, anchor_col: int, head_line: int,
+                            head_col: int) -> None:
+        """Show a selection in a cell to the other peers (the cursor is at its head)."""
+        await self._presence(cellId=cell_id, cursor={"line": int(head_line), "column": int(head_col)},
+                             selection={"anchor": {"line": int(anchor_line), "column": int(anchor_col)},
+                                        "head": {"line": int(head_line), "column": int(head_col)}})
+
+    async def set_focus(self, cell_id: str) -> None:
+        """Show that this session is on a cell, without a cursor position."""
+        await self._presence(cellId=cell_id)
+
+    async def clear_cursor(self) -> None:
+        """Stop showing a cursor."""
+        await self._presence(cellId=None)
+
+    async def clear_selection(self) -> None:
+        """Stop showing a selection (the cursor stays)."""
+        await self._presence(**{k: v for k, v in self._own_presence.items() if k != "selection"})
+
+    async def get_remote_cursors(self) -> list[tuple[str, str, str, int, int]]:
+        """Other peers' cursors as ``(peer_id, peer_label, cell_id, line, column)``."""
+        client = await self._connected()
+        return compat.remote_cursors(client.peers, client.connection_id)
+
+    # -- streams of events ---------------------------------------------------------------------------
+
+    async def stream_execute(self, cell_id: str, timeout_secs: float = DEFAULT_TIMEOUT,
+                             signal_only: bool = False) -> EventSubscription:
+        """Run a cell and iterate over its events as they happen: ``execution_queued``,
+        ``execution_started``, ``output`` (each output as it is now; a growing stream comes again
+        with the same ``output_index``) and finally ``done`` or ``error``.
+
+        ``async for event in await session.stream_execute(cell_id): ...``. ``timeout_secs``
+        bounds the wait for each next event (``TimeoutError``); ``signal_only`` leaves
+        ``event.output`` empty (read it with :meth:`get_cell`).
+        """
+        await self._connected()
+        self._require_cell(cell_id)
+        state: dict[str, str] = {}
+
+        def mine(event: ExecutionEvent) -> bool:
+            if event.event_type == "output":
+                if signal_only:
+                    event.output = None
+                return event.cell_id == cell_id and (event.queue_id is None or event.queue_id == state.get("q"))
+            return event.queue_id is not None and event.queue_id == state.get("q")
+
+        subscription = EventSubscription(self._connected, event_types=("execution_queued", "execution_started",
+                                                                       "output", "done", "error"),
+                                         accept=mine, until=lambda e: e.event_type in ("done", "error"),
+                                         timeout=timeout_secs)
+        await subscription.attach()
+        state["q"] = new_id("q-")
+        try:
+            await self._commit([make_event("executionRequested", queue_id=state["q"], cell_id=cell_id)])
+        except BaseException:
+            await subscription.close()
+            raise
+        return subscription
+
+    def subscribe(self, cell_ids: list[str] | None = None, event_types: list[str] | None = None) -> EventSubscription:
+        """Iterate over the notebook's changes as they happen (``async for event in session.subscribe()``).
+
+        Filter by cell ids and by event types (:data:`runtimed.client.models.EVENT_TYPES`:
+        execution events and ``cell_created``, ``cell_changed``, ``cell_deleted``,
+        ``outputs_cleared``, ``metadata_changed``). It starts with the next change after the
+        first ``await``; ``close()`` stops it.
+        """
+        return EventSubscription(self._connected, cell_ids=cell_ids, event_types=event_types)
+
+    # -- the queue and the kernel's own answers ------------------------------------------------------
+
+    async def get_queue_state(self) -> QueueState:
+        """The execution running now (``executing``, a cell id with ``execution_id``) and those waiting."""
+        await self._connected()
+        return compat.queue_state(self._replica.view(views.executions))
+
+    async def queue_all_cells(self) -> list[QueueEntry]:
+        """Queue every code cell as one batch; one entry (cell id with ``execution_id``) per cell."""
+        await self._connected()
+        cells = [c for c in self._replica.view(views.ordered_cells) if c["cell_type"] in EXECUTABLE_CELL_TYPES]
+        queue_ids = await self._queue_all()
+        return [QueueEntry(c["id"], q) for c, q in zip(cells, queue_ids, strict=True)]
+
+    async def _ask_kernel(self, what: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        await self._connected()
+        if self._replica.view(views.active_session) is None:  # like an execution: the first question starts a kernel
+            name, _cwd = self._replica.view(views.kernel_settings)
+            await self._ensure_runtime(name, DEFAULT_TIMEOUT)
+        reply: dict[str, Any] = await self._http_call("post", f"/api/notebooks/{self._notebook_id}/{what}",
+                                                      json={**body, "timeout": timeout}, timeout=timeout + 5)
+        return reply
+
+    async def complete(self, code: str, cursor_pos: int | None = None, *, timeout_secs: float = 10.0
+                       ) -> CompletionResult:
+        """The kernel's completions for ``code`` at ``cursor_pos`` (default: its end).
+
+        Ephemeral: asked of the kernel directly, nothing is written to the notebook. A kernel
+        busy with a cell answers when the cell ends (bounded by ``timeout_secs``).
+        """
+        reply = await self._ask_kernel("complete", {"code": code, "cursor_pos": cursor_pos}, timeout_secs)
+        return compat.completion(reply)
+
+    async def get_history(self, pattern: str | None = None, n: int = 100, unique: bool = True, *,
+                          timeout_secs: float = 10.0) -> list[HistoryEntry]:
+        """The kernel's input history (the last ``n`` inputs, or those matching a glob ``pattern``)."""
+        reply = await self._ask_kernel("history", {"pattern": pattern, "n": n, "unique": unique}, timeout_secs)
+        return compat.history(reply)
+
+    # -- notebooks made or opened --------------------------------------------------------------------
+
+    @classmethod
+    async def create_notebook(cls, runtime: str = "python", working_dir: str | os.PathLike[str] | None = None,
+                              peer_label: str | None = None, **kwargs: Any) -> AsyncSession:
+        """A new notebook for ``runtime`` (``"python"`` or a kernelspec name), connected.
+
+        ``working_dir`` is where its kernel runs (``runtimed.cwd``). The kernel starts with the
+        first execution (or :meth:`start_kernel`).
+        """
+        session = cls(None, peer_label, **kwargs)
+        await session.connect()
+        try:
+            await session._setup_new(runtime, working_dir)
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    async def _setup_new(self, runtime: str, working_dir: str | os.PathLike[str] | None) -> None:
+        name = KERNEL_TYPES.get(runtime, runtime)
+        specs = await self._http_call("get", "/api/kernelspecs")
+        if name not in specs:
+            raise KernelError(f"no kernel named {name!r}; available kernels: {', '.join(sorted(specs))}",
+                              code="unknown_kernel")
+        await self.set_kernelspec(name, specs[name].get("display_name", name), specs[name].get("language", ""))
+        if working_dir is not None:
+            cwd = Path(working_dir).expanduser().absolute()
+            if not cwd.is_dir():
+                raise RuntimedError(f"working_dir {str(cwd)!r} is not a directory", code="bad_cwd")
+            settings = self._replica.view(views.run_settings)
+            await self.set_metadata("runtimed", {**settings, "cwd": str(cwd)})
+
+    @classmethod
+    async def open_notebook(cls, path: str | os.PathLike[str], peer_label: str | None = None,
+                            **kwargs: Any) -> AsyncSession:
+        """Open an ``.ipynb`` file as a live notebook; :meth:`save` writes it back to the file.
+
+        The same path always opens the same live notebook (its id comes from the absolute
+        path), so a second call, in any process, joins the first one's notebook and kernel.
+        """
+        file = Path(path).expanduser().absolute()
+        if not file.is_file():
+            raise NotFoundError(f"no notebook file {str(file)!r}", code="not_found")
+        session = cls(compat.notebook_id_for_file(file), peer_label, **kwargs)
+        session._file = file
+        await session._import_file(file)
+        await session.connect()
+        if session._replica.view(views.run_settings).get("cwd") is None:  # run next to the file, as Jupyter does
+            settings = session._replica.view(views.run_settings)
+            await session.set_metadata("runtimed", {**settings, "cwd": str(file.parent)})
+        return session
+
+    async def _import_file(self, file: Path) -> None:
+        """Create the notebook from the file unless it is already live."""
+        if self._endpoint is None:
+            self._endpoint = await asyncio.to_thread(ensure_daemon, self._home, timeout=CONNECT_TIMEOUT)
+        http = DaemonHTTP(self._endpoint, timeout=CONNECT_TIMEOUT)
+        try:
+            data = await asyncio.to_thread(file.read_bytes)
+            await asyncio.to_thread(http.post, "/api/notebooks/import", params={"id": self._notebook_id,
+                                    "title": file.stem}, content=data, headers={"x-runtimed-actor": self.actor["id"]})
+        except RuntimedError as exc:
+            if exc.code != "notebook_exists":
+                raise
+        finally:
+            http.close()
 
     # -- approvals of agents' tool calls -----------------------------------------------------------
 
@@ -779,6 +1153,10 @@ class _LoopThread:
             raise
 
 
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
 def _close_soon(session: AsyncSession) -> None:
     """Close a session on the background loop without waiting (for garbage-collected Sessions)."""
     loop = _LoopThread._loop
@@ -805,6 +1183,7 @@ class Session:
         home: str | os.PathLike[str] | None = None,
         actor: dict[str, Any] | None = None,
         endpoint: DaemonEndpoint | None = None,
+        client_name: str = "python",
     ) -> None:
         """Describe a session; nothing is contacted until :meth:`connect` (or the first call that needs it).
 
@@ -814,8 +1193,10 @@ class Session:
             home: The daemon home (default ``$RUNTIMED_HOME``, else ``~/.local/share/runtimed``).
             actor: The full actor ``{id, kind, name}`` recorded on this session's events.
             endpoint: A daemon endpoint to use instead of discovering one.
+            client_name: The client kind other peers see (see :class:`AsyncSession`).
         """
-        self._async = AsyncSession(notebook_id, peer_label, home=home, actor=actor, endpoint=endpoint)
+        self._async = AsyncSession(notebook_id, peer_label, home=home, actor=actor, endpoint=endpoint,
+                                   client_name=client_name)
         # a Session dropped without close() does not stay connected for the life of the process
         finalizer = weakref.finalize(self, _close_soon, self._async)
         finalizer.atexit = False
@@ -957,29 +1338,56 @@ class Session:
 
     # -- execution -------------------------------------------------------------------------------
 
-    def queue_cell(self, cell_id: str, *, batch_id: str | None = None) -> str:
+    def queue_cell(self, cell_id: str, *, batch_id: str | None = None, allow_stdin: bool = False) -> str:
         """Request execution of a cell and return at once with its queue id (see :meth:`wait_for_execution`)."""
-        return self._run(self._async.queue_cell(cell_id, batch_id=batch_id))
+        return self._run(self._async.queue_cell(cell_id, batch_id=batch_id, allow_stdin=allow_stdin))
 
-    def wait_for_execution(self, queue_id: str, timeout_secs: float | None = DEFAULT_TIMEOUT) -> ExecutionResult:
-        """Wait until a queued execution ends; raises :class:`ExecutionTimeoutError` after ``timeout_secs``."""
-        return self._run(self._async.wait_for_execution(queue_id, timeout_secs))
+    def wait_for_execution(self, queue_id: str, timeout_secs: float | None = DEFAULT_TIMEOUT, *,
+                           stdin: InputHandler | None = None) -> ExecutionResult:
+        """Wait until a queued execution ends; raises :class:`ExecutionTimeoutError` after ``timeout_secs``.
 
-    def execute_cell(self, cell_id: str, timeout_secs: float = DEFAULT_TIMEOUT) -> ExecutionResult:
+        ``stdin`` answers the cell's ``input()``; a callable is called in this thread (so it may
+        read the terminal), and its time does not count against ``timeout_secs``.
+        """
+        answerer = Answerer(stdin) if stdin is not None else None
+        deadline = None if timeout_secs is None else time.monotonic() + timeout_secs
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            found = self._run(self._async._wait_or_input(queue_id, remaining, answerer is not None))
+            if isinstance(found, ExecutionResult):
+                return found
+            assert answerer is not None
+            try:
+                value = asyncio.run(_awaited(answerer(found["prompt"], found["password"])))
+            except BaseException:
+                self._run(self._async._stop_for_failed_answer(queue_id))
+                raise
+            self.reply_input(queue_id, value)
+
+    def reply_input(self, queue_id: str, value: str) -> None:
+        """Answer the ``input()`` an execution is waiting on."""
+        self._run(self._async.reply_input(queue_id, value))
+
+    def execute_cell(self, cell_id: str, timeout_secs: float = DEFAULT_TIMEOUT, *,
+                     stdin: InputHandler | None = None) -> ExecutionResult:
         """Run a cell (its source as the shared document holds it) and wait for the result.
 
         A failing cell is not an exception: ``result.success`` is False and ``result.error``
-        holds the error output.
+        holds the error output. ``stdin`` (a callable or a list of answers) answers
+        ``input()``; without it, ``input()`` fails at once with ``StdinNotImplementedError``
+        unless a page or console is connected to the notebook.
 
         Raises:
             CellNotFoundError: no cell has this id.
             ExecutionTimeoutError: no result within ``timeout_secs`` (the cell goes on running).
         """
-        return self._run(self._async.execute_cell(cell_id, timeout_secs))
+        queue_id = self.queue_cell(cell_id, allow_stdin=stdin is not None)
+        return self.wait_for_execution(queue_id, timeout_secs, stdin=stdin)
 
-    def run(self, code: str, timeout_secs: float = DEFAULT_TIMEOUT) -> ExecutionResult:
-        """Append a code cell with ``code``, run it and wait for the result."""
-        return self._run(self._async.run(code, timeout_secs))
+    def run(self, code: str, timeout_secs: float = DEFAULT_TIMEOUT, *,
+            stdin: InputHandler | None = None) -> ExecutionResult:
+        """Append a code cell with ``code``, run it and wait for the result (``stdin``: see :meth:`execute_cell`)."""
+        return self.execute_cell(self.create_cell(code), timeout_secs, stdin=stdin)
 
     def run_all(self, timeout_secs: float = DEFAULT_TIMEOUT) -> list[ExecutionResult]:
         """Run every code cell in order as one batch (an error cancels the rest); ``timeout_secs`` per cell."""
@@ -1002,6 +1410,151 @@ class Session:
     def get_peers(self) -> list[dict[str, Any]]:
         """The connections open on this notebook, each ``{connectionId, actor, client, cellId, is_self}``."""
         return self._run(self._async.get_peers())
+
+    # -- the published package's accessors ---------------------------------------------------------
+
+    @property
+    def kernel_type(self) -> str | None:
+        """The running kernel's kernelspec name, or None."""
+        return self._async.kernel_type
+
+    @property
+    def connection_info(self) -> NotebookConnectionInfo | None:
+        """What this session is connected to (None before :meth:`connect`)."""
+        return self._async.connection_info
+
+    def get_cell_ids(self) -> list[str]:
+        """Every cell id, in notebook order."""
+        return self._run(self._async.get_cell_ids())
+
+    def get_cell_source(self, cell_id: str) -> str | None:
+        """A cell's source, or None when there is no such cell."""
+        return self._run(self._async.get_cell_source(cell_id))
+
+    def get_cell_type(self, cell_id: str) -> str | None:
+        """A cell's type, or None when there is no such cell."""
+        return self._run(self._async.get_cell_type(cell_id))
+
+    def get_cell_execution_count(self, cell_id: str) -> int | None:
+        """A cell's execution count (None when never run or no such cell)."""
+        return self._run(self._async.get_cell_execution_count(cell_id))
+
+    def get_cell_position(self, cell_id: str) -> str | None:
+        """A cell's fractional index, or None when there is no such cell."""
+        return self._run(self._async.get_cell_position(cell_id))
+
+    def get_cell_outputs(self, cell_id: str) -> list[str] | None:
+        """A cell's outputs as nbformat JSON strings, or None when there is no such cell."""
+        return self._run(self._async.get_cell_outputs(cell_id))
+
+    def get_cell_metadata(self, cell_id: str) -> str | None:
+        """A cell's metadata as a JSON string, or None when there is no such cell."""
+        return self._run(self._async.get_cell_metadata(cell_id))
+
+    def set_cell_metadata(self, cell_id: str, metadata: str | dict[str, Any]) -> bool:
+        """Replace a cell's whole metadata (a JSON string or a dict)."""
+        return self._run(self._async.set_cell_metadata(cell_id, metadata))
+
+    def update_cell_metadata_at(self, cell_id: str, path: list[str], value: Any) -> bool:
+        """Set one nested metadata value (``value``: a JSON string or a Python value; None removes it)."""
+        return self._run(self._async.update_cell_metadata_at(cell_id, path, value))
+
+    def set_cell_source_hidden(self, cell_id: str, hidden: bool) -> bool:
+        """Hide or show a cell's source (``metadata.jupyter.source_hidden``)."""
+        return self._run(self._async.set_cell_source_hidden(cell_id, hidden))
+
+    def set_cell_outputs_hidden(self, cell_id: str, hidden: bool) -> bool:
+        """Hide or show a cell's outputs (``metadata.jupyter.outputs_hidden``)."""
+        return self._run(self._async.set_cell_outputs_hidden(cell_id, hidden))
+
+    def set_cell_tags(self, cell_id: str, tags: list[str]) -> bool:
+        """Replace a cell's ``metadata.tags``."""
+        return self._run(self._async.set_cell_tags(cell_id, tags))
+
+    def set_kernelspec(self, name: str, display_name: str | None = None, language: str | None = None) -> None:
+        """Set the notebook's kernelspec (used by the next runtime)."""
+        self._run(self._async.set_kernelspec(name, display_name, language))
+
+    def get_kernelspec(self) -> dict[str, str] | None:
+        """The notebook's kernelspec ``{name, display_name, language}``, or None."""
+        return self._run(self._async.get_kernelspec())
+
+    def splice_source(self, cell_id: str, index: int, delete_count: int, text: str = "") -> None:
+        """Delete ``delete_count`` characters at ``index`` of a cell's source, then insert ``text``."""
+        self._run(self._async.splice_source(cell_id, index, delete_count, text))
+
+    def set_cursor(self, cell_id: str, line: int = 0, column: int = 0) -> None:
+        """Show this session's cursor in a cell to the other peers."""
+        self._run(self._async.set_cursor(cell_id, line, column))
+
+    def set_selection(self, cell_id: str, anchor_line: int, anchor_col: int, head_line: int, head_col: int) -> None:
+        """Show a selection in a cell to the other peers."""
+        self._run(self._async.set_selection(cell_id, anchor_line, anchor_col, head_line, head_col))
+
+    def set_focus(self, cell_id: str) -> None:
+        """Show that this session is on a cell."""
+        self._run(self._async.set_focus(cell_id))
+
+    def clear_cursor(self) -> None:
+        """Stop showing a cursor."""
+        self._run(self._async.clear_cursor())
+
+    def clear_selection(self) -> None:
+        """Stop showing a selection."""
+        self._run(self._async.clear_selection())
+
+    def get_remote_cursors(self) -> list[tuple[str, str, str, int, int]]:
+        """Other peers' cursors as ``(peer_id, peer_label, cell_id, line, column)``."""
+        return self._run(self._async.get_remote_cursors())
+
+    def stream_execute(self, cell_id: str, timeout_secs: float = DEFAULT_TIMEOUT,
+                       signal_only: bool = False) -> BlockingIterator[ExecutionEvent]:
+        """Run a cell and iterate over its events as they happen (see :meth:`AsyncSession.stream_execute`)."""
+        return BlockingIterator(self._run(self._async.stream_execute(cell_id, timeout_secs, signal_only)), self._run)
+
+    def subscribe(self, cell_ids: list[str] | None = None,
+                  event_types: list[str] | None = None) -> BlockingIterator[ExecutionEvent]:
+        """Iterate over the notebook's changes as they happen (see :meth:`AsyncSession.subscribe`)."""
+        subscription = self._async.subscribe(cell_ids, event_types)
+        self._run(subscription.attach())
+        return BlockingIterator(subscription, self._run)
+
+    def get_queue_state(self) -> QueueState:
+        """The execution running now and those waiting."""
+        return self._run(self._async.get_queue_state())
+
+    def queue_all_cells(self) -> list[QueueEntry]:
+        """Queue every code cell as one batch; one entry per cell."""
+        return self._run(self._async.queue_all_cells())
+
+    def complete(self, code: str, cursor_pos: int | None = None, *, timeout_secs: float = 10.0) -> CompletionResult:
+        """The kernel's completions for ``code`` at ``cursor_pos`` (nothing is written to the notebook)."""
+        return self._run(self._async.complete(code, cursor_pos, timeout_secs=timeout_secs))
+
+    def get_history(self, pattern: str | None = None, n: int = 100, unique: bool = True, *,
+                    timeout_secs: float = 10.0) -> list[HistoryEntry]:
+        """The kernel's input history."""
+        return self._run(self._async.get_history(pattern, n, unique, timeout_secs=timeout_secs))
+
+    @classmethod
+    def create_notebook(cls, runtime: str = "python", working_dir: str | os.PathLike[str] | None = None,
+                        peer_label: str | None = None, **kwargs: Any) -> Session:
+        """A new notebook for ``runtime``, connected (see :meth:`AsyncSession.create_notebook`)."""
+        session = cls(None, peer_label, **kwargs)
+        session.connect()
+        try:
+            session._run(session._async._setup_new(runtime, working_dir))
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    @classmethod
+    def open_notebook(cls, path: str | os.PathLike[str], peer_label: str | None = None, **kwargs: Any) -> Session:
+        """Open an ``.ipynb`` file as a live notebook; :meth:`save` writes it back (see :meth:`AsyncSession.open_notebook`)."""
+        session = cls(None, peer_label, **kwargs)
+        session._async = session._run(AsyncSession.open_notebook(path, peer_label, **kwargs))
+        return session
 
     # -- approvals of agents' tool calls -----------------------------------------------------------
 

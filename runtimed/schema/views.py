@@ -164,6 +164,16 @@ def execution_outputs(conn: Reader, cell_id: str, queue_id: str) -> list[dict[st
     return [_output(*r) for r in rows]
 
 
+def located_output(conn: Reader, output_id: str) -> tuple[str, int, dict[str, Any]] | None:
+    """``(cell id, index among the cell's outputs, output)`` of one output, or None (for event streams)."""
+    row = conn.execute("SELECT cell_id, position, display_id, content FROM outputs WHERE id = ?", (output_id,)).fetchone()
+    if row is None:
+        return None
+    cell_id, position, display_id, content = row
+    index = conn.execute("SELECT COUNT(*) FROM outputs WHERE cell_id = ? AND position < ?", (cell_id, position)).fetchone()[0]
+    return cell_id, int(index), _output(output_id, display_id, content)
+
+
 # -- notebook ------------------------------------------------------------------------------------
 
 def notebook_metadata(conn: Reader) -> dict[str, Any]:
@@ -288,6 +298,11 @@ def status_history(conn: Reader, after_seq: int) -> list[str]:
     rows = conn.execute("SELECT json_extract(args, '$.status') FROM events WHERE name = 'runtimeStatusChanged' "
                         "AND seq > ? ORDER BY seq", (after_seq,))
     return [r[0] for r in rows]
+
+
+def event_names(conn: Reader, after_seq: int) -> list[str]:
+    """Names of the events after a seq, in order (only in replicas that record events)."""
+    return [r[0] for r in conn.execute("SELECT name FROM events WHERE seq > ? ORDER BY seq", (after_seq,))]
 
 
 # -- runtimes and inputs -----------------------------------------------------------------

@@ -356,10 +356,12 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         return HTMLResponse(body, 401, headers={"Content-Security-Policy": csp})
 
     from runtimed.server.approvals_api import approvals_router
+    from runtimed.server.kernel_requests import kernel_requests_router
     from runtimed.server.mcp_http import mount_mcp
     from runtimed.server.people_api import people_router
 
     app.include_router(approvals_router(daemon))
+    app.include_router(kernel_requests_router(daemon))
     app.include_router(people_router(daemon))
     mount_mcp(app, daemon)
     document_errors(app)

@@ -24,8 +24,10 @@ from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.materializer import Envelope
+from runtimed.server.kernel_requests import stdin_answerable
 from runtimed.server.liveness import SYSTEM_ACTOR
 from runtimed.server.local import local_connection
+from runtimed.server.release import RuntimeRelease, release_grace_setting
 from runtimed.server.service import NotebookService
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class RuntimeManager:
         self.idle_timeout = settings.idle_timeout
         self.input_timeout = input_timeout_setting()
         self.agents: dict[str, RuntimeAgent] = {}
+        self.release = RuntimeRelease(self, release_grace_setting())
         self._starting: dict[str, asyncio.Task] = {}
         self._watchdog: asyncio.Task | None = None
 
@@ -91,6 +94,7 @@ class RuntimeManager:
     async def stop(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        self.release.close()
         for task in self._starting.values():
             task.cancel()
         await asyncio.gather(*(a.stop("shutdown") for a in list(self.agents.values())), return_exceptions=True)
@@ -101,6 +105,7 @@ class RuntimeManager:
 
     def watch(self, service: NotebookService) -> None:
         service.append_hooks.append(self._on_append)
+        service.peer_hooks.append(self.release.on_peer)
 
     def _on_append(self, service: NotebookService, stored: Sequence[Envelope]) -> None:
         if any(env.name in WAKE_EVENTS for env in stored):
@@ -152,7 +157,8 @@ class RuntimeManager:
                             {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (managed)"},
                             client="runtimed-managed",
                             transport=lambda: local_connection(self.daemon, notebook_id))
-        agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False, input_timeout=self.input_timeout)
+        agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False, input_timeout=self.input_timeout,
+                             stdin_allowed=lambda queue_id: stdin_answerable(self.daemon, notebook_id, queue_id))
         try:
             await agent.start()
         except Exception:
