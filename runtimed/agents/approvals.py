@@ -117,4 +117,6 @@ async def _withdraw(session: AsyncSession, approval_id: str) -> str:
     except RuntimedError as exc:
         if exc.code != "approval_resolved":
             raise
-    return await session.client.wait_for(lambda: _decision(session, approval_id), 30.0)
+    decision = await session.client.wait_for(lambda: _decision(session, approval_id), 30.0)
+    assert decision is not None  # wait_for returns once it is there
+    return decision

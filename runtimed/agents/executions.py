@@ -34,7 +34,7 @@ def resolve_ids(session: AsyncSession, execution_id: str) -> list[str]:
 
 def _items(session: AsyncSession, queue_ids: list[str]) -> list[dict[str, Any]]:
     replica = session.client.replica
-    return [replica.view(views.executions, queue_id=q)[0] for q in queue_ids]
+    return [dict(replica.view(views.executions, queue_id=q)[0]) for q in queue_ids]
 
 
 def _describe(items: list[dict[str, Any]]) -> str:

@@ -39,7 +39,7 @@ async def history(workspace: AgentWorkspace, notebook_id: str, head: int, since_
     Returns the events and the seq the scan reached (to continue from).
     """
     forward = since_seq is not None
-    start = since_seq if forward else max(0, head - HISTORY_SCAN)
+    start = since_seq if since_seq is not None else max(0, head - HISTORY_SCAN)
     end = min(head, start + HISTORY_SCAN)
     found: list[dict[str, Any]] = []
     cursor = start

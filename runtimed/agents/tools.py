@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from runtimed.agents import approvals as approval
 from runtimed.agents import executions, search
@@ -44,7 +44,8 @@ from runtimed.schema.limits import DEFAULT_LIMITS
 MAX_SOURCE = DEFAULT_LIMITS.max_source_chars
 MAX_PATTERN = 10_000
 MAX_TIMEOUT = 600.0
-ID = {"min_length": 1, "max_length": 128}
+IdText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+"""A notebook, cell or execution id as a tool argument."""
 T = TypeVar("T")
 
 
@@ -81,11 +82,11 @@ class Args(BaseModel):
 
 
 class NotebookArgs(Args):
-    notebook_id: str = Field(..., **ID, description="The notebook's id (see list_notebooks).")
+    notebook_id: IdText = Field(..., description="The notebook's id (see list_notebooks).")
 
 
 class CellArgs(NotebookArgs):
-    cell_id: str = Field(..., **ID, description="The cell's id (from get_notebook); ids never change.")
+    cell_id: IdText = Field(..., description="The cell's id (from get_notebook); ids never change.")
 
 
 class GuardedArgs(CellArgs):
@@ -113,7 +114,7 @@ class ListNotebooks(Args):
 
 class CreateNotebook(Args):
     title: str = Field("", max_length=1000, description="The notebook's title.")
-    notebook_id: str | None = Field(None, **ID, description="An id for it (letters, digits, . _ : -); "
+    notebook_id: IdText | None = Field(None, description="An id for it (letters, digits, . _ : -); "
                                                              "generated when omitted.")
 
 
@@ -121,7 +122,7 @@ class OpenNotebook(Args):
     path: str = Field(..., min_length=1, max_length=4096,
                       description="A local .ipynb, .yaml or .yml file (absolute, or relative to the MCP "
                                   "server's working directory).")
-    notebook_id: str | None = Field(None, **ID, description="An id for the new notebook; generated when omitted.")
+    notebook_id: IdText | None = Field(None, description="An id for the new notebook; generated when omitted.")
     title: str | None = Field(None, max_length=1000, description="Its title (default: from the file).")
 
 
@@ -136,7 +137,7 @@ class GetCell(CellArgs, OutputArgs):
 class CreateCell(NotebookArgs):
     source: str = Field("", max_length=MAX_SOURCE, description="The cell's text.")
     cell_type: str = Field("code", pattern="^(code|markdown|raw)$", description="code, markdown or raw.")
-    after_cell_id: str | None = Field(None, **ID, description="Insert just after this cell; at the end when "
+    after_cell_id: IdText | None = Field(None, description="Insert just after this cell; at the end when "
                                                                "omitted (move_cell puts it at the top).")
 
 
@@ -169,7 +170,7 @@ class DeleteCell(GuardedArgs):
 
 
 class MoveCell(CellArgs):
-    after_cell_id: str | None = Field(None, **ID, description="Put the cell just after this one; at the top "
+    after_cell_id: IdText | None = Field(None, description="Put the cell just after this one; at the top "
                                                                "when omitted.")
 
 
@@ -186,7 +187,7 @@ class RunAllCells(NotebookArgs):
 
 
 class GetResults(NotebookArgs, OutputArgs):
-    execution_id: str = Field(..., **ID, description="From execute_cell or run_all_cells.")
+    execution_id: IdText = Field(..., description="From execute_cell or run_all_cells.")
     timeout: float = Field(0.0, ge=0, le=MAX_TIMEOUT, description="Seconds to wait for it to finish (0: now).")
 
 
@@ -205,7 +206,7 @@ class GetHistory(NotebookArgs):
                                    description="Only events by this kind of actor.")
     actor_name: str | None = Field(None, max_length=256, description="Only events by the actor of this name.")
     event: str | None = Field(None, max_length=64, description="Only events of this name (e.g. cellSourceEdited).")
-    cell_id: str | None = Field(None, **ID, description="Only events about this cell.")
+    cell_id: IdText | None = Field(None, description="Only events about this cell.")
 
 
 class NotebookAt(NotebookArgs, OutputArgs):
@@ -279,6 +280,7 @@ async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | Non
         return error(f"invalid arguments for {name}: {_problems(exc)}", "invalid_arguments")
     try:
         if found.level is not None:
+            assert isinstance(args, NotebookArgs)  # every notebook-level tool takes a notebook_id
             session = await ctx.workspace.session(args.notebook_id)
             if approval.needed(session, name, found.level):
                 cell_id, shown, held = found.preview(session, args) if found.preview else (None, None, None)
@@ -299,7 +301,7 @@ def _view(session: AsyncSession, fn: Callable[..., T], *args: Any, **kwargs: Any
     return session.client.replica.view(fn, *args, **kwargs)
 
 
-def _cell(session: AsyncSession, cell_id: str) -> dict[str, Any]:
+def _cell(session: AsyncSession, cell_id: str) -> views.CellRow:
     cell = _view(session, views.cell, cell_id)
     if cell is None:
         raise CellNotFoundError(f"no cell {cell_id!r} in notebook {session.notebook_id!r}; call get_notebook "
@@ -307,7 +309,7 @@ def _cell(session: AsyncSession, cell_id: str) -> dict[str, Any]:
     return cell
 
 
-def _guarded(session: AsyncSession, args: GuardedArgs) -> dict[str, Any]:
+def _guarded(session: AsyncSession, args: GuardedArgs) -> views.CellRow:
     """The cell, if it is still at the revision the agent read."""
     cell = _cell(session, args.cell_id)
     current = revision(cell["source"])
@@ -406,7 +408,7 @@ async def get_notebook(ctx: ToolContext, a: GetNotebook) -> ToolResult:
                                           "cells": cells})
 
 
-def _cell_result(cell: dict[str, Any], outputs: list[dict[str, Any]], a: GetCell | None) -> ToolResult:
+def _cell_result(cell: Mapping[str, Any], outputs: list[dict[str, Any]], a: GetCell | None) -> ToolResult:
     paging = a.paging if a is not None else Paging()
     more = f"get_cell(cell_id={cell['id']!r})"
     parts = cell_parts({**cell, "outputs": outputs}, paging, more)

@@ -111,10 +111,10 @@ def parse_grid(specs: Iterable[str]) -> list[dict[str, Any]]:
     """``name=v1,v2`` specs -> the cartesian product of parameter dicts (values typed like ``-p``)."""
     axes: list[tuple[str, list[Any]]] = []
     for spec in specs:
-        name, sep, values = spec.partition("=")
-        if not sep or not name.isidentifier() or not values:
+        name, sep, raw = spec.partition("=")
+        if not sep or not name.isidentifier() or not raw:
             raise ParameterError(f"--grid {spec!r}: expected NAME=V1,V2,...")
-        axes.append((name, [resolve_type(v) for v in values.split(",")]))
+        axes.append((name, [resolve_type(v) for v in raw.split(",")]))
     combos: list[dict[str, Any]] = [{}]
     for name, values in axes:
         combos = [{**combo, name: value} for combo in combos for value in values]

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -114,7 +114,8 @@ def _iso(ts: str | None) -> str | None:
 def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
-    return (datetime.fromisoformat(_iso(end)) - datetime.fromisoformat(_iso(start))).total_seconds()
+    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
 
 
 def _notebook_id_for(input_path: str) -> str:
@@ -329,15 +330,14 @@ def _stop_runtime(http: DaemonHTTP, runtime_id: str) -> None:
         pass
 
 
-def _requests_for(cells: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def _requests_for(cells: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """The code cells a run executes, with a queue id each (skip-execution and empty cells are not)."""
     requests = []
     for cell in cells:
         tags = cell["metadata"].get("tags", [])
         if cell["cell_type"] != "code" or "skip-execution" in tags or not cell["source"].strip():
             continue
-        cell["expects_error"] = "raises-exception" in tags
-        requests.append((new_id("q-"), cell))
+        requests.append((new_id("q-"), {**cell, "expects_error": "raises-exception" in tags}))
     return requests
 
 
@@ -392,7 +392,7 @@ def _items(client: SyncClient, queue_ids: set[str]) -> dict[str, views.Execution
     return {item["queue_id"]: item for item in client.replica.view(views.executions, queue_ids=queue_ids)}
 
 
-def _counts_as_failure(item: dict[str, Any], cell: dict[str, Any], opts: RunOptions) -> bool:
+def _counts_as_failure(item: Mapping[str, Any], cell: Mapping[str, Any], opts: RunOptions) -> bool:
     """An error that stops the run (and marks the cell ``failed``), as nbclient decides it."""
     if item["status"] != "error":
         return False

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -180,7 +180,7 @@ def restart(port: str | None, host: str | None) -> None:
     note(f"daemon restarted (pid {endpoint.pid})")
 
 
-def _not_running(as_json: bool) -> None:
+def _not_running(as_json: bool) -> NoReturn:
     if as_json:
         print_json({"running": False, "home": str(home().path)})
         sys.exit(DAEMON_NOT_RUNNING)

@@ -83,7 +83,7 @@ def probe(kernels: list[KernelFile], timeout: float = 1.0) -> None:
         return
     import zmq
 
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sockets: dict[Any, KernelFile] = {}
     poller = zmq.Poller()
     try:
@@ -113,7 +113,7 @@ def probe(kernels: list[KernelFile], timeout: float = 1.0) -> None:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            for sock, _ in poller.poll(left * 1000):
+            for sock, _ in poller.poll(int(left * 1000)):
                 if sock in waiting:
                     sock.recv()
                     sockets[sock].status = "alive"
@@ -132,7 +132,7 @@ def _process_table() -> dict[str, tuple[int, int]]:
     try:
         import psutil
     except ImportError:
-        psutil = None  # type: ignore[assignment]
+        psutil = None
     if psutil is not None:
         for proc in psutil.process_iter(["pid", "ppid", "cmdline"]):
             for arg in proc.info.get("cmdline") or ():

@@ -17,6 +17,12 @@ def users() -> None:
     The daemon's first token (in $RUNTIMED_HOME/token) is the owner's. Every other token belongs
     to a user with a role on every notebook (--role) or on single notebooks (--notebook ID=ROLE).
     Roles: viewer (read), runner (run, interrupt), editor (change), owner (everything).
+
+    \b
+    Example:
+      runt users add ada --role editor
+      runt users list
+      runt users rm ada
     """
 
 
@@ -62,7 +68,12 @@ def add(name: str, role: str | None, notebooks: tuple[str, ...], kind: str, as_j
 @users.command("rm")
 @click.argument("names", nargs=-1, required=True)
 def rm(names: tuple[str, ...]) -> None:
-    """Remove people or share links (their tokens stop working at once)."""
+    """Remove people or share links (their tokens stop working at once).
+
+    \b
+    Example:
+      runt users rm ada share-1a2b3c4d
+    """
     with daemon_http() as http:
         for name in names:
             http.delete(f"/api/people/{name}")
@@ -72,7 +83,12 @@ def rm(names: tuple[str, ...]) -> None:
 @users.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_(as_json: bool) -> None:
-    """List people and share links (never their tokens)."""
+    """List people and share links (never their tokens).
+
+    \b
+    Example:
+      runt users list --json
+    """
     with daemon_http() as http:
         people = http.get("/api/people")
     if as_json:
@@ -87,7 +103,12 @@ def list_(as_json: bool) -> None:
 @click.argument("notebook_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def share(notebook_id: str, as_json: bool) -> None:
-    """Print a read-only link to notebook ID (revoke it with `runt users rm NAME`)."""
+    """Print a read-only link to notebook ID (revoke it with `runt users rm NAME`).
+
+    \b
+    Example:
+      runt share nb-01J…
+    """
     with daemon_http() as http:
         link = http.post(f"/api/notebooks/{notebook_id}/shares")
     if as_json:

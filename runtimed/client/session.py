@@ -245,7 +245,7 @@ class AsyncSession:
                 await self._close_client()
                 raise
 
-    async def _rediscover(self) -> tuple[str, str] | None:
+    async def _rediscover(self) -> tuple[str, str]:
         """The daemon of this session's home now, started again when it died (for the sync client)."""
         endpoint = await asyncio.to_thread(ensure_daemon, self._home, timeout=CONNECT_TIMEOUT)
         if self._endpoint is None or endpoint.url != self._endpoint.url or endpoint.token != self._endpoint.token:
@@ -261,7 +261,8 @@ class AsyncSession:
         assert client is not None
         try:
             if not await self._healthy(timeout) and not self._endpoint_given:
-                client.retarget(*await self._rediscover())
+                url, token = await self._rediscover()
+                client.retarget(url, token)
             await client.connect(timeout)
             return True
         except (AuthError, DaemonStartError):

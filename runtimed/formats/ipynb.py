@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import nbformat
@@ -259,7 +259,7 @@ def _export_output(item: dict[str, Any], resolve: ArtifactResolver | None) -> di
 
 
 def _export_cell(
-    c: dict[str, Any], cell_id: str, outputs: list[dict[str, Any]], resolve: ArtifactResolver | None
+    c: Mapping[str, Any], cell_id: str, outputs: list[dict[str, Any]], resolve: ArtifactResolver | None
 ):
     metadata = c["metadata"] or {}
     cell_type = c["cell_type"]

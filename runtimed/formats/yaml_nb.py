@@ -41,7 +41,8 @@ def _fail(where: str, problem: str) -> InvalidNotebookError:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _python_literal(value: Any, where: str) -> str:

@@ -36,7 +36,7 @@ def principal(request: Request) -> Principal:
     if found is None:
         raise AuthError("missing or wrong token: send 'Authorization: Bearer <token>' "
                         "(the token is in $RUNTIMED_HOME/token)")
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def needs(role: Role, what: str) -> Any:

@@ -163,7 +163,8 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
             raise RuntimedError(f"notebook {notebook_id!r} already exists", code="notebook_exists")
         event = make_event("notebookCreated", title=body.title, kernelspec=body.kernelspec)
         await _push_all(notebook_id, [event], bound_actor(caller, body.actor))
-        return dict(await daemon.service(notebook_id).view(views.notebook_summary) or {})
+        info = await daemon.service(notebook_id).view(views.notebook_summary)
+        return dict(info) if info is not None else {}
 
     @app.get("/api/notebooks/{notebook_id}", dependencies=[needs("viewer", "read")], tags=["notebooks"])
     async def get_notebook(notebook_id: str, at: int | None = Query(None, ge=0, description="the state after this seq"),
@@ -208,7 +209,8 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
                 daemon.forget_service(notebook_id)
                 daemon.store.delete(notebook_id)
             raise
-        return dict(await daemon.service(notebook_id).view(views.notebook_summary) or {})
+        info = await daemon.service(notebook_id).view(views.notebook_summary)
+        return dict(info) if info is not None else {}
 
     @app.get("/api/notebooks/{notebook_id}/export", dependencies=[needs("viewer", "export")], tags=["notebooks"])
     async def export_notebook(notebook_id: str, at: int | None = Query(None, ge=0)) -> Response:
@@ -356,12 +358,10 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         return HTMLResponse(body, 401, headers={"Content-Security-Policy": csp})
 
     from runtimed.server.approvals_api import approvals_router
-    from runtimed.server.kernel_requests import kernel_requests_router
     from runtimed.server.mcp_http import mount_mcp
     from runtimed.server.people_api import people_router
 
     app.include_router(approvals_router(daemon))
-    app.include_router(kernel_requests_router(daemon))
     app.include_router(people_router(daemon))
     mount_mcp(app, daemon)
     document_errors(app)

@@ -213,8 +213,8 @@ class SecurityMiddleware:
         if websocket:
             await self.app(scope, receive, send)
             return
-        receive = await self._bounded(scope, receive, send, conn.headers)
-        if receive is not None:
+        bounded = await self._bounded(scope, receive, send, conn.headers)
+        if bounded is not None:
             await self.app(scope, receive, self._with_headers(send, scope["path"], host))
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> Receive | None:

@@ -107,6 +107,10 @@ class NotebookService:
         self.max_outbox_bytes = nb_log.limits.max_outbox_bytes
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._handed_over = self._handed_delivered = 0
+        """Commits handed to the loop from other threads, and how many of them it delivered: a commit reported on
+        the loop while some are still queued (a store that pulls another daemon's events during a read made on the
+        loop) queues behind them, so peers and hooks always get events in seq order."""
         self.peers: dict[str, Peer] = {}
         self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
         self._recent_bytes = 0
@@ -170,10 +174,16 @@ class NotebookService:
         return await self._call(self.log.read_encoded, since, until, limit)
 
     def _on_commit(self, stored: Sequence[Envelope], encoded: Sequence[bytes]) -> None:
-        if threading.get_ident() == self._loop_thread:
+        # the store reports commits one at a time, in seq order (under its lock): the counters need no lock
+        if threading.get_ident() == self._loop_thread and self._handed_over == self._handed_delivered:
             self._deliver(stored, encoded)
-        else:  # a commit reported from another thread: hand it to the loop, in order
-            self.loop.call_soon_threadsafe(self._deliver, list(stored), list(encoded))
+        else:  # a commit reported from another thread, or behind one: hand it to the loop, in order
+            self._handed_over += 1
+            self.loop.call_soon_threadsafe(self._deliver_handed, list(stored), list(encoded))
+
+    def _deliver_handed(self, stored: Sequence[Envelope], encoded: Sequence[bytes]) -> None:
+        self._handed_delivered += 1
+        self._deliver(stored, encoded)
 
     def _deliver(self, stored: Sequence[Envelope], encoded: Sequence[bytes]) -> None:
         recent = self._recent
@@ -249,6 +259,10 @@ class NotebookService:
 
     def leave(self, peer: Peer) -> None:
         self.peers.pop(peer.connection_id, None)
+        if not self.peers:  # nobody reads: the caches of encoded events would only pin memory
+            self._recent.clear()
+            self._recent_bytes = 0
+            self._message_cache = None
         self._peer_event("leave", peer)
         if peer.presence is not None:
             self.broadcast_presence(peer, {"type": "presence", "connectionId": peer.connection_id,

@@ -66,7 +66,8 @@ def _parse(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
         data = raw.get("bytes")
     if data is None:
         raise ProtocolError("bad_message", "empty message")
-    size = len(data.encode()) if isinstance(data, str) else len(data)
+    # UTF-8 takes at most 4 bytes a character: only a long text needs encoding to be measured
+    size = len(data) if not isinstance(data, str) else len(data) if len(data) * 4 <= max_bytes else len(data.encode())
     if size > max_bytes:
         raise ProtocolError("message_too_large", f"message of {size} bytes exceeds the limit of {max_bytes}",
                             CLOSE_TOO_LARGE)
@@ -174,7 +175,7 @@ class SyncConnection:
             results = await self.service.append(events, peer.actor, principal=self.principal)
             peer.send_control(orjson.dumps({"type": "ack", "ref": message.get("ref"), "results": results}))
         elif kind == "presence":
-            relay = {k: message[k] for k in ("cellId", "cursor", "selection") if k in message}
+            relay: dict[str, Any] = {k: message[k] for k in ("cellId", "cursor", "selection") if k in message}
             relay.update(type="presence", actor=peer.actor, connectionId=peer.connection_id)
             self.service.broadcast_presence(peer, relay)
         elif kind == "ping":
