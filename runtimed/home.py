@@ -103,6 +103,12 @@ class Home:
             f.write(token)
         return token
 
+    def daemon_token(self) -> str:
+        """The token the daemon accepts: ``RUNTIMED_TOKEN`` when set (several daemons of one deployment share
+        it; clients given the same variable use it too), else the home's own token."""
+        shared = os.environ.get("RUNTIMED_TOKEN", "").strip()
+        return shared or self.ensure_token()
+
     def read_daemon_info(self) -> dict[str, Any] | None:
         try:
             info = json.loads(self.daemon_file.read_text())

@@ -19,7 +19,7 @@ from runtimed.server.people import People
 from runtimed.server.runtimes import RuntimeSupervisor
 from runtimed.server.service import NotebookService
 from runtimed.store.base import EventStore
-from runtimed.store.sqlite import SQLiteEventStore
+from runtimed.store.urls import DEFAULT_STORE_URL, open_store
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class Settings:
     idle_timeout: float = 1800.0
     """Seconds a daemon-managed runtime may sit idle (no work, no clients) before it stops."""
     managed_runtimes: bool = True
+    store_url: str = DEFAULT_STORE_URL
+    """Where notebooks live: ``sqlite:`` (the home's files) or ``postgresql://...`` (shared by several daemons)."""
 
 
 class Daemon:
@@ -45,8 +47,8 @@ class Daemon:
         self.home = settings.home
         self.home.ensure()
         self.limits = Limits.from_env()
-        self.store: EventStore = SQLiteEventStore(self.home.path, limits=self.limits)
-        token = self.home.ensure_token()
+        self.store: EventStore = open_store(settings.store_url, self.home.path, limits=self.limits)
+        token = self.home.daemon_token()
         self.people = People(self.home.path / "people.json", token)
         self.auth = Auth(token, people=self.people)
         self.services: dict[str, NotebookService] = {}

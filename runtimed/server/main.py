@@ -124,8 +124,14 @@ async def serve(args: argparse.Namespace) -> int:
     settings = Settings(home=home, host=host, port=port, pool_size=args.pool_size,
                         preimport=[m for m in (args.preimport or "").split(",") if m],
                         idle_timeout=args.idle_timeout, runtime_grace=args.runtime_grace,
-                        slow_consumer_timeout=args.slow_consumer_timeout)
-    daemon = Daemon(settings)
+                        slow_consumer_timeout=args.slow_consumer_timeout, store_url=args.store)
+    try:
+        daemon = Daemon(settings)
+    except RuntimedError as exc:  # the store cannot be opened (a bad URL, PostgreSQL unreachable)
+        print(f"runtimed: cannot open the store: {exc.message}", file=sys.stderr)
+        log.error("cannot open the store: %s", exc.message)
+        sock.close()
+        return ExitCode.START_FAILED
     scheme = "https" if args.tls_cert else "http"
     daemon.url = f"{scheme}://{host}:{port}"
     rebuilt = daemon.store.migrate()  # before serving: every projection at the current version
@@ -193,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-consumer-timeout", type=float,
                    default=float(os.environ.get("RUNTIMED_SLOW_CONSUMER_TIMEOUT", "30")),
                    help="seconds one send to a client may block before it is disconnected as slow (default 30)")
+    p.add_argument("--store", default=os.environ.get("RUNTIMED_STORE_URL", "sqlite:"), metavar="URL",
+                   help="where notebooks live: sqlite: (the home's files, default; $RUNTIMED_STORE_URL), or "
+                        "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB shared by several daemons (docs/architecture.md)")
     p.add_argument("--no-runtimes", action="store_true", help="do not start daemon-managed runtimes")
     p.add_argument("--header-timeout", type=float,
                    default=float(os.environ.get("RUNTIMED_HEADER_TIMEOUT", str(DEFAULT_HEADER_TIMEOUT))),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 WAKE_EVENTS = frozenset({"executionRequested", "executionRequeued", "runtimeSessionEnded"})
 WATCHDOG_INTERVAL = 2.0
+RUNTIME_LEASE_TTL = 30.0
+"""Seconds a daemon's claim on a notebook's managed runtime lasts without renewal (the watchdog renews it):
+of several daemons sharing a store, only the holder starts the runtime; a dead holder's claim expires."""
 
 
 def input_timeout_setting() -> float:
@@ -98,6 +102,7 @@ class RuntimeManager:
         for task in self._starting.values():
             task.cancel()
         await asyncio.gather(*(a.stop("shutdown") for a in list(self.agents.values())), return_exceptions=True)
+        await asyncio.gather(*(self._unclaim(n) for n in list(self.agents)), return_exceptions=True)
         self.agents.clear()
         await self.pool.shutdown()
 
@@ -142,6 +147,9 @@ class RuntimeManager:
 
     async def _start_agent(self, service: NotebookService) -> None:
         notebook_id = service.notebook_id
+        if not await self._claim(notebook_id):
+            log.info("the runtime for %s is run by another daemon sharing the store", notebook_id)
+            return
         kernel_name, cwd = await service.view(views.kernel_settings)
         try:
             if cwd is not None and not os.path.isdir(cwd):  # checked first: a pooled kernel would be wasted
@@ -151,6 +159,7 @@ class RuntimeManager:
         except Exception as exc:
             log.warning("cannot start kernel %r for %s: %s", kernel_name, notebook_id, exc)
             await self._fail_pending(service, kernel_name, exc)
+            await self._unclaim(notebook_id)
             return
         runtime_id = new_id("rt-")
         client = SyncClient(self.daemon.url, self.daemon.auth.token, notebook_id,
@@ -164,6 +173,7 @@ class RuntimeManager:
         except Exception:
             log.exception("runtime agent for %s failed to start", notebook_id)
             await agent.stop("error")
+            await self._unclaim(notebook_id)
             return
         self.agents[notebook_id] = agent
         log.info("started runtime %s (%s, pid %s) for %s", runtime_id, kernel_name, kernel.pid, notebook_id)
@@ -187,6 +197,18 @@ class RuntimeManager:
         events.append(make_event("runtimeSessionEnded", session_id=session_id, reason="error"))
         await service.append(events, SYSTEM_ACTOR)
 
+    async def _claim(self, notebook_id: str) -> bool:
+        """Take or renew this daemon's lease on the notebook's managed runtime (False: another daemon has it)."""
+        return await asyncio.to_thread(self.daemon.store.acquire_lease, f"runtime:{notebook_id}", self._holder(),
+                                       RUNTIME_LEASE_TTL)
+
+    async def _unclaim(self, notebook_id: str) -> None:
+        await asyncio.to_thread(self.daemon.store.release_lease, f"runtime:{notebook_id}", self._holder())
+
+    def _holder(self) -> str:
+        """This daemon as a lease holder: its machine and home, so that a restarted daemon takes its claims back."""
+        return f"{socket.gethostname()}:{self.daemon.home.path}"
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
@@ -198,11 +220,18 @@ class RuntimeManager:
                     if agent.status == "dead":
                         if self.agents.get(notebook_id) is agent:
                             self.agents.pop(notebook_id, None)
+                            await self._unclaim(notebook_id)
                         service = self.daemon.services.get(notebook_id)
                         if service is not None:
                             self.ensure_runtime(service)
                     elif self._idle_too_long(agent):
                         log.info("stopping idle runtime %s of %s", agent.runtime_id, notebook_id)
+                        self.agents.pop(notebook_id, None)
+                        await agent.stop("shutdown")
+                        await self._unclaim(notebook_id)
+                    elif not await self._claim(notebook_id):  # renewed; lost only after a long stall
+                        log.warning("runtime %s of %s: another daemon took over its lease; stopping it",
+                                    agent.runtime_id, notebook_id)
                         self.agents.pop(notebook_id, None)
                         await agent.stop("shutdown")
                 except Exception:  # one bad agent must not end the watchdog of all the others
@@ -219,6 +248,7 @@ class RuntimeManager:
         if agent is None:
             return False
         await agent.stop("shutdown")
+        await self._unclaim(notebook_id)
         return True
 
     async def stop_runtime(self, runtime_id: str) -> bool:

@@ -131,7 +131,9 @@ def _unavailable(url: str) -> Iterator[None]:
         yield
     except (psycopg.OperationalError, PoolTimeout) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreUnavailable(f"the PostgreSQL store {describe_url(url)} is unavailable: {detail}") from exc
+        raise StoreUnavailable(f"the PostgreSQL store {describe_url(url)} is unavailable ({detail}); check that "
+                               "the server runs and that the store URL (--store, RUNTIMED_STORE_URL) names it, "
+                               "with the right user, password and database") from exc
 
 
 class PostgresNotebookLog(SQLiteNotebookLog):
@@ -164,7 +166,10 @@ class PostgresNotebookLog(SQLiteNotebookLog):
         """Bring the cache to PostgreSQL's head (caller holds the lock; inside or outside a transaction)."""
         row = pg.execute("SELECT incarnation, head FROM notebooks WHERE notebook_id = %s",
                          (self.notebook_id,)).fetchone()
-        incarnation, head = row if row is not None else (None, 0)
+        if row is None:
+            incarnation, head = None, 0
+        else:
+            incarnation, head = str(row[0]), int(row[1])
         if self._head and (incarnation != self._incarnation or head < self._head):
             log.warning("notebook %s was deleted or replaced in the shared store; dropping the local copy",
                         self.notebook_id)
@@ -174,6 +179,7 @@ class PostgresNotebookLog(SQLiteNotebookLog):
                               "ORDER BY seq LIMIT %s", (self.notebook_id, self._head, PULL_BATCH)).fetchall()
             if not rows:
                 break
+            assert incarnation is not None  # events exist, so does their notebook's row
             self._apply_pulled(rows, incarnation)
         self._maybe_snapshot()
 
@@ -362,7 +368,7 @@ class PostgresEventStore(SQLiteEventStore):
             with _unavailable(url):
                 conninfo = psycopg.conninfo.make_conninfo(url, connect_timeout=max(1, int(connect_timeout)))
         except psycopg.ProgrammingError as exc:
-            raise StoreUnavailable(f"the store URL is not a valid PostgreSQL URL ({exc}); use "
+            raise StoreUnavailable(f"the store URL is not a valid PostgreSQL URL ({str(exc).strip()}); use "
                                    "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE") from None
         self._conninfo = conninfo
         with _unavailable(url), psycopg.connect(conninfo, autocommit=True) as conn:
@@ -509,7 +515,7 @@ class PostgresEventStore(SQLiteEventStore):
         if not open_logs:
             return
         with self.pool.connection() as pg:
-            heads = dict(pg.execute("SELECT notebook_id, head FROM notebooks WHERE notebook_id = ANY(%s)",
+            heads: dict[str, int] = dict(pg.execute("SELECT notebook_id, head FROM notebooks WHERE notebook_id = ANY(%s)",
                                     (list(open_logs),)).fetchall())
         for notebook_id, nb_log in open_logs.items():
             head = heads.get(notebook_id, 0)
