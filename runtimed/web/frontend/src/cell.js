@@ -3,6 +3,7 @@
 import { createEditor } from './editor.js'
 import { renderMarkdown, updateOutputs, ansiHtml } from './outputs.js'
 import { cellSource } from './reducer.js'
+import { agentMark } from './audit.js'
 import { colorFor, el, formatDuration } from './util.js'
 
 const EXECUTABLE = new Set(['code', 'ai', 'sql'])
@@ -43,7 +44,7 @@ export class CellView {
     this.visible = false
     this._mdFrame = 0
     this._build()
-    this.update(new Set(['type', 'source', 'outputs', 'status', 'input']))
+    this.update(new Set(['type', 'source', 'outputs', 'status', 'input', 'author']))
     // The <pre> and the rendered markdown follow the Y.Text while no editor shows it.
     this._observer = () => this._sourceChanged()
     cell.text?.observe(this._observer)
@@ -55,9 +56,10 @@ export class CellView {
     this.prompt = el('div.prompt', { testid: 'exec-count' })
     this.status = el('span.cell-status', { testid: 'cell-status' })
     this.peers = el('span.cell-peers', { testid: 'cell-peers' })
+    this.agent = el('span.agent-badge', { testid: 'agent-badge', hidden: true })
     this.runButton = button('▶', 'run-cell', 'Run (Shift-Enter)', () => p.run(id, false), '.run')
     // The rest of the toolbar is built when the cell first comes near the viewport (or is hovered).
-    this.toolbar = el('div.cell-toolbar', null, this.runButton, this.status, this.peers, el('span.spacer'))
+    this.toolbar = el('div.cell-toolbar', null, this.runButton, this.status, this.peers, el('span.spacer'), this.agent)
     this.typeSelect = null
     this.pre = el('pre.source-preview', { testid: 'source-preview', tabindex: 0 })
     this.pre.addEventListener('mousedown', (e) => {
@@ -124,6 +126,16 @@ export class CellView {
     }
     if (parts.has('status')) this.updateStatus()
     if (parts.has('input')) this.updateInput()
+    if (parts.has('author')) this.updateAuthor()
+  }
+
+  /** The badge of the agent that created or last changed this cell (none for people's cells). */
+  updateAuthor() {
+    const mark = agentMark(this.cell)
+    this.agent.hidden = !mark
+    this.agent.textContent = mark ? mark.name : ''
+    this.agent.title = mark ? mark.title : ''
+    this.node.classList.toggle('by-agent', !!mark)
   }
 
   _sourceChanged() {

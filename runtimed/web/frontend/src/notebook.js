@@ -6,9 +6,11 @@
 // updates, applied locally at once and merged by Yjs).
 import * as Y from 'yjs'
 import { api, ApiError, notebookPath } from './api.js'
+import { ApprovalsPanel } from './approvals.js'
+import { loadAuthors, loadSteps, stepsView } from './audit.js'
 import { CellView, staticCell, statusText } from './cell.js'
 import { keyBetween } from './order.js'
-import { applyEvents, REMOTE, stateFromView } from './reducer.js'
+import { applyEvents, Changes, noteAuthors, noteOwnEdit, REMOTE, stateFromView } from './reducer.js'
 import { SyncClient } from './sync.js'
 import { colorFor, el, localActor, newId, notice, toBase64 } from './util.js'
 
@@ -57,6 +59,7 @@ class NotebookPage {
     this._blurTimer = null
 
     const t = performance.now()
+    this.approvals = new ApprovalsPanel(this)
     this._buildChrome()
     // Editors are created lazily, when a cell nears the viewport. Cells use content-visibility:auto,
     // whose state-change event says exactly that (cheaper than an IntersectionObserver on 500 cells).
@@ -75,6 +78,7 @@ class NotebookPage {
     this._renderTitle()
     this._renderRuntime()
     this._renderHistoryBounds()
+    this.approvals.renderPolicy()
     this.timings.rendered = performance.now() - t
 
     this.sync = new SyncClient(notebookId, {
@@ -93,6 +97,8 @@ class NotebookPage {
       onFatal: (code, message) => this._onFatal(code, message),
     })
     this.sync.connect(socket)
+    this.approvals.load()
+    this._loadAuthors()
     this._tick = setInterval(() => this._tickRunning(), 1000)
     window.addEventListener('beforeunload', (e) => {
       if (this.sync.unacked > 0) e.preventDefault()
@@ -131,6 +137,7 @@ class NotebookPage {
       tb('+ Code', 'add-cell', 'Add a code cell at the end', () => this.addCell(null, 'end', 'code')),
       tb('+ Markdown', 'add-markdown', 'Add a markdown cell at the end', () => this.addCell(null, 'end', 'markdown')),
       el('span.spacer'),
+      this.approvals.policy,
       el('a.button.ghost', { href: `${notebookPath(this.notebookId)}/export`, download: `${this.notebookId}.ipynb`, testid: 'export-link', text: 'Export .ipynb' }),
     )
     this.historyBar = el('div.history-bar', null, el('span.muted', { text: 'History' }), this.slider, this.historyLabel, this.liveButton)
@@ -146,13 +153,14 @@ class NotebookPage {
         el('a.brand', { href: '/', title: 'All notebooks', text: 'runtimed' }),
         this.titleInput,
         el('span.spacer'),
+        this.approvals.count,
         this.runtimeBadge,
         this.peerList,
         this.you,
         this.connection),
       this.toolbar,
       this.historyBar,
-      el('main.notebook', null, this.historyBanner, this.cellsBox, this.addEnd, this.historyBox),
+      el('main.notebook', null, this.approvals.node, this.historyBanner, this.cellsBox, this.addEnd, this.historyBox),
     )
   }
 
@@ -226,9 +234,14 @@ class NotebookPage {
   // -- applying events -----------------------------------------------------------------------------
 
   _onEvents(events) {
-    // Our own source edits are already in our documents: skip re-applying their echo.
-    const todo = events.filter((e) => !(e.name === 'cellSourceEdited' && this.ownSourceIds.delete(e.id)))
-    const changes = applyEvents(this.state, todo)
+    // Our own source edits are already in our documents: skip re-applying their echo (but for who made it).
+    const changes = new Changes()
+    const todo = events.filter((e) => {
+      if (!(e.name === 'cellSourceEdited' && this.ownSourceIds.delete(e.id))) return true
+      noteOwnEdit(this.state, e, changes)
+      return false
+    })
+    applyEvents(this.state, todo, changes)
     const last = events[events.length - 1]
     if (last.seq > this.state.headSeq) this.state.headSeq = last.seq
     this._applyChanges(changes)
@@ -256,6 +269,8 @@ class NotebookPage {
     }
     if (ch.title) this._renderTitle()
     if (ch.runtime) this._renderRuntime()
+    if (ch.metadata) this.approvals.renderPolicy()
+    if (ch.approvals || ch.added.size || ch.removed.size) this.approvals.render()
     if (ch.order || ch.removed.size) this._renderPeers()
     if (this.pendingFocus && ch.added.has(this.pendingFocus)) {
       const v = this.views.get(this.pendingFocus)
@@ -343,8 +358,21 @@ class NotebookPage {
     return out
   }
 
+  /** Agents' marks on cells changed before the page opened (later changes come with their events). */
+  async _loadAuthors() {
+    let rows
+    try {
+      rows = await loadAuthors(this.notebookId)
+    } catch (err) {
+      console.warn('runtimed: cannot read who changed the cells', err)
+      return
+    }
+    this._applyChanges(noteAuthors(this.state, rows))
+  }
+
   _onReject(event, error) {
     if (event.name === 'cellSourceEdited') this.ownSourceIds.delete(event.id)
+    if (event.name === 'toolApprovalResolved') this.approvals.rejected(event.args.approvalId)
     notice(`${event.name} was rejected: ${error.message}`)
     if (error.code === 'invalid_update') this._resync('a source edit could not be merged')
   }
@@ -547,8 +575,9 @@ class NotebookPage {
     this.historyLabel.textContent = `seq ${seq} of ${this.state.headSeq}`
     const token = (this._historyToken = {})
     let view
+    let steps
     try {
-      view = await api(`${notebookPath(this.notebookId)}?at=${seq}`)
+      ;[view, steps] = await Promise.all([api(`${notebookPath(this.notebookId)}?at=${seq}`), loadSteps(this.notebookId, seq)])
     } catch (err) {
       notice(err.message)
       return
@@ -557,8 +586,10 @@ class NotebookPage {
     const past = stateFromView(view, { live: false })
     this.historyBox.replaceChildren(...past.order.map((id) => staticCell(past.cells.get(id))))
     this.historyBanner.replaceChildren(
-      el('span', { text: `Viewing seq ${seq} of ${this.state.headSeq}${past.title ? ` · “${past.title}”` : ''} (read-only)` }),
-      el('button.ghost', { type: 'button', text: 'Back to live', on: { click: () => this.showLive() } }),
+      el('div.history-banner-head', null,
+        el('span', { text: `Viewing seq ${seq} of ${this.state.headSeq}${past.title ? ` · “${past.title}”` : ''} (read-only)` }),
+        el('button.ghost', { type: 'button', text: 'Back to live', on: { click: () => this.showLive() } })),
+      stepsView(steps, seq, (s) => this.showAt(s)),
     )
     this.historyBanner.dataset.seq = String(seq)
     this.readOnly = true

@@ -25,6 +25,7 @@ export class Changes {
     this.runtime = false
     this.inputs = false
     this.metadata = false
+    this.approvals = false
   }
   cell(cellId, part) {
     let parts = this.cells.get(cellId)
@@ -32,7 +33,8 @@ export class Changes {
     parts.add(part)
   }
   get empty() {
-    return !(this.cells.size || this.added.size || this.removed.size || this.order || this.title || this.runtime || this.inputs || this.metadata)
+    return !(this.cells.size || this.added.size || this.removed.size || this.order || this.title || this.runtime || this.inputs ||
+      this.metadata || this.approvals)
   }
 }
 
@@ -69,6 +71,9 @@ function makeCell(fields, doc) {
     doc: doc || null,
     text: doc ? doc.getText(TEXT_KEY) : null,
     plainSource: fields.source ?? '',
+    // who created the cell and who changed it last ({actor, seq}), as cells.created_seq / updated_seq
+    createdBy: null,
+    editedBy: null,
   }
   return cell
 }
@@ -96,6 +101,7 @@ export function stateFromView(view, { live = true } = {}) {
     queues: new Map(), // queueId -> execution entry
     runtime: view.runtime ? { ...view.runtime, active: true } : null,
     inputs: new Map(),
+    approvals: new Map(), // approvalId -> request, as runtimed.schema.approvals.list_approvals
     live,
   }
   for (const c of view.cells || []) {
@@ -130,6 +136,66 @@ export function destroyState(state) {
 }
 
 // -- helpers used by handlers ----------------------------------------------------------------------
+
+/** Who changed a cell last: every event that moves the projection's cells.updated_seq. */
+function touched(cell, env, ch) {
+  cell.editedBy = { actor: env.actor || null, seq: env.seq }
+  ch.cell(cell.id, 'author')
+}
+
+/** A cell source edit this page made itself (its echo is not re-applied): only its authorship. */
+export function noteOwnEdit(state, env, changes) {
+  const cell = state.cells.get(env.args?.cellId)
+  if (cell) touched(cell, env, changes)
+}
+
+/**
+ * Authorship read from the server for cells loaded from the REST view (which has none):
+ * rows of {cell_id, created_by, created_seq, edited_by, edited_seq}; a newer live event wins.
+ */
+export function noteAuthors(state, rows, changes = new Changes()) {
+  for (const r of rows) {
+    const cell = state.cells.get(r.cell_id)
+    if (!cell) continue
+    if (r.created_by && !(cell.createdBy && cell.createdBy.seq >= r.created_seq)) {
+      cell.createdBy = { actor: r.created_by, seq: r.created_seq }
+      changes.cell(cell.id, 'author')
+    }
+    if (r.edited_by && !(cell.editedBy && cell.editedBy.seq >= r.edited_seq)) {
+      cell.editedBy = { actor: r.edited_by, seq: r.edited_seq }
+      changes.cell(cell.id, 'author')
+    }
+  }
+  return changes
+}
+
+/** As runtimed.schema.approvals.status: a requester's own denial is a withdrawal (e.g. its timeout). */
+export function approvalStatus(decision, requestedBy, resolvedBy) {
+  if (decision == null) return 'pending'
+  if (decision === 'denied' && resolvedBy && requestedBy && resolvedBy.id === requestedBy.id) return 'withdrawn'
+  return decision
+}
+
+/**
+ * Requests listed by GET /api/notebooks/{id}/approvals, added where the log has not told us more:
+ * an approval already known (or seen resolved) stays as the events left it.
+ */
+export function mergeApprovals(state, list, changes = new Changes()) {
+  for (const a of list) {
+    if (state.approvals.has(a.approval_id)) continue
+    state.approvals.set(a.approval_id, { ...a })
+    changes.approvals = true
+  }
+  return changes
+}
+
+/** Requests still waiting for a person, oldest first. */
+export function pendingApprovals(state) {
+  return [...state.approvals.values()]
+    .filter((a) => a.tool && a.status === 'pending')
+    .sort((x, y) => x.requested_seq - y.requested_seq)
+}
+
 
 function clearOutputs(s, cell, ch) {
   for (const o of cell.outputs) s.outputIndex.delete(o.output_id)
@@ -209,6 +275,7 @@ export const HANDLERS = {
         attachments: a.attachments, execution_count: a.executionCount },
       doc,
     )
+    cell.createdBy = cell.editedBy = { actor: env.actor || null, seq: env.seq }
     s.cells.set(cell.id, cell)
     ch.added.add(cell.id)
     ch.order = true
@@ -219,6 +286,7 @@ export const HANDLERS = {
     if (!cell) return
     if (cell.doc) Y.applyUpdate(cell.doc, fromBase64(a.update), REMOTE)
     ch.cell(cell.id, 'source')
+    touched(cell, env, ch)
   },
 
   cellTypeChanged(s, a, env, ch) {
@@ -231,6 +299,7 @@ export const HANDLERS = {
       cancelQueue(s, (q) => q.cell_id === cell.id, env.ts, ch)
     }
     ch.cell(cell.id, 'type')
+    touched(cell, env, ch)
   },
 
   cellMoved(s, a, env, ch) {
@@ -238,6 +307,7 @@ export const HANDLERS = {
     if (!cell) return
     cell.fractional_index = a.fractionalIndex
     ch.order = true
+    touched(cell, env, ch)
   },
 
   cellMetadataSet(s, a, env, ch) {
@@ -246,6 +316,7 @@ export const HANDLERS = {
     if (a.value == null) delete cell.metadata[a.key]
     else cell.metadata[a.key] = a.value
     ch.cell(cell.id, 'meta')
+    touched(cell, env, ch)
   },
 
   cellAttachmentsSet(s, a, env, ch) {
@@ -253,6 +324,7 @@ export const HANDLERS = {
     if (!cell) return
     cell.attachments = a.attachments
     ch.cell(cell.id, 'source') // markdown rendering uses attachments
+    touched(cell, env, ch)
   },
 
   cellDeleted(s, a, env, ch) {
@@ -416,6 +488,28 @@ export const HANDLERS = {
 
   inputReplied(s, a, env, ch) {
     dropInput(s, a.queueId, ch)
+  },
+
+  toolApprovalRequested(s, a, env, ch) {
+    if (s.approvals.has(a.approvalId)) return
+    s.approvals.set(a.approvalId, {
+      approval_id: a.approvalId, tool: a.tool, arguments: a.arguments || {}, cell_id: a.cellId ?? null,
+      status: 'pending', decision: null, requested_by: env.actor || null, requested_seq: env.seq,
+      resolved_by: null, resolved_seq: null,
+    })
+    ch.approvals = true
+  },
+
+  toolApprovalResolved(s, a, env, ch) {
+    let req = s.approvals.get(a.approvalId)
+    // resolved before the page's list of pending requests arrived: remember it, so that list cannot revive it
+    if (!req) s.approvals.set(a.approvalId, (req = { approval_id: a.approvalId, requested_by: null }))
+    if (req.decision != null) return
+    req.decision = a.decision
+    req.resolved_by = env.actor || null
+    req.resolved_seq = env.seq
+    req.status = approvalStatus(a.decision, req.requested_by, req.resolved_by)
+    ch.approvals = true
   },
 }
 
