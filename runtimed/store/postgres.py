@@ -262,21 +262,31 @@ class PostgresNotebookLog(SQLiteNotebookLog):
         except EventRejected as exc:
             return [], [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
         results: list[AppendResult] = []
-        stored: list[Envelope] = []
+
+        def apply() -> list[Envelope]:
+            stored: list[Envelope] = []
+            ts = utc_now()
+            for raw in events:
+                result, env = self._append_one(raw, parsed_actor, ts)
+                results.append(result)
+                if env is not None:
+                    stored.append(env)
+            return stored
+
+        return self._write(apply), results
+
+    def _write(self, apply: Callable[[], list[Envelope]]) -> list[Envelope]:
+        """One write to the shared log: under the notebook's advisory lock, pull, ``apply`` new events to the cache
+        in an open SQLite transaction, publish them to PostgreSQL and commit it, then commit the cache."""
         conn = self._conn
         with _unavailable(self._store.url), self._store.pool.connection() as pg:
             try:
                 with pg.transaction():
                     pg.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.notebook_id),))
                     self._pull(pg)  # preconditions are checked against the true head
-                    ts = utc_now()
                     before = self._head
                     conn.execute("BEGIN IMMEDIATE")
-                    for raw in events:
-                        result, env = self._append_one(raw, parsed_actor, ts)
-                        results.append(result)
-                        if env is not None:
-                            stored.append(env)
+                    stored = apply()
                     if stored:
                         self._publish(pg, before)
                 conn.execute("COMMIT")  # after PostgreSQL's: the cache is never ahead of the log
@@ -285,7 +295,33 @@ class PostgresNotebookLog(SQLiteNotebookLog):
                 raise
         if stored:
             self._maybe_snapshot()
-        return stored, results
+        return stored
+
+    def import_events(self, events: Sequence[dict[str, Any]]) -> int:
+        """Store events copied from another store's log as they are (seq, id, actor and time kept), replaying them
+        through the materializer; they must continue this log exactly (``runt store copy``). The new head."""
+
+        def apply() -> list[Envelope]:
+            stored: list[Envelope] = []
+            for event in events:
+                if event["seq"] != self._head + 1:
+                    raise RuntimedError(f"notebook {self.notebook_id}: a copied event has seq {event['seq']} but the "
+                                        f"log's head is {self._head}", code="store_error")
+                env = Envelope.from_wire(event)
+                self.projection.apply(env)
+                self._head = env.seq
+                stored.append(env)
+            return stored
+
+        with self._lock:
+            self._quiet += 1
+            try:
+                stored = self._write(apply)
+                if stored:
+                    self._after_commit(stored)
+            finally:
+                self._quiet -= 1
+        return self._head
 
     def _publish(self, pg: Any, before: int) -> None:
         """Write the events applied to the cache since ``before`` to PostgreSQL, with the notebook's row and a
