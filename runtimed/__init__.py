@@ -9,8 +9,10 @@ Python API::
         print(result.stdout)
 
 ``Session`` (blocking) and ``AsyncSession`` (asyncio) work on one notebook;
+``Client``/``Notebook`` are the same core in the published package's newer shape;
 ``DaemonClient`` talks to the daemon itself; ``run_notebook`` runs a notebook
-papermill-style. Every failure is a :class:`RuntimedError` subclass.
+papermill-style; ``sidecar()`` (or ``%load_ext runtimed``) mirrors a terminal IPython
+session into a live notebook. Every failure is a :class:`RuntimedError` subclass.
 
 The public names load lazily, so ``import runtimed`` (and the ``runt`` CLI) stay quick.
 """
@@ -43,13 +45,51 @@ _LAZY = {
     "Output": "runtimed.client.models",
     "ExecutionResult": "runtimed.client.models",
     "run_notebook": "runtimed.automation.run",
+    "Client": "runtimed.client.notebook_api",
+    "Notebook": "runtimed.client.notebook_api",
+    "NotebookInfo": "runtimed.client.notebook_api",
+    "CellHandle": "runtimed.client.notebook_api",
+    "CellCollection": "runtimed.client.notebook_api",
+    "Execution": "runtimed.client.notebook_api",
+    "Presence": "runtimed.client.notebook_api",
+    "RuntimeState": "runtimed.client.notebook_api",
+    "CompletionItem": "runtimed.client.models",
+    "CompletionResult": "runtimed.client.models",
+    "ExecutionEvent": "runtimed.client.models",
+    "HistoryEntry": "runtimed.client.models",
+    "QueueState": "runtimed.client.models",
+    "NotebookConnectionInfo": "runtimed.client.models",
+    "sidecar": "runtimed.client.sidecar",
+    "load_ipython_extension": "runtimed.client.sidecar",
+    "unload_ipython_extension": "runtimed.client.sidecar",
 }
 
 if TYPE_CHECKING:
     from runtimed.automation.run import run_notebook
     from runtimed.client.daemon_client import DaemonClient
-    from runtimed.client.models import Cell, ExecutionResult, Output
+    from runtimed.client.models import (
+        Cell,
+        CompletionItem,
+        CompletionResult,
+        ExecutionEvent,
+        ExecutionResult,
+        HistoryEntry,
+        NotebookConnectionInfo,
+        Output,
+        QueueState,
+    )
+    from runtimed.client.notebook_api import (
+        CellCollection,
+        CellHandle,
+        Client,
+        Execution,
+        Notebook,
+        NotebookInfo,
+        Presence,
+        RuntimeState,
+    )
     from runtimed.client.session import AsyncSession, Session
+    from runtimed.client.sidecar import load_ipython_extension, sidecar, unload_ipython_extension
 
 
 def __getattr__(name: str) -> Any:
@@ -68,7 +108,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AsyncSession", "AuthError", "Cell", "CellNotFoundError", "ConnectionLostError", "DaemonClient",
-    "DaemonNotRunningError", "DaemonStartError", "EventRejected", "ExecutionResult", "ExecutionTimeoutError",
-    "InvalidNotebookError", "KernelError", "NotFoundError", "Output", "RuntimedError", "Session", "run_notebook",
+    "AsyncSession", "AuthError", "Cell", "CellCollection", "CellHandle", "CellNotFoundError", "Client",
+    "CompletionItem", "CompletionResult", "ConnectionLostError", "DaemonClient", "DaemonNotRunningError",
+    "DaemonStartError", "EventRejected", "Execution", "ExecutionEvent", "ExecutionResult", "ExecutionTimeoutError",
+    "HistoryEntry", "InvalidNotebookError", "KernelError", "NotFoundError", "Notebook", "NotebookConnectionInfo",
+    "NotebookInfo", "Output", "Presence", "QueueState", "RuntimeState", "RuntimedError", "Session",
+    "load_ipython_extension", "run_notebook", "sidecar", "unload_ipython_extension",
 ]
