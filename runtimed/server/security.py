@@ -214,8 +214,8 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         bounded = await self._bounded(scope, receive, send, conn.headers)
-        if bounded is not None:
-            await self.app(scope, receive, self._with_headers(send, scope["path"], host))
+        if bounded is not None:  # the bounded receive: a chunked body was read here and is replayed
+            await self.app(scope, bounded, self._with_headers(send, scope["path"], host))
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> Receive | None:
         """The request's ``receive``, within the body limit; None once a 413 was sent."""
