@@ -84,7 +84,7 @@ def console_main(kernel_name: str | None = None, *, notebook_id: str | None = No
     """
     from runtimed.cli.common import ensure_endpoint, err_console, home
     from runtimed.cli.errors import report
-    from runtimed.cli.execution import OutputPrinter, run_streaming
+    from runtimed.cli.execution import OutputPrinter, run_streaming, terminal_input
     from runtimed.cli.kernels import kernel_spec
     from runtimed.client.http import DaemonHTTP
     from runtimed.client.session import Session
@@ -103,7 +103,7 @@ def console_main(kernel_name: str | None = None, *, notebook_id: str | None = No
             kernel_spec(http, kernel)  # an unknown kernel fails here, before a notebook is created
         finally:
             http.close()
-        session = Session(notebook_id, endpoint=endpoint, actor=actor)
+        session = Session(notebook_id, endpoint=endpoint, actor=actor, client_name="runt-console")
         session.connect()
     except RuntimedError as exc:
         return report(exc)
@@ -143,7 +143,7 @@ def console_main(kernel_name: str | None = None, *, notebook_id: str | None = No
                 continue
             current["n"] = number
             try:
-                result = run_streaming(session, code, printer_factory(),
+                result = run_streaming(session, code, printer_factory(), stdin=terminal_input,
                                        on_interrupt=lambda: errors.print("[dim]interrupting…[/]"))
             except KeyboardInterrupt:
                 errors.print("[yellow]stopped waiting; the cell may still be running (Ctrl-C again interrupts it)[/]")

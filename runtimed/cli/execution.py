@@ -14,10 +14,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from runtimed.errors import ExecutionTimeoutError
+from runtimed.errors import ExecutionTimeoutError, RuntimedError
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 POLL = 0.05
+
+
+def terminal_input(prompt: str, password: bool) -> str:
+    """Answer a cell's ``input()``/``getpass()`` from this terminal (``runt console``, ``runt exec``)."""
+    import getpass
+
+    try:
+        if password:
+            return getpass.getpass(prompt)
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        line = sys.stdin.readline()
+    except EOFError:
+        line = ""
+    if not line:
+        raise RuntimedError("the cell asked for input but stdin is closed; pass input on stdin, or run the code "
+                            "where a person can answer", code="no_input_pending")
+    return line.rstrip("\n")
 
 
 def strip_ansi(text: str) -> str:
@@ -117,14 +135,15 @@ class RunResult:
 
 
 def run_streaming(session: Any, code: str, printer: OutputPrinter, *, timeout: float | None = None,
-                  on_interrupt: Callable[[], None] | None = None) -> RunResult:
+                  on_interrupt: Callable[[], None] | None = None, stdin: Any = None) -> RunResult:
     """Create a cell with ``code`` in the session's notebook, run it and stream its outputs.
 
     Ctrl-C (KeyboardInterrupt) while it runs sends ``runtimeInterruptRequested`` and keeps waiting;
-    a second Ctrl-C within a second gives up waiting (the cell may go on running).
+    a second Ctrl-C within a second gives up waiting (the cell may go on running). ``stdin`` answers
+    the cell's ``input()`` (see ``Session.wait_for_execution``).
     """
     cell_id = session.create_cell(code)
-    queue_id = session.queue_cell(cell_id)
+    queue_id = session.queue_cell(cell_id, allow_stdin=stdin is not None)
     deadline = None if timeout is None else time.monotonic() + timeout
     interrupted = False
     last_interrupt = 0.0
@@ -132,7 +151,7 @@ def run_streaming(session: Any, code: str, printer: OutputPrinter, *, timeout: f
     while result is None:
         try:
             try:
-                result = session.wait_for_execution(queue_id, timeout_secs=POLL * 2)
+                result = session.wait_for_execution(queue_id, timeout_secs=POLL * 2, stdin=stdin)
             except ExecutionTimeoutError:
                 pass
             printer.update(session.get_cell(cell_id).outputs)

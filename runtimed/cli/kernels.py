@@ -352,7 +352,7 @@ def exec_(runtime_id: str, code: str | None, timeout: float | None) -> None:
       runt exec rt-01J… 'print(1 + 1)'
       echo 'import sys; print(sys.version)' | runt exec rt-01J…
     """
-    from runtimed.cli.execution import OutputPrinter, run_streaming
+    from runtimed.cli.execution import OutputPrinter, run_streaming, terminal_input
     from runtimed.client.session import Session
 
     if code is None:
@@ -365,7 +365,7 @@ def exec_(runtime_id: str, code: str | None, timeout: float | None) -> None:
     session = Session(notebook_id, endpoint=endpoint, actor=_actor())
     try:
         session.connect()
-        result = run_streaming(session, code, OutputPrinter(), timeout=timeout,
+        result = run_streaming(session, code, OutputPrinter(), timeout=timeout, stdin=terminal_input,
                                on_interrupt=lambda: note("interrupting…"))
     finally:
         session.close()
