@@ -164,6 +164,10 @@ class ErrorCode(enum.Enum):
     INVALID_PARAMETERS = ("invalid_parameters", 400, _U, "")
     ARTIFACT_NOT_FOUND = ("artifact_not_found", 404, _N, "")
     ARTIFACT_UNRESOLVED = ("artifact_unresolved", 409, _F, "")
+    INVALID_ARTIFACT = ("invalid_artifact", 400, _U, "an artifact id is the sha256 of its bytes, 64 lowercase hex digits")
+    ARTIFACT_MISMATCH = ("artifact_mismatch", 400, _R, "upload the exact bytes whose sha256 names the artifact")
+    ARTIFACT_QUOTA = ("artifact_quota", 413, _R, "delete notebooks and run `runt gc --artifacts`, or raise the quota")
+    LENGTH_REQUIRED = ("length_required", 411, _U, "send the upload with a Content-Length header")
 
     def __init__(self, code: str, http_status: int, exit_code: ExitCode, hint: str) -> None:
         self.code = code

@@ -21,6 +21,7 @@ from nbformat.validator import normalize
 
 from runtimed.errors import EventRejected, InvalidNotebookError
 from runtimed.schema import views
+from runtimed.schema.artifact_refs import from_bytes, is_ref
 from runtimed.schema.events import is_valid_id, make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.ordering import keys_between
@@ -199,13 +200,6 @@ def _is_json_mime(mime: str) -> bool:
     return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
 
 
-def _is_artifact_ref(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and set(value) == {"artifact", "size"}
-        and isinstance(value["artifact"], str)
-        and re.fullmatch(r"[0-9a-f]{64}", value["artifact"]) is not None
-    )
 
 
 def _export_ids(cell_ids: list[str]) -> dict[str, str]:
@@ -236,8 +230,9 @@ def _export_ids(cell_ids: list[str]) -> dict[str, str]:
 
 
 def _inline(mime: str, value: Any, resolve: ArtifactResolver | None) -> Any:
-    if not _is_artifact_ref(value) or (resolve is None and _is_json_mime(mime)):
-        return value
+    """The value itself: an artifact reference is resolved to the exact value it was made from."""
+    if not is_ref(value) or (resolve is None and _is_json_mime(mime) and set(value) == {"artifact", "size"}):
+        return value  # without a resolver, a JSON value of that bare shape may be data, not a reference
     if resolve is None:
         raise InvalidNotebookError(
             f"output {mime} is stored as artifact {value['artifact']}; pass resolve_artifact to export it",
@@ -245,7 +240,7 @@ def _inline(mime: str, value: Any, resolve: ArtifactResolver | None) -> Any:
         )
     resolved = resolve(value["artifact"])
     if isinstance(resolved, bytes | bytearray):
-        resolved = json.loads(resolved) if _is_json_mime(mime) else bytes(resolved).decode("utf-8")
+        return from_bytes(mime, bytes(resolved), value)
     return resolved
 
 

@@ -34,9 +34,10 @@ import orjson
 
 from runtimed.client.sync import SyncClient
 from runtimed.errors import ConnectionLostError, RuntimedError
+from runtimed.runtime.artifact_sink import ArtifactSink
 from runtimed.runtime.kernel import ExecuteReply, KernelSession
 from runtimed.runtime.memory import LARGE_OUTPUT_BYTES, release_memory_soon
-from runtimed.runtime.outputs import OutputWriter
+from runtimed.runtime.outputs import OutputWriter, artifact_not_stored
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
@@ -64,9 +65,13 @@ class EventPipe:
     MAX_BATCH_EVENTS = 1000
     MAX_BATCH_BYTES = 8 * 1024 * 1024
 
-    def __init__(self, client: SyncClient) -> None:
+    def __init__(self, client: SyncClient, sink: ArtifactSink | None = None) -> None:
         self.client = client
+        self.sink = sink
+        """Stores the artifacts of staged events before they are pushed (None: outputs are not offloaded)."""
         self._queue: list[tuple[dict[str, Any], int, asyncio.Future | None]] = []
+        self._artifacts: dict[str, list[tuple[str, bytes, str]]] = {}
+        """Artifacts to store before the event of that id is pushed."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -77,6 +82,11 @@ class EventPipe:
         """The highest seq the server gave an event of this pipe."""
 
     def emit(self, event: dict[str, Any]) -> None:
+        self._put(event, None)
+
+    def stage(self, event: dict[str, Any], artifacts: list[tuple[str, bytes, str]]) -> None:
+        """Emit an event that references artifacts: they are stored first, in order with everything else."""
+        self._artifacts[event["id"]] = artifacts
         self._put(event, None)
 
     def submit(self, events: list[dict[str, Any]]) -> asyncio.Future:
@@ -112,6 +122,8 @@ class EventPipe:
             self._wake.clear()
             while self._queue:
                 batch = self._take_batch()
+                if self._artifacts:
+                    batch = [(await self._store_artifacts(event), size, future) for event, size, future in batch]
                 try:
                     results = await self.client.push([event for event, _, _ in batch])
                 except RuntimedError as exc:
@@ -132,6 +144,20 @@ class EventPipe:
                                            for i in future.ids])
             self._idle.set()
 
+    async def _store_artifacts(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Store the artifacts an event references; an event whose artifacts cannot be stored becomes an error
+        output saying why (nothing is pushed that references a missing artifact)."""
+        artifacts = self._artifacts.pop(event["id"], None)
+        if not artifacts or self.sink is None:
+            return event
+        try:
+            for sha, data, content_type in artifacts:
+                await self.sink.put(sha, data, content_type)
+        except RuntimedError as exc:
+            log.warning("artifact of %s not stored: %s", event["id"], exc)
+            return artifact_not_stored(event, exc.message)
+        return event
+
     async def drain(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self._idle.wait(), timeout)
 
@@ -143,6 +169,9 @@ class EventPipe:
             if future is not None and not future.done():
                 future.set_exception(ConnectionLostError("the runtime stopped before the events were pushed"))
         self._queue.clear()
+        self._artifacts.clear()
+        if self.sink is not None:
+            await self.sink.close()
 
 
 class RuntimeAgent:
@@ -156,6 +185,7 @@ class RuntimeAgent:
         input_timeout: float = 300.0,
         flush_interval: float = 0.05,
         stdin_allowed: Callable[[str], bool] | None = None,
+        artifacts: ArtifactSink | None = None,
     ) -> None:
         self.client = client
         self.kernel = kernel
@@ -166,6 +196,8 @@ class RuntimeAgent:
         self.stdin_allowed = stdin_allowed
         """Decides per execution (queue id) whether anyone can answer ``input()``; without it, always."""
         self.flush_interval = flush_interval
+        self.artifacts = artifacts
+        """Where large output values go (None: a value too large for an event becomes an error output)."""
         self.pipe: EventPipe | None = None
         self.running_queue_id: str | None = None
         self.status = "starting"
@@ -196,7 +228,7 @@ class RuntimeAgent:
         if self.client.replica.view(views.notebook_info) is None:
             raise RuntimedError(f"notebook {self.client.notebook_id!r} does not exist", code="notebook_not_found")
         await self._open_session()
-        self.pipe = EventPipe(self.client)
+        self.pipe = EventPipe(self.client, self.artifacts)
         self._unsubscribe = self.client.on_events(self._on_events)
         self._task = asyncio.create_task(self._work(), name=f"runtime-{self.runtime_id}")
 
@@ -460,7 +492,8 @@ class RuntimeAgent:
         self.executions += 1
         cell = self.client.replica.view(views.cell, cell_id)
         writer = OutputWriter(self.pipe.emit, cell_id=cell_id, queue_id=queue_id, flush_interval=self.flush_interval,
-                              max_event_bytes=self._max_event_bytes)
+                              max_event_bytes=self._max_event_bytes,
+                              stage=self.pipe.stage if self.artifacts is not None else None)
         started = time.perf_counter()
         timeout = self._execution_timeout()
         try:

@@ -10,6 +10,7 @@ import threading
 from runtimed.client.discovery import DaemonEndpoint
 from runtimed.client.sync import SyncClient
 from runtimed.runtime.agent import RuntimeAgent
+from runtimed.runtime.artifact_sink import HttpSink
 from runtimed.runtime.kernel import KernelSession
 from runtimed.schema.ids import new_id
 
@@ -27,7 +28,8 @@ async def run_external_runtime(endpoint: DaemonEndpoint, notebook_id: str, *, ke
     client = SyncClient(endpoint.url, endpoint.token, notebook_id,
                         {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (external)"},
                         client="runt-runtime")
-    agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=displace, input_timeout=input_timeout)
+    agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=displace, input_timeout=input_timeout,
+                         artifacts=HttpSink(endpoint.url, endpoint.token))
     try:
         await agent.start()
     except BaseException:

@@ -17,8 +17,11 @@ shows; and the flush interval grows with the size of the output being rewritten
 rewritten twenty times a second.
 
 An event must stay under the store's size limit: a huge stream chunk is split over
-several events, and a rich output too large for one event is replaced by a short
-error output that says so (rather than being rejected and silently lost).
+several events. A rich MIME value above the artifact threshold is offloaded: with a
+``stage`` callback the writer replaces it by an artifact reference and hands the bytes
+to ``stage`` (the runtime's pipe stores them before it pushes the event); without one,
+or if the output is still too large, it is replaced by a short error output that says so
+(rather than being rejected and silently lost).
 """
 
 from __future__ import annotations
@@ -30,11 +33,14 @@ from typing import Any
 import orjson
 
 from runtimed.runtime.terminal import StreamTerminal
+from runtimed.schema.artifact_refs import offload, threshold_setting
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.limits import Limits
 
 Emit = Callable[[dict[str, Any]], None]
+Stage = Callable[[dict[str, Any], list[tuple[str, bytes, str]]], None]
+"""Takes an event and the artifacts (sha, bytes, content type) it references; emits it once they are stored."""
 
 MAX_REWRITE_INTERVAL = 0.5
 """Seconds between the events of a stream that keeps rewriting its tail (progress bars)."""
@@ -67,8 +73,11 @@ class OutputWriter:
     """Turns ``on_output(kind, content)`` calls into events passed to ``emit`` (in order)."""
 
     def __init__(self, emit: Emit, *, cell_id: str, queue_id: str, flush_interval: float = 0.05,
-                 max_event_bytes: int | None = None) -> None:
+                 max_event_bytes: int | None = None, stage: Stage | None = None,
+                 artifact_threshold: int | None = None) -> None:
         self.emit = emit
+        self.stage = stage
+        self.artifact_threshold = artifact_threshold or threshold_setting()
         self.cell_id = cell_id
         self.queue_id = queue_id
         self.flush_interval = flush_interval
@@ -93,32 +102,43 @@ class OutputWriter:
             self._add(kind, content)
         elif kind == "update_display_data":
             if content.get("display_id"):
-                event = make_event("displayUpdated", display_id=content["display_id"], data=content.get("data", {}),
+                data, blobs = self._offload(content.get("data", {}))
+                event = make_event("displayUpdated", display_id=content["display_id"], data=data,
                                    metadata=content.get("metadata") or {})
-                if self._fits(event):
-                    self.emit(event)
-                else:
-                    self._too_large("update_display_data", event)
+                self._emit_output("update_display_data", event, blobs)
         elif kind == "clear_output":
             self.emit(make_event("outputsCleared", cell_id=self.cell_id, wait=bool(content.get("wait"))))
 
     def _add(self, kind: str, content: dict[str, Any]) -> None:
         fields: dict[str, Any] = {}
+        blobs: list[tuple[str, bytes, str]] = []
         if kind == "error":
             fields.update(ename=content.get("ename", ""), evalue=content.get("evalue", ""),
                           traceback=list(content.get("traceback", [])))
         else:
-            fields.update(data=content.get("data", {}), metadata=content.get("metadata") or {})
+            data, blobs = self._offload(content.get("data", {}))
+            fields.update(data=data, metadata=content.get("metadata") or {})
             if content.get("display_id"):
                 fields["display_id"] = content["display_id"]
             if kind == "execute_result":
                 fields["execution_count"] = content.get("execution_count")
         event = make_event("outputAdded", output_id=new_id("o-"), cell_id=self.cell_id, queue_id=self.queue_id,
                            output_type=kind, **fields)
-        if self._fits(event):
-            self.emit(event)
-        else:
+        self._emit_output(kind, event, blobs)
+
+    def _offload(self, data: Any) -> tuple[dict[str, Any], list[tuple[str, bytes, str]]]:
+        """``data`` with its large values replaced by artifact references (when this writer can store artifacts)."""
+        if self.stage is None or not isinstance(data, dict):
+            return data, []
+        return offload(data, self.artifact_threshold)
+
+    def _emit_output(self, kind: str, event: dict[str, Any], blobs: list[tuple[str, bytes, str]]) -> None:
+        if not self._fits(event):
             self._too_large(kind, event)
+        elif blobs and self.stage is not None:
+            self.stage(event, blobs)
+        else:
+            self.emit(event)
 
     def _fits(self, event: dict[str, Any]) -> bool:
         return len(orjson.dumps(event)) <= self.max_event_bytes - 1024  # room for the envelope
@@ -224,3 +244,16 @@ class OutputWriter:
     def close(self) -> None:
         self.flush()
         self._stream = None
+
+
+def artifact_not_stored(event: dict[str, Any], reason: str) -> dict[str, Any]:
+    """What goes to the log instead of an output whose artifacts could not be stored: an error output that
+    says so (a display update shows the reason as its text instead)."""
+    args = event["args"]
+    if event["name"] != "outputAdded":
+        note = f"(this display update was too large for the log and could not be stored: {reason})"
+        return {**event, "args": {**args, "data": {"text/plain": note}}}
+    return make_event("outputAdded", output_id=args["outputId"], cell_id=args["cellId"], queue_id=args.get("queueId"),
+                      output_type="error", ename="ArtifactNotStored",
+                      evalue=f"this output was too large for the log and could not be stored as an artifact: {reason}",
+                      traceback=[])

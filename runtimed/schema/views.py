@@ -371,3 +371,25 @@ def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
         "inputs": pending_inputs(conn),
         "queue": unfinished,  # every execution not yet finished (a cell's latest one is also in the cell)
     }
+
+
+# -- artifacts ---------------------------------------------------------------------------
+
+def artifact_refs(conn: Reader) -> dict[str, int]:
+    """Every artifact the log references at any seq (sha -> size): what time travel may still need."""
+    from runtimed.schema.artifact_refs import refs_in
+
+    found: dict[str, int] = {}
+    rows = conn.execute("SELECT args FROM events WHERE name IN ('outputAdded', 'displayUpdated') "
+                        "AND instr(args, '\"artifact\":') > 0")
+    for (args,) in rows:
+        for ref in refs_in(loads(args).get("data")):
+            found[ref["artifact"]] = ref["size"]
+    return found
+
+
+def references_artifact(conn: Reader, sha: str) -> bool:
+    """Whether the log references the artifact ``sha`` (at any seq)."""
+    row = conn.execute("SELECT 1 FROM events WHERE name IN ('outputAdded', 'displayUpdated') "
+                       "AND instr(args, ?) > 0 LIMIT 1", (f'"artifact":"{sha}"',)).fetchone()
+    return row is not None

@@ -218,7 +218,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
 
         replica = await _require(notebook_id).state_at(at)
         try:
-            text = write_ipynb(replica.view(notebook_from_projection))
+            text = write_ipynb(replica.view(notebook_from_projection, resolve_artifact=daemon.artifacts.read))
         finally:
             replica.close()
         return Response(text, media_type="application/x-ipynb+json",
@@ -358,10 +358,12 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         return HTMLResponse(body, 401, headers={"Content-Security-Policy": csp})
 
     from runtimed.server.approvals_api import approvals_router
+    from runtimed.server.artifacts_api import artifacts_router
     from runtimed.server.mcp_http import mount_mcp
     from runtimed.server.people_api import people_router
 
     app.include_router(approvals_router(daemon))
+    app.include_router(artifacts_router(daemon))
     app.include_router(people_router(daemon))
     mount_mcp(app, daemon)
     document_errors(app)

@@ -13,11 +13,13 @@ from typing import Any
 from runtimed import __version__
 from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
 from runtimed.schema.limits import Limits
+from runtimed.server.artifact_check import ArtifactCheck
 from runtimed.server.auth import Auth
 from runtimed.server.liveness import RuntimeLiveness
 from runtimed.server.people import People
 from runtimed.server.runtimes import RuntimeSupervisor
 from runtimed.server.service import NotebookService
+from runtimed.store.artifacts import ArtifactStore, open_artifact_store
 from runtimed.store.base import EventStore
 from runtimed.store.urls import DEFAULT_STORE_URL, open_store
 
@@ -58,6 +60,8 @@ class Daemon:
         self.runtimes: RuntimeSupervisor | None = None  # attached before the app starts (None: --no-runtimes)
         self.request_shutdown: Callable[[], None] | None = None
         self.liveness = RuntimeLiveness(settings.runtime_grace)
+        self.artifacts: ArtifactStore = open_artifact_store(self.home.artifacts_dir)
+        self.artifact_check = ArtifactCheck(self.artifacts)
 
     def service(self, notebook_id: str) -> NotebookService:
         """The notebook's service (created on first use, on the event loop): the only way to append to it."""
@@ -66,6 +70,7 @@ class Daemon:
             service = NotebookService(notebook_id, self.store.log(notebook_id))
             self.services[notebook_id] = service
             self.liveness.attach(service)
+            self.artifact_check.attach(service)
             if self.runtimes is not None:
                 self.runtimes.watch(service)
         return service
@@ -73,6 +78,7 @@ class Daemon:
     def forget_service(self, notebook_id: str, reason: tuple[str, str] | None = None) -> None:
         """Close a notebook's service; with a ``reason`` (code, message), its live connections are ended."""
         service = self.services.pop(notebook_id, None)
+        self.artifact_check.forget(notebook_id)
         if service is not None:
             service.close(reason)
 

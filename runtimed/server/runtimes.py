@@ -28,6 +28,7 @@ from runtimed.schema.materializer import Envelope
 from runtimed.server.kernel_requests import stdin_answerable
 from runtimed.server.liveness import SYSTEM_ACTOR
 from runtimed.server.local import local_connection
+from runtimed.server.local_artifacts import StoreSink
 from runtimed.server.release import RuntimeRelease, release_grace_setting
 from runtimed.server.service import NotebookService
 
@@ -167,7 +168,8 @@ class RuntimeManager:
                             client="runtimed-managed",
                             transport=lambda: local_connection(self.daemon, notebook_id))
         agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False, input_timeout=self.input_timeout,
-                             stdin_allowed=lambda queue_id: stdin_answerable(self.daemon, notebook_id, queue_id))
+                             stdin_allowed=lambda queue_id: stdin_answerable(self.daemon, notebook_id, queue_id),
+                             artifacts=StoreSink(self.daemon.artifacts))
         try:
             await agent.start()
         except Exception:

@@ -36,6 +36,9 @@ from runtimed.errors import ErrorCode, RuntimedError
 from runtimed.server.auth import Auth
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ARTIFACT_UPLOAD_PREFIX = "/api/artifacts/"
+DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024**3
+"""One artifact upload (``RUNTIMED_MAX_ARTIFACT_BYTES``): streamed to a file, so it may exceed the body limit."""
 PUBLIC_PATHS = frozenset({"/", "/health"})
 """Open without a token: the health probe, and the page (which signs in with ``?token=`` itself)."""
 STATIC_PREFIX = "/static/"
@@ -93,6 +96,8 @@ class SecurityPolicy:
     loopback: bool
     max_body_bytes: int
     scheme: str = "http"
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    """The body limit of an artifact upload (``PUT /api/artifacts/{sha256}``, which streams to disk)."""
     extra_origins: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
@@ -105,8 +110,17 @@ class SecurityPolicy:
         if max_body_bytes is None:
             raw = os.environ.get("RUNTIMED_MAX_BODY_BYTES")
             max_body_bytes = int(raw) if raw else daemon.limits.max_message_bytes
+        raw_artifact = os.environ.get("RUNTIMED_MAX_ARTIFACT_BYTES", "").strip()
+        max_artifact_bytes = int(raw_artifact) if raw_artifact else DEFAULT_MAX_ARTIFACT_BYTES
         return cls(port=daemon.settings.port, loopback=is_loopback(daemon.settings.host),
-                   max_body_bytes=max_body_bytes, scheme=scheme, extra_origins=parse_origins(allowed_origins))
+                   max_body_bytes=max_body_bytes, scheme=scheme, extra_origins=parse_origins(allowed_origins),
+                   max_artifact_bytes=max_artifact_bytes)
+
+    def body_limit(self, method: str, path: str) -> tuple[int, str]:
+        """The body limit of a request, and the setting that raises it."""
+        if method == "PUT" and path.startswith(ARTIFACT_UPLOAD_PREFIX):
+            return self.max_artifact_bytes, "RUNTIMED_MAX_ARTIFACT_BYTES"
+        return self.max_body_bytes, "--max-body-bytes / RUNTIMED_MAX_BODY_BYTES"
 
     @property
     def loopback_hosts(self) -> frozenset[str]:
@@ -219,14 +233,15 @@ class SecurityMiddleware:
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> Receive | None:
         """The request's ``receive``, within the body limit; None once a 413 was sent."""
-        limit = self.policy.max_body_bytes
+        limit, setting = self.policy.body_limit(scope.get("method", "GET"), scope["path"])
         length = headers.get("content-length")
         if length is not None:
             size = int(length) if length.isdigit() else 0  # the HTTP parser refuses a malformed length
             if size > limit:
-                await _deny(scope, send, "payload_too_large", self._too_large(f"{size} bytes"))
+                await _deny(scope, send, "payload_too_large", self._too_large(f"{size} bytes", limit, setting))
                 return None
             return receive
+        limit, setting = self.policy.max_body_bytes, "--max-body-bytes / RUNTIMED_MAX_BODY_BYTES"  # chunked: buffered
         if "chunked" not in headers.get("transfer-encoding", "").lower():
             return receive
         chunks: list[bytes] = []
@@ -238,7 +253,8 @@ class SecurityMiddleware:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
-                await _deny(scope, send, "payload_too_large", self._too_large(f"more than {limit} bytes"))
+                await _deny(scope, send, "payload_too_large", self._too_large(f"more than {limit} bytes", limit,
+                                                                              setting))
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -250,9 +266,9 @@ class SecurityMiddleware:
 
         return replayed
 
-    def _too_large(self, size: str) -> str:
-        return (f"the request body is {size}; the limit is {self.policy.max_body_bytes} bytes: send less at once "
-                "(large outputs belong in artifacts), or raise it with --max-body-bytes / RUNTIMED_MAX_BODY_BYTES")
+    def _too_large(self, size: str, limit: int, setting: str) -> str:
+        return (f"the request body is {size}; the limit is {limit} bytes: send less at once "
+                f"(large outputs belong in artifacts), or raise it with {setting}")
 
     def _with_headers(self, send: Send, path: str, host: str | None) -> Send:
         extra = _response_headers(path, host)

@@ -21,7 +21,7 @@ import asyncio
 import collections
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
@@ -46,6 +46,9 @@ BATCH_BYTES = 1024 * 1024
 """An ``events`` message holds at most this many events, and stops near this many bytes (one event at least)."""
 
 AppendHook = Callable[["NotebookService", Sequence[Envelope]], None]
+AppendCheck = Callable[["NotebookService", Sequence[Any]], Awaitable[dict[int, dict[str, Any]]]]
+"""A server-side precondition the materializer cannot see (e.g. that a referenced artifact is stored): the
+results of the events it refuses, by index."""
 PeerHook = Callable[[str, "NotebookService", "Peer"], None]
 
 
@@ -116,6 +119,7 @@ class NotebookService:
         self._recent_bytes = 0
         self._message_cache: tuple[int, int, bytes] | None = None
         self.append_hooks: list[AppendHook] = []
+        self.append_checks: list[AppendCheck] = []
         self.peer_hooks: list[PeerHook] = []
         self.closed: tuple[str, str] | None = None
         """Why the service was closed (code, message): its live connections are ended with that reason."""
@@ -147,13 +151,19 @@ class NotebookService:
         notebook) is refused with ``forbidden``; the others go ahead, as with any rejected event."""
         if self.closed is not None:
             raise RuntimedError(self.closed[1], code=self.closed[0])
-        if principal is None or principal.is_owner:
+        refused: dict[int, Any] = {}
+        for check in self.append_checks:
+            refused.update(await check(self, events))
+        if (principal is None or principal.is_owner) and not refused:
             return await self._call(self.log.append, events, actor)
-        actor = principal.bind_actor(actor)
-        allowed, refused = [], {}
+        if principal is not None and not principal.is_owner:
+            actor = principal.bind_actor(actor)
+        allowed = []
         for index, event in enumerate(events):
             name = event.get("name") if isinstance(event, dict) else None
-            if isinstance(name, str) and not principal.event_allowed(self.notebook_id, name):
+            if index in refused:
+                continue
+            if principal is not None and isinstance(name, str) and not principal.event_allowed(self.notebook_id, name):
                 refused[index] = {"id": str(event.get("id") or ""), "error": forbidden(
                     principal, f"push {name} to notebook {self.notebook_id!r}").to_dict()}
             else:
