@@ -295,6 +295,9 @@ async def test_an_external_runtime_uploads_its_artifacts_over_http(d: DaemonProc
             code = "from IPython.display import Markdown\nMarkdown('# ext\\n' + 'w ' * 100_000)"
             result = await s.run(code, timeout_secs=120)
             assert result.success, result.outputs
+            (output,) = [o for o in result.outputs if o.output_type == "execute_result"]
+            assert is_ref(output.data.raw("text/markdown"))  # stored as a reference, fetched when read:
+            assert output.data["text/markdown"] == "# ext\n" + "w " * 100_000
             session = views.active_session(s.client.replica.conn)
             assert session is not None and session["runtime_id"] == ready[0].runtime_id
         finally:

@@ -1,18 +1,60 @@
 """The plain objects the bindings return: cells, outputs, execution results.
 
-They are snapshots (dataclasses): reading one never contacts the daemon. Call
+They are snapshots (dataclasses): reading one never contacts the daemon, except for an output
+value stored as an artifact, fetched once when first read (``ArtifactData``). Call
 ``Session.get_cell`` again to see later changes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from runtimed.schema.artifact_refs import from_bytes, is_ref
 
 
 def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+ArtifactFetch = Callable[[str], bytes]
+"""Fetches an artifact's bytes by sha256 (the session's REST client)."""
+
+
+class ArtifactData(dict[str, Any]):
+    """An output's MIME bundle whose artifact references are fetched the first time a value is read.
+
+    Opening a notebook costs nothing for large outputs; ``data["image/png"]`` fetches that one value
+    (``GET /api/artifacts/{sha}``) and keeps it. ``raw(mime)`` gives the stored reference itself.
+    """
+
+    def __init__(self, data: dict[str, Any], fetch: ArtifactFetch) -> None:
+        super().__init__(data)
+        self._fetch = fetch
+        self._refs: dict[str, dict[str, Any]] = {}
+
+    def raw(self, mime: str) -> Any:
+        """The value as stored in the event: an artifact reference for an offloaded value."""
+        return self._refs.get(mime, dict.__getitem__(self, mime))
+
+    def __getitem__(self, mime: str) -> Any:
+        value = dict.__getitem__(self, mime)
+        if is_ref(value):
+            self._refs[mime] = value
+            value = from_bytes(mime, self._fetch(value["artifact"]), value)
+            dict.__setitem__(self, mime, value)
+        return value
+
+    def get(self, mime: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[mime] if dict.__contains__(self, mime) else default
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return [self[mime] for mime in self]
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return [(mime, self[mime]) for mime in self]
 
 
 @dataclass
@@ -39,10 +81,14 @@ class Output:
     output_id: str | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Output:
-        """Build an Output from an nbformat-style dict (extra keys are ignored)."""
+    def from_dict(cls, d: dict[str, Any], fetch: ArtifactFetch | None = None) -> Output:
+        """Build an Output from an nbformat-style dict (extra keys are ignored); with ``fetch``, artifact
+        references in ``data`` resolve to their values when read."""
+        data: dict[str, Any] = dict(d.get("data") or {})
+        if fetch is not None and any(is_ref(v) for v in data.values()):
+            data = ArtifactData(data, fetch)
         return cls(
-            output_type=d["output_type"], name=d.get("name"), text=d.get("text"), data=dict(d.get("data") or {}),
+            output_type=d["output_type"], name=d.get("name"), text=d.get("text"), data=data,
             metadata=dict(d.get("metadata") or {}), ename=d.get("ename"), evalue=d.get("evalue"),
             traceback=list(d.get("traceback") or []), execution_count=d.get("execution_count"),
             display_id=d.get("display_id"), output_id=d.get("output_id"),
@@ -55,7 +101,8 @@ class Output:
         if self.output_type == "error":
             return {"output_type": "error", "ename": self.ename or "", "evalue": self.evalue or "",
                     "traceback": list(self.traceback)}
-        out: dict[str, Any] = {"output_type": self.output_type, "data": dict(self.data),
+        data = dict(self.data.items()) if isinstance(self.data, ArtifactData) else dict(self.data)
+        out: dict[str, Any] = {"output_type": self.output_type, "data": data,
                                "metadata": dict(self.metadata)}
         if self.output_type == "execute_result":
             out["execution_count"] = self.execution_count

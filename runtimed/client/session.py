@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -543,13 +543,13 @@ class AsyncSession:
         await self._connected()
         cell = self._require_cell(cell_id)
         outputs = self._replica.view(views.outputs_by_cell, cell_id).get(cell_id, [])
-        return _cell(cell, outputs)
+        return _cell(cell, outputs, self._fetch_artifact)
 
     async def get_cells(self) -> list[Cell]:
         """Every cell, in notebook order, with its outputs."""
         await self._connected()
         outputs = self._replica.view(views.outputs_by_cell)
-        return [_cell(c, outputs.get(c["id"], [])) for c in self._replica.view(views.ordered_cells)]
+        return [_cell(c, outputs.get(c["id"], []), self._fetch_artifact) for c in self._replica.view(views.ordered_cells)]
 
     async def delete_cell(self, cell_id: str) -> None:
         """Delete a cell (its queued executions are cancelled)."""
@@ -688,9 +688,17 @@ class AsyncSession:
             return message + " and no kernel has picked it up; is the daemon running without runtimes?)"
         return message + "; it goes on: interrupt() stops it)"
 
+    def _fetch_artifact(self, sha: str) -> bytes:
+        """An artifact's bytes, fetched when an output value stored as one is first read."""
+        if self._http is None:
+            raise RuntimedError("this session is not connected; artifacts are fetched from the daemon",
+                                code="artifact_unresolved")
+        return self._http.request("GET", f"/api/artifacts/{sha}", params={"notebook": self.notebook_id}).content
+
     def _result(self, item: views.ExecutionRow) -> ExecutionResult:
         cell_id, queue_id = item["cell_id"], item["queue_id"]
-        outputs = [Output.from_dict(data) for data in self._replica.view(views.execution_outputs, cell_id, queue_id)]
+        outputs = [Output.from_dict(data, self._fetch_artifact)
+                   for data in self._replica.view(views.execution_outputs, cell_id, queue_id)]
         error = item["error"]
         if item["status"] == "error" and error and not any(o.output_type == "error" for o in outputs):
             outputs.append(Output(output_type="error", ename=error.get("ename"), evalue=error.get("evalue"),
@@ -1105,9 +1113,9 @@ class AsyncSession:
         await self._commit([make_event("toolApprovalResolved", approval_id=approval_id, decision=decision)])
 
 
-def _cell(cell: views.CellRow, outputs: list[dict[str, Any]]) -> Cell:
+def _cell(cell: views.CellRow, outputs: list[dict[str, Any]], fetch: Callable[[str], bytes] | None = None) -> Cell:
     return Cell(id=cell["id"], cell_type=cell["cell_type"], source=cell["source"],
-                execution_count=cell["execution_count"], outputs=[Output.from_dict(o) for o in outputs],
+                execution_count=cell["execution_count"], outputs=[Output.from_dict(o, fetch) for o in outputs],
                 metadata=cell["metadata"], position=cell["fractional_index"])
 
 
