@@ -309,3 +309,20 @@ async def test_an_external_runtime_uploads_its_artifacts_over_http(d: DaemonProc
     with http(d) as c:
         served = c.get(f"/api/artifacts/{ref['artifact']}")
     assert served.content.decode() == "# ext\n" + "w " * 100_000
+
+
+def test_import_offloads_large_values_and_export_gives_them_back(d: DaemonProcess) -> None:
+    png = base64.b64encode(os.urandom(200_000)).decode()
+    html = "<p>" + "imported " * 40_000 + "</p>"
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{
+        "id": "c1", "cell_type": "code", "source": "x", "metadata": {}, "execution_count": 1,
+        "outputs": [{"output_type": "display_data", "metadata": {}, "data": {"image/png": png, "text/html": html,
+                                                                             "text/plain": "small"}}]}]}
+    with http(d) as c:
+        assert c.post("/api/notebooks/import", params={"id": "imported"}, content=json.dumps(nb)).status_code == 201
+        refs = dict(artifact_refs_in(d, "imported"))
+        assert set(refs) == {"image/png", "text/html"}
+        assert max(len(orjson.dumps(e)) for e in stored_output_events(d, "imported")) < INLINE_LIMIT
+        exported = json.loads(c.get("/api/notebooks/imported/export").text)
+    data = exported["cells"][0]["outputs"][0]["data"]
+    assert data["image/png"] == png and "".join(data["text/html"]) == html and "".join(data["text/plain"]) == "small"

@@ -192,12 +192,13 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
                               caller: Principal = needs_everywhere("editor", "import notebooks")) -> dict[str, Any]:
         from runtimed.formats import notebook_to_events, read_ipynb
         from runtimed.schema.ids import new_id
+        from runtimed.server.local_artifacts import offload_events
 
         notebook_id = check_notebook_id(id) if id else new_id("nb-")
         if _exists(notebook_id):
             raise RuntimedError(f"notebook {notebook_id!r} already exists; pick another id", code="notebook_exists")
         nb = read_ipynb(await request.body())
-        events = notebook_to_events(nb, title=title)
+        events = offload_events(notebook_to_events(nb, title=title), daemon.artifacts)
         actor = bound_actor(caller, {"id": request.headers.get("x-runtimed-actor", "import"), "kind": "human",
                                      "name": "import"})
         limit = daemon.limits.max_batch_events

@@ -1,9 +1,11 @@
-"""The artifact sink of daemon-managed runtimes: the daemon's own store, written in process."""
+"""Writing into the daemon's own artifact store: managed runtimes' outputs, and imported notebooks."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from runtimed.schema.artifact_refs import OUTPUT_EVENTS, offload, threshold_setting
 from runtimed.store.artifacts import ArtifactStore
 
 
@@ -18,3 +20,18 @@ class StoreSink:
 
     async def close(self) -> None:
         return None
+
+
+def offload_events(events: list[dict[str, Any]], store: ArtifactStore, threshold: int | None = None
+                   ) -> list[dict[str, Any]]:
+    """Imported output events with their large MIME values stored as artifacts (an ``.ipynb`` import: the
+    log stays small whatever the file holds)."""
+    limit = threshold or threshold_setting()
+    for event in events:
+        args = event.get("args")
+        if event.get("name") in OUTPUT_EVENTS and isinstance(args, dict) and isinstance(args.get("data"), dict):
+            data, blobs = offload(args["data"], limit)
+            for sha, raw, content_type in blobs:
+                store.put(raw, content_type, sha=sha)
+            args["data"] = data
+    return events
