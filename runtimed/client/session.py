@@ -245,9 +245,17 @@ class AsyncSession:
                 await self._close_client()
                 raise
 
-    async def _rediscover(self) -> tuple[str, str]:
-        """The daemon of this session's home now, started again when it died (for the sync client)."""
-        endpoint = await asyncio.to_thread(ensure_daemon, self._home, timeout=CONNECT_TIMEOUT)
+    async def _rediscover(self, *, start: bool | None = None) -> tuple[str, str] | None:
+        """The daemon of this session's home now, started again when it died (for the sync client).
+
+        A background reconnect starts the embedded daemon again only while pushes wait for it (a call in
+        progress): a daemon stopped on purpose stays stopped until a call needs one."""
+        if start is None:
+            start = self._client is not None and self._client.pending_pushes > 0
+        try:
+            endpoint = await asyncio.to_thread(ensure_daemon, self._home, start=start, timeout=CONNECT_TIMEOUT)
+        except DaemonNotRunningError:
+            return None
         if self._endpoint is None or endpoint.url != self._endpoint.url or endpoint.token != self._endpoint.token:
             self._close_http()
             self._endpoint = endpoint
@@ -261,8 +269,9 @@ class AsyncSession:
         assert client is not None
         try:
             if not await self._healthy(timeout) and not self._endpoint_given:
-                url, token = await self._rediscover()
-                client.retarget(url, token)
+                found = await self._rediscover(start=True)
+                if found is not None:
+                    client.retarget(*found)
             await client.connect(timeout)
             return True
         except (AuthError, DaemonStartError):
