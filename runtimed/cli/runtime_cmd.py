@@ -18,7 +18,8 @@ def runtime() -> None:
 @runtime.command()
 @click.option("--notebook", "notebook_id", required=True, metavar="ID", help="The notebook to work for.")
 @click.option("--url", default=None, metavar="URL",
-              help="The daemon's URL (default: $RUNTIMED_URL, else the daemon of the home, started if needed).")
+              help="The daemon's URL, or several daemons of one deployment separated by commas (failover) "
+                   "(default: $RUNTIMED_URL, else the daemon of the home, started if needed).")
 @click.option("--token", default=None, metavar="TOKEN", help="The daemon's token (default: $RUNTIMED_TOKEN or the home's).")
 @click.option("--kernel", "kernel_name", default="python3", show_default=True, help="The kernelspec to run.")
 @click.option("--wait", is_flag=True, help="Wait for the notebook's active runtime to end instead of displacing it.")
@@ -33,19 +34,20 @@ def connect(notebook_id: str, url: str | None, token: str | None, kernel_name: s
       runt runtime connect --notebook nb-01J… --url http://gpu-box:8730 --token $TOKEN --kernel python3
     """
     import asyncio
+    import dataclasses
 
-    from runtimed.client.discovery import DaemonEndpoint
+    from runtimed.client.discovery import endpoint_for
     from runtimed.runtime.external import run_external_runtime
 
     if url:
         token = token or os.environ.get("RUNTIMED_TOKEN") or home().read_token()
         if not token:
             raise CliError(f"no token for {url}", USAGE, hint="pass --token or set RUNTIMED_TOKEN")
-        endpoint = DaemonEndpoint(url.rstrip("/"), token)
+        endpoint = endpoint_for(url, token)  # several daemons of one deployment: the first that answers
     else:
         endpoint = ensure_endpoint()
         if token:
-            endpoint = DaemonEndpoint(endpoint.url, token, endpoint.pid)
+            endpoint = dataclasses.replace(endpoint, token=token)
 
     def ready(agent: object) -> None:
         click.echo(getattr(agent, "runtime_id"))  # noqa: B009

@@ -1,4 +1,9 @@
-"""A small REST client for the daemon that turns error bodies into RuntimedError."""
+"""A small REST client for the daemon that turns error bodies into RuntimedError.
+
+With several daemons of one deployment (``DaemonEndpoint.alternates``), a request whose connection
+cannot be made goes to the next daemon that answers: nothing was sent, so retrying it is safe even for
+a POST. A request that fails after it was sent is not retried (the daemon may have acted on it).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +11,46 @@ from typing import Any
 
 import httpx
 
-from runtimed.client.discovery import DaemonEndpoint
+from runtimed.client.discovery import DaemonEndpoint, failover
 from runtimed.errors import DaemonNotRunningError, from_dict
 
 
 class DaemonHTTP:
     def __init__(self, endpoint: DaemonEndpoint, timeout: float = 60.0) -> None:
         self.endpoint = endpoint
+        self.timeout = timeout
+        self.client = self._client()
+
+    def _client(self) -> httpx.Client:
         # a plain-http daemon needs no TLS context: building one loads the CA bundle (40-200 ms per client)
-        self.client = httpx.Client(base_url=endpoint.url, headers=endpoint.headers(), timeout=timeout,
-                                   verify=not endpoint.url.startswith("http://"))
+        return httpx.Client(base_url=self.endpoint.url, headers=self.endpoint.headers(), timeout=self.timeout,
+                            verify=not self.endpoint.url.startswith("http://"))
+
+    def _fail_over(self) -> bool:
+        """Move to another daemon of the deployment that answers; False when there is none."""
+        if not self.endpoint.alternates:
+            return False
+        found = failover(self.endpoint)
+        if found is None or found.url == self.endpoint.url:
+            return False
+        self.client.close()
+        self.endpoint = found
+        self.client = self._client()
+        return True
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise DaemonNotRunningError(
-                f"cannot reach the daemon at {self.endpoint.url}; start it with `runt daemon start`"
-            ) from None
+        tried = [self.endpoint.url]
+        while True:
+            try:
+                response = self.client.request(method, path, **kwargs)
+                break
+            except httpx.ConnectError:
+                if len(tried) < len(self.endpoint.urls) and self._fail_over() and self.endpoint.url not in tried:
+                    tried.append(self.endpoint.url)
+                    continue
+                raise DaemonNotRunningError(
+                    f"cannot reach the daemon at {', '.join(tried)}; start it with `runt daemon start`"
+                ) from None
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
