@@ -8,6 +8,8 @@
 import { AnsiUp } from 'ansi_up'
 import DOMPurify from 'dompurify'
 import MarkdownIt from 'markdown-it'
+import { artifactUrl, fetchValue, isArtifact, isDirectImage } from './artifacts.js'
+import { whenVisible } from './lazy.js'
 import { el, escapeHtml, newId } from './util.js'
 
 const md = new MarkdownIt({ html: true, linkify: true })
@@ -76,18 +78,6 @@ export function pickMime(data) {
   return keys.find(isJsonMime) || keys[0]
 }
 
-function isArtifact(value) {
-  return value && typeof value === 'object' && typeof value.artifact === 'string' && /^[0-9a-f]{64}$/.test(value.artifact)
-}
-
-/** A MIME value, fetching it from the artifact store when the event holds a reference. */
-async function resolve(value) {
-  if (!isArtifact(value)) return value
-  const r = await fetch(`/api/artifacts/${value.artifact}`, { credentials: 'same-origin' })
-  if (!r.ok) throw new Error(`artifact ${value.artifact.slice(0, 12)}… could not be loaded (${r.status})`)
-  return r.text()
-}
-
 function joinText(v) {
   return Array.isArray(v) ? v.join('') : typeof v === 'string' ? v : JSON.stringify(v, null, 2)
 }
@@ -122,22 +112,11 @@ function w(){try{new ResizeObserver(p).observe(document.body)}catch(e){}p()}if(d
   return `<!doctype html><html><head><meta charset="utf-8"><base target="_blank"><style>${FRAME_STYLE}</style>${resize}</head><body>${body}</body></html>`
 }
 
-const lazyFrames = new IntersectionObserver(
-  (entries) => {
-    for (const entry of entries) {
-      if (!entry.isIntersecting) continue
-      lazyFrames.unobserve(entry.target)
-      entry.target._mount?.()
-    }
-  },
-  { rootMargin: '800px 0px' },
-)
-
 /** <iframe sandbox="allow-scripts"> on the frame document, which the output's document then replaces:
  * an opaque origin (never allow-same-origin). */
 export function sandboxFrame(body, testid = 'output-frame') {
   const slot = el('div.frame-slot')
-  slot._mount = () => {
+  whenVisible(slot, () => {
     const token = newId('f-')
     const frame = el('iframe.output-frame', { sandbox: 'allow-scripts', testid, title: 'output', loading: 'eager' })
     frame.setAttribute('sandbox', 'allow-scripts')
@@ -147,8 +126,7 @@ export function sandboxFrame(body, testid = 'output-frame') {
     frame.src = FRAME_URL
     frames.set(token, frame)
     slot.replaceChildren(frame)
-  }
-  lazyFrames.observe(slot)
+  })
   return slot
 }
 
@@ -192,20 +170,47 @@ export function renderOutput(o) {
     if (!mime) return node
     node.dataset.mime = mime
     const value = data[mime]
-    if (isArtifact(value)) {
-      node.append(el('div.output-loading', { text: `loading ${mime} (${value.size} bytes)…` }))
-      resolve(value).then(
-        (v) => {
-          node.replaceChildren()
-          renderMime(mime, v, o.metadata, node)
-        },
-        (err) => node.replaceChildren(el('pre.output-error', { text: String(err.message || err) })),
-      )
-    } else {
-      renderMime(mime, value, o.metadata, node)
-    }
+    if (isArtifact(value)) renderArtifact(mime, value, o.metadata, node)
+    else renderMime(mime, value, o.metadata, node)
   }
   return node
+}
+
+/** An artifact-backed value, rendered like an inline one once it scrolls near the viewport. Until then an
+ * image keeps its place empty and a text shows its preview (the head the event carries). */
+function renderArtifact(mime, ref, metadata, node) {
+  node.dataset.artifact = ref.artifact
+  if (isDirectImage(mime, ref)) {
+    // The store holds the decoded bytes: the browser fetches them itself (cookie auth, cached: immutable).
+    const meta = (metadata && metadata[mime]) || {}
+    const img = el('img.output-image', { alt: mime, testid: 'output-image' })
+    if (meta.width) img.width = meta.width
+    if (meta.height) img.height = meta.height
+    img.addEventListener('error', () => node.replaceChildren(loadError(ref, 'image')), { once: true })
+    whenVisible(img, () => {
+      img.src = artifactUrl(ref)
+    })
+    node.append(img)
+    return
+  }
+  const pending = typeof ref.preview === 'string' && ref.preview
+    ? el('pre.output-text.output-pending', { html: ansiHtml(ref.preview) })
+    : el('div.output-loading', { text: `${mime} (${ref.size} bytes)…` })
+  node.append(pending)
+  whenVisible(pending, () => {
+    fetchValue(mime, ref, isJsonMime).then(
+      (value) => {
+        node.replaceChildren()
+        renderMime(mime, value, metadata, node)
+      },
+      (err) => node.replaceChildren(loadError(ref, String(err.message || err))),
+    )
+  })
+}
+
+function loadError(ref, what) {
+  const text = what === 'image' ? `artifact ${ref.artifact.slice(0, 12)}… could not be loaded` : what
+  return el('pre.output-error', { testid: 'output-artifact-error', text })
 }
 
 export function outputSignature(o) {
