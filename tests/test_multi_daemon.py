@@ -4,13 +4,17 @@ store (``--store postgresql://...``) and one token (``RUNTIMED_TOKEN``), clients
 Events committed through one daemon reach the clients of the others through LISTEN/NOTIFY and the
 shared log; concurrent writers on every daemon converge to byte-identical replicas; execution claims
 are exactly-once and the managed runtime of a notebook is started by exactly one daemon (a lease in the
-database).
+database). Failover: clients given several daemons (``RUNTIMED_URL`` as a list) use the first that answers
+and move to another when theirs is killed, resuming from their last seq; an external runtime does the same
+and keeps its session; a runtime connected nowhere is ended as lost by another daemon (leases, not memory).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,12 @@ import pytest
 from conftest import DaemonProcess
 from pg import PgCluster, database_url
 
+from runtimed.client.discovery import DaemonEndpoint, Failover, endpoint_for
+from runtimed.client.http import DaemonHTTP
+from runtimed.client.session import AsyncSession
 from runtimed.client.sync import SyncClient
+from runtimed.runtime.agent import RuntimeAgent
+from runtimed.runtime.external import run_external_runtime
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ordering import key_between
@@ -219,3 +228,197 @@ async def test_execution_is_exactly_once_and_one_daemon_runs_the_runtime(deploym
     finally:
         for c in clients:
             await c.close()
+
+
+# -- failover ----------------------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def moving_client(endpoint: DaemonEndpoint, notebook_id: str, name: str) -> SyncClient:
+    """A client that fails over between the daemons of ``endpoint``."""
+    return SyncClient(endpoint.url, endpoint.token, notebook_id, {"id": name, "kind": "human", "name": name},
+                      rediscover=Failover(endpoint))
+
+
+def log_ids(events: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    return [(e["seq"], e["id"]) for e in events]
+
+
+def seen(c: SyncClient) -> list[tuple[int, str]]:
+    """The (seq, id) of every event the client's replica has applied: acknowledged by the log."""
+    return [(int(seq), str(event_id)) for seq, event_id in
+            c.replica.conn.execute("SELECT seq, id FROM events ORDER BY seq").fetchall()]
+
+
+async def assert_converged(clients: list[SyncClient], daemon: DaemonProcess, notebook_id: str,
+                           acknowledged: list[tuple[int, str]]) -> None:
+    """The log holds each id once and every event a client had seen (acknowledged) at the same seq; every
+    client's replica catches up with it and equals its replay (up to the client's head: a runtime may still
+    be reporting its status)."""
+    events = rest_events(daemon, notebook_id)
+    ids = [e["id"] for e in events]
+    assert len(ids) == len(set(ids)), "an event was stored twice"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert set(acknowledged) <= set(log_ids(events)), "an acknowledged event is missing or moved"
+    await caught_up(clients, len(events))
+    events = rest_events(daemon, notebook_id)
+    for c in clients:
+        replay = Replica(notebook_id)
+        replay.apply_wire(events[:c.replica.head])
+        assert c.replica.dump() == replay.dump()
+
+
+async def test_clients_given_several_daemons_use_the_first_that_answers_and_fail_over(
+        deployment: Deployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    a, b, c = deployment.start(3, "--no-runtimes")
+    urls = [f"http://127.0.0.1:{closed_port()}", a.url, b.url, c.url]
+    monkeypatch.setenv("RUNTIMED_URL", ",".join(urls))
+    session = AsyncSession("nb", home=tmp_path / "client-home")
+    await session.connect()
+    assert session.url.startswith(a.url + "/")  # the first that answers
+    http = DaemonHTTP(endpoint_for(",".join(urls), a.token), timeout=30)
+    assert http.endpoint.url == a.url
+    watcher = client(c, "nb", "watcher")
+    await watcher.connect()
+    try:
+        writer = session.client
+        cell_id = await session.create_cell("")
+        window = asyncio.Semaphore(8)  # pushes in flight when the daemon dies: re-sent, stored once
+        results: list[dict[str, Any]] = []
+
+        async def push(i: int) -> None:
+            async with window:
+                results.extend(await writer.push([meta(cell_id, i, key=f"k{i % 50}")]))
+
+        pushes = [asyncio.create_task(push(i)) for i in range(400)]
+        await watcher.wait_for(lambda: watcher.replica.head >= 60 or None, timeout=DEADLINE)
+        acknowledged = seen(watcher) + seen(writer)
+        a.kill9()
+        await asyncio.wait_for(asyncio.gather(*pushes), DEADLINE)
+        assert len(results) == 400 and not [r for r in results if "error" in r]
+        assert writer.url in (b.url, c.url)
+        await session.create_cell("after the failover")  # the session's own calls work on the new daemon
+        await assert_converged([watcher, writer], b, "nb", acknowledged)
+        stored = {e["id"]: e["seq"] for e in rest_events(c, "nb")}
+        assert all(stored[r["id"]] == r["seq"] for r in results)  # each push acknowledged with its one seq
+        listed = http.get("/api/notebooks")  # REST fails over too (its connection could not be made)
+        assert [n["id"] for n in listed] == ["nb"]
+        assert http.endpoint.url in (b.url, c.url)
+    finally:
+        http.close()
+        await session.close()
+        await watcher.close()
+
+
+WAIT_FOR_FLAG = """import os, time
+print('started', flush=True)
+deadline = time.monotonic() + 120
+while not os.path.exists({flag!r}) and time.monotonic() < deadline:
+    time.sleep(0.02)
+print('done')"""
+
+
+def cell_text(c: SyncClient, cell_id: str) -> str:
+    return "".join(str(o.get("text", "")) for o in c.replica.view(views.outputs_by_cell, cell_id).get(cell_id, []))
+
+
+def execution(c: SyncClient, queue_id: str) -> dict[str, Any] | None:
+    rows = c.replica.view(views.executions, queue_id=queue_id)
+    return dict(rows[0]) if rows else None
+
+
+@contextlib.asynccontextmanager
+async def external_runtime(endpoint: DaemonEndpoint, notebook_id: str):  # type: ignore[no-untyped-def]
+    """``runt runtime connect`` in this process: the agent once it works for the notebook."""
+    ready: asyncio.Future[RuntimeAgent] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_external_runtime(endpoint, notebook_id, handle_signals=False,
+                                                    on_ready=lambda agent: ready.set_result(agent)))
+    try:
+        yield await asyncio.wait_for(asyncio.shield(ready), DEADLINE)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, DEADLINE)
+
+
+async def test_killing_the_runtimes_daemon_mid_execution_loses_nothing(deployment: Deployment,
+                                                                      tmp_path: Path) -> None:
+    a, b, c = deployment.start(3, "--no-runtimes", "--runtime-grace", "10")
+    endpoint = endpoint_for([a.url, b.url, c.url], a.token)
+    writer = moving_client(endpoint, "nb", "writer")  # on A, like the runtime
+    watchers = [client(b, "nb", "watcher-b"), client(c, "nb", "watcher-c")]
+    for each in (writer, *watchers):
+        await each.connect()
+    flag = tmp_path / "go"
+    try:
+        await writer.commit([make_event("notebookCreated", title="Failover"),
+                             make_event("cellCreated", cellId="c1", cellType="code", fractionalIndex="a0",
+                                        source=WAIT_FOR_FLAG.format(flag=str(flag))),
+                             make_event("cellCreated", cellId="c2", cellType="code", fractionalIndex="a1",
+                                        source="print('still here')")])
+        async with external_runtime(endpoint, "nb") as agent:
+            assert agent.client.url == a.url
+            session_id = agent.session_id
+            await watchers[0].commit([make_event("executionRequested", queueId="q1", cellId="c1")])
+            await watchers[0].wait_for(lambda: cell_text(watchers[0], "c1") == "started\n" or None, DEADLINE)
+            writes = [asyncio.create_task(writer.push([meta("c2", i)])) for i in range(20)]
+            acknowledged = seen(watchers[0]) + seen(watchers[1])
+            a.kill9()
+            flag.touch()
+            await asyncio.wait_for(asyncio.gather(*writes), DEADLINE)
+            done = await watchers[1].wait_for(
+                lambda: (row := execution(watchers[1], "q1")) and row["status"] in ("success", "error") and row,
+                DEADLINE)
+            # the runtime reconnected to another daemon and kept its session: the cell completed there
+            assert done["status"] == "success", done
+            assert cell_text(watchers[1], "c1") == "started\ndone\n"
+            assert agent.client.url in (b.url, c.url) and agent.session_id == session_id
+            await watchers[1].commit([make_event("executionRequested", queueId="q2", cellId="c2")])
+            await watchers[1].wait_for(lambda: cell_text(watchers[1], "c2") == "still here\n" or None, DEADLINE)
+            await assert_converged([writer, *watchers], b, "nb", acknowledged)
+            names = [e["name"] for e in rest_events(c, "nb")]
+            assert "runtimeSessionEnded" not in names
+            assert names.count("executionCompleted") == 2
+    finally:
+        for each in (writer, *watchers):
+            await each.close()
+
+
+async def test_a_runtime_connected_nowhere_is_ended_as_lost_by_another_daemon(deployment: Deployment,
+                                                                             tmp_path: Path) -> None:
+    grace = 1.0
+    a, b = deployment.start(2, "--no-runtimes", "--runtime-grace", str(grace))
+    watcher = client(b, "nb", "watcher")
+    await watcher.connect()
+    flag = tmp_path / "go"
+    try:
+        await watcher.commit([
+            make_event("notebookCreated", title="Lost"),
+            make_event("cellCreated", cellId="c1", cellType="code", fractionalIndex="a0",
+                       # connected to A longer than the grace period: B must not take it for lost meanwhile
+                       source=f"import time\ntime.sleep({grace * 4})\n" + WAIT_FOR_FLAG.format(flag=str(flag))),
+        ])
+        # one daemon only: when A dies this runtime keeps trying A and is connected nowhere
+        async with external_runtime(DaemonEndpoint(a.url, a.token), "nb") as agent:
+            session_id = agent.session_id
+            await watcher.commit([make_event("executionRequested", queueId="q1", cellId="c1")])
+            await watcher.wait_for(lambda: cell_text(watcher, "c1") == "started\n" or None, DEADLINE)
+            active = watcher.replica.view(views.active_session)
+            assert active is not None and active["session_id"] == session_id
+            a.kill9()
+            done = await watcher.wait_for(
+                lambda: (row := execution(watcher, "q1")) and row["status"] in ("success", "error") and row,
+                DEADLINE)
+        assert done["status"] == "error"
+        assert done["error"]["ename"] == "RuntimeLost"
+        assert watcher.replica.view(views.active_session) is None
+        ended = [e for e in rest_events(b, "nb") if e["name"] == "runtimeSessionEnded"]
+        assert [e["args"] for e in ended] == [{"sessionId": session_id, "reason": "lost"}]
+        assert ended[0]["actor"]["kind"] == "system"
+    finally:
+        await watcher.close()

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import threading
 
-from runtimed.client.discovery import DaemonEndpoint
+from runtimed.client.discovery import DaemonEndpoint, Failover
 from runtimed.client.sync import SyncClient
 from runtimed.runtime.agent import RuntimeAgent
 from runtimed.runtime.artifact_sink import HttpSink
@@ -20,14 +20,16 @@ async def run_external_runtime(endpoint: DaemonEndpoint, notebook_id: str, *, ke
                                input_timeout: float = 300.0, handle_signals: bool = True) -> str:
     """Run until the session ends (displaced, lost, shut down) or SIGINT/SIGTERM; return the end reason.
 
-    Cancelling the task that runs it ends the session (``shutdown``) and stops the kernel too.
+    With several daemons of one deployment (``endpoint.alternates``), a runtime whose daemon dies reconnects to
+    another one and keeps its session (its unacknowledged events re-sent with the same ids) unless the grace
+    period passed first. Cancelling the task that runs it ends the session (``shutdown``) and stops the kernel too.
     Signal handlers are installed only in the main thread, and removed again on return.
     """
     kernel = await KernelSession.start(kernel_name, cwd=cwd)
     runtime_id = new_id("rt-")
     client = SyncClient(endpoint.url, endpoint.token, notebook_id,
                         {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (external)"},
-                        client="runt-runtime")
+                        client="runt-runtime", rediscover=Failover(endpoint) if endpoint.alternates else None)
     agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=displace, input_timeout=input_timeout,
                          artifacts=HttpSink(endpoint.url, endpoint.token))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,10 @@ class Daemon:
         self.url = f"http://{settings.host}:{settings.port}"
         self.runtimes: RuntimeSupervisor | None = None  # attached before the app starts (None: --no-runtimes)
         self.request_shutdown: Callable[[], None] | None = None
-        self.liveness = RuntimeLiveness(settings.runtime_grace)
+        self.holder = f"{socket.gethostname()}:{self.home.path}"
+        """This daemon as the holder of leases in the store: its machine and home (a restarted daemon takes its
+        claims back)."""
+        self.liveness = RuntimeLiveness(settings.runtime_grace, self.store, self.holder)
         self.artifacts: ArtifactStore = open_artifact_store(self.home.artifacts_dir)
         self.artifact_check = ArtifactCheck(self.artifacts)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -209,7 +208,7 @@ class RuntimeManager:
 
     def _holder(self) -> str:
         """This daemon as a lease holder: its machine and home, so that a restarted daemon takes its claims back."""
-        return f"{socket.gethostname()}:{self.daemon.home.path}"
+        return self.daemon.holder
 
     # -- lifecycle -------------------------------------------------------------------------------
 
