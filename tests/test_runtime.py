@@ -235,14 +235,15 @@ async def test_input_unanswered_times_out_with_a_clear_error(rt: DaemonProcess) 
         assert (await s.run("'next'")).success
 
 
-async def test_outputs_larger_than_an_event_are_split_or_reported(rt: DaemonProcess) -> None:
+async def test_outputs_larger_than_an_event_are_split_or_stored_as_artifacts(rt: DaemonProcess) -> None:
     async with session(rt) as s:
         big = await s.run("print('y' * 1_500_000)")
         assert big.success and stream_text(big) == "y" * 1_500_000 + "\n"
         huge = await s.run("from IPython.display import HTML, display\ndisplay(HTML('x' * 2_000_000))\n'after'")
         assert huge.success
-        assert [o.output_type for o in huge.outputs] == ["error", "execute_result"]
-        assert huge.outputs[0].ename == "OutputTooLarge" and "text/html" in huge.outputs[0].evalue
+        # over the inline threshold: stored as an artifact, the event keeps only a reference (issue 15)
+        assert [o.output_type for o in huge.outputs] == ["display_data", "execute_result"]
+        assert huge.outputs[0].data["text/html"] == "x" * 2_000_000
 
 
 # -- streams rendered like a terminal ---------------------------------------------------------------

@@ -47,7 +47,7 @@ class ArtifactData(dict[str, Any]):
             dict.__setitem__(self, mime, value)
         return value
 
-    def get(self, mime: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, mime: str, default: Any = None) -> Any:
         return self[mime] if dict.__contains__(self, mime) else default
 
     def values(self) -> list[Any]:  # type: ignore[override]

@@ -584,7 +584,9 @@ class Client:
 
     async def join_notebook(self, notebook_id: str, peer_label: str | None = None) -> Notebook:
         """A notebook that exists in the daemon (``NotFoundError`` otherwise: create_notebook makes new ones)."""
-        endpoint = self._endpoint or await asyncio.to_thread(ensure_daemon, self._home)
+        endpoint = self._endpoint
+        if endpoint is None:
+            endpoint = await asyncio.to_thread(ensure_daemon, self._home)
         http = DaemonHTTP(endpoint, timeout=30)
         try:
             await asyncio.to_thread(http.get, f"/api/notebooks/{notebook_id}")

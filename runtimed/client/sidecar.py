@@ -254,7 +254,9 @@ class Sidecar:
         source = getattr(info, "raw_cell", "") or ""
         self._figures = _figure_ids()
         # IPython counts an input before announcing it: the input's own number is one less
-        count = self.shell.execution_count - 1 if getattr(info, "store_history", True) else None
+        shell = self.shell
+        assert shell is not None
+        count = shell.execution_count - 1 if getattr(info, "store_history", True) else None
         self.begin_cell(source.rstrip("\n"), count)
 
     def _post_run(self, result: Any) -> None:

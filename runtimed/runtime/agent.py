@@ -38,6 +38,7 @@ from runtimed.runtime.artifact_sink import ArtifactSink
 from runtimed.runtime.kernel import ExecuteReply, KernelSession
 from runtimed.runtime.memory import LARGE_OUTPUT_BYTES, release_memory_soon
 from runtimed.runtime.outputs import OutputWriter, artifact_not_stored
+from runtimed.schema import events as ev
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
@@ -78,6 +79,7 @@ class EventPipe:
         self._task = asyncio.create_task(self._run(), name="event-pipe")
         self.rejections: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
         self._wanted: set[str] = set()  # ids of submitted events whose results are awaited
+        self._future_ids: dict[asyncio.Future[Any], list[str]] = {}  # a submit's future -> its events' ids
         self.acked_seq = 0
         """The highest seq the server gave an event of this pipe."""
 
@@ -94,8 +96,8 @@ class EventPipe:
         future = asyncio.get_running_loop().create_future()
         for i, event in enumerate(events):
             self._put(event, future if i == len(events) - 1 else None)
-        future.ids = [e["id"] for e in events]  # type: ignore[attr-defined]
-        self._wanted.update(future.ids)  # type: ignore[attr-defined]
+        ids = self._future_ids[future] = [e["id"] for e in events]
+        self._wanted.update(ids)
         return future
 
     def _put(self, event: dict[str, Any], future: asyncio.Future | None) -> None:
@@ -141,7 +143,7 @@ class EventPipe:
                 for _, _, future in batch:
                     if future is not None and not future.done():
                         future.set_result([results_by_id.pop(i, {"id": i, "error": {"code": "lost", "message": "no result"}})
-                                           for i in future.ids])
+                                           for i in self._future_ids.pop(future, [])])
             self._idle.set()
 
     async def _store_artifacts(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +216,7 @@ class RuntimeAgent:
         self._reported_status = "idle"  # the last status pushed to the log
         self._claimed_seq = 0
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self.end_reason: str | None = None
         self._max_event_bytes = Limits.from_env().max_event_bytes
 
@@ -251,7 +253,7 @@ class RuntimeAgent:
             results = await self.client.push(events)
             if "error" not in results[-2]:
                 last = results[-1].get("seq", 0)
-                await self.client.wait_for(lambda last=last: self.client.replica.head >= last)
+                await self.client.wait_for(lambda: self.client.replica.head >= last)  # noqa: B023 - awaited here
                 self.status = "idle"
                 return
             await asyncio.sleep(0.05)
@@ -280,11 +282,11 @@ class RuntimeAgent:
         for task in list(self._control_tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        for task in (self._task, self._restarting):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
+        for pending in (self._task, self._restarting):
+            if pending is not None and pending is not asyncio.current_task():
+                pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await pending
         if self.pipe is not None and self.client.is_connected:
             with contextlib.suppress(TimeoutError):  # outputs already emitted still reach the log
                 await self.pipe.drain(timeout=5)
@@ -362,7 +364,7 @@ class RuntimeAgent:
             if running is not None:
                 self._restart_during = running
             await self._restart("restart requested")
-        elif env.name == "runtimeSessionEnded" and env.args.session_id == self.session_id:
+        elif isinstance(env.args, ev.RuntimeSessionEnded) and env.args.session_id == self.session_id:
             if env.args.reason != "shutdown":
                 log.info("runtime session %s ended (%s); stopping", self.session_id, env.args.reason)
             self._spawn(self.stop(env.args.reason))
@@ -428,7 +430,7 @@ class RuntimeAgent:
         try:
             while self.session_active():
                 job = await self.client.wait_for(lambda: self._next_pending() or not self.session_active(), None)
-                if job is True or not self.session_active():
+                if not isinstance(job, tuple) or not self.session_active():
                     break
                 queue_id, cell_id = job
                 source = await self._claim(queue_id, cell_id)
@@ -535,7 +537,8 @@ class RuntimeAgent:
         assert self.pipe is not None
         with contextlib.suppress(TimeoutError, RuntimedError):
             await self.pipe.drain(timeout=60)
-            await self.client.wait_for(lambda: self.client.replica.head >= self.pipe.acked_seq, 60)
+            acked = self.pipe.acked_seq
+            await self.client.wait_for(lambda: self.client.replica.head >= acked, 60)
         await release_memory_soon()
 
     def _completion(self, queue_id: str, reply: ExecuteReply, duration_ms: float, timeout: float | None,
@@ -580,6 +583,7 @@ class RuntimeAgent:
             return (state["value"] or "",)
 
         value = await self.client.wait_for(answered, self.input_timeout)
+        assert value is not None  # wait_for returns a truthy value
         return value[0]
 
     def describe(self) -> dict[str, Any]:

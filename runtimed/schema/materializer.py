@@ -133,20 +133,27 @@ class Projection:
 
     # -- lookups used by preconditions -----------------------------------------------------------
 
-    def _one(self, sql: str, *params: Any) -> sqlite3.Row | tuple | None:
-        return self.conn.execute(sql, params).fetchone()
+    def _one(self, sql: str, *params: Any) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
+        return row
+
+    def _value(self, sql: str, *params: Any) -> Any:
+        """The first column of a query that always returns one row (COUNT, COALESCE(MAX…), a known cell)."""
+        row = self._one(sql, *params)
+        assert row is not None
+        return row[0]
 
     def _require_notebook(self) -> None:
         if self._one("SELECT 1 FROM notebooks") is None:
             raise reject("notebook_not_created", "the notebook does not exist yet: its first event must be notebookCreated")
 
-    def _require_cell(self, cell_id: str) -> tuple:
+    def _require_cell(self, cell_id: str) -> tuple[Any, ...]:
         row = self._one("SELECT id, cell_type, metadata FROM cells WHERE id = ?", cell_id)
         if row is None:
             raise reject("cell_not_found", f"no cell with id {cell_id!r} in this notebook")
         return row
 
-    def _require_queue(self, queue_id: str) -> tuple:
+    def _require_queue(self, queue_id: str) -> tuple[Any, ...]:
         row = self._one(
             "SELECT queue_id, cell_id, status, session_id, batch_id FROM execution_queue WHERE queue_id = ?",
             queue_id,
@@ -155,7 +162,7 @@ class Projection:
             raise reject("execution_not_found", f"no execution request with queueId {queue_id!r}")
         return row
 
-    def _active_session(self) -> tuple | None:
+    def _active_session(self) -> tuple[Any, ...] | None:
         return self._one("SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1")
 
     def _require_active_session(self, session_id: str, actor: ev.Actor) -> None:
@@ -178,7 +185,7 @@ class Projection:
                 f"{what}: runtime {actor.id!r} has no active runtime session in this notebook (ended or displaced)",
             )
 
-    def _require_running_by(self, queue_id: str, actor: ev.Actor) -> tuple:
+    def _require_running_by(self, queue_id: str, actor: ev.Actor) -> tuple[Any, ...]:
         """The execution must be running, and the actor must own its (active) session."""
         row = self._require_queue(queue_id)
         if row[2] != "running":
@@ -214,7 +221,7 @@ class Projection:
             (env.actor.id, env.actor.kind, env.actor.name, env.seq, env.seq),
         )
 
-    def _cancel_queue(self, where: str, params: tuple, ts: str) -> None:
+    def _cancel_queue(self, where: str, params: tuple[Any, ...], ts: str) -> None:
         """Cancel queued work that has not started; flag running work for the runtime to interrupt."""
         self.conn.execute(
             f"UPDATE execution_queue SET status = 'cancelled', session_id = NULL, completed_at = ? "
@@ -223,11 +230,11 @@ class Projection:
         )
         self.conn.execute(f"UPDATE execution_queue SET cancel_requested = 1 WHERE status = 'running' AND {where}", params)
 
-    def _add_output(self, cell_id: str, output_id: str, queue_id: str | None, content: dict, display_id: str | None, seq: int) -> None:
-        if self._one("SELECT clear_pending FROM cells WHERE id = ?", cell_id)[0]:
+    def _add_output(self, cell_id: str, output_id: str, queue_id: str | None, content: dict[str, Any], display_id: str | None, seq: int) -> None:
+        if self._value("SELECT clear_pending FROM cells WHERE id = ?", cell_id):
             self.conn.execute("DELETE FROM outputs WHERE cell_id = ?", (cell_id,))
             self.conn.execute("UPDATE cells SET clear_pending = 0 WHERE id = ?", (cell_id,))
-        position = self._one("SELECT COALESCE(MAX(position), -1) + 1 FROM outputs WHERE cell_id = ?", cell_id)[0]
+        position = self._value("SELECT COALESCE(MAX(position), -1) + 1 FROM outputs WHERE cell_id = ?", cell_id)
         self.conn.execute(
             "INSERT INTO outputs (id, cell_id, queue_id, position, output_type, display_id, content, seq) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -272,7 +279,7 @@ def _notebook_metadata_set(p: Projection, env: Envelope, a: ev.NotebookMetadataS
 def _cell_created(p: Projection, env: Envelope, a: ev.CellCreated) -> None:
     if p._one("SELECT 1 FROM cells WHERE id = ?", a.cell_id) is not None:
         raise reject("cell_exists", f"a cell with id {a.cell_id!r} already exists; choose a new id")
-    if p._one("SELECT COUNT(*) FROM cells")[0] >= p.limits.max_cells:
+    if p._value("SELECT COUNT(*) FROM cells") >= p.limits.max_cells:
         raise reject("too_many_cells", f"the notebook already has {p.limits.max_cells} cells (the limit)")
     source = a.source or ""
     doc = SourceDoc.seeded(source)

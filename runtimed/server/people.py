@@ -103,7 +103,7 @@ class Principal:
     def bind_actor(self, actor: Any) -> Any:
         """The actor an event of this principal is recorded with (the owner's are taken as given)."""
         if self.is_owner or not isinstance(actor, dict):
-            return actor if actor is not None else self.default_actor()
+            return actor  # the owner's as given; a missing or malformed one fails validation as usual
         claimed = str(actor.get("id") or "")
         prefix = f"{self.name}:"
         if claimed != self.name and not claimed.startswith(prefix):

@@ -169,7 +169,7 @@ class NotebookService:
             else:
                 allowed.append(event)
         stored = iter(await self._call(self.log.append, allowed, actor) if allowed else [])
-        return [refused[i] if i in refused else next(stored) for i in range(len(events))]  # type: ignore[misc]
+        return [refused[i] if i in refused else next(stored) for i in range(len(events))]
 
     async def view(self, fn: Callable[Concatenate[Reader, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._call(self.log.view, fn, *args, **kwargs)
