@@ -34,7 +34,7 @@ from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
-from runtimed.errors import EventRejected, NotFoundError, RuntimedError
+from runtimed.errors import NotFoundError, RuntimedError
 from runtimed.schema import events as ev
 from runtimed.schema import views
 from runtimed.schema.limits import Limits
@@ -46,7 +46,6 @@ from runtimed.store.sqlite import (
     SQLiteEventStore,
     SQLiteNotebookLog,
     _decode_row,
-    _error,
     check_notebook_id,
     utc_now,
 )
@@ -252,15 +251,9 @@ class PostgresNotebookLog(SQLiteNotebookLog):
                 self._quiet -= 1
 
     def _append(self, events: Sequence[Any], actor: Any) -> tuple[list[Envelope], list[AppendResult]]:
-        if len(events) > self.limits.max_batch_events:
-            exc = EventRejected(
-                f"a push may hold at most {self.limits.max_batch_events} events; split it", code="batch_too_large"
-            )
-            return [], [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
-        try:
-            parsed_actor = ev.validate_actor(actor)
-        except EventRejected as exc:
-            return [], [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
+        parsed_actor, refused = self._check_push(events, actor)
+        if parsed_actor is None:
+            return [], refused
         results: list[AppendResult] = []
 
         def apply() -> list[Envelope]:

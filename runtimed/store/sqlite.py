@@ -186,16 +186,22 @@ class SQLiteNotebookLog:
                 self._after_commit(stored)
         return results
 
-    def _append(self, events: Sequence[Any], actor: Any) -> tuple[list[Envelope], list[AppendResult]]:
+    def _check_push(self, events: Sequence[Any], actor: Any) -> tuple[ev.Actor | None, list[AppendResult]]:
+        """What refuses a push whole (too many events, a bad actor): the parsed actor, or None and the refusals."""
         if len(events) > self.limits.max_batch_events:
             exc = EventRejected(
                 f"a push may hold at most {self.limits.max_batch_events} events; split it", code="batch_too_large"
             )
-            return [], [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
+            return None, [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
         try:
-            parsed_actor = ev.validate_actor(actor)
+            return ev.validate_actor(actor), []
         except EventRejected as exc:
-            return [], [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
+            return None, [_error(e.get("id") if isinstance(e, dict) else None, exc) for e in events]
+
+    def _append(self, events: Sequence[Any], actor: Any) -> tuple[list[Envelope], list[AppendResult]]:
+        parsed_actor, refused = self._check_push(events, actor)
+        if parsed_actor is None:
+            return [], refused
         results: list[AppendResult] = []
         stored: list[Envelope] = []
         ts = utc_now()
