@@ -28,6 +28,26 @@ function languageFor(cellType) {
   return []
 }
 
+const HISTORY_INPUT = new Set(['historyUndo', 'historyRedo'])
+
+/**
+ * Undo only ever undoes the focused editor's own changes (its Y.UndoManager, bound to Mod-z in the
+ * editor). The browser's native undo stack spans every contenteditable on the page: a Ctrl-Z with no
+ * editor focused (or Edit > Undo) would replay it into whichever editor typed last, and CodeMirror
+ * would push that as an edit for every collaborator. Native undo and redo are refused for editors,
+ * and undo keys outside editors and form fields do nothing.
+ */
+export function blockNativeUndo(doc = document) {
+  doc.addEventListener('beforeinput', (e) => {
+    if (HISTORY_INPUT.has(e.inputType) && e.target instanceof Element && e.target.closest('.cm-editor')) e.preventDefault()
+  }, true)
+  doc.addEventListener('keydown', (e) => {
+    if (!(e.ctrlKey || e.metaKey) || e.altKey || !['z', 'y'].includes(e.key.toLowerCase())) return
+    const t = e.target instanceof Element ? e.target : null
+    if (!t || !t.closest('.cm-editor, input, textarea, [contenteditable=""], [contenteditable=true]')) e.preventDefault()
+  })
+}
+
 /**
  * An editor for a cell. `keys` maps actions to handlers: run (Shift-Enter), runInPlace (Ctrl/Cmd-Enter),
  * escape, focus, blur. Returns {view, setLanguage(cellType), destroy()}.

@@ -9,6 +9,7 @@ import { api, ApiError, notebookPath } from './api.js'
 import { ApprovalsPanel } from './approvals.js'
 import { loadAuthors, loadSteps, stepsView } from './audit.js'
 import { CellView, staticCell, statusText } from './cell.js'
+import { blockNativeUndo } from './editor.js'
 import { keyBetween } from './order.js'
 import { applyEvents, Changes, noteAuthors, noteOwnEdit, REMOTE, stateFromView } from './reducer.js'
 import { SyncClient } from './sync.js'
@@ -60,6 +61,7 @@ class NotebookPage {
 
     const t = performance.now()
     this.approvals = new ApprovalsPanel(this)
+    blockNativeUndo()
     this._buildChrome()
     // Editors are created lazily, when a cell nears the viewport. Cells use content-visibility:auto,
     // whose state-change event says exactly that (cheaper than an IntersectionObserver on 500 cells).
