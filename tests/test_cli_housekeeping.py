@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -188,3 +189,43 @@ def test_the_daemon_collects_old_run_notebooks_by_itself(tmp_path: Path) -> None
                 time.sleep(0.2)
             assert {nb["id"] for nb in api.get("/api/notebooks").json()} == {"not-a-run"}
         assert "run retention (0:00:02): removed 1 run notebook(s)" in (daemon.home.path / "daemon.log").read_text()
+
+
+# -- runt gc --artifacts --------------------------------------------------------------------------------
+
+
+def test_gc_artifacts_removes_only_unreferenced_ones(env: dict[str, str], shared: tuple, tmp_path: Path) -> None:
+    """An imported notebook's large output is an artifact; it stays while a notebook references it and
+    goes with `runt gc --artifacts` once the notebook is removed (past the grace period)."""
+    proc, _, _ = shared
+    nb = make_notebook(("code", "show()"), ("code", "show()"))
+    html = "<p>" + "big " * 50_000 + "</p>"
+    nb.cells[0].outputs = [nbformat.v4.new_output("display_data", {"text/html": html})]
+    nb.cells[1].outputs = [nbformat.v4.new_output("display_data", {"text/html": html + "<i>kept</i>"})]
+    source = write(nb, tmp_path / "big.ipynb")
+    import_notebook(env, source, "gc-artifacts-gone")
+    kept_source = write(nbformat.v4.new_notebook(cells=[nb.cells[1]]), tmp_path / "kept.ipynb")
+    import_notebook(env, kept_source, "gc-artifacts-kept")
+    shas = [hashlib.sha256(h.encode()).hexdigest() for h in (html, html + "<i>kept</i>")]
+    stored = [proc.home.path / "artifacts" / sha[:2] / sha for sha in shas]
+    assert all(p.exists() for p in stored)
+    assert runt("notebooks", "rm", "gc-artifacts-gone", env=env).returncode == 0
+
+    fresh = runt("gc", "--artifacts", "--json", env=env)  # the default grace (1h) keeps what was just written
+    assert fresh.returncode == 0, fresh.stderr
+    assert json.loads(fresh.stdout)["artifacts"]["removed"] == 0 and stored[0].exists()
+
+    dry = runt("gc", "--artifacts", "--grace", "0s", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "would remove 1 artifact;" in dry.stderr and stored[0].exists()
+
+    result = runt("gc", "--artifacts", "--grace", "0s", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("removed 1 artifact (195.3 KiB)"), result.stdout
+    assert not stored[0].exists() and stored[1].exists()
+
+
+def test_gc_grace_needs_artifacts(env: dict[str, str]) -> None:
+    result = runt("gc", "--grace", "0s", env=env)
+    assert result.returncode == exit_codes.USAGE
+    assert "--artifacts" in result.stderr
