@@ -12,7 +12,8 @@ Suites (each a script of its own, run as a subprocess with ``--json``):
 - runtime: ``bench/bench_runtime.py``;
 - web: ``bench/bench_web.py``;
 - streams: ``bench/bench_streams.py`` — a 50 MB print, wall time and the daemon's RSS;
-- mcp: ``bench/bench_mcp.py``.
+- mcp: ``bench/bench_mcp.py``;
+- artifacts: ``bench/bench_artifacts.py`` — 40 outputs of 2 MB: log size, opening with ``Session``, the page.
 
 Every figure is the median with min – max over repeated runs; comparisons are measured side by
 side (alternating) and reported as ratios, next to their targets.
@@ -40,6 +41,7 @@ SUITES = {
     "web": ("bench_web.py", "Web UI: a 500-cell notebook becoming interactive, keystroke latency (Chromium)"),
     "mcp": ("bench_mcp.py", "MCP: tool-call overhead over AsyncSession, execute_cell through runt mcp"),
     "streams": ("bench_streams.py", "Big streams: printing 50 MB through runtimed vs a bare kernel, daemon memory"),
+    "artifacts": ("bench_artifacts.py", "Artifacts: 40 outputs of 2 MB — log size, opening with Session, the page"),
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 
