@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.test_web import Api, chromium, editor, open_notebook, settled
@@ -50,4 +52,54 @@ async def test_ctrl_z_outside_an_editor_changes_no_cell(daemon) -> None:
         await page.wait_for_function(f"() => ({SOURCES_JS})()[0] === 'a = 1'")
         await settled(page)
         assert [c["source"] for c in api.get(nb)["cells"]] == ["a = 1", "b = 2  # two"]
+        assert not page.errors, page.errors
+
+
+async def test_history_view_is_read_only_for_the_keyboard_too(daemon) -> None:
+    api = Api(daemon)
+    nb = api.create("Past", [("code", "x = 1"), ("markdown", "notes")])  # seq 2, 3
+    api.push(nb, [{"id": str(uuid.uuid4()), "name": "notebookMetadataSet", "v": 1,
+                   "args": {"key": "title", "value": "Past (renamed)"}}])  # seq 4
+    head = api.get(nb)["head_seq"]
+    async with chromium() as browser:
+        page = await open_notebook(browser, daemon, nb)
+        await (await editor(page, "cell-0")).click()  # an editor has the focus when the past is shown
+        await page.locator("[data-testid=history-slider]").fill("2")
+        await page.locator("[data-testid=history-banner][data-seq='2']").wait_for()
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=history-cell]').length === 1")
+        # The header says the page shows the past, not "live".
+        status = await page.locator("[data-testid=connection-status]").inner_text()
+        assert status != "live" and "seq 2" in status and "read-only" in status, status
+
+        # Keyboard: Enter on the toolbar's "+ Code", typing in the title and in an editor, Shift-Enter.
+        await page.locator("[data-testid=add-cell]").focus()
+        await page.keyboard.press("Enter")
+        await page.locator("[data-testid=notebook-title]").focus()
+        await page.keyboard.type("changed")
+        await page.keyboard.press("Enter")
+        await page.evaluate("() => document.querySelector('[data-cell-id=\"cell-0\"] .cm-content').focus()")
+        await page.keyboard.type("y = 2")
+        await page.keyboard.press("Shift+Enter")
+        await page.keyboard.press("Control+Enter")
+        await frames(page)
+        await settled(page)
+        view = api.get(nb)
+        assert view["head_seq"] == head
+        assert [(c["id"], c["source"]) for c in view["cells"]] == [("cell-0", "x = 1"), ("cell-1", "notes")]
+        assert view["title"] == "Past (renamed)"
+
+        # "seq N of M" follows the live log while the past is shown.
+        api.push(nb, [{"id": str(uuid.uuid4()), "name": "notebookMetadataSet", "v": 1,
+                       "args": {"key": "title", "value": "Past (again)"}}])
+        await page.wait_for_function(
+            "(m) => document.querySelector('[data-testid=history-label]').textContent === `seq 2 of ${m}`"
+            " && document.querySelector('[data-testid=history-heading]').textContent.includes(`seq 2 of ${m}`)",
+            arg=head + 1)
+        await page.locator("[data-testid=history-live]").click()
+        await page.wait_for_function("() => document.querySelector('[data-testid=connection-status]').textContent === 'live'")
+        await (await editor(page, "cell-0")).click()
+        await page.keyboard.press("End")
+        await page.keyboard.type("  # live again")
+        await settled(page)
+        assert api.get(nb)["cells"][0]["source"] == "x = 1  # live again"
         assert not page.errors, page.errors

@@ -200,7 +200,8 @@ class NotebookPage {
       return
     }
     if (!n) this._savingShown = false
-    const label = status === 'live' ? (n ? `saving ${n}…` : 'live') : status
+    let label = status === 'live' ? (n ? `saving ${n}…` : 'live') : status
+    if (this.historySeq != null) label = `viewing seq ${this.historySeq} (read-only) · ${label}`
     if (this.connection.textContent !== label) this.connection.textContent = label
     const cls = 'connection conn-' + status
     if (this.connection.className !== cls) this.connection.className = cls
@@ -354,6 +355,11 @@ class NotebookPage {
   }
 
   push(events) {
+    if (this.readOnly) {
+      // The history view shows the past: nothing done there (by mouse, keyboard or shortcut) reaches the log.
+      notice('Viewing an earlier state (read-only): go back to live to make changes', 'info')
+      return []
+    }
     this._flushSource() // source edits first: a run must see the text typed before it
     const out = this.sync.push(events)
     this._renderConnection(this.sync.status)
@@ -557,6 +563,9 @@ class NotebookPage {
     if (this.historySeq == null) {
       this.slider.value = String(head)
       this.historyLabel.textContent = `live · seq ${head}`
+    } else {
+      this.historyLabel.textContent = `seq ${this.historySeq} of ${head}`
+      if (this.historyHead) this.historyHead.textContent = this._historyText()
     }
     this.root.dataset.head = String(head)
   }
@@ -575,6 +584,7 @@ class NotebookPage {
     this.historySeq = seq
     this.slider.value = String(seq)
     this.historyLabel.textContent = `seq ${seq} of ${this.state.headSeq}`
+    this._setReadOnly(true)
     const token = (this._historyToken = {})
     let view
     let steps
@@ -582,32 +592,53 @@ class NotebookPage {
       ;[view, steps] = await Promise.all([api(`${notebookPath(this.notebookId)}?at=${seq}`), loadSteps(this.notebookId, seq)])
     } catch (err) {
       notice(err.message)
+      if (token === this._historyToken) this.showLive()
       return
     }
     if (token !== this._historyToken || this.historySeq == null) return
     const past = stateFromView(view, { live: false })
+    this._pastTitle = past.title
     this.historyBox.replaceChildren(...past.order.map((id) => staticCell(past.cells.get(id))))
+    this.historyHead = el('span', { testid: 'history-heading', text: this._historyText() })
     this.historyBanner.replaceChildren(
       el('div.history-banner-head', null,
-        el('span', { text: `Viewing seq ${seq} of ${this.state.headSeq}${past.title ? ` · “${past.title}”` : ''} (read-only)` }),
+        this.historyHead,
         el('button.ghost', { type: 'button', text: 'Back to live', on: { click: () => this.showLive() } })),
       stepsView(steps, seq, (s) => this.showAt(s)),
     )
     this.historyBanner.dataset.seq = String(seq)
-    this.readOnly = true
     this.historyBanner.hidden = this.historyBox.hidden = this.liveButton.hidden = false
     this.cellsBox.hidden = this.addEnd.hidden = true
-    this.root.classList.add('history-mode')
+  }
+
+  _historyText() {
+    const title = this._pastTitle ? ` · “${this._pastTitle}”` : ''
+    return `Viewing seq ${this.historySeq} of ${this.state.headSeq}${title} (read-only)`
+  }
+
+  /** The history view is read-only for the keyboard too: the live controls leave the tab order
+   * (`inert`), and push() refuses anything that slips through. */
+  _setReadOnly(on) {
+    this.readOnly = on
+    if (on && this.root.contains(document.activeElement) && document.activeElement.closest('.cells, .toolbar, .title-input')) {
+      document.activeElement.blur()
+    }
+    const live = [this.titleInput, this.cellsBox, this.addEnd, this.approvals.node,
+      ...[...this.toolbar.children].filter((n) => !n.hasAttribute('download'))]
+    for (const n of live) n.inert = on
+    this.root.classList.toggle('history-mode', on)
+    this.root.dataset.view = on ? 'history' : 'live'
+    this._renderConnection(this.sync.status)
   }
 
   showLive() {
     this.historySeq = null
     this._historyToken = null
-    this.readOnly = false
+    this.historyHead = null
     this.historyBox.replaceChildren()
     this.historyBanner.hidden = this.historyBox.hidden = this.liveButton.hidden = true
     this.cellsBox.hidden = this.addEnd.hidden = false
-    this.root.classList.remove('history-mode')
+    this._setReadOnly(false)
     this._renderHistoryBounds()
   }
 }
