@@ -94,6 +94,7 @@ async def test_the_page_renders_artifact_outputs_lazily_with_its_cookie(daemon) 
         frame = page.frame_locator('[data-cell-id="cell-2"] iframe[data-testid=output-frame]')
         assert await frame.locator("#last-row").inner_text() == "html tail"
         assert await frame.locator("tr").count() == 1500
+        await cell(page, "cell-3").scroll_into_view_if_needed()
         json_out = cell(page, "cell-3").locator("[data-testid=output-json]")
         await json_out.filter(has_text="json tail").wait_for()
 
