@@ -15,6 +15,25 @@ from runtimed.runtime.kernel import KernelSession
 from runtimed.schema.ids import new_id
 
 
+class FollowingSink:
+    """Uploads artifacts to the daemon the runtime's connection is on now (it moves to another on failover)."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self.client = client
+        self._url = client.url
+        self._sink = HttpSink(client.url, client.token)
+
+    async def put(self, sha: str, data: bytes, content_type: str) -> None:
+        if self.client.url != self._url:
+            old, self._url = self._sink, self.client.url
+            self._sink = HttpSink(self.client.url, self.client.token)
+            await old.close()
+        await self._sink.put(sha, data, content_type)
+
+    async def close(self) -> None:
+        await self._sink.close()
+
+
 async def run_external_runtime(endpoint: DaemonEndpoint, notebook_id: str, *, kernel_name: str = "python3",
                                displace: bool = True, cwd: str | None = None, on_ready=None,
                                input_timeout: float = 300.0, handle_signals: bool = True) -> str:
@@ -31,7 +50,7 @@ async def run_external_runtime(endpoint: DaemonEndpoint, notebook_id: str, *, ke
                         {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (external)"},
                         client="runt-runtime", rediscover=Failover(endpoint) if endpoint.alternates else None)
     agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=displace, input_timeout=input_timeout,
-                         artifacts=HttpSink(endpoint.url, endpoint.token))
+                         artifacts=FollowingSink(client))
     try:
         await agent.start()
     except BaseException:
