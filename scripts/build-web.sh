@@ -16,8 +16,12 @@ fi
 
 mkdir -p "$STATIC"
 rm -f "$STATIC"/app.js "$STATIC"/app.css "$STATIC"/app.js.LEGAL.txt "$STATIC"/app.css.LEGAL.txt
+rm -rf "$STATIC"/fonts
+# KaTeX's fonts are served from /static/fonts (the page CSP allows only same-origin fonts); every browser
+# the page supports reads woff2, so the woff/ttf fallbacks are left out of the bundle.
 npx --no-install esbuild src/main.js \
   --bundle --minify --format=esm --target=es2020 \
+  --loader:.woff2=file --loader:.woff=empty --loader:.ttf=empty --asset-names=fonts/[name]-[hash] \
   --legal-comments=external --charset=utf8 \
   --outdir="$STATIC" --entry-names=app
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.test_web import Api, chromium, editor, open_notebook, settled
+from tests.test_web import RUN_TIMEOUT, Api, cell, chromium, editor, open_notebook, settled
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 
@@ -102,4 +102,58 @@ async def test_history_view_is_read_only_for_the_keyboard_too(daemon) -> None:
         await page.keyboard.type("  # live again")
         await settled(page)
         assert api.get(nb)["cells"][0]["source"] == "x = 1  # live again"
+        assert not page.errors, page.errors
+
+
+MATH_MARKDOWN = r"""Inline $x^2$ and a display formula:
+
+$$a\,b_{1} * c_{2} * d$$
+
+Prices stay text: $5 and $6, `echo $HOME` too."""
+
+THIN_SPACE = '.mspace[style*="0.1667em"]'  # how KaTeX renders `\\,`
+
+MATH_OUTPUTS = r"""from IPython.display import Latex, Markdown, Math, display
+display(Math(r'\sqrt{x}\,y^2'))
+display(Latex(r'$$\alpha\,\beta$$'))
+display(Markdown(r'Output with $y_1$ and $$p\,q$$'))"""
+
+
+async def test_math_renders_with_katex_in_markdown_and_outputs(daemon) -> None:
+    api = Api(daemon)
+    nb = api.create("Math", [("markdown", MATH_MARKDOWN), ("code", MATH_OUTPUTS)])
+    async with chromium() as browser:
+        page = await open_notebook(browser, daemon, nb)
+        csp: list[str] = []
+        page.on("console", lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None)
+        md = cell(page, "cell-0").locator("[data-testid=markdown-rendered]")
+        await md.locator(".katex").first.wait_for()
+        inline = md.locator(".katex:not(.katex-display .katex)")
+        assert await md.locator(".katex-display").count() == 1
+        assert await inline.count() == 1
+        assert "x2" in (await inline.locator(".katex-html").inner_text()).replace("\n", "")
+        display = md.locator(".katex-display .katex-html")
+        # `\,` reached KaTeX (a thin space), `_` and `*` were not read as markdown emphasis.
+        assert await display.locator(THIN_SPACE).count() == 1
+        assert "," not in await display.inner_text()
+        assert await md.locator("em, strong").count() == 0
+        text = await md.inner_text()
+        assert "$5 and $6" in text and "echo $HOME" in text
+        # KaTeX's fonts come from the daemon under the page's CSP.
+        assert await page.evaluate("() => document.fonts.load('16px KaTeX_Main').then((f) => f.length)") > 0
+
+        await cell(page, "cell-1").locator("[data-testid=run-cell]").click()
+        outputs = cell(page, "cell-1").locator("[data-testid=output]")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('[data-cell-id=\"cell-1\"] [data-testid=output]').length === 3",
+            timeout=RUN_TIMEOUT)
+        latex = cell(page, "cell-1").locator("[data-testid=output-latex]")
+        assert await latex.count() == 2
+        for i in range(2):
+            assert await latex.nth(i).locator(f".katex-display {THIN_SPACE}").count() == 1
+        assert "Math object" not in await outputs.nth(0).inner_text()
+        md_out = outputs.nth(2).locator(".output-markdown")
+        assert await md_out.locator(".katex").count() == 2
+        assert await md_out.locator(f".katex-display {THIN_SPACE}").count() == 1
+        assert not csp, csp
         assert not page.errors, page.errors

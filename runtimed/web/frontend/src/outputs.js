@@ -10,6 +10,7 @@ import DOMPurify from 'dompurify'
 import MarkdownIt from 'markdown-it'
 import { artifactUrl, fetchValue, isArtifact, isDirectImage } from './artifacts.js'
 import { whenVisible } from './lazy.js'
+import { latexHtml, protectMath } from './math.js'
 import { el, escapeHtml, newId } from './util.js'
 
 const md = new MarkdownIt({ html: true, linkify: true })
@@ -28,7 +29,8 @@ const SANITIZE = {
 
 /** Markdown to sanitized HTML; `attachment:name` images resolve from the cell's attachments. */
 export function renderMarkdown(source, attachments) {
-  let html = md.render(source || '')
+  const math = protectMath(source || '') // `$…$`/`$$…$$` never reach markdown-it (see math.js)
+  let html = md.render(math.text)
   if (attachments) {
     html = html.replace(/(src=")attachment:([^"]+)"/g, (all, pre, name) => {
       const bundle = attachments[decodeURIComponent(name)]
@@ -40,7 +42,7 @@ export function renderMarkdown(source, attachments) {
       return `${pre}${url}"`
     })
   }
-  return DOMPurify.sanitize(html, SANITIZE)
+  return math.restore(DOMPurify.sanitize(html, SANITIZE))
 }
 
 export function ansiHtml(text) {
@@ -58,6 +60,7 @@ const MIME_ORDER = [
   'application/javascript',
   'text/html',
   'text/markdown',
+  'text/latex',
   'image/svg+xml',
   'image/png',
   'image/jpeg',
@@ -65,7 +68,6 @@ const MIME_ORDER = [
   'image/webp',
   'application/json',
   'text/plain',
-  'text/latex',
 ]
 
 function isJsonMime(mime) {
@@ -147,6 +149,8 @@ function renderMime(mime, value, metadata, node) {
     node.append(img)
   } else if (mime === 'text/markdown') {
     node.append(el('div.markdown.output-markdown', { html: renderMarkdown(joinText(value)) }))
+  } else if (mime === 'text/latex') {
+    node.append(el('div.output-latex', { testid: 'output-latex', html: latexHtml(joinText(value)) }))
   } else if (isJsonMime(mime)) {
     const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2)
     node.append(el('pre.output-json', { testid: 'output-json', text }))
