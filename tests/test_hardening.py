@@ -202,6 +202,15 @@ def test_session_calls_survive_a_daemon_crash_exactly_once(home: Path) -> None:
     """Cells created while the embedded daemon is killed: each call succeeds once, nothing is doubled."""
     session = runtimed.Session(notebook_id="crash-once")
     session.connect()
+    try:
+        _create_through_a_crash(session)
+    finally:  # the daemon the session started again must not outlive the test
+        session.close()
+        with contextlib.suppress(RuntimedError):
+            runtimed.DaemonClient().shutdown()
+
+
+def _create_through_a_crash(session: runtimed.Session) -> None:
     first_pid = runtimed.DaemonClient().status()["pid"]
     sources = [f"x = {i}" for i in range(40)]
     errors: list[BaseException] = []
@@ -225,8 +234,6 @@ def test_session_calls_survive_a_daemon_crash_exactly_once(home: Path) -> None:
     cells = [c.source for c in session.get_cells()]
     assert sorted(cells) == sorted(sources)  # every call stored once: none lost, none doubled
     assert runtimed.DaemonClient().status()["pid"] != first_pid  # a new embedded daemon took over
-    session.close()
-    runtimed.DaemonClient().shutdown()
 
 
 def test_an_invalid_notebook_id_fails_at_once(home: Path) -> None:
