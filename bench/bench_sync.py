@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,8 +241,10 @@ async def fanout_replicas(endpoint: DaemonEndpoint, readers_n: int, events_n: in
     return samples
 
 
-async def fanout_raw(endpoint: DaemonEndpoint, readers_n: int, events_n: int) -> list[float]:
-    """Latencies (ms) from push to each raw reader receiving and parsing the events message."""
+async def fanout_raw(endpoint: DaemonEndpoint, readers_n: int, events_n: int,
+                     readers_at: Sequence[DaemonEndpoint] = ()) -> list[float]:
+    """Latencies (ms) from push to each raw reader receiving and parsing the events message (the readers spread
+    over ``readers_at`` when given: other daemons of the writer's deployment)."""
     notebook_id = f"fanout-raw-{readers_n}-{os.urandom(3).hex()}"
     sent: dict[str, float] = {}
     samples: list[float] = []
@@ -268,7 +270,8 @@ async def fanout_raw(endpoint: DaemonEndpoint, readers_n: int, events_n: int) ->
         pusher = Pusher(ws)
         await pusher.push_all([[ev("fr-created", "notebookCreated", title="raw fan-out"),
                                 ev("fr-cell", "cellCreated", cellId="c1", cellType="code", fractionalIndex="a0")]])
-        readers = [await stack.enter_async_context(raw(endpoint, notebook_id, since=2)) for _ in range(readers_n)]
+        readers = [await stack.enter_async_context(raw(readers_at[i % len(readers_at)] if readers_at else endpoint,
+                                                       notebook_id, since=2)) for i in range(readers_n)]
         tasks = [asyncio.create_task(read(r)) for r in readers]
         try:
             for i in range(events_n + 5):
