@@ -27,7 +27,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -53,6 +53,10 @@ SIZED_EVENTS = frozenset({"outputAdded", "streamTextChanged", "displayUpdated"})
 IDLE_REPORT_DELAY = 0.1
 """Seconds an agent waits before reporting 'idle', so that back-to-back cells stay 'busy'."""
 CONTROL_EVENTS = frozenset({"runtimeInterruptRequested", "runtimeRestartRequested", "runtimeSessionEnded"})
+AiExecutor = Callable[..., Awaitable[dict[str, Any] | None]]
+"""Runs an AI cell (``runtimed.agents.ai_cell.AiCellExecutor``, injected: the runtime does not import agents).
+Called with ``client``, ``cell_id``, ``queue_id``, ``output`` (the writer's ``on_output``) and ``serve`` (given an
+actor id, this agent runs that actor's requests while the AI cell runs); returns None or ``{ename, evalue}``."""
 
 
 class EventPipe:
@@ -188,6 +192,7 @@ class RuntimeAgent:
         flush_interval: float = 0.05,
         stdin_allowed: Callable[[str], bool] | None = None,
         artifacts: ArtifactSink | None = None,
+        ai_executor: AiExecutor | None = None,
     ) -> None:
         self.client = client
         self.kernel = kernel
@@ -200,6 +205,10 @@ class RuntimeAgent:
         self.flush_interval = flush_interval
         self.artifacts = artifacts
         """Where large output values go (None: a value too large for an event becomes an error output)."""
+        self.ai_executor = ai_executor
+        """Runs ``ai`` cells (None: they fail with UnsupportedCellType)."""
+        self._ai_task: asyncio.Task | None = None
+        self._ai_queue_id: str | None = None
         self.pipe: EventPipe | None = None
         self.running_queue_id: str | None = None
         self.status = "starting"
@@ -330,6 +339,9 @@ class RuntimeAgent:
     async def _interrupt_until_stopped(self, queue_id: str, attempts: int = 5) -> None:
         """Interrupt a cancelled cell, again if it keeps running (an interrupt that lands before the
         kernel started the cell, or in code that swallows one KeyboardInterrupt, is not the end of it)."""
+        if self._ai_task is not None and queue_id == self._ai_queue_id:
+            self._ai_task.cancel()  # an AI cell stops at once: it runs no kernel code of its own
+            return
         for _ in range(attempts):
             try:
                 await self.kernel.interrupt()
@@ -358,7 +370,9 @@ class RuntimeAgent:
     async def _handle_control(self, env: Envelope) -> None:
         running = self.running_queue_id
         if env.name == "runtimeInterruptRequested":
-            if running is not None:
+            if running is not None and running == self._ai_queue_id and self._ai_task is not None:
+                self._ai_task.cancel()
+            elif running is not None:
                 await self.kernel.interrupt()
         elif env.name == "runtimeRestartRequested":
             if running is not None:
@@ -503,6 +517,8 @@ class RuntimeAgent:
             if self._cancel_requested(queue_id):  # cancelled between the claim and now: do not run it
                 self._interrupted_by_cancel = True
                 reply = ExecuteReply(status="aborted")
+            elif cell is not None and cell["cell_type"] == "ai" and self.ai_executor is not None:
+                reply = await self._run_ai(queue_id, cell_id, writer, timeout)
             elif cell is not None and cell["cell_type"] != "code":
                 reply = ExecuteReply(status="error", ename="UnsupportedCellType",
                                      evalue=f"this runtime runs code cells; {cell['cell_type']} cells need another runtime")
@@ -531,6 +547,68 @@ class RuntimeAgent:
         elif (reply.timed_out or reply.input_timed_out) and reply.execution_count is None:
             # no execute_reply even after the interrupt: the cell ignores KeyboardInterrupt; free the kernel
             await self._restart("the cell did not stop when interrupted")
+
+    async def _run_ai(self, queue_id: str, cell_id: str, writer: OutputWriter, timeout: float | None) -> ExecuteReply:
+        """Run an AI cell with the injected executor, bounded by the execution timeout; an interrupt or a cancel
+        stops it. Its errors are outputs (a code cell's kernel writes its own; here nobody else would)."""
+        assert self.ai_executor is not None
+        if self._ai_task is not None:
+            reply = ExecuteReply(status="error", ename="AiCellNested", evalue="an AI cell cannot run another AI cell")
+            writer.on_output("error", {"ename": reply.ename, "evalue": reply.evalue, "traceback": []})
+            return reply
+        actors: set[str] = set()
+        task = self._ai_task = asyncio.ensure_future(self.ai_executor(
+            client=self.client, cell_id=cell_id, queue_id=queue_id, output=writer.on_output, serve=actors.add))
+        self._ai_queue_id = queue_id
+        server = self._spawn(self._serve_ai_requests(queue_id, actors))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        finally:
+            server.cancel()
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            self._ai_task = self._ai_queue_id = None
+            self.running_queue_id = queue_id
+        if self._interrupted_by_cancel:
+            return ExecuteReply(status="aborted")
+        if not done:  # _completion says so in an output
+            return ExecuteReply(status="error", ename="ExecutionTimeout",
+                                evalue=f"the AI cell ran longer than the execution timeout ({timeout:g} s) and was stopped")
+        if task.cancelled():
+            error = {"ename": "KeyboardInterrupt", "evalue": "the AI cell was interrupted"}
+        elif task.exception() is not None:
+            exc = task.exception()
+            error = {"ename": "AiCellError", "evalue": f"the AI cell failed: {type(exc).__name__}: {exc}"}
+        else:
+            error = task.result()
+            if error is None:
+                return ExecuteReply(status="ok")
+        writer.on_output("error", {**error, "traceback": []})
+        return ExecuteReply(status="error", ename=error["ename"], evalue=error["evalue"])
+
+    async def _serve_ai_requests(self, ai_queue_id: str, actors: set[str]) -> None:
+        """While an AI cell runs, run the cells its model asked for (they would otherwise wait behind it)."""
+        def wanted() -> tuple[str, str] | None:
+            for actor in actors:
+                pending = self.client.replica.view(views.pending_requests_by, actor)
+                if pending:
+                    return pending[0]
+            return None
+
+        while True:
+            job = await self.client.wait_for(wanted, None)
+            assert job is not None  # wait_for returns a truthy value
+            queue_id, cell_id = job
+            saved = self._interrupted_by_cancel
+            source = await self._claim(queue_id, cell_id)
+            if source is not None:
+                await self._execute(queue_id, cell_id, source)
+            self.running_queue_id, self._interrupted_by_cancel = ai_queue_id, saved
+            if self._cancel_requested(ai_queue_id) and self._ai_task is not None:  # cancelled while that ran
+                self._interrupted_by_cancel = True
+                self._ai_task.cancel()
 
     async def _release_after_outputs(self) -> None:
         """After a large output: once it is pushed and applied here, return the freed memory to the OS."""

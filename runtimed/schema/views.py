@@ -187,6 +187,30 @@ def run_settings(conn: Reader) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def ai_settings(conn: Reader, cell_id: str | None = None) -> dict[str, Any] | None:
+    """The AI settings (``aiSettingsSet``) that apply to a cell: its own, else the notebook's; None when unset.
+
+    ``{"provider", "model", "settings"}``; a cell's own settings override the notebook's key by key."""
+    rows = {r[0]: r for r in conn.execute("SELECT scope, provider, model, settings FROM ai_settings "
+                                          "WHERE scope IN ('', ?)", (cell_id or "",))}
+    base, own = rows.get(""), rows.get(cell_id) if cell_id else None
+    if base is None and own is None:
+        return None
+    merged: dict[str, Any] = {"provider": "", "model": "", "settings": {}}
+    for row in (base, own):
+        if row is not None:
+            merged.update(provider=row[1], model=row[2], settings={**merged["settings"], **(loads(row[3]) or {})})
+    return merged
+
+
+def pending_requests_by(conn: Reader, actor_id: str) -> list[tuple[str, str]]:
+    """Pending requests made by one actor as ``(queue id, cell id)``, in queue order (an AI cell runs the
+    cells its model asked for while it runs)."""
+    rows = conn.execute("SELECT queue_id, cell_id FROM execution_queue WHERE status = 'pending' AND requested_by = ? "
+                        "ORDER BY requested_seq", (actor_id,)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
 def kernel_settings(conn: Reader) -> tuple[str, str | None]:
     """The kernel name (kernelspec, default python3) and working directory (``runtimed.cwd``) of a notebook."""
     kernelspec = notebook_metadata(conn).get("kernelspec")

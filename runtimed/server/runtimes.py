@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from runtimed.agents.ai_cell import AiCellExecutor
+from runtimed.client.discovery import DaemonEndpoint
 from runtimed.client.sync import SyncClient
 from runtimed.errors import RuntimedError
 from runtimed.runtime.agent import RuntimeAgent
@@ -168,7 +170,8 @@ class RuntimeManager:
                             transport=lambda: local_connection(self.daemon, notebook_id))
         agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False, input_timeout=self.input_timeout,
                              stdin_allowed=lambda queue_id: stdin_answerable(self.daemon, notebook_id, queue_id),
-                             artifacts=StoreSink(self.daemon.artifacts))
+                             artifacts=StoreSink(self.daemon.artifacts),
+                             ai_executor=AiCellExecutor(DaemonEndpoint(self.daemon.url, self.daemon.auth.token)))
         try:
             await agent.start()
         except Exception:
@@ -216,27 +219,31 @@ class RuntimeManager:
         interval = min(WATCHDOG_INTERVAL, max(0.25, self.idle_timeout / 4))
         while True:
             await asyncio.sleep(interval)
-            for notebook_id, agent in list(self.agents.items()):
-                try:
-                    if agent.status == "dead":
-                        if self.agents.get(notebook_id) is agent:
-                            self.agents.pop(notebook_id, None)
-                            await self._unclaim(notebook_id)
-                        service = self.daemon.services.get(notebook_id)
-                        if service is not None:
-                            self.ensure_runtime(service)
-                    elif self._idle_too_long(agent):
-                        log.info("stopping idle runtime %s of %s", agent.runtime_id, notebook_id)
+            await self._check_agents()
+
+    async def _check_agents(self) -> None:
+        """One watchdog round (a method of its own, so that its loop variables do not keep a stopped agent alive)."""
+        for notebook_id, agent in list(self.agents.items()):
+            try:
+                if agent.status == "dead":
+                    if self.agents.get(notebook_id) is agent:
                         self.agents.pop(notebook_id, None)
-                        await agent.stop("shutdown")
                         await self._unclaim(notebook_id)
-                    elif not await self._claim(notebook_id):  # renewed; lost only after a long stall
-                        log.warning("runtime %s of %s: another daemon took over its lease; stopping it",
-                                    agent.runtime_id, notebook_id)
-                        self.agents.pop(notebook_id, None)
-                        await agent.stop("shutdown")
-                except Exception:  # one bad agent must not end the watchdog of all the others
-                    log.exception("runtime watchdog failed for %s", notebook_id)
+                    service = self.daemon.services.get(notebook_id)
+                    if service is not None:
+                        self.ensure_runtime(service)
+                elif self._idle_too_long(agent):
+                    log.info("stopping idle runtime %s of %s", agent.runtime_id, notebook_id)
+                    self.agents.pop(notebook_id, None)
+                    await agent.stop("shutdown")
+                    await self._unclaim(notebook_id)
+                elif not await self._claim(notebook_id):  # renewed; lost only after a long stall
+                    log.warning("runtime %s of %s: another daemon took over its lease; stopping it",
+                                agent.runtime_id, notebook_id)
+                    self.agents.pop(notebook_id, None)
+                    await agent.stop("shutdown")
+            except Exception:  # one bad agent must not end the watchdog of all the others
+                log.exception("runtime watchdog failed for %s", notebook_id)
 
     def _idle_too_long(self, agent: RuntimeAgent) -> bool:
         if agent.running_queue_id is not None or agent.status not in ("idle", "starting"):

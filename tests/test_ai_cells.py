@@ -1,0 +1,357 @@
+"""AI cells against scripted providers: a real OpenAI-compatible and a real Anthropic Messages server in the test
+(real HTTP, real SSE, real tool-call deltas), a real daemon running the cell in the notebook's runtime, real kernels."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from conftest import DaemonProcess, running_daemon
+
+from runtimed import AsyncSession
+from runtimed.agents.ai_cell import TOOL_CALL_MIME, build_messages
+from runtimed.schema import views
+from runtimed.schema.events import make_event
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+
+SECRET = "sk-test-secret-0123456789abcdef"
+Reply = Callable[[dict[str, Any]], list[str]]
+"""Given the request body, the SSE frames to send (a frame "GATE" waits for the test to open the gate)."""
+
+
+class ScriptedProvider:
+    """An HTTP server that answers each POST with the next scripted reply, streamed as SSE frames."""
+
+    def __init__(self, replies: list[Reply], status: int = 200) -> None:
+        self.replies = list(replies)
+        self.status = status
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.gate = threading.Event()
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                provider.requests.append(body)
+                provider.headers.append({k.lower(): v for k, v in self.headers.items()})
+                if provider.status != 200:
+                    payload = json.dumps({"error": {"message": f"Incorrect API key provided: {SECRET}",
+                                                    "type": "invalid_request_error"}}).encode()
+                    self.send_response(provider.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                frames = provider.replies.pop(0)(body) if provider.replies else []
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for frame in frames:
+                    if frame == "GATE":
+                        provider.gate.wait(60)
+                        continue
+                    self.wfile.write(frame.encode())
+                    self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- wire formats --------------------------------------------------------------------------------
+
+
+def _openai_chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "scripted",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(chunk)}\n\n"
+
+
+def openai_text(*pieces: str) -> Reply:
+    def reply(_body: dict[str, Any]) -> list[str]:
+        frames = [_openai_chunk({"role": "assistant", "content": ""})]
+        frames += [p if p == "GATE" else _openai_chunk({"content": p}) for p in pieces]
+        return [*frames, _openai_chunk({}, "stop"), "data: [DONE]\n\n"]
+    return reply
+
+
+def openai_tool(name: str, arguments: Callable[[dict[str, Any]], dict[str, Any]]) -> Reply:
+    """A tool call whose arguments arrive in several deltas (computed from the request, e.g. an id it holds)."""
+    def reply(body: dict[str, Any]) -> list[str]:
+        raw = json.dumps(arguments(body))
+        half = len(raw) // 2
+        return [
+            _openai_chunk({"role": "assistant", "content": None, "tool_calls": [
+                {"index": 0, "id": f"call_{len(body['messages'])}", "type": "function",
+                 "function": {"name": name, "arguments": ""}}]}),
+            _openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": raw[:half]}}]}),
+            _openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": raw[half:]}}]}),
+            _openai_chunk({}, "tool_calls"), "data: [DONE]\n\n",
+        ]
+    return reply
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+
+def anthropic_reply(text: str, tool: tuple[str, dict[str, Any]] | None = None) -> Reply:
+    def reply(_body: dict[str, Any]) -> list[str]:
+        frames = [_sse({"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "scripted", "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 0}}})]
+        frames.append(_sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+        for word in text.split(" "):
+            frames.append(_sse({"type": "content_block_delta", "index": 0,
+                                "delta": {"type": "text_delta", "text": word + " "}}))
+        frames.append(_sse({"type": "content_block_stop", "index": 0}))
+        if tool is not None:
+            raw = json.dumps(tool[1])
+            frames.append(_sse({"type": "content_block_start", "index": 1, "content_block": {
+                "type": "tool_use", "id": "toolu_1", "name": tool[0], "input": {}}}))
+            for piece in (raw[:5], raw[5:]):
+                frames.append(_sse({"type": "content_block_delta", "index": 1,
+                                    "delta": {"type": "input_json_delta", "partial_json": piece}}))
+            frames.append(_sse({"type": "content_block_stop", "index": 1}))
+        frames.append(_sse({"type": "message_delta", "delta": {"stop_reason": "tool_use" if tool else "end_turn",
+                                                              "stop_sequence": None}, "usage": {"output_tokens": 5}}))
+        frames.append(_sse({"type": "message_stop"}))
+        return frames
+    return reply
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    env = {"OPENAI_API_KEY": SECRET, "ANTHROPIC_API_KEY": SECRET}
+    with running_daemon(tmp_path_factory.mktemp("ai-home"), "--pool-size", "1", env=env) as proc:
+        yield proc
+
+
+@pytest.fixture
+async def session(daemon: DaemonProcess, request: pytest.FixtureRequest) -> AsyncIterator[AsyncSession]:
+    nb = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    s = AsyncSession(nb, peer_label="alice")
+    await s.connect()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+def provider(request: pytest.FixtureRequest) -> Iterator[Callable[..., ScriptedProvider]]:
+    made: list[ScriptedProvider] = []
+
+    def make(replies: list[Reply], status: int = 200) -> ScriptedProvider:
+        made.append(ScriptedProvider(replies, status))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+async def _settings(session: AsyncSession, provider: str, base_url: str, **more: Any) -> None:
+    await session.client.commit([make_event("aiSettingsSet", provider=provider, model="scripted",
+                                            settings={"base_url": base_url, **more})])
+
+
+async def _policy(session: AsyncSession, name: str) -> None:
+    await session.client.commit([make_event("notebookMetadataSet", key="runtimed", value={"approvals": name})])
+
+
+def _outputs(session: AsyncSession, cell_id: str) -> list[dict[str, Any]]:
+    return session.client.replica.view(views.outputs_by_cell, cell_id).get(cell_id, [])
+
+
+def _markdown(session: AsyncSession, cell_id: str) -> str:
+    return "".join((o.get("data") or {}).get("text/markdown", "") for o in _outputs(session, cell_id))
+
+
+def _tool_records(session: AsyncSession, cell_id: str) -> list[dict[str, Any]]:
+    return [o["data"][TOOL_CALL_MIME] for o in _outputs(session, cell_id) if TOOL_CALL_MIME in (o.get("data") or {})]
+
+
+def _error(result: Any) -> dict[str, str]:
+    error = result.error
+    return {"ename": error.ename, "evalue": error.evalue} if error is not None else {}
+
+
+def _log_text(session: AsyncSession) -> str:
+    return json.dumps(session.client.replica.view(views.notebook_view), default=str)
+
+
+# --- the context ---------------------------------------------------------------------------------
+
+
+def test_the_context_of_a_fixture_notebook_is_pinned() -> None:
+    view = {"id": "nb-fixture", "cells": [
+        {"id": "c1", "cell_type": "markdown", "source": "# Sales", "execution_count": None, "outputs": []},
+        {"id": "c2", "cell_type": "code", "source": "x = 6 * 7\nprint(x)", "execution_count": 1,
+         "execution": {"status": "success"},
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": "42\n"}]},
+        {"id": "c3", "cell_type": "ai", "source": "what is x?", "execution_count": None,
+         "outputs": [{"output_type": "display_data", "data": {"text/markdown": "x is **42**."}, "metadata": {}}]},
+        {"id": "c4", "cell_type": "code", "source": "1/0", "execution_count": 2, "execution": {"status": "error"},
+         "outputs": [{"output_type": "error", "ename": "ZeroDivisionError", "evalue": "division by zero",
+                      "traceback": ["\x1b[31mZeroDivisionError\x1b[0m: division by zero"]}]},
+        {"id": "c5", "cell_type": "ai", "source": "fix the error", "execution_count": None, "outputs": []},
+        {"id": "c6", "cell_type": "code", "source": "below = True", "execution_count": None, "outputs": []},
+    ]}
+    messages = build_messages(view, "c5")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"].endswith("Notebook id: nb-fixture.")
+    assert messages[1:3] == [{"role": "user", "content": "what is x?"}, {"role": "assistant", "content": "x is **42**."}]
+    assert messages[3]["content"] == (
+        "# The notebook above this AI cell (c5)\n"
+        "## cell c1 (markdown, revision 463bc63e203b)\n```\n# Sales\n```\n"
+        "## cell c2 (code, revision 0a2f46a4492a, execution_count 1)\n```python\nx = 6 * 7\nprint(x)\n```\n"
+        "outputs:\n[stdout]\n42\n\n"
+        "## cell c4 (code, revision 18d6e1cac2a8, execution_count 2, last run error)\n```python\n1/0\n```\n"
+        "outputs:\n[error] ZeroDivisionError: division by zero\nZeroDivisionError: division by zero\n\n"
+        "# Prompt\nfix the error")
+    assert build_messages(view, "c5") == messages  # deterministic
+
+
+# --- against the daemon --------------------------------------------------------------------------
+
+
+async def test_a_streamed_answer_from_an_openai_compatible_server(session: AsyncSession, provider: Any) -> None:
+    server = provider([openai_text("Hello ", "GATE", *[f"w{i} " for i in range(50)], "**done**")])
+    await _settings(session, "openai", f"{server.url}/v1")
+    cell = await session.create_cell("say hello", "ai")
+    queue_id = await session.queue_cell(cell)
+    # the first words are in a second client's replica while the provider still holds the rest back
+    await session.client.wait_for(lambda: "Hello" in _markdown(session, cell), 60)
+    assert "**done**" not in _markdown(session, cell)
+    server.gate.set()
+    result = await session.wait_for_execution(queue_id, 60)
+    assert result.status == "success"
+    expected = "Hello " + "".join(f"w{i} " for i in range(50)) + "**done**"
+    assert _markdown(session, cell) == expected
+    assert len([o for o in _outputs(session, cell) if "text/markdown" in (o.get("data") or {})]) == 1
+    request = server.requests[0]
+    assert request["stream"] is True and request["model"] == "scripted"
+    assert "say hello" in request["messages"][-1]["content"]
+    assert {t["function"]["name"] for t in request["tools"]} >= {"create_cell", "execute_cell", "get_notebook"}
+    assert server.headers[0]["authorization"] == f"Bearer {SECRET}"  # the daemon's environment supplies the key
+    assert SECRET not in _log_text(session)
+
+
+async def test_a_tool_call_creates_and_runs_a_cell_and_the_next_turn_reads_its_output(
+        session: AsyncSession, provider: Any) -> None:
+    def created_id(body: dict[str, Any]) -> dict[str, Any]:
+        found = re.search(r"created code cell (\S+)", body["messages"][-1]["content"])
+        assert found, body["messages"][-1]
+        return {"cell_id": found.group(1)}
+
+    server = provider([
+        openai_tool("create_cell", lambda _b: {"source": "print(6 * 7)"}),
+        openai_tool("execute_cell", created_id),
+        openai_text("The answer is ", "42."),
+    ])
+    await _policy(session, "off")
+    await _settings(session, "openai", f"{server.url}/v1")
+    await session.create_cell("x = 1")
+    cell = await session.create_cell("compute 6*7", "ai")
+    result = await session.execute_cell(cell, 120)
+    assert result.status == "success", _outputs(session, cell)
+    records = _tool_records(session, cell)
+    assert [(r["tool"], r["status"]) for r in records] == [("create_cell", "ok"), ("execute_cell", "ok")]
+    assert "42" in records[1]["result"]
+    # the second model turn got the cell's output back as the tool result
+    assert server.requests[2]["messages"][-1]["role"] == "tool" and "42" in server.requests[2]["messages"][-1]["content"]
+    assert _markdown(session, cell) == "The answer is 42."
+    created = created_id(server.requests[1])["cell_id"]
+    assert "42" in json.dumps(_outputs(session, created))
+    (run,) = session.client.replica.view(views.executions, cell_id=created)
+    assert run["status"] == "success" and run["requested_by"].startswith("agent:ai-openai")
+
+
+async def test_anthropic_streams_an_answer_and_uses_a_tool(session: AsyncSession, provider: Any) -> None:
+    server = provider([anthropic_reply("Let me look.", ("create_cell", {"source": "y = 2", "cell_type": "code"})),
+                       anthropic_reply("I added a cell.")])
+    await _settings(session, "anthropic", server.url)
+    cell = await session.create_cell("add a cell", "ai")
+    result = await session.execute_cell(cell, 120)
+    assert result.status == "success", _outputs(session, cell)
+    assert _markdown(session, cell) == "Let me look. I added a cell. "
+    assert [r["tool"] for r in _tool_records(session, cell)] == ["create_cell"]
+    second = server.requests[1]
+    assert second["system"].startswith("You are an assistant")
+    tool_result = second["messages"][-1]["content"][0]
+    assert tool_result["type"] == "tool_result" and tool_result["tool_use_id"] == "toolu_1"
+    sent = server.headers[0]
+    assert SECRET in sent.get("x-api-key", "") + sent.get("authorization", "")  # (the header depends on the SDK)
+    assert [c["source"] for c in session.client.replica.view(views.ordered_cells)][-1] == "y = 2"
+
+
+async def test_an_unreachable_provider_is_an_error_output(session: AsyncSession, provider: Any) -> None:
+    server = provider([])
+    url = server.url
+    server.close()  # nothing listens there any more
+    await _settings(session, "openai", f"{url}/v1")
+    cell = await session.create_cell("hello?", "ai")
+    result = await session.execute_cell(cell, 120)
+    assert result.status == "error"
+    error = _error(result)
+    assert error.get("ename") == "AiProviderUnreachable" and url in error.get("evalue", ""), error
+
+
+async def test_a_refused_key_never_shows_in_the_error(session: AsyncSession, provider: Any) -> None:
+    server = provider([], status=401)
+    await _settings(session, "openai", f"{server.url}/v1")
+    cell = await session.create_cell("hello?", "ai")
+    result = await session.execute_cell(cell, 120)
+    assert result.status == "error"
+    assert _error(result).get("ename") == "AiAuthenticationError"
+    assert SECRET not in _log_text(session) and SECRET[:12] not in json.dumps(_error(result))
+
+
+async def test_a_malformed_response_is_an_error_output(session: AsyncSession, provider: Any) -> None:
+    server = provider([lambda _b: ["data: {this is not json\n\n", "data: [DONE]\n\n"]])
+    await _settings(session, "openai", f"{server.url}/v1")
+    cell = await session.create_cell("hello?", "ai")
+    result = await session.execute_cell(cell, 120)
+    assert result.status == "error"
+    assert _error(result).get("ename") == "AiBadResponse", result.error
+
+
+async def test_the_tool_call_loop_is_bounded(session: AsyncSession, provider: Any) -> None:
+    server = provider([openai_tool("get_notebook", lambda _b: {}) for _ in range(30)])
+    await _settings(session, "openai", f"{server.url}/v1")
+    cell = await session.create_cell("loop forever", "ai")
+    result = await session.execute_cell(cell, 120)
+    assert result.status == "error"
+    assert _error(result).get("ename") == "AiToolCallLimit"
+    assert len(_tool_records(session, cell)) == 20 and len(server.requests) == 21
