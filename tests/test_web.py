@@ -356,6 +356,7 @@ async def test_title_interrupt_and_restart(daemon) -> None:
         # the error output can arrive just before the completion event: wait for the status itself
         await playwright_api.expect(first).to_have_attribute("data-status", "error", timeout=30_000)
 
+        page.once("dialog", lambda dialog: dialog.accept())  # Restart asks first
         await page.locator("[data-testid=restart]").click()
         await cell(page, "cell-1").locator("[data-testid=run-cell]").click()
         await cell(page, "cell-1").locator("[data-testid=output-stream]", has_text="after restart").wait_for(timeout=RUN_TIMEOUT)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
-from tests.test_web import RUN_TIMEOUT, Api, cell, chromium, editor, open_notebook, settled
+from tests.test_web import RUN_TIMEOUT, Api, cell, chromium, editor, open_notebook, playwright_api, settled
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 
@@ -17,6 +18,14 @@ def anyio_backend() -> str:
 
 
 SOURCES_JS = "() => window.__runtimed.state.order.map((id) => window.__runtimed.state.cells.get(id).text.toString())"
+
+
+def event_names(daemon, notebook_id: str, since: int) -> list[str]:
+    """The names of the events after seq `since` in the daemon's log."""
+    r = httpx.get(f"{daemon.url}/api/notebooks/{notebook_id}/events", params={"since": since},
+                  headers={"Authorization": f"Bearer {daemon.token}"})
+    r.raise_for_status()
+    return [e["name"] for e in r.json()["events"]]
 
 
 async def frames(page, n: int = 3) -> None:
@@ -156,4 +165,54 @@ async def test_math_renders_with_katex_in_markdown_and_outputs(daemon) -> None:
         assert await md_out.locator(".katex").count() == 2
         assert await md_out.locator(f".katex-display {THIN_SPACE}").count() == 1
         assert not csp, csp
+        assert not page.errors, page.errors
+
+
+async def test_interrupt_cancels_the_rest_of_a_run_all_and_restart_asks_first(daemon) -> None:
+    api = Api(daemon)
+    nb = api.create("Interrupt", [("code", "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"),
+                                  ("code", "print('second')"), ("code", "print('third')")])
+    async with chromium() as browser:
+        page = await open_notebook(browser, daemon, nb)
+        await page.locator("[data-testid=run-all]").click()
+        first = cell(page, "cell-0")
+        await first.locator("[data-testid=output-stream]", has_text="sleeping").wait_for(timeout=RUN_TIMEOUT)
+        await page.locator("[data-testid=interrupt]").click()
+        for cell_id in ("cell-1", "cell-2"):
+            await playwright_api.expect(cell(page, cell_id)).to_have_attribute("data-status", "cancelled", timeout=30_000)
+        assert await first.get_attribute("data-status") in ("error", "cancelled")
+        view = api.get(nb)
+        assert all(not c["outputs"] for c in view["cells"][1:]), view["cells"]
+
+        # Cancelling the running cell of a run-all (the runtime interrupts it) cancels the rest of the batch too.
+        await page.locator("[data-testid=run-all]").click()
+        await playwright_api.expect(first).to_have_attribute("data-status", "running", timeout=RUN_TIMEOUT)
+        await first.locator("[data-testid=output-stream]", has_text="sleeping").wait_for(timeout=30_000)
+        queue_id = await page.evaluate("() => window.__runtimed.state.cells.get('cell-0').execution.queue_id")
+        api.push(nb, [{"id": str(uuid.uuid4()), "name": "executionCancelRequested", "v": 1, "args": {"queueId": queue_id}}])
+        await playwright_api.expect(first).to_have_attribute("data-status", "cancelled", timeout=30_000)
+        for cell_id in ("cell-1", "cell-2"):
+            await playwright_api.expect(cell(page, cell_id)).to_have_attribute("data-status", "cancelled", timeout=30_000)
+        queue = [(c["id"], (c.get("execution") or {}).get("status"), c["outputs"]) for c in api.get(nb)["cells"]]
+        assert [q[1] for q in queue] == ["cancelled"] * 3 and not queue[1][2] and not queue[2][2], queue
+
+        # Restart asks first: dismissing changes nothing, accepting restarts.
+        head = api.get(nb)["head_seq"]
+        dialogs: list[str] = []
+
+        async def answer(dialog, accept: bool) -> None:
+            dialogs.append(dialog.message)
+            await (dialog.accept() if accept else dialog.dismiss())
+
+        page.once("dialog", lambda d: answer(d, False))
+        await page.locator("[data-testid=restart]").click()
+        await frames(page)
+        await settled(page)
+        assert len(dialogs) == 1 and "Restart" in dialogs[0]
+        assert "runtimeRestartRequested" not in event_names(daemon, nb, head)
+        page.once("dialog", lambda d: answer(d, True))
+        await page.locator("[data-testid=restart]").click()
+        await settled(page)
+        assert len(dialogs) == 2
+        assert "runtimeRestartRequested" in event_names(daemon, nb, head)
         assert not page.errors, page.errors

@@ -21,6 +21,10 @@ from runtimed.schema.crdt import InvalidUpdate, SourceDoc, decode_update
 from runtimed.schema.limits import DEFAULT_LIMITS, Limits
 
 TERMINAL = frozenset({"success", "error", "cancelled"})
+STOPS_BATCH = frozenset({"error", "cancelled"})
+"""Completions that cancel the rest of their run-all batch (Jupyter's stop_on_error): an error, including
+a KeyboardInterrupt from runtimeInterruptRequested, and a run cancelled while it ran (the runtime
+interrupted it). Mirrored by the page's reducer.js."""
 
 
 def dumps(value: Any) -> str:
@@ -417,7 +421,7 @@ def _execution_completed(p: Projection, env: Envelope, a: ev.ExecutionCompleted)
     if a.execution_count is not None:
         p.conn.execute("UPDATE cells SET execution_count = ? WHERE id = ?", (a.execution_count, cell_id))
     p.conn.execute("DELETE FROM inputs WHERE queue_id = ? AND replied_seq IS NULL", (queue_id,))
-    if a.status == "error" and batch_id is not None:
+    if a.status in STOPS_BATCH and batch_id is not None:
         p._cancel_queue("batch_id = ? AND queue_id != ?", (batch_id, queue_id), env.ts)
 
 

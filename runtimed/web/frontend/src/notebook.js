@@ -531,7 +531,10 @@ class NotebookPage {
   }
 
   restart() {
-    if (this._requireRuntime('Restart')) this.push([{ name: 'runtimeRestartRequested', args: {} }])
+    if (!this._requireRuntime('Restart')) return
+    // As in JupyterLab: a restart loses every variable of the kernel, so it is never one stray click.
+    if (!window.confirm('Restart the kernel? Every variable and import in it is lost.')) return
+    this.push([{ name: 'runtimeRestartRequested', args: {} }])
   }
 
   clearOutputs(cellId) {

@@ -14,6 +14,8 @@ export const TEXT_KEY = 'source'
 const SEED_CLIENT_ID = 1
 const EXECUTABLE = new Set(['code', 'ai', 'sql'])
 const TERMINAL = new Set(['success', 'error', 'cancelled'])
+// An error (a KeyboardInterrupt too) or a cancel of the running cell stops its run-all batch (as materializer.py).
+const STOPS_BATCH = new Set(['error', 'cancelled'])
 
 export class Changes {
   constructor() {
@@ -388,7 +390,7 @@ export const HANDLERS = {
     if (cell && a.executionCount != null) cell.execution_count = a.executionCount
     ch.cell(q.cell_id, 'status')
     dropInput(s, q.queue_id, ch)
-    if (a.status === 'error' && q.batch_id != null) {
+    if (STOPS_BATCH.has(a.status) && q.batch_id != null) {
       cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, env.ts, ch)
     }
   },
