@@ -15,6 +15,7 @@ from conftest import DaemonProcess, running_daemon
 
 from runtimed import AsyncSession
 from runtimed.agents.ai_cell import TOOL_CALL_MIME, build_messages
+from runtimed.formats.ipynb import notebook_from_projection, notebook_to_events, read_ipynb, write_ipynb
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 
@@ -355,3 +356,35 @@ async def test_the_tool_call_loop_is_bounded(session: AsyncSession, provider: An
     assert result.status == "error"
     assert _error(result).get("ename") == "AiToolCallLimit"
     assert len(_tool_records(session, cell)) == 20 and len(server.requests) == 21
+
+
+async def test_an_interrupt_stops_a_streaming_answer(session: AsyncSession, provider: Any) -> None:
+    server = provider([openai_text("Thinking ", "GATE", "never shown")])
+    await _settings(session, "openai", f"{server.url}/v1")
+    cell = await session.create_cell("think", "ai")
+    queue_id = await session.queue_cell(cell)
+    await session.client.wait_for(lambda: "Thinking" in _markdown(session, cell), 60)
+    await session.interrupt()
+    result = await session.wait_for_execution(queue_id, 60)
+    assert result.status == "error" and _error(result).get("ename") == "KeyboardInterrupt"
+    assert "never shown" not in _markdown(session, cell)
+    follow = await session.run("print('still here')", 60)  # the runtime goes on with the next cell
+    assert follow.status == "success" and "still here" in follow.stdout
+
+
+async def test_an_ai_cell_exports_to_ipynb_as_markdown_and_comes_back(session: AsyncSession, provider: Any) -> None:
+    server = provider([openai_tool("get_notebook", lambda _b: {}), openai_text("It is **empty**.")])
+    await _settings(session, "openai", f"{server.url}/v1")
+    cell = await session.create_cell("what is in here?", "ai")
+    assert (await session.execute_cell(cell, 120)).status == "success"
+    exported = session.client.replica.view(notebook_from_projection)
+    (md,) = [c for c in exported.cells if c.cell_type == "markdown"]
+    assert md.source == "what is in here?\n\n---\n\nIt is **empty**."  # readable in any Jupyter
+    assert md.metadata["runtimed"]["cell_type"] == "ai" and md.metadata["runtimed"]["prompt"] == "what is in here?"
+    back = notebook_to_events(read_ipynb(write_ipynb(exported)))
+    (created,) = [e["args"] for e in back if e["name"] == "cellCreated"]
+    assert (created["cellType"], created["source"], created["metadata"]) == ("ai", "what is in here?", {})
+    outputs = [e["args"] for e in back if e["name"] == "outputAdded"]
+    original = _outputs(session, cell)
+    assert [o.get("data") for o in outputs] == [o.get("data") for o in original]
+    assert TOOL_CALL_MIME in outputs[0]["data"] and outputs[1]["data"]["text/markdown"] == "It is **empty**."

@@ -358,7 +358,7 @@ def test_our_ids_map_to_valid_unique_nbformat_ids(store):
     assert first[2] == "a-b" and first[3] == "a_b" and first[7] == "c"  # valid ids are kept
 
 
-def test_ai_and_sql_cells_export_as_code_and_come_back(store):
+def test_sql_cells_export_as_code_ai_cells_as_markdown_and_come_back(store):
     log = store.log("nb")
     log.append(
         [
@@ -376,7 +376,7 @@ def test_ai_and_sql_cells_export_as_code_and_come_back(store):
         HUMAN,
     )
     exported = notebook_from_projection(log._conn)
-    assert [c.cell_type for c in exported.cells] == ["code", "code"]
+    assert [c.cell_type for c in exported.cells] == ["code", "markdown"]  # (AI cells: tests/test_ai_cells.py)
     assert exported.cells[0].metadata["runtimed"] == {"connection": "db", "cell_type": "sql"}
     cells = [
         e["args"] for e in notebook_to_events(read_ipynb(write_ipynb(exported))) if e["name"] == "cellCreated"

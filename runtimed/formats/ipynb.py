@@ -146,9 +146,14 @@ def _cell_events(cell: Any, index: str) -> list[dict[str, Any]]:
     cell_type = cell.get("cell_type", "code")
     metadata = copy.deepcopy(dict(cell.get("metadata") or {}))
     native = metadata.get(NATIVE_TYPE_KEY)
+    source, outputs, count = _join(cell.get("source")), cell.get("outputs") or [], cell.get("execution_count")
     if isinstance(native, dict) and native.get("cell_type") in ("ai", "sql"):
         native = dict(native)
         cell_type = native.pop("cell_type")
+        if cell_type == "ai" and isinstance(native.get("prompt"), str):  # exported as markdown (_export_ai_cell)
+            source = native.pop("prompt")
+            saved, count = native.pop("outputs", None), native.pop("execution_count", None)
+            outputs = saved if isinstance(saved, list) else []
         if native:
             metadata[NATIVE_TYPE_KEY] = native
         else:
@@ -157,15 +162,15 @@ def _cell_events(cell: Any, index: str) -> list[dict[str, Any]]:
         "cellId": cell_id,
         "cellType": cell_type,
         "fractionalIndex": index,
-        "source": _join(cell.get("source")),
+        "source": source,
         "metadata": metadata,
     }
     if cell.get("attachments") is not None:
         args["attachments"] = cell["attachments"]
-    if cell.get("execution_count") is not None:
-        args["executionCount"] = cell["execution_count"]
+    if count is not None:
+        args["executionCount"] = count
     events = [make_event("cellCreated", **args)]
-    events += [_output_event(cell_id, output) for output in cell.get("outputs") or []]
+    events += [_output_event(cell_id, output) for output in outputs]
     return events
 
 
@@ -258,7 +263,9 @@ def _export_cell(
 ):
     metadata = c["metadata"] or {}
     cell_type = c["cell_type"]
-    if cell_type in ("ai", "sql"):
+    if cell_type == "ai":
+        return _export_ai_cell(c, cell_id, outputs, resolve)
+    if cell_type == "sql":
         native = dict(metadata.get(NATIVE_TYPE_KEY) or {})
         metadata = {**metadata, NATIVE_TYPE_KEY: {**native, "cell_type": cell_type}}
         cell_type = "code"
@@ -276,6 +283,25 @@ def _export_cell(
     elif c["attachments"] is not None:  # nbformat allows attachments on markdown and raw cells only
         cell["attachments"] = c["attachments"]
     return cell
+
+
+def _export_ai_cell(
+    c: Mapping[str, Any], cell_id: str, outputs: list[dict[str, Any]], resolve: ArtifactResolver | None
+) -> dict[str, Any]:
+    """An AI cell as a markdown cell: prompt and answer readable in any Jupyter; the prompt, the outputs (answer
+    and tool steps) and the execution count kept in its ``runtimed`` metadata, so an import restores the cell."""
+    metadata = c["metadata"] or {}
+    exported = [_export_output(o, resolve) for o in outputs]
+    answer = "\n\n".join(_join(o["data"]["text/markdown"]) for o in exported
+                          if "text/markdown" in (o.get("data") or {}))
+    native = {**dict(metadata.get(NATIVE_TYPE_KEY) or {}), "cell_type": "ai", "prompt": c["source"],
+              "outputs": exported, "execution_count": c["execution_count"]}
+    return {
+        "id": cell_id,
+        "cell_type": "markdown",
+        "metadata": {**metadata, NATIVE_TYPE_KEY: native},
+        "source": f"{c['source']}\n\n---\n\n{answer}" if answer else c["source"],
+    }
 
 
 def notebook_from_projection(
