@@ -377,6 +377,21 @@ def carried_target_rows(old: dict[str, list[str]], new_groups: set[str]) -> list
     return [row for row in rows if row.split(" | ")[0].removeprefix("| ").strip() not in new_groups]
 
 
+def earlier_machine(section: list[str]) -> list[str]:
+    """The machine table of the sections a report carries: its last table (the carried one of an earlier partial
+    run, else the report's own)."""
+    tables: list[list[str]] = []
+    for line in section[1:]:
+        if line.startswith("|"):
+            if not tables or not tables[-1] or not tables[-1][-1].startswith("|"):
+                tables.append([])
+            tables[-1].append(line)
+        elif tables and tables[-1]:
+            tables.append([])
+    tables = [t for t in tables if t]
+    return tables[-1] if tables else []
+
+
 def write_doc(path: Path, machine: dict[str, Any], suites: list[dict[str, Any]], args: argparse.Namespace) -> None:
     ran = {entry["suite"] for entry in suites}
     old = report_sections(path.read_text()) if path.exists() and set(SUITES) - ran else {}
@@ -388,8 +403,7 @@ def write_doc(path: Path, machine: dict[str, Any], suites: list[dict[str, Any]],
              "and given as ratios. Targets come from the issues.", ""]
     lines += machine_section(machine)
     if carried:
-        earlier = [line for line in old.get("Machine", [])[1:] if line.strip()]
-        table_rows = earlier[: next((i for i, line in enumerate(earlier) if not line.startswith("|")), len(earlier))]
+        table_rows = earlier_machine(old.get("Machine", []))
         lines += ["The sections of " + ", ".join(f"`{n}`" for n in carried) + " are carried over from an earlier "
                   "run (this one ran " + ", ".join(f"`{n}`" for n in sorted(ran)) + ")"
                   + (", measured on:" if table_rows else "."), ""]
