@@ -15,6 +15,7 @@ from conftest import DaemonProcess, running_daemon
 
 from runtimed import AsyncSession
 from runtimed.agents.ai_cell import TOOL_CALL_MIME, build_messages
+from runtimed.agents.providers import scrub
 from runtimed.formats.ipynb import notebook_from_projection, notebook_to_events, read_ipynb, write_ipynb
 from runtimed.schema import views
 from runtimed.schema.events import make_event
@@ -388,3 +389,19 @@ async def test_an_ai_cell_exports_to_ipynb_as_markdown_and_comes_back(session: A
     original = _outputs(session, cell)
     assert [o.get("data") for o in outputs] == [o.get("data") for o in original]
     assert TOOL_CALL_MIME in outputs[0]["data"] and outputs[1]["data"]["text/markdown"] == "It is **empty**."
+
+
+async def test_the_execution_timeout_stops_an_ai_cell(session: AsyncSession, provider: Any) -> None:
+    server = provider([openai_text("Slow ", "GATE", "never shown")])  # the provider holds the answer back
+    await session.client.commit([make_event("notebookMetadataSet", key="runtimed", value={"execution_timeout": 1})])
+    await _settings(session, "openai", f"{server.url}/v1")
+    cell = await session.create_cell("take your time", "ai")
+    result = await session.execute_cell(cell, 120)
+    assert result.status == "error" and _error(result).get("ename") == "ExecutionTimeout"
+    assert "never shown" not in _markdown(session, cell)
+
+
+def test_keys_are_scrubbed_from_provider_messages() -> None:
+    assert scrub(f"Incorrect API key provided: {SECRET}.", SECRET) == "Incorrect API key provided: [redacted]."
+    assert "proj" not in scrub("Incorrect API key provided: sk-proj-abc***wxyz", None)  # a masked echo of another key
+    assert scrub("see api.openai.com/keys", "sk-x") == "see api.openai.com/keys"

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runtimed.agents.providers import Message, ProviderError, make_provider
+from runtimed.agents.providers import Message, Provider, ProviderError, make_provider
 from runtimed.agents.render import Paging, TextPart, cell_parts
 from runtimed.agents.tools import TOOLS, ToolContext, call_tool
 from runtimed.agents.workspace import AgentWorkspace, agent_actor
@@ -157,8 +157,9 @@ class AiCellExecutor:
             return {"ename": exc.ename, "evalue": exc.message}
         finally:
             await workspace.close()
+            await provider.close()
 
-    async def _converse(self, client: SyncClient, cell_id: str, provider: Any, workspace: AgentWorkspace,
+    async def _converse(self, client: SyncClient, cell_id: str, provider: Provider, workspace: AgentWorkspace,
                         output: Output) -> dict[str, Any] | None:
         notebook_id = client.notebook_id
         messages = build_messages(client.replica.view(views.notebook_view), cell_id)

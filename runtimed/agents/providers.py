@@ -25,7 +25,8 @@ OnText = Callable[[str], Awaitable[None]]
 REQUEST_TIMEOUT = 120.0
 """Seconds one provider request may take (the execution timeout bounds the whole cell)."""
 MAX_TOKENS = 4096
-_KEYLIKE = re.compile(r"\b(sk|key|api)[-_A-Za-z0-9*.]{8,}", re.IGNORECASE)
+_KEYLIKE = re.compile(r"\bsk-[-_A-Za-z0-9*.]{6,}")
+"""OpenAI and Anthropic keys (``sk-…``, ``sk-proj-…``, ``sk-ant-…``), whole or masked, as providers echo them."""
 
 
 @dataclass
@@ -52,6 +53,8 @@ class ProviderError(Exception):
 
 class Provider(Protocol):
     async def turn(self, messages: list[Message], tools: list[dict[str, Any]], on_text: OnText) -> Turn: ...
+
+    async def close(self) -> None: ...
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -103,6 +106,9 @@ class OpenAIProvider:
         # local servers need no key, but the SDK insists on one
         self.client = openai.AsyncOpenAI(api_key=self.key or "no-key", base_url=self.base_url, max_retries=0,
                                          timeout=REQUEST_TIMEOUT)
+
+    async def close(self) -> None:
+        await self.client.close()
 
     async def turn(self, messages: list[Message], tools: list[dict[str, Any]], on_text: OnText) -> Turn:
         import openai
@@ -169,6 +175,9 @@ class AnthropicProvider:
         self.max_tokens = int(settings.get("max_tokens") or MAX_TOKENS)
         self.client = anthropic.AsyncAnthropic(api_key=self.key or "no-key", base_url=self.base_url, max_retries=0,
                                                timeout=REQUEST_TIMEOUT)
+
+    async def close(self) -> None:
+        await self.client.close()
 
     async def turn(self, messages: list[Message], tools: list[dict[str, Any]], on_text: OnText) -> Turn:
         import anthropic
