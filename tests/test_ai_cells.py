@@ -17,7 +17,7 @@ from runtimed import AsyncSession
 from runtimed.agents.ai_cell import TOOL_CALL_MIME, build_messages
 from runtimed.agents.providers import scrub
 from runtimed.formats.ipynb import notebook_from_projection, notebook_to_events, read_ipynb, write_ipynb
-from runtimed.schema import views
+from runtimed.schema import approvals, views
 from runtimed.schema.events import make_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -405,3 +405,38 @@ def test_keys_are_scrubbed_from_provider_messages() -> None:
     assert scrub(f"Incorrect API key provided: {SECRET}.", SECRET) == "Incorrect API key provided: [redacted]."
     assert "proj" not in scrub("Incorrect API key provided: sk-proj-abc***wxyz", None)  # a masked echo of another key
     assert scrub("see api.openai.com/keys", "sk-x") == "see api.openai.com/keys"
+
+
+async def test_an_execute_waits_for_a_person_who_denies_then_approves(session: AsyncSession, provider: Any) -> None:
+    def created_id(body: dict[str, Any]) -> dict[str, Any]:
+        for message in reversed(body["messages"]):
+            found = re.search(r"created code cell (\S+)", message.get("content") or "")
+            if found:
+                return {"cell_id": found.group(1)}
+        raise AssertionError(body["messages"])
+
+    server = provider([
+        openai_tool("create_cell", lambda _b: {"source": "print('ran')"}),
+        openai_tool("execute_cell", created_id),
+        openai_tool("execute_cell", created_id),
+        openai_text("Done."),
+    ])
+    await _settings(session, "openai", f"{server.url}/v1")  # the default policy: executing needs approval
+    cell = await session.create_cell("run something", "ai")
+    queue_id = await session.queue_cell(cell)
+
+    def pending() -> list[dict[str, Any]]:
+        return session.client.replica.view(approvals.list_approvals)
+
+    for decision in ("denied", "approved"):
+        (asked,) = await session.client.wait_for(pending, 60)
+        assert asked["tool"] == "execute_cell" and asked["requested_by"]["id"].startswith("agent:ai-openai")
+        await session.client.commit([make_event("toolApprovalResolved", approval_id=asked["approval_id"],
+                                                decision=decision)])
+    result = await session.wait_for_execution(queue_id, 120)
+    assert result.status == "success", _outputs(session, cell)
+    records = _tool_records(session, cell)
+    assert [(r["tool"], r["status"]) for r in records] == [("create_cell", "ok"), ("execute_cell", "error"),
+                                                           ("execute_cell", "ok")]
+    assert "denied" in records[1]["result"] and "ran" in records[2]["result"]
+    assert "denied" in server.requests[2]["messages"][-1]["content"]  # the model was told
