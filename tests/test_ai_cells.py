@@ -440,3 +440,32 @@ async def test_an_execute_waits_for_a_person_who_denies_then_approves(session: A
                                                            ("execute_cell", "ok")]
     assert "denied" in records[1]["result"] and "ran" in records[2]["result"]
     assert "denied" in server.requests[2]["messages"][-1]["content"]  # the model was told
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+
+
+def test_image_outputs_are_image_parts_unless_the_model_takes_text_only() -> None:
+    view = {"id": "nb", "cells": [
+        {"id": "p", "cell_type": "code", "source": "plot()", "execution_count": 1,
+         "outputs": [{"output_type": "display_data", "data": {"image/png": PNG, "text/plain": "<Figure>"},
+                      "metadata": {}}]},
+        {"id": "a", "cell_type": "ai", "source": "describe the plot", "execution_count": None, "outputs": []},
+    ]}
+    (text, image) = build_messages(view, "a")[-1]["content"]
+    assert text["type"] == "text" and "(image 1 of this message: image/png)" in text["text"]
+    assert image == {"type": "image", "mime_type": "image/png", "data": PNG}
+    only_text = build_messages(view, "a", images=False)[-1]["content"]
+    assert isinstance(only_text, str) and "(image/png image not sent: the model takes text only)" in only_text
+
+
+async def test_a_plot_above_reaches_the_model_as_an_image(session: AsyncSession, provider: Any) -> None:
+    server = provider([openai_text("A single pixel.")])
+    await _settings(session, "openai", f"{server.url}/v1")
+    plot = await session.run(f"from base64 import b64decode\nfrom IPython.display import Image, display\n"
+                             f"display(Image(data=b64decode({PNG!r})))", 60)
+    assert plot.status == "success"
+    cell = await session.create_cell("what does the plot show?", "ai")
+    assert (await session.execute_cell(cell, 120)).status == "success"
+    content = server.requests[0]["messages"][-1]["content"]
+    assert {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} in content

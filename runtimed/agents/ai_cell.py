@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runtimed.agents.providers import Message, Provider, ProviderError, make_provider
-from runtimed.agents.render import Paging, TextPart, cell_parts
+from runtimed.agents.render import MAX_IMAGES, ImagePart, Paging, TextPart, cell_parts
 from runtimed.agents.tools import TOOLS, ToolContext, call_tool
 from runtimed.agents.workspace import AgentWorkspace, agent_actor
 from runtimed.client.discovery import DaemonEndpoint
@@ -55,13 +55,17 @@ def _answer(outputs: list[dict[str, Any]]) -> str:
     return "\n\n".join(texts)
 
 
-def build_messages(view: dict[str, Any], cell_id: str) -> list[Message]:
+def build_messages(view: dict[str, Any], cell_id: str, *, images: bool = True) -> list[Message]:
     """The conversation for the AI cell ``cell_id`` of a notebook view: deterministic (pinned by a test).
 
     Earlier AI cells are earlier turns (their prompt, their answer); the last user message holds the
-    cells above the AI cell (rendered as the MCP tools render them) and its prompt."""
+    cells above the AI cell (rendered as the MCP tools render them) and its prompt. Image outputs become
+    image parts (``{"type": "image", "mime_type", "data"}``, the content then a list of parts) unless
+    ``images`` is False (a model that takes text only)."""
     messages: list[Message] = [{"role": "system", "content": f"{SYSTEM_PROMPT}\nNotebook id: {view.get('id')}."}]
     context: list[str] = []
+    pictures: list[ImagePart] = []
+    budget = [MAX_IMAGES]
     prompt = ""
     for cell in view.get("cells") or []:
         if cell["id"] == cell_id:
@@ -71,11 +75,21 @@ def build_messages(view: dict[str, Any], cell_id: str) -> list[Message]:
             messages.append({"role": "user", "content": cell.get("source") or ""})
             messages.append({"role": "assistant", "content": _answer(cell.get("outputs") or []) or "(no answer)"})
             continue
-        parts = cell_parts(cell, Paging(), f"get_cell(cell_id={cell['id']!r})")
-        context.extend(p.text for p in parts if isinstance(p, TextPart))
+        for part in cell_parts(cell, Paging(), f"get_cell(cell_id={cell['id']!r})", images=budget):
+            if isinstance(part, TextPart):
+                context.append(part.text)
+            elif images:
+                pictures.append(part)
+                context.append(f"(image {len(pictures)} of this message: {part.mime_type})")
+            else:
+                context.append(f"({part.mime_type} image not sent: the model takes text only)")
     above = "\n".join(context) if context else "(no cells above this one)"
-    messages.append({"role": "user", "content": f"# The notebook above this AI cell ({cell_id})\n{above}\n\n"
-                                                f"# Prompt\n{prompt}"})
+    text = f"# The notebook above this AI cell ({cell_id})\n{above}\n\n# Prompt\n{prompt}"
+    if not pictures:
+        messages.append({"role": "user", "content": text})
+    else:
+        messages.append({"role": "user", "content": [{"type": "text", "text": text}, *(
+            {"type": "image", "mime_type": p.mime_type, "data": p.data} for p in pictures)]})
     return messages
 
 
@@ -152,7 +166,8 @@ class AiCellExecutor:
         serve(actor["id"])  # the runtime runs the cells this model asks for while the AI cell runs
         workspace = AgentWorkspace(self.endpoint, actor)
         try:
-            return await self._converse(client, cell_id, provider, workspace, output)
+            return await self._converse(client, cell_id, provider, workspace, output,
+                                        images=settings["settings"].get("images", True) is not False)
         except ProviderError as exc:
             return {"ename": exc.ename, "evalue": exc.message}
         finally:
@@ -160,9 +175,9 @@ class AiCellExecutor:
             await provider.close()
 
     async def _converse(self, client: SyncClient, cell_id: str, provider: Provider, workspace: AgentWorkspace,
-                        output: Output) -> dict[str, Any] | None:
+                        output: Output, *, images: bool) -> dict[str, Any] | None:
         notebook_id = client.notebook_id
-        messages = build_messages(client.replica.view(views.notebook_view), cell_id)
+        messages = build_messages(client.replica.view(views.notebook_view), cell_id, images=images)
         specs = tool_specs()
         answer = _Answer(output)
         calls = 0

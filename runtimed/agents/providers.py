@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Message = dict[str, Any]
-"""``{"role": "system"|"user", "content": str}``, ``{"role": "assistant", "content": str, "tool_calls": [...]}``
+"""``{"role": "system"|"user", "content": str | list of {"type": "text", "text"} / {"type": "image", "mime_type",
+"data"} parts}``, ``{"role": "assistant", "content": str, "tool_calls": [...]}``
 or ``{"role": "tool", "tool_call_id": str, "name": str, "content": str}``."""
 OnText = Callable[[str], Awaitable[None]]
 
@@ -160,6 +161,10 @@ class OpenAIProvider:
                                    for c in m["tool_calls"]]}
         if m["role"] == "tool":
             return {"role": "tool", "tool_call_id": m["tool_call_id"], "content": m["content"]}
+        if isinstance(m["content"], list):
+            return {"role": m["role"], "content": [
+                {"type": "image_url", "image_url": {"url": f"data:{p['mime_type']};base64,{p['data']}"}}
+                if p["type"] == "image" else p for p in m["content"]]}
         return {"role": m["role"], "content": m["content"]}
 
 
@@ -225,6 +230,10 @@ class AnthropicProvider:
                     out[-1]["content"].append(block)
                 else:
                     out.append({"role": "user", "content": [block]})
+            elif isinstance(m["content"], list):
+                out.append({"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": p["mime_type"], "data": p["data"]}}
+                    if p["type"] == "image" else p for p in m["content"]]})
             else:
                 out.append({"role": "user", "content": m["content"]})
         return out
