@@ -129,12 +129,13 @@ CREATE TABLE IF NOT EXISTS ai_settings (
 );
 """
 
-PROJECTION_VERSION = 3
+PROJECTION_VERSION = 4
 """The layout and rules of the projection. A store that finds an older one rebuilds it from the log before
 serving; bump it whenever a table or a materializer rule changes what a replay produces.
 
 1: the first wave (no version recorded). 2: the version is recorded in ``projection_meta``.
 3: a cell that stops being code also drops its waiting ``clear_output(wait=True)``.
+4: a ``cancelled`` completion in a run-all batch cancels the rest of the batch (like an ``error``).
 """
 
 META_DDL = """
