@@ -469,3 +469,34 @@ async def test_a_plot_above_reaches_the_model_as_an_image(session: AsyncSession,
     assert (await session.execute_cell(cell, 120)).status == "success"
     content = server.requests[0]["messages"][-1]["content"]
     assert {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} in content
+
+
+async def test_a_failing_ai_cell_stops_a_run_all_batch(session: AsyncSession, provider: Any) -> None:
+    server = provider([])
+    url = server.url
+    server.close()
+    await _settings(session, "openai", f"{url}/v1")
+    ai = await session.create_cell("hello?", "ai")
+    after = await session.create_cell("print('after')")
+    results = await session.run_all(120)
+    assert [(r.cell_id, r.status) for r in results] == [(ai, "error"), (after, "cancelled")]
+
+
+async def test_the_answer_completes_with_every_client_gone(daemon: DaemonProcess, provider: Any) -> None:
+    server = provider([openai_text("Started ", "GATE", "and finished.")])
+    first = AsyncSession("ai-no-clients", peer_label="alice")
+    await first.connect()
+    await _settings(first, "openai", f"{server.url}/v1")
+    cell = await first.create_cell("take a while", "ai")
+    queue_id = await first.queue_cell(cell)
+    await first.client.wait_for(lambda: "Started" in _markdown(first, cell), 60)
+    await first.close()  # nobody is connected to the notebook any more
+    server.gate.set()
+    again = AsyncSession("ai-no-clients", peer_label="alice")
+    await again.connect()
+    try:
+        result = await again.wait_for_execution(queue_id, 60)
+        assert result.status == "success"
+        assert _markdown(again, cell) == "Started and finished."
+    finally:
+        await again.close()
