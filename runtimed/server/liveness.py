@@ -113,6 +113,13 @@ class RuntimeLiveness:
         services = list(self._services.values())
         local = {s.notebook_id: {p.actor.get("id", "") for p in s.peers.values() if p.actor.get("kind") == "runtime"}
                  for s in services}
+        actives: dict[str, str] = {}
+        for service in services:  # through the service: on the loop for a local store, in a thread for a remote one
+            if service.closed is not None:
+                continue
+            active = await service.view(views.active_session)
+            if active is not None:
+                actives[service.notebook_id] = active["actor_id"]
         armed = set(self._timers)
 
         def check() -> list[tuple[NotebookService, str]]:
@@ -121,10 +128,9 @@ class RuntimeLiveness:
                 for actor_id in local[service.notebook_id]:
                     self.store.acquire_lease(connection_lease(service.notebook_id, actor_id), self.holder,
                                              self.lease_ttl)
-                active = service.log.view(views.active_session)
-                if active is None:
+                actor_id = actives.get(service.notebook_id, "")
+                if not actor_id:
                     continue
-                actor_id = active["actor_id"]
                 if actor_id in local[service.notebook_id] or (service.notebook_id, actor_id) in armed:
                     continue
                 if self._free(service.notebook_id, actor_id):
