@@ -28,6 +28,7 @@ from runtimed.client.discovery import DaemonEndpoint, Failover, endpoint_for
 from runtimed.client.http import DaemonHTTP
 from runtimed.client.session import AsyncSession
 from runtimed.client.sync import SyncClient
+from runtimed.errors import DaemonNotRunningError
 from runtimed.runtime.agent import RuntimeAgent
 from runtimed.runtime.external import run_external_runtime
 from runtimed.schema import views
@@ -271,6 +272,23 @@ async def assert_converged(clients: list[SyncClient], daemon: DaemonProcess, not
         replay = Replica(notebook_id)
         replay.apply_wire(events[:c.replica.head])
         assert c.replica.dump() == replay.dump()
+
+
+def test_a_list_of_daemon_urls_is_checked_and_none_answering_is_reported() -> None:
+    with pytest.raises(DaemonNotRunningError, match="'gpu-box:8730' is not a daemon URL"):
+        endpoint_for("http://127.0.0.1:8730, gpu-box:8730", "token")
+    with pytest.raises(DaemonNotRunningError, match="no daemon URL"):
+        endpoint_for(" , ", "token")
+    dead = [f"http://127.0.0.1:{closed_port()}" for _ in range(2)]
+    endpoint = endpoint_for(",".join(dead) + ",", "token")
+    assert endpoint.url == dead[0] and endpoint.urls == tuple(dead)  # none answers: the first, reported by its user
+    http = DaemonHTTP(endpoint, timeout=5)
+    try:
+        with pytest.raises(DaemonNotRunningError) as caught:
+            http.get("/api/notebooks")
+        assert all(url in str(caught.value) for url in dead)
+    finally:
+        http.close()
 
 
 async def test_clients_given_several_daemons_use_the_first_that_answers_and_fail_over(

@@ -48,9 +48,9 @@ class DaemonHTTP:
                 if len(tried) < len(self.endpoint.urls) and self._fail_over() and self.endpoint.url not in tried:
                     tried.append(self.endpoint.url)
                     continue
-                raise DaemonNotRunningError(
-                    f"cannot reach the daemon at {', '.join(tried)}; start it with `runt daemon start`"
-                ) from None
+                where = f"any of the daemons {', '.join(self.endpoint.urls)}" if self.endpoint.alternates else \
+                    f"the daemon at {self.endpoint.url}"
+                raise DaemonNotRunningError(f"cannot reach {where}; start it with `runt daemon start`") from None
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
