@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -14,9 +16,12 @@ import pytest
 from conftest import DaemonProcess, running_daemon
 
 from runtimed import AsyncSession
-from runtimed.agents.ai_cell import TOOL_CALL_MIME, build_messages
+from runtimed.agents.ai_cell import TOOL_CALL_MIME, AiCellExecutor, build_messages
 from runtimed.agents.providers import scrub
+from runtimed.client.discovery import DaemonEndpoint
+from runtimed.errors import RuntimedError
 from runtimed.formats.ipynb import notebook_from_projection, notebook_to_events, read_ipynb, write_ipynb
+from runtimed.runtime.external import run_external_runtime
 from runtimed.schema import approvals, views
 from runtimed.schema.events import make_event
 
@@ -500,3 +505,25 @@ async def test_the_answer_completes_with_every_client_gone(daemon: DaemonProcess
         assert _markdown(again, cell) == "Started and finished."
     finally:
         await again.close()
+
+
+async def test_an_external_runtime_runs_ai_cells_with_the_executor_it_is_given(
+        daemon: DaemonProcess, provider: Any) -> None:
+    server = provider([openai_text("From ", "outside.")])
+    endpoint = DaemonEndpoint(daemon.url, daemon.token)
+    async with AsyncSession("ai-external", endpoint=endpoint) as s:
+        await _settings(s, "openai", f"{server.url}/v1")
+        ready: list[Any] = []
+        task = asyncio.create_task(run_external_runtime(endpoint, "ai-external", on_ready=ready.append,
+                                                        handle_signals=False, ai_executor=AiCellExecutor(endpoint)))
+        try:
+            await s.client.wait_for(lambda: s.client.replica.view(views.active_session) is not None, 60)
+            cell = await s.create_cell("who runs this?", "ai")
+            result = await s.execute_cell(cell, 120)
+            assert result.status == "success" and _markdown(s, cell) == "From outside."
+            active = s.client.replica.view(views.active_session)
+            assert ready and active is not None and active["runtime_id"] == ready[0].runtime_id
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimedError):
+                await task

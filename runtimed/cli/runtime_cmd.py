@@ -36,6 +36,7 @@ def connect(notebook_id: str, url: str | None, token: str | None, kernel_name: s
     import asyncio
     import dataclasses
 
+    from runtimed.agents.ai_cell import AiCellExecutor
     from runtimed.client.discovery import endpoint_for
     from runtimed.runtime.external import run_external_runtime
 
@@ -55,5 +56,5 @@ def connect(notebook_id: str, url: str | None, token: str | None, kernel_name: s
              f"at {endpoint.url}; Ctrl-C stops it")
 
     reason = asyncio.run(run_external_runtime(endpoint, notebook_id, kernel_name=kernel_name, displace=not wait,
-                                              cwd=cwd, on_ready=ready))
+                                              cwd=cwd, on_ready=ready, ai_executor=AiCellExecutor(endpoint)))
     note(f"runtime stopped ({reason})")

@@ -9,7 +9,7 @@ import threading
 
 from runtimed.client.discovery import DaemonEndpoint, Failover
 from runtimed.client.sync import SyncClient
-from runtimed.runtime.agent import RuntimeAgent
+from runtimed.runtime.agent import AiExecutor, RuntimeAgent
 from runtimed.runtime.artifact_sink import HttpSink
 from runtimed.runtime.kernel import KernelSession
 from runtimed.schema.ids import new_id
@@ -36,7 +36,8 @@ class FollowingSink:
 
 async def run_external_runtime(endpoint: DaemonEndpoint, notebook_id: str, *, kernel_name: str = "python3",
                                displace: bool = True, cwd: str | None = None, on_ready=None,
-                               input_timeout: float = 300.0, handle_signals: bool = True) -> str:
+                               input_timeout: float = 300.0, handle_signals: bool = True,
+                               ai_executor: AiExecutor | None = None) -> str:
     """Run until the session ends (displaced, lost, shut down) or SIGINT/SIGTERM; return the end reason.
 
     With several daemons of one deployment (``endpoint.alternates``), a runtime whose daemon dies reconnects to
@@ -50,7 +51,7 @@ async def run_external_runtime(endpoint: DaemonEndpoint, notebook_id: str, *, ke
                         {"id": f"runtime:{runtime_id}", "kind": "runtime", "name": f"{kernel_name} (external)"},
                         client="runt-runtime", rediscover=Failover(endpoint) if endpoint.alternates else None)
     agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=displace, input_timeout=input_timeout,
-                         artifacts=FollowingSink(client))
+                         artifacts=FollowingSink(client), ai_executor=ai_executor)
     try:
         await agent.start()
     except BaseException:
