@@ -527,3 +527,14 @@ async def test_an_external_runtime_runs_ai_cells_with_the_executor_it_is_given(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, RuntimedError):
                 await task
+
+
+async def test_a_cell_overrides_the_notebooks_ai_settings(session: AsyncSession, provider: Any) -> None:
+    server = provider([openai_text("From the cell's server.")])
+    await _settings(session, "openai", "http://127.0.0.1:9/v1", temperature=0.5)  # nothing listens on port 9
+    cell = await session.create_cell("which server?", "ai")
+    await session.client.commit([make_event("aiSettingsSet", cell_id=cell, provider="openai", model="cell-model",
+                                            settings={"base_url": f"{server.url}/v1"})])
+    result = await session.execute_cell(cell, 120)
+    assert result.status == "success" and _markdown(session, cell) == "From the cell's server."
+    assert server.requests[0]["model"] == "cell-model" and server.requests[0]["temperature"] == 0.5  # key by key
