@@ -248,10 +248,10 @@ class AsyncSession:
     async def _rediscover(self, *, start: bool | None = None) -> tuple[str, str] | None:
         """The daemon of this session's home now, started again when it died (for the sync client).
 
-        A background reconnect starts the embedded daemon again only while pushes wait for it (a call in
-        progress): a daemon stopped on purpose stays stopped until a call needs one."""
+        A background reconnect starts the embedded daemon again only while a call is in progress
+        (pushes or a wait): a daemon stopped on purpose stays stopped until a call needs one."""
         if start is None:
-            start = self._client is not None and self._client.pending_pushes > 0
+            start = self._client is not None and self._client.busy
         try:
             endpoint = await asyncio.to_thread(ensure_daemon, self._home, start=start, timeout=CONNECT_TIMEOUT)
         except DaemonNotRunningError:

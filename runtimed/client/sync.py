@@ -74,6 +74,7 @@ class SyncClient:
         self._event_listeners: list[Callable[[list[Envelope]], None]] = []
         self._presence_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.server_head = 0
+        self._waiters = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -85,6 +86,11 @@ class SyncClient:
     def pending_pushes(self) -> int:
         """Events pushed and not acknowledged yet (re-sent after a reconnect)."""
         return len(self._unacked)
+
+    @property
+    def busy(self) -> bool:
+        """A call is in progress: pushes wait for their acknowledgement, or someone waits for the replica."""
+        return bool(self._unacked) or self._waiters > 0
 
     async def connect(self, timeout: float = 15.0) -> None:
         """Connect and catch up to the head the server announced."""
@@ -303,6 +309,13 @@ class SyncClient:
     async def wait_for(self, predicate: Callable[[], T], timeout: float | None = 30.0) -> T:
         """Wait until ``predicate()`` is truthy (re-checked after every change) and return its value."""
         async def waiting() -> T:
+            self._waiters += 1
+            try:
+                return await watch()
+            finally:
+                self._waiters -= 1
+
+        async def watch() -> T:
             while True:
                 value = predicate()
                 if value:

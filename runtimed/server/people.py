@@ -102,8 +102,10 @@ class Principal:
 
     def bind_actor(self, actor: Any) -> Any:
         """The actor an event of this principal is recorded with (the owner's are taken as given)."""
-        if self.is_owner or not isinstance(actor, dict):
-            return actor  # the owner's as given; a missing or malformed one fails validation as usual
+        if self.is_owner:
+            return actor  # as given; a missing or malformed one fails validation as usual
+        if not isinstance(actor, dict):
+            return self.default_actor()
         claimed = str(actor.get("id") or "")
         prefix = f"{self.name}:"
         if claimed != self.name and not claimed.startswith(prefix):
