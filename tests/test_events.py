@@ -261,3 +261,16 @@ def test_envelope_wire_round_trip_and_encoded_reads_match(log):
         env = Envelope.from_wire(event)
         assert env.to_wire() == event
     assert [orjson.loads(b) for b in log.read_encoded()] == stored
+
+
+@pytest.mark.parametrize("name", ["api_key", "apiKey", "OPENAI_API_KEY", "secret", "token", "access_token", "password"])
+def test_ai_settings_refuse_credentials(name: str) -> None:
+    """Keys never enter the log: they belong in the daemon's environment."""
+    with pytest.raises(EventRejected, match="looks like a secret"):
+        make_event("aiSettingsSet", provider="openai", model="m", settings={name: "sk-123"})
+
+
+def test_ai_settings_keep_ordinary_settings() -> None:
+    event = make_event("aiSettingsSet", provider="openai", model="m",
+                       settings={"base_url": "http://127.0.0.1:1/v1", "max_tokens": 100, "temperature": 0})
+    assert event["args"]["settings"]["max_tokens"] == 100

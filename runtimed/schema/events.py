@@ -296,11 +296,25 @@ class ToolApprovalResolved(Args):
     decision: ApprovalDecision
 
 
+_SECRET_NAME = re.compile(r"api[_-]?key|secret|password|authorization|^token$|(access|auth|bearer|refresh)[_-]?token",
+                          re.IGNORECASE)
+"""Settings names that hold credentials (``max_tokens`` is not one)."""
+
+
 class AiSettingsSet(Args):
     cell_id: Id | None = None
     provider: str = Field(max_length=256)
     model: str = Field(max_length=256)
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_secrets(self) -> AiSettingsSet:
+        """The log is shared and kept forever: keys belong in the daemon's environment, never here."""
+        secret = next((k for k in self.settings if _SECRET_NAME.search(k)), None)
+        if secret is not None:
+            raise ValueError(f"settings.{secret} looks like a secret: the log keeps it forever; set the "
+                             "provider's key in the daemon's environment (OPENAI_API_KEY, ANTHROPIC_API_KEY)")
+        return self
 
 
 # --- the catalog --------------------------------------------------------------------------------
