@@ -16,6 +16,7 @@ written first), temporary files under ``tmp/``.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import os
@@ -101,30 +102,36 @@ class _HashingFile:
         return self.raw.write(data)
 
 
-class _BaseStore:
+class _BaseStore(abc.ABC):
     """The shared logic: verification, quota, dedup; subclasses move bytes and names."""
 
     max_total_bytes: int
     _total: int | None = None
 
     # -- what a backend provides -------------------------------------------------------------
+    @abc.abstractmethod
     def _tmp_open(self) -> tuple[str, IO[bytes]]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _commit(self, tmp: str, sha: str, content_type: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _discard(self, tmp: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _touch(self, sha: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def info(self, sha: str) -> ArtifactInfo | None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def list(self) -> Iterator[ArtifactInfo]:
-        raise NotImplementedError
+        ...
 
     # -- the contract ------------------------------------------------------------------------
     def has(self, sha: str) -> bool:
