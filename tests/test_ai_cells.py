@@ -7,11 +7,15 @@ import asyncio
 import contextlib
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 from conftest import DaemonProcess, running_daemon
 
@@ -394,6 +398,8 @@ async def test_an_ai_cell_exports_to_ipynb_as_markdown_and_comes_back(session: A
     original = _outputs(session, cell)
     assert [o.get("data") for o in outputs] == [o.get("data") for o in original]
     assert TOOL_CALL_MIME in outputs[0]["data"] and outputs[1]["data"]["text/markdown"] == "It is **empty**."
+    assert exported.metadata["runtimed"]["ai"]["provider"] == "openai"  # the notebook's AI settings travel too
+    assert [e["args"]["provider"] for e in back if e["name"] == "aiSettingsSet"] == ["openai"]
 
 
 async def test_the_execution_timeout_stops_an_ai_cell(session: AsyncSession, provider: Any) -> None:
@@ -538,3 +544,145 @@ async def test_a_cell_overrides_the_notebooks_ai_settings(session: AsyncSession,
     result = await session.execute_cell(cell, 120)
     assert result.status == "success" and _markdown(session, cell) == "From the cell's server."
     assert server.requests[0]["model"] == "cell-model" and server.requests[0]["temperature"] == 0.5  # key by key
+
+
+# --- YAML notebooks, runt run ----------------------------------------------------------------------
+
+AI_YAML = """\
+metadata:
+  title: Ask
+  kernel: python3
+  ai: {provider: openai, model: gpt-4o-mini, settings: {base_url: "http://127.0.0.1:11434/v1"}}
+cells:
+  - {id: data, source: "x = 42"}
+  - id: ask
+    cell_type: ai
+    source: What is x?
+    ai: {provider: anthropic, model: claude-x, settings: {max_tokens: 100}}
+  - {id: plain, cell_type: ai, source: "And twice x?"}
+"""
+
+
+def test_yaml_ai_cells_and_settings_round_trip() -> None:
+    from runtimed.formats.yaml_nb import read_yaml_notebook, write_yaml_notebook
+
+    nb, _ = read_yaml_notebook(AI_YAML)
+    events = notebook_to_events(nb)
+    cells = [(e["args"]["cellId"], e["args"]["cellType"], e["args"]["source"]) for e in events
+             if e["name"] == "cellCreated"]
+    assert cells == [("data", "code", "x = 42"), ("ask", "ai", "What is x?"), ("plain", "ai", "And twice x?")]
+    settings = [e["args"] for e in events if e["name"] == "aiSettingsSet"]
+    assert settings == [
+        {"provider": "openai", "model": "gpt-4o-mini", "settings": {"base_url": "http://127.0.0.1:11434/v1"}},
+        {"cellId": "ask", "provider": "anthropic", "model": "claude-x", "settings": {"max_tokens": 100}}]
+    assert not [e for e in events if e["name"] == "notebookMetadataSet" and e["args"]["key"] == "runtimed"]
+    again = write_yaml_notebook(nb)
+    assert read_yaml_notebook(again)[0] == nb  # YAML -> notebook -> YAML -> the same notebook
+    assert "cell_type: ai" in again and "max_tokens: 100" in again and "prompt" not in again
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("cells:\n  - {id: a, source: hi, ai: {provider: openai, model: m}}\n", "cells[0].ai: AI settings belong"),
+    ("cells:\n  - {id: a, cell_type: ai, source: hi, ai: {provider: openai}}\n", "cells[0].ai.model"),
+    ("metadata: {ai: openai}\ncells: []\n", "metadata.ai: expected a mapping"),
+])
+def test_yaml_ai_settings_errors_name_the_path(text: str, expected: str) -> None:
+    from runtimed.errors import InvalidNotebookError
+    from runtimed.formats.yaml_nb import read_yaml_notebook
+
+    with pytest.raises(InvalidNotebookError, match=re.escape(expected)):
+        read_yaml_notebook(text)
+
+
+def test_a_key_in_yaml_ai_settings_is_refused() -> None:
+    from runtimed.errors import InvalidNotebookError
+    from runtimed.formats.yaml_nb import read_yaml_notebook
+
+    nb, _ = read_yaml_notebook(f"metadata: {{ai: {{provider: openai, model: m, settings: {{api_key: {SECRET}}}}}}}\n"
+                               "cells: []\n")
+    with pytest.raises(InvalidNotebookError) as raised:
+        notebook_to_events(nb)
+    assert SECRET not in str(raised.value)
+
+
+def _runt(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "runtimed.cli.main", *args], capture_output=True, timeout=timeout)
+
+
+def test_runt_run_runs_an_ai_cell_headless_with_its_tool_calls_approved(
+        daemon: DaemonProcess, provider: Any, tmp_path: Path) -> None:
+    def created_id(body: dict[str, Any]) -> dict[str, Any]:
+        found = re.search(r"created code cell (\S+)", body["messages"][-1]["content"])
+        assert found, body["messages"][-1]
+        return {"cell_id": found.group(1)}
+
+    server = provider([
+        openai_tool("create_cell", lambda _b: {"source": "print(n * 7)"}),
+        openai_tool("execute_cell", created_id),
+        openai_text("n times 7 is ", "**42**."),
+    ])
+    source = tmp_path / "ask.yaml"
+    source.write_text(f"metadata: {{kernel: python3, ai: {{provider: openai, model: scripted, "
+                      f"settings: {{base_url: '{server.url}/v1'}}}}}}\nparameters: {{n: 1}}\n"
+                      "cells:\n  - {id: ask, cell_type: ai, source: 'compute n * 7 in a new cell'}\n")
+    out = tmp_path / "out.ipynb"
+    proc = _runt("run", str(source), str(out), "-p", "n", "6", "--approve", "create_cell,execute_cell")
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert "n = 6" in server.requests[0]["messages"][-1]["content"]  # the model saw the injected parameters
+    nb = nbformat.read(str(out), 4)
+    ask = next(c for c in nb.cells if c.get("id") == "ask")
+    assert ask.cell_type == "markdown" and ask.source.endswith("n times 7 is **42**.")
+    assert ask.metadata["papermill"]["status"] == "completed"
+    records = [o["data"][TOOL_CALL_MIME] for o in ask.metadata["runtimed"]["outputs"] if TOOL_CALL_MIME in o["data"]]
+    assert [(r["tool"], r["status"]) for r in records] == [("create_cell", "ok"), ("execute_cell", "ok")]
+    created = nb.cells[-1]
+    assert created.source == "print(n * 7)" and "42" in "".join(o.get("text", "") for o in created.outputs)
+    assert nb.metadata["runtimed"]["approve_tools"] == ["create_cell", "execute_cell"]  # recorded in the notebook
+
+
+def test_runt_run_refuses_an_unknown_tool_to_approve(tmp_path: Path) -> None:
+    source = tmp_path / "x.yaml"
+    source.write_text("cells: []\n")
+    proc = _runt("run", str(source), "--approve", "execute_cel", timeout=60)
+    assert proc.returncode == 2 and "execute_cel" in proc.stderr.decode() and "execute_cell" in proc.stderr.decode()
+
+
+# --- settings from a Session and over REST -----------------------------------------------------------
+
+
+async def test_a_session_sets_and_reads_ai_settings(session: AsyncSession, daemon: DaemonProcess) -> None:
+    import httpx
+
+    from runtimed.agents.providers import PROVIDERS
+    from runtimed.errors import EventRejected
+    from runtimed.server.ai_api import PROVIDERS as LISTED
+
+    assert await session.ai_settings() is None
+    await session.set_ai_settings("openai", "gpt-4o-mini", {"base_url": "http://127.0.0.1:9/v1", "temperature": 0.2})
+    cell = await session.create_cell("hi", "ai")
+    await session.set_ai_settings("anthropic", "claude-x", {"max_tokens": 10}, cell_id=cell)
+    notebook = {"provider": "openai", "model": "gpt-4o-mini",
+                "settings": {"base_url": "http://127.0.0.1:9/v1", "temperature": 0.2}}
+    assert await session.ai_settings() == notebook
+    assert await session.ai_settings(cell) == {"provider": "anthropic", "model": "claude-x", "settings": {
+        "base_url": "http://127.0.0.1:9/v1", "temperature": 0.2, "max_tokens": 10}}  # the cell's over the notebook's
+    with pytest.raises(EventRejected):
+        await session.set_ai_settings("openai", "gpt-4o-mini", {"api_key": SECRET})
+    with pytest.raises(RuntimedError, match="needs a provider"):
+        await session.set_ai_settings("openai", "")
+    assert SECRET not in _log_text(session)
+    r = httpx.get(f"{daemon.url}/api/notebooks/{session.notebook_id}/ai-settings",
+                  headers={"Authorization": f"Bearer {daemon.token}"}, timeout=30)
+    assert r.status_code == 200
+    assert r.json() == {"notebook": notebook, "providers": list(PROVIDERS),
+                        "cells": {cell: {"provider": "anthropic", "model": "claude-x", "settings": {"max_tokens": 10}}}}
+    assert list(LISTED) == list(PROVIDERS)
+
+
+def test_the_blocking_session_has_the_same_ai_settings_helpers(daemon: DaemonProcess) -> None:
+    from runtimed import Session
+
+    with Session("ai-settings-blocking", peer_label="alice") as s:
+        s.set_ai_settings("openai", "llama3", {"base_url": "http://127.0.0.1:11434/v1"})
+        assert s.ai_settings() == {"provider": "openai", "model": "llama3",
+                                   "settings": {"base_url": "http://127.0.0.1:11434/v1"}}

@@ -39,12 +39,13 @@ def _bounded(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def needed(session: AsyncSession, tool: str, level: approvals.Level) -> bool:
-    """Whether this call needs a person's approval: the notebook's policy, unless a person already
-    answered ``approved_always`` for this tool to this agent."""
+    """Whether this call needs a person's approval: the notebook's policy, unless the notebook pre-approves the
+    tool (``runtimed.approve_tools``) or a person already answered ``approved_always`` for it to this agent."""
     replica = session.client.replica
-    policy = approvals.policy(replica.view(views.notebook_metadata))
-    return approvals.needs_approval(policy, level) and not replica.view(approvals.always_allowed, tool,
-                                                                        session.actor["id"])
+    metadata = replica.view(views.notebook_metadata)
+    if not approvals.needs_approval(approvals.policy(metadata), level) or tool in approvals.preapproved(metadata):
+        return False
+    return not replica.view(approvals.always_allowed, tool, session.actor["id"])
 
 
 async def request(session: AsyncSession, tool: str, arguments: dict[str, Any], *, cell_id: str | None = None,

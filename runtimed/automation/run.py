@@ -67,6 +67,8 @@ class RunOptions:
     inject_output_path: bool = False
     notebook_id: str | None = None
     notify_url: str | None = None
+    approve: tuple[str, ...] = ()
+    """``--approve``: agent tools (AI cells') that need no person's approval in this run; ``("all",)`` for all."""
     keep_runtime: bool = False
     """Leave the notebook's runtime (and kernel) running after the run; by default it is stopped."""
     home: str | None = None
@@ -153,7 +155,10 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
                 cell.outputs = []
                 cell.execution_count = None
     cwd = _absolute_cwd(opts.cwd)
-    settings = {k: v for k, v in (("cwd", cwd), ("execution_timeout", opts.execution_timeout)) if v is not None}
+    settings: dict[str, Any] = {k: v for k, v in (("cwd", cwd), ("execution_timeout", opts.execution_timeout))
+                                if v is not None}
+    if opts.approve:  # recorded in the run's notebook (an audited event), read by the agents' approval check
+        settings.update({"approvals": "off"} if "all" in opts.approve else {"approve_tools": list(opts.approve)})
     if settings:
         nb.metadata["runtimed"] = {**nb.metadata.get("runtimed", {}), **settings}
     for cell in nb.cells:  # stable ids, so results map back to cells
@@ -331,11 +336,11 @@ def _stop_runtime(http: DaemonHTTP, runtime_id: str) -> None:
 
 
 def _requests_for(cells: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """The code cells a run executes, with a queue id each (skip-execution and empty cells are not)."""
+    """The code and AI cells a run executes, with a queue id each (skip-execution and empty cells are not)."""
     requests = []
     for cell in cells:
         tags = cell["metadata"].get("tags", [])
-        if cell["cell_type"] != "code" or "skip-execution" in tags or not cell["source"].strip():
+        if cell["cell_type"] not in ("code", "ai") or "skip-execution" in tags or not cell["source"].strip():
             continue
         requests.append((new_id("q-"), {**cell, "expects_error": "raises-exception" in tags}))
     return requests

@@ -77,13 +77,15 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
 @click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True, help="Concurrent runs.")
 @click.option("--output-dir", metavar="DIR", help="Where batch and grid runs write their outputs.")
 @click.option("--notify", "notify_url", metavar="URL", help="POST a JSON summary to URL when done.")
+@click.option("--approve", metavar="all|TOOL,...", help="Let AI cells call these agent tools (e.g. execute_cell) "
+              "without a person's approval in this run; 'all' for every tool. See docs/ai.md for the risks.")
 @click.option("--keep-runtime", is_flag=True, help="Keep the kernel running after the run (default: stop it).")
 @click.option("--id", "notebook_id", help="Notebook id to use in the daemon (default run-<name>-<random>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout,
         execution_timeout, allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file,
         progress_bar, inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel,
-        output_dir, notify_url, keep_runtime, notebook_id, as_json) -> None:
+        output_dir, notify_url, approve, keep_runtime, notebook_id, as_json) -> None:
     """Run NOTEBOOK (.ipynb or YAML; - for stdin) with parameters, papermill-style, as a live notebook.
 
     OUTPUT (optional; - for stdout; fsspec URLs work) receives the executed notebook. A
@@ -113,7 +115,7 @@ def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name
 def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout, execution_timeout,
          allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file, progress_bar,
          inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel, output_dir,
-         notify_url, keep_runtime, notebook_id, as_json) -> int:
+         notify_url, approve, keep_runtime, notebook_id, as_json) -> int:
     from runtimed.automation.parameters import collect_parameters, parse_grid
     from runtimed.automation.run import RunOptions, notify, run_async, run_many
 
@@ -128,7 +130,7 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
                   allow_errors=allow_errors, prepare_only=prepare_only, report_mode=report_mode,
                   log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
                   inject_paths=inject_paths, inject_input_path=inject_input_path,
-                  inject_output_path=inject_output_path, keep_runtime=keep_runtime)
+                  inject_output_path=inject_output_path, keep_runtime=keep_runtime, approve=_approve_tools(approve))
 
     if batch or grid:
         if batch and "-" in notebooks:
@@ -177,6 +179,22 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
         if result.url:
             _say(f"  see the notebook at {result.url}")
     return result.exit_code
+
+
+def _approve_tools(value: str | None) -> tuple[str, ...]:
+    """``--approve all`` or a comma-separated list of agent tool names (checked: a typo must not pass silently)."""
+    if not value:
+        return ()
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if "all" in names:
+        return ("all",)
+    from runtimed.agents.tools import TOOLS
+
+    unknown = [n for n in names if n not in TOOLS]
+    if unknown or not names:
+        raise click.UsageError(f"--approve: unknown tool(s) {', '.join(unknown) or value!r}; give 'all' or tool "
+                               f"names from: {', '.join(sorted(TOOLS))}")
+    return names
 
 
 def _check_distinct_outputs(options: list[Any]) -> None:

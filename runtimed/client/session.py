@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import httpx
 
 from runtimed.client import compat
+from runtimed.client.ai_settings import AsyncAiSettings, SyncAiSettings
 from runtimed.client.discovery import DaemonEndpoint, _healthy, ensure_daemon
 from runtimed.client.http import DaemonHTTP
 from runtimed.client.models import (
@@ -83,7 +84,7 @@ def _timeout_text(seconds: float | None) -> str:
     return "the time allowed" if seconds is None else f"{seconds:g} s"
 
 
-class AsyncSession:
+class AsyncSession(AsyncAiSettings):
     """An async handle on one notebook of the daemon.
 
     ``async with AsyncSession() as s: result = await s.run("1 + 1")``
@@ -1184,7 +1185,7 @@ def _close_soon(session: AsyncSession) -> None:
         asyncio.run_coroutine_threadsafe(session.close(), loop)
 
 
-class Session:
+class Session(SyncAiSettings):
     """A blocking handle on one notebook of the daemon; :class:`AsyncSession` method for method.
 
     ``with Session() as s: print(s.run("1 + 1").display_data[0].data["text/plain"])``

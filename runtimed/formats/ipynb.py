@@ -34,6 +34,8 @@ NATIVE_TYPE_KEY = "runtimed"
 """Cell metadata key remembering a cell type nbformat lacks (ai, sql); import restores it."""
 TRANSIENT_METADATA = ("orig_nbformat", "orig_nbformat_minor", "signature")
 NOTEBOOK_CREATED_KEYS = ("kernelspec", "language_info")
+AI_SETTINGS_KEY = "ai"
+"""Under ``runtimed`` metadata (the notebook's, an AI cell's): its ``aiSettingsSet`` {provider, model, settings}."""
 OUTPUT_FIELDS = ("name", "text", "data", "metadata", "ename", "evalue", "traceback")
 
 ArtifactResolver = Callable[[str], Any]
@@ -125,11 +127,14 @@ def notebook_to_events(nb: Any, *, title: str | None = None) -> list[dict[str, A
     created = {k: metadata.pop(k) for k in NOTEBOOK_CREATED_KEYS if isinstance(metadata.get(k), dict)}
     for key in TRANSIENT_METADATA:
         metadata.pop(key, None)
+    ai = _pop_ai_settings(metadata, NATIVE_TYPE_KEY)
     try:
         events = [make_event("notebookCreated", title=(title or "Untitled")[:1000], **created)]
         events += [
             make_event("notebookMetadataSet", key=k, value=v) for k, v in metadata.items() if v is not None
         ]
+        if ai is not None:
+            events.append(_ai_settings_event(ai, None))
     except EventRejected as exc:
         raise InvalidNotebookError(f"metadata: cannot import: {exc.message}") from None
     cells = nb.get("cells") or []
@@ -141,15 +146,39 @@ def notebook_to_events(nb: Any, *, title: str | None = None) -> list[dict[str, A
     return events
 
 
+def _pop_ai_settings(metadata: dict[str, Any], key: str) -> Any:
+    """Take ``metadata[key]["ai"]`` out (it becomes an ``aiSettingsSet``, not metadata); None when absent."""
+    native = metadata.get(key)
+    if not isinstance(native, dict) or AI_SETTINGS_KEY not in native:
+        return None
+    native = dict(native)
+    ai = native.pop(AI_SETTINGS_KEY)
+    if native:
+        metadata[key] = native
+    else:
+        metadata.pop(key)
+    return ai
+
+
+def _ai_settings_event(ai: Any, cell_id: str | None) -> dict[str, Any]:
+    if not isinstance(ai, dict) or not isinstance(ai.get("provider"), str) or not isinstance(ai.get("model"), str):
+        raise InvalidNotebookError(f"{'cell ' + cell_id if cell_id else 'notebook'} metadata runtimed.ai: expected "
+                                   "{provider, model, settings}, e.g. {provider: openai, model: gpt-4o-mini}")
+    return make_event("aiSettingsSet", cell_id=cell_id, provider=ai["provider"], model=ai["model"],
+                      settings=ai.get("settings") or {})
+
+
 def _cell_events(cell: Any, index: str) -> list[dict[str, Any]]:
     cell_id = _import_cell_id(cell.get("id"))
     cell_type = cell.get("cell_type", "code")
     metadata = copy.deepcopy(dict(cell.get("metadata") or {}))
     native = metadata.get(NATIVE_TYPE_KEY)
     source, outputs, count = _join(cell.get("source")), cell.get("outputs") or [], cell.get("execution_count")
+    ai = None
     if isinstance(native, dict) and native.get("cell_type") in ("ai", "sql"):
         native = dict(native)
         cell_type = native.pop("cell_type")
+        ai = native.pop(AI_SETTINGS_KEY, None) if cell_type == "ai" else None
         if cell_type == "ai" and isinstance(native.get("prompt"), str):  # exported as markdown (_export_ai_cell)
             source = native.pop("prompt")
             saved, count = native.pop("outputs", None), native.pop("execution_count", None)
@@ -170,6 +199,8 @@ def _cell_events(cell: Any, index: str) -> list[dict[str, Any]]:
     if count is not None:
         args["executionCount"] = count
     events = [make_event("cellCreated", **args)]
+    if ai is not None:
+        events.append(_ai_settings_event(ai, cell_id))
     events += [_output_event(cell_id, output) for output in outputs]
     return events
 
@@ -259,12 +290,13 @@ def _export_output(item: dict[str, Any], resolve: ArtifactResolver | None) -> di
 
 
 def _export_cell(
-    c: Mapping[str, Any], cell_id: str, outputs: list[dict[str, Any]], resolve: ArtifactResolver | None
+    c: Mapping[str, Any], cell_id: str, outputs: list[dict[str, Any]], resolve: ArtifactResolver | None,
+    ai: dict[str, Any] | None = None,
 ):
     metadata = c["metadata"] or {}
     cell_type = c["cell_type"]
     if cell_type == "ai":
-        return _export_ai_cell(c, cell_id, outputs, resolve)
+        return _export_ai_cell(c, cell_id, outputs, resolve, ai)
     if cell_type == "sql":
         native = dict(metadata.get(NATIVE_TYPE_KEY) or {})
         metadata = {**metadata, NATIVE_TYPE_KEY: {**native, "cell_type": cell_type}}
@@ -286,7 +318,8 @@ def _export_cell(
 
 
 def _export_ai_cell(
-    c: Mapping[str, Any], cell_id: str, outputs: list[dict[str, Any]], resolve: ArtifactResolver | None
+    c: Mapping[str, Any], cell_id: str, outputs: list[dict[str, Any]], resolve: ArtifactResolver | None,
+    ai: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An AI cell as a markdown cell: prompt and answer readable in any Jupyter; the prompt, the outputs (answer
     and tool steps) and the execution count kept in its ``runtimed`` metadata, so an import restores the cell."""
@@ -296,6 +329,8 @@ def _export_ai_cell(
                           if "text/markdown" in (o.get("data") or {}))
     native = {**dict(metadata.get(NATIVE_TYPE_KEY) or {}), "cell_type": "ai", "prompt": c["source"],
               "outputs": exported, "execution_count": c["execution_count"]}
+    if ai is not None:
+        native[AI_SETTINGS_KEY] = ai
     return {
         "id": cell_id,
         "cell_type": "markdown",
@@ -315,13 +350,19 @@ def notebook_from_projection(
     cells = views.ordered_cells(conn)
     outputs = views.outputs_by_cell(conn)
     ids = _export_ids([c["id"] for c in cells])
+    metadata = views.notebook_metadata(conn)
+    ai = views.ai_settings_scopes(conn)
+    if "" in ai:  # the notebook's AI settings travel in its runtimed metadata; an import restores them
+        native = metadata.get(NATIVE_TYPE_KEY)
+        metadata[NATIVE_TYPE_KEY] = {**(native if isinstance(native, dict) else {}), AI_SETTINGS_KEY: ai[""]}
     nb = nbformat.from_dict(
         {
             "nbformat": v4.nbformat,
             "nbformat_minor": v4.nbformat_minor,
-            "metadata": views.notebook_metadata(conn),
+            "metadata": metadata,
             "cells": [
-                _export_cell(c, ids[c["id"]], outputs.get(c["id"], []), resolve_artifact) for c in cells
+                _export_cell(c, ids[c["id"]], outputs.get(c["id"], []), resolve_artifact, ai.get(c["id"]))
+                for c in cells
             ],
         }
     )

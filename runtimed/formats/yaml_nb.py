@@ -6,6 +6,10 @@
       - id: greet
         source: print(f"hello {name}")
       - {id: notes, cell_type: markdown, source: "# Notes", tags: [doc]}
+      - {id: ask, cell_type: ai, source: "Summarize the output above"}
+
+An ``ai`` cell's source is its prompt. ``metadata.ai`` (the notebook's) and a cell's ``ai``
+key are AI settings, ``{provider, model, settings}``: they become ``aiSettingsSet`` on import.
 
 Parameters become a first ``parameters``-tagged code cell of Python assignments
 (papermill's convention), so the result runs and exports like any notebook.
@@ -22,11 +26,11 @@ import yaml
 from nbformat import v4
 
 from runtimed.errors import InvalidNotebookError
-from runtimed.formats.ipynb import NBFORMAT_ID
+from runtimed.formats.ipynb import AI_SETTINGS_KEY, NATIVE_TYPE_KEY, NBFORMAT_ID
 
 TOP_KEYS = {"metadata", "parameters", "cells"}
-CELL_KEYS = {"id", "source", "cell_type", "tags", "metadata"}
-CELL_TYPES = ("code", "markdown", "raw")
+CELL_KEYS = {"id", "source", "cell_type", "tags", "metadata", "ai"}
+CELL_TYPES = ("code", "markdown", "raw", "ai")
 PARAMETERS_TAG = "parameters"
 KNOWN_KERNELS = {
     "python3": ("Python 3 (ipykernel)", "python"),
@@ -96,6 +100,20 @@ def _kernelspec(metadata: dict[str, Any]) -> dict[str, str] | None:
     return spec
 
 
+def _ai_settings(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, f"expected a mapping {{provider, model, settings}}, got {_type_name(value)}")
+    unknown = set(value) - {"provider", "model", "settings"}
+    if unknown:
+        raise _fail(where, f"unknown keys {sorted(map(str, unknown))}; allowed: provider, model, settings")
+    for key in ("provider", "model"):
+        if not isinstance(value.get(key), str) or not value[key]:
+            raise _fail(f"{where}.{key}", "expected a non-empty string (e.g. provider: openai, model: gpt-4o-mini)")
+    if not isinstance(value.get("settings", {}), dict):
+        raise _fail(f"{where}.settings", f"expected a mapping, got {_type_name(value['settings'])}")
+    return {"provider": value["provider"], "model": value["model"], "settings": dict(value.get("settings") or {})}
+
+
 def _cell(item: Any, i: int, used: set[str]) -> nbformat.NotebookNode:
     where = f"cells[{i}]"
     if not isinstance(item, dict):
@@ -126,6 +144,14 @@ def _cell(item: Any, i: int, used: set[str]) -> nbformat.NotebookNode:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise _fail(f"{where}.tags", "expected a list of strings")
         metadata["tags"] = list(tags)
+    if "ai" in item and cell_type != "ai":
+        raise _fail(f"{where}.ai", "AI settings belong to a cell with cell_type: ai")
+    if cell_type == "ai":  # stored as the .ipynb export stores it: a markdown cell remembering its type
+        native: dict[str, Any] = {"cell_type": "ai", "prompt": source}
+        if "ai" in item:
+            native[AI_SETTINGS_KEY] = _ai_settings(item["ai"], f"{where}.ai")
+        metadata[NATIVE_TYPE_KEY] = {**dict(metadata.get(NATIVE_TYPE_KEY) or {}), **native}
+        return v4.new_markdown_cell(source=source, id=cell_id, metadata=metadata)
     maker = {"code": v4.new_code_cell, "markdown": v4.new_markdown_cell, "raw": v4.new_raw_cell}[cell_type]
     return maker(source=source, id=cell_id, metadata=metadata)
 
@@ -160,7 +186,11 @@ def read_yaml_notebook(text: str) -> tuple[nbformat.NotebookNode, dict[str, Any]
     if not isinstance(cells, list):
         raise _fail("cells", f"expected a list, got {_type_name(cells)}")
 
-    nb_metadata: dict[str, Any] = {k: v for k, v in metadata.items() if k not in ("kernel", "runtime")}
+    nb_metadata: dict[str, Any] = {k: v for k, v in metadata.items() if k not in ("kernel", "runtime", "ai")}
+    if "ai" in metadata:
+        settings = nb_metadata.get(NATIVE_TYPE_KEY)
+        nb_metadata[NATIVE_TYPE_KEY] = {**(settings if isinstance(settings, dict) else {}),
+                                        AI_SETTINGS_KEY: _ai_settings(metadata["ai"], "metadata.ai")}
     title = nb_metadata.get("title")
     if title is not None and not isinstance(title, str):
         raise _fail("metadata.title", f"expected a string, got {_type_name(title)}")
@@ -209,14 +239,31 @@ def write_yaml_notebook(nb: Any) -> str:
     kernel = (metadata.get("kernelspec") or {}).get("name")
     if kernel:
         out_meta["kernel"] = kernel
+    native_meta = metadata.get(NATIVE_TYPE_KEY)
+    ai = native_meta.get(AI_SETTINGS_KEY) if isinstance(native_meta, dict) else None
+    if isinstance(ai, dict):
+        out_meta["ai"] = json.loads(json.dumps(ai))  # plain data (a NotebookNode is not representable)
     cells = []
     for cell in nb.get("cells") or []:
         item: dict[str, Any] = {"id": cell.get("id")}
-        if cell.get("cell_type", "code") != "code":
-            item["cell_type"] = cell["cell_type"]
-        source = cell.get("source", "")
-        item["source"] = "".join(source) if isinstance(source, list) else source
         cell_meta = dict(cell.get("metadata") or {})
+        native = cell_meta.get(NATIVE_TYPE_KEY)
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if isinstance(native, dict) and native.get("cell_type") == "ai":  # the prompt; the answer is an output
+            native = {k: v for k, v in native.items() if k not in ("cell_type", "prompt", "outputs",
+                                                                     "execution_count", AI_SETTINGS_KEY)}
+            item["cell_type"] = "ai"
+            source = cell_meta[NATIVE_TYPE_KEY].get("prompt", source)
+            if isinstance(cell_meta[NATIVE_TYPE_KEY].get(AI_SETTINGS_KEY), dict):
+                item["ai"] = json.loads(json.dumps(cell_meta[NATIVE_TYPE_KEY][AI_SETTINGS_KEY]))
+            if native:
+                cell_meta[NATIVE_TYPE_KEY] = native
+            else:
+                cell_meta.pop(NATIVE_TYPE_KEY)
+        elif cell.get("cell_type", "code") != "code":
+            item["cell_type"] = cell["cell_type"]
+        item["source"] = source
         tags = cell_meta.pop("tags", None)
         if tags:
             item["tags"] = list(tags)

@@ -43,6 +43,13 @@ def needs_approval(policy_name: str, level: Level) -> bool:
     return rank >= _REQUIRED_FROM[level]
 
 
+def preapproved(metadata: dict[str, Any]) -> frozenset[str]:
+    """Tools that need no approval in this notebook whatever the policy (``runtimed.approve_tools``, a list of
+    tool names: ``runt run --approve TOOL,...`` sets it on the run's notebook, as an audited event)."""
+    value = _settings(metadata).get("approve_tools")
+    return frozenset(v for v in value if isinstance(v, str)) if isinstance(value, list) else frozenset()
+
+
 def timeout(metadata: dict[str, Any]) -> float:
     """How long an agent waits for a decision (``runtimed.approval_timeout``, bounded)."""
     value = _settings(metadata).get("approval_timeout", DEFAULT_TIMEOUT)

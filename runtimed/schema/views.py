@@ -203,6 +203,12 @@ def ai_settings(conn: Reader, cell_id: str | None = None) -> dict[str, Any] | No
     return merged
 
 
+def ai_settings_scopes(conn: Reader) -> dict[str, dict[str, Any]]:
+    """Every ``aiSettingsSet`` as set (not merged): ``""`` for the notebook's, else by cell id (for export)."""
+    return {r[0]: {"provider": r[1], "model": r[2], "settings": loads(r[3]) or {}}
+            for r in conn.execute("SELECT scope, provider, model, settings FROM ai_settings ORDER BY scope")}
+
+
 def pending_requests_by(conn: Reader, actor_id: str) -> list[tuple[str, str]]:
     """Pending requests made by one actor as ``(queue id, cell id)``, in queue order (an AI cell runs the
     cells its model asked for while it runs)."""

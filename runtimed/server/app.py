@@ -358,12 +358,14 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         csp = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         return HTMLResponse(body, 401, headers={"Content-Security-Policy": csp})
 
+    from runtimed.server.ai_api import ai_router
     from runtimed.server.approvals_api import approvals_router
     from runtimed.server.artifacts_api import artifacts_router
     from runtimed.server.kernel_requests import kernel_requests_router
     from runtimed.server.mcp_http import mount_mcp
     from runtimed.server.people_api import people_router
 
+    app.include_router(ai_router(daemon))
     app.include_router(approvals_router(daemon))
     app.include_router(artifacts_router(daemon))
     app.include_router(kernel_requests_router(daemon))
