@@ -15,7 +15,8 @@ Suites (each a script of its own, run as a subprocess with ``--json``):
 - mcp: ``bench/bench_mcp.py``;
 - artifacts: ``bench/bench_artifacts.py`` — 40 outputs of 2 MB: log size, opening with ``Session``, the page;
 - multidaemon: ``bench/bench_multi_daemon.py`` — three daemons on a throwaway PostgreSQL: fan-out across
-  daemons, ingest through several daemons, a team's load.
+  daemons, ingest through several daemons, a team's load;
+- ai: ``bench/bench_ai.py`` — an AI cell's first streamed token, provider -> a second client's replica, vs the bare SDK.
 
 A run of some suites (``--only``) rewrites their sections of ``docs/benchmarks.md`` and carries the
 others over from the existing report as they are (hand-written notes under a suite's section included).
@@ -48,6 +49,7 @@ SUITES = {
     "streams": ("bench_streams.py", "Big streams: printing 50 MB through runtimed vs a bare kernel, daemon memory"),
     "artifacts": ("bench_artifacts.py", "Artifacts: 40 outputs of 2 MB — log size, opening with Session, the page"),
     "multidaemon": ("bench_multi_daemon.py", "Many daemons on one PostgreSQL: fan-out, ingest, a team's load"),
+    "ai": ("bench_ai.py", "AI cells: the provider's first token in a second client's replica"),
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 

@@ -89,9 +89,9 @@ export class CellView {
     this.typeSelect = el(
       'select.cell-type',
       { testid: 'cell-type', title: 'Cell type', on: { change: () => p.changeType(id, this.typeSelect.value) } },
-      ['code', 'markdown', 'raw'].map((t) => el('option', { value: t, text: t })),
+      ['code', 'markdown', 'raw', 'ai'].map((t) => el('option', { value: t, text: t })),
     )
-    this.typeSelect.value = ['code', 'markdown', 'raw'].includes(this.cell.cell_type) ? this.cell.cell_type : 'code'
+    this.typeSelect.value = ['code', 'markdown', 'raw', 'ai'].includes(this.cell.cell_type) ? this.cell.cell_type : 'code'
     this.toolbar.append(
       this.typeSelect,
       button('↑', 'move-up', 'Move up', () => p.move(id, -1)),
@@ -112,7 +112,7 @@ export class CellView {
     const c = this.cell
     if (parts.has('type')) {
       this.node.dataset.cellType = c.cell_type
-      if (this.typeSelect) this.typeSelect.value = ['code', 'markdown', 'raw'].includes(c.cell_type) ? c.cell_type : 'code'
+      if (this.typeSelect) this.typeSelect.value = ['code', 'markdown', 'raw', 'ai'].includes(c.cell_type) ? c.cell_type : 'code'
       this.runButton.hidden = !EXECUTABLE.has(c.cell_type)
       this.editor?.setLanguage(c.cell_type)
       if (!this.isMarkdown) this.editing = false

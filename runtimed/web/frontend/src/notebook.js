@@ -6,6 +6,7 @@
 // updates, applied locally at once and merged by Yjs).
 import * as Y from 'yjs'
 import { api, ApiError, notebookPath } from './api.js'
+import { AiCells } from './ai.js'
 import { ApprovalsPanel } from './approvals.js'
 import { loadAuthors, loadSteps, stepsView } from './audit.js'
 import { CellView, staticCell, statusText } from './cell.js'
@@ -63,6 +64,7 @@ class NotebookPage {
     this.approvals = new ApprovalsPanel(this)
     blockNativeUndo()
     this._buildChrome()
+    this.ai = new AiCells(this)
     // Editors are created lazily, when a cell nears the viewport. Cells use content-visibility:auto,
     // whose state-change event says exactly that (cheaper than an IntersectionObserver on 500 cells).
     this.cvEvents = 'oncontentvisibilityautostatechange' in document.body
@@ -77,6 +79,7 @@ class NotebookPage {
     if (this.cvEvents) requestAnimationFrame(() => requestAnimationFrame(() => this._noteEditors()))
     for (const cellId of this.state.order) this._addView(this.state.cells.get(cellId))
     this._reorder()
+    this.ai.render()
     this._renderTitle()
     this._renderRuntime()
     this._renderHistoryBounds()
@@ -100,6 +103,7 @@ class NotebookPage {
     })
     this.sync.connect(socket)
     this.approvals.load()
+    this.ai.load()
     this._loadAuthors()
     this._tick = setInterval(() => this._tickRunning(), 1000)
     window.addEventListener('beforeunload', (e) => {
@@ -244,6 +248,7 @@ class NotebookPage {
       noteOwnEdit(this.state, e, changes)
       return false
     })
+    this.ai.onEvents(todo)
     applyEvents(this.state, todo, changes)
     const last = events[events.length - 1]
     if (last.seq > this.state.headSeq) this.state.headSeq = last.seq
@@ -274,6 +279,7 @@ class NotebookPage {
     if (ch.runtime) this._renderRuntime()
     if (ch.metadata) this.approvals.renderPolicy()
     if (ch.approvals || ch.added.size || ch.removed.size) this.approvals.render()
+    this.ai.render()
     if (ch.order || ch.removed.size) this._renderPeers()
     if (this.pendingFocus && ch.added.has(this.pendingFocus)) {
       const v = this.views.get(this.pendingFocus)

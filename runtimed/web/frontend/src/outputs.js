@@ -159,6 +159,13 @@ function renderMime(mime, value, metadata, node) {
   }
 }
 
+const RENDERERS = new Map() // MIME -> render(value, node, output), preferred over the built-in ones
+
+/** Render a MIME type of the project's own (e.g. an AI cell's tool steps, ai.js) with `render(value, node, o)`. */
+export function registerMime(mime, render) {
+  RENDERERS.set(mime, render)
+}
+
 /** Render one output into a fresh element (its content signature lets callers skip unchanged ones). */
 export function renderOutput(o) {
   const node = el('div.output.output-' + o.output_type, { testid: 'output', 'data-output-id': o.output_id })
@@ -170,6 +177,12 @@ export function renderOutput(o) {
     node.append(el('pre.output-error', { testid: 'output-error', html: ansiHtml(tb) }))
   } else {
     const data = o.data || {}
+    const own = Object.keys(data).find((m) => RENDERERS.has(m))
+    if (own) {
+      node.dataset.mime = own
+      RENDERERS.get(own)(data[own], node, o)
+      return node
+    }
     const mime = pickMime(data)
     if (!mime) return node
     node.dataset.mime = mime
