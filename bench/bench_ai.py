@@ -10,10 +10,11 @@ holds the rest of the answer back until the measurement is done. Side by side (a
 
 - **bare SDK**: the official ``openai`` client in this process streams the answer; the time is
   from the server's write to the SDK yielding the chunk (the floor: HTTP, SSE parsing, the SDK);
-- **runtimed**: an AI cell, run by the notebook's runtime in the daemon (``executionRequested``
-  from one ``AsyncSession``), its answer watched by a **second** ``AsyncSession``; the time is from
-  the server's write to the token being in that session's replica (the runtime's SDK, the
-  output event, the daemon's append and fan-out, the second client's apply).
+- **runtimed**: an AI cell, run by the notebook's runtime in the daemon (created and requested over
+  REST, as another client would), its answer watched by an ``AsyncSession`` (a second client: the
+  runtime is the first); the time is from the server's write to the token being in that session's
+  replica (the runtime's SDK, the output event, the daemon's append and fan-out, the client's apply).
+  Only that session applies events in this process.
 
 Each round runs a new AI cell in the same notebook (the runtime is warm: one unmeasured round
 first). Target (issue 14): runtimed <= 5 ms median. Not collected by pytest (no test_ prefix).
@@ -45,6 +46,9 @@ sys.path.insert(0, str(ROOT))
 from runtimed.agents.ai_cell import UPDATE_INTERVAL  # noqa: E402
 from runtimed.client.session import AsyncSession  # noqa: E402
 from runtimed.schema import views  # noqa: E402
+from runtimed.schema.events import make_event  # noqa: E402
+from runtimed.schema.ids import new_id  # noqa: E402
+from runtimed.schema.ordering import keys_between  # noqa: E402
 
 TARGET_MS = 5.0
 HOLD_S = 60.0
@@ -145,11 +149,34 @@ def _wall(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-async def through_runtimed(server: TokenServer, runner: AsyncSession, watcher: AsyncSession) -> tuple[float, float]:
-    """Seconds from the server's write of the first token to the token in the second session's replica, and
+class Runner:
+    """The person who runs the AI cell, over REST (no replica in this process: only the watcher applies events)."""
+
+    def __init__(self, endpoint: Any, notebook_id: str) -> None:
+        import httpx
+
+        self.notebook_id = notebook_id
+        self.http = httpx.AsyncClient(base_url=endpoint.url, headers=endpoint.headers(), timeout=30)
+
+    async def push(self, *events: dict[str, Any]) -> None:
+        r = await self.http.post(f"/api/notebooks/{self.notebook_id}/events", json={"events": list(events)})
+        r.raise_for_status()
+        failed = [x for x in r.json()["results"] if "seq" not in x]
+        assert not failed, failed
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def through_runtimed(server: TokenServer, runner: Runner, watcher: AsyncSession) -> tuple[float, float]:
+    """Seconds from the server's write of the first token to the token in the second client's replica, and
     the part of it until the daemon appended the event (its ``ts``, wall clock of the same machine)."""
     token = server.next_token()
-    cell_id = await runner.create_cell(f"say {token}", "ai")
+    cell_id, queue_id = new_id("c-"), new_id("q-")
+    last = watcher.client.replica.view(views.ordered_cells)
+    after = last[-1]["fractional_index"] if last else None
+    await runner.push(make_event("cellCreated", cell_id=cell_id, cell_type="ai", source=f"say {token}",
+                                 fractional_index=keys_between(after, None, 1)[0]))
     await watcher.client.wait_for(lambda: watcher.client.replica.view(views.cell, cell_id) is not None, 30)
     seen: list[float] = []
     appended: list[float] = []
@@ -162,10 +189,10 @@ async def through_runtimed(server: TokenServer, runner: AsyncSession, watcher: A
 
     stop = watcher.client.on_events(on_events)
     try:
-        queue_id = await runner.queue_cell(cell_id)
+        await runner.push(make_event("executionRequested", queue_id=queue_id, cell_id=cell_id))
         await watcher.client.wait_for(lambda: bool(seen), 60)
         server.done(token)
-        result = await runner.wait_for_execution(queue_id, 60)
+        result = await watcher.wait_for_execution(queue_id, 60)
         assert result.status == "success", result
     finally:
         stop()
@@ -177,13 +204,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     daemon = Daemon(None)
     endpoint = daemon.start()
     notebook_id = f"ai-bench-{uuid.uuid4().hex[:8]}"
-    runner = AsyncSession(notebook_id, endpoint=endpoint, peer_label="runner")
     watcher = AsyncSession(notebook_id, endpoint=endpoint, peer_label="watcher")
+    runner = Runner(endpoint, notebook_id)
     samples: dict[str, list[float]] = {"bare": [], "runtimed": [], "appended": []}
     try:
-        await runner.connect()
-        await runner.set_ai_settings("openai", "bench", {"base_url": server.url})
         await watcher.connect()
+        await watcher.set_ai_settings("openai", "bench", {"base_url": server.url})
         await through_runtimed(server, runner, watcher)  # warm: runtime started, SDK imported (not measured)
         await bare_sdk(server)
         for r in range(args.rounds):

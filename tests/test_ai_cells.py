@@ -686,3 +686,17 @@ def test_the_blocking_session_has_the_same_ai_settings_helpers(daemon: DaemonPro
         s.set_ai_settings("openai", "llama3", {"base_url": "http://127.0.0.1:11434/v1"})
         assert s.ai_settings() == {"provider": "openai", "model": "llama3",
                                    "settings": {"base_url": "http://127.0.0.1:11434/v1"}}
+
+
+def test_approve_all_turns_the_runs_approval_policy_off(tmp_path: Path) -> None:
+    from runtimed.automation.run import RunOptions, prepare
+    from runtimed.schema.approvals import needs_approval, policy, preapproved
+
+    source = tmp_path / "a.yaml"
+    source.write_text("cells:\n  - {id: ask, cell_type: ai, source: go}\n")
+    everything, _ = prepare(RunOptions(input_path=str(source), approve=("all",)))
+    assert policy(everything.metadata) == "off" and not needs_approval("off", "execute")
+    listed, _ = prepare(RunOptions(input_path=str(source), approve=("execute_cell",)))
+    assert policy(listed.metadata) == "execute" and preapproved(listed.metadata) == {"execute_cell"}
+    plain, _ = prepare(RunOptions(input_path=str(source)))
+    assert "runtimed" not in plain.metadata or not preapproved(plain.metadata)
