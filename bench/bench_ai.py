@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import sys
 import threading
@@ -74,6 +75,10 @@ class TokenServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()  # small SSE writes go out at once (no Nagle delay waiting for an ACK)
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
