@@ -131,6 +131,8 @@ class ErrorCode(enum.Enum):
     APPROVAL_SELF = ("approval_self", 403, _R, "a person must approve an agent's request")
     APPROVAL_DENIED = ("approval_denied", 403, _R, "a person denied the request; ask them, or change the plan")
     APPROVAL_TIMEOUT = ("approval_timeout", 408, _T, "nobody answered in time; `runt approvals ID` lists requests")
+    COMM_NOT_FOUND = ("comm_not_found", 404, _N, "list the widgets with Session.widgets.list()")
+    COMM_NOT_LIVE = ("comm_not_live", 409, _F, "run the widget's cell again: its kernel is gone, the state shown is the last one")
     # -- agent tools -------------------------------------------------------------------------
     STALE_REVISION = ("stale_revision", 409, _F, "the cell changed since you read it: read it again")
     INVALID_REGEX = ("invalid_regex", 400, _U, "check the pattern (Python `re` syntax)")

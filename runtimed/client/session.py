@@ -46,6 +46,7 @@ from runtimed.client.models import (
 from runtimed.client.stdin import Answerer, InputHandler
 from runtimed.client.streams import BlockingIterator, EventSubscription
 from runtimed.client.sync import SyncClient
+from runtimed.client.widgets import AsyncWidgets, Widgets
 from runtimed.errors import (
     AuthError,
     CellNotFoundError,
@@ -1112,6 +1113,11 @@ class AsyncSession(AsyncAiSettings):
         await self._connected()
         return self.client.replica.view(list_approvals, pending_only=pending_only)
 
+    @property
+    def widgets(self) -> AsyncWidgets:
+        """The notebook's widget models: read their state, set values (see :mod:`runtimed.client.widgets`)."""
+        return AsyncWidgets(self)
+
     async def resolve_approval(self, approval_id: str, decision: str = "approved") -> None:
         """Answer an agent's request as this session's actor: ``"approved"``, ``"approved_always"``
         (this tool, for this agent, on this notebook from now on) or ``"denied"``.
@@ -1580,6 +1586,11 @@ class Session(SyncAiSettings):
     def approvals(self, pending_only: bool = True) -> list[dict[str, Any]]:
         """Agents' requests to use a tool on this notebook (see :meth:`AsyncSession.approvals`)."""
         return self._run(self._async.approvals(pending_only))
+
+    @property
+    def widgets(self) -> Widgets:
+        """The notebook's widget models (see :class:`runtimed.client.widgets.Widgets`)."""
+        return Widgets(self)
 
     def resolve_approval(self, approval_id: str, decision: str = "approved") -> None:
         """Answer an agent's request: ``"approved"``, ``"approved_always"`` or ``"denied"``."""

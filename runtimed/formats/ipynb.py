@@ -20,6 +20,7 @@ from nbformat import v4
 from nbformat.validator import normalize
 
 from runtimed.errors import EventRejected, InvalidNotebookError
+from runtimed.formats.widget_state import WIDGET_STATE_MIME, widget_state_document
 from runtimed.schema import views
 from runtimed.schema.artifact_refs import from_bytes, is_ref
 from runtimed.schema.events import is_valid_id, make_event
@@ -355,6 +356,13 @@ def notebook_from_projection(
     if "" in ai:  # the notebook's AI settings travel in its runtimed metadata; an import restores them
         native = metadata.get(NATIVE_TYPE_KEY)
         metadata[NATIVE_TYPE_KEY] = {**(native if isinstance(native, dict) else {}), AI_SETTINGS_KEY: ai[""]}
+    widgets = views.widgets(conn)
+    if widgets:  # the models' current state, over the one an import brought (nbclient's format)
+        imported = (metadata.get("widgets") or {}).get(WIDGET_STATE_MIME)
+        resolve = None if resolve_artifact is None else (lambda sha: _artifact_bytes(resolve_artifact, sha))
+        document = widget_state_document(widgets, resolve, imported if isinstance(imported, dict) else None)
+        if document is not None:
+            metadata = {**metadata, "widgets": {WIDGET_STATE_MIME: document}}
     nb = nbformat.from_dict(
         {
             "nbformat": v4.nbformat,
@@ -372,6 +380,11 @@ def notebook_from_projection(
         where = _path(getattr(exc, "absolute_path", ()))
         raise InvalidNotebookError(f"export produced an invalid notebook at {where}: {exc.message}") from None
     return nb
+
+
+def _artifact_bytes(resolve: ArtifactResolver, sha: str) -> bytes:
+    value = resolve(sha)
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def write_ipynb(nb: Any) -> str:

@@ -35,6 +35,7 @@ import orjson
 from runtimed.client.sync import SyncClient
 from runtimed.errors import ConnectionLostError, RuntimedError
 from runtimed.runtime.artifact_sink import ArtifactSink
+from runtimed.runtime.comms import CommRelay, forward
 from runtimed.runtime.kernel import ExecuteReply, KernelSession
 from runtimed.runtime.memory import LARGE_OUTPUT_BYTES, release_memory_soon
 from runtimed.runtime.outputs import OutputWriter, artifact_not_stored
@@ -48,7 +49,8 @@ from runtimed.schema.replica import Replica
 
 log = logging.getLogger(__name__)
 
-SIZED_EVENTS = frozenset({"outputAdded", "streamTextChanged", "displayUpdated"})
+SIZED_EVENTS = frozenset({"outputAdded", "streamTextChanged", "displayUpdated", "commOpened", "commStateChanged",
+                          "commCustomMessage"})
 """Events that may be large: measured, so that one push stays under the message size limit."""
 IDLE_REPORT_DELAY = 0.1
 """Seconds an agent waits before reporting 'idle', so that back-to-back cells stay 'busy'."""
@@ -210,7 +212,9 @@ class RuntimeAgent:
         self._ai_task: asyncio.Task | None = None
         self._ai_queue_id: str | None = None
         self.pipe: EventPipe | None = None
+        self.comms: CommRelay | None = None
         self.running_queue_id: str | None = None
+        self._running_cell_id: str | None = None
         self.status = "starting"
         self.started_at = time.time()
         self.last_activity = time.monotonic()
@@ -240,6 +244,9 @@ class RuntimeAgent:
             raise RuntimedError(f"notebook {self.client.notebook_id!r} does not exist", code="notebook_not_found")
         await self._open_session()
         self.pipe = EventPipe(self.client, self.artifacts)
+        self.comms = CommRelay(self.pipe.emit, stage=self.pipe.stage if self.artifacts is not None else None,
+                               current_cell=lambda: self._running_cell_id)
+        self.comms.attach(self.kernel)
         self._unsubscribe = self.client.on_events(self._on_events)
         self._task = asyncio.create_task(self._work(), name=f"runtime-{self.runtime_id}")
 
@@ -296,6 +303,8 @@ class RuntimeAgent:
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
+        if self.comms is not None:
+            self.comms.flush_all()  # the widgets' last states (the session's end marks them not live)
         if self.pipe is not None and self.client.is_connected:
             with contextlib.suppress(TimeoutError):  # outputs already emitted still reach the log
                 await self.pipe.drain(timeout=5)
@@ -330,6 +339,9 @@ class RuntimeAgent:
         for env in envs:
             if env.name in CONTROL_EVENTS:
                 self._spawn(self._control(env))
+            elif isinstance(env.args, ev.CommUpdateRequested) and self.comms is not None \
+                    and env.args.comm_id in self.comms.live:
+                forward(self.kernel, env.args)  # a viewer changed a widget: the kernel hears it as a comm_msg
         running = self.running_queue_id
         if running is not None and not self._interrupted_by_cancel and self._cancel_requested(running):
             # cancelled while running: executionCancelRequested, or its cell deleted or no longer code
@@ -391,6 +403,8 @@ class RuntimeAgent:
 
     async def _do_restart(self, detail: str) -> None:
         self._set_status("restarting", detail)
+        if self.comms is not None:
+            self.comms.kernel_gone()
         try:
             await self.kernel.restart()
         except Exception as exc:
@@ -503,6 +517,7 @@ class RuntimeAgent:
     async def _execute(self, queue_id: str, cell_id: str, source: str) -> None:
         assert self.pipe is not None
         self.running_queue_id = queue_id
+        self._running_cell_id = cell_id
         self._interrupted_by_cancel = False
         self._restart_during = None
         self.executions += 1
@@ -534,7 +549,10 @@ class RuntimeAgent:
                                  evalue=f"the runtime could not run this cell: {type(exc).__name__}: {exc}")
         finally:
             writer.close()
+            if self.comms is not None:
+                self.comms.flush_all()  # the widgets' states are in the log before the completion
             self.running_queue_id = None
+            self._running_cell_id = None
         duration_ms = (time.perf_counter() - started) * 1000
         restarted = self._restart_during == queue_id
         self.pipe.emit(self._completion(queue_id, reply, duration_ms, timeout, writer, restarted=restarted))

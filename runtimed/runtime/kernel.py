@@ -28,6 +28,8 @@ from runtimed.errors import KernelError, RuntimedError
 from runtimed.home import user_umask
 
 __all__ = [
+    "CaptureCallback",
+    "CommCallback",
     "ExecuteReply",
     "InputCallback",
     "KernelSession",
@@ -40,6 +42,11 @@ log = logging.getLogger(__name__)
 
 OutputCallback = Callable[[str, dict[str, Any]], None]
 InputCallback = Callable[[str, bool], Awaitable[str]]
+CommCallback = Callable[[str, dict[str, Any], list[bytes], str | None], None]
+"""Called with a comm message's type, content, buffers and parent msg_id (whatever its parent)."""
+CaptureCallback = Callable[[str | None, str, dict[str, Any]], bool]
+"""Offered every output (parent msg_id, type, normalized content) first; True: it took it (an Output widget)."""
+COMM_MESSAGES = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 _WATCHDOG_INTERVAL = 0.2  # how often the kernel process is polled
 _INTERRUPT_GRACE = 2.0  # how long to wait for the reply after interrupting a timed-out cell
@@ -208,6 +215,10 @@ class KernelSession:
         self._state = "starting"
         self._dead: str | None = None
         self._cwd: str | None = None
+        self.on_comm: CommCallback | None = None
+        """Receives the kernel's comm messages (widgets); None: they are dropped."""
+        self.capture: CaptureCallback | None = None
+        """Sees outputs before the execution they belong to (Output widgets capture by parent msg_id)."""
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -370,6 +381,16 @@ class KernelSession:
                     ex.input_task.cancel()
             return ex.result(timeout, timed_out)
 
+    def send_comm(self, comm_id: str, data: dict[str, Any], buffers: list[bytes] | None = None) -> str | None:
+        """Send a comm_msg to the kernel (a widget change from a viewer); its msg_id, or None if not running.
+
+        Not under the execution lock: the kernel handles it between or, for a busy kernel, after cells."""
+        if self._dead is not None or self._kc is None:
+            return None
+        msg = self._kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        self._kc.session.send(self._kc.shell_channel.socket, msg, buffers=buffers or None)
+        return str(msg["header"]["msg_id"])
+
     async def set_cwd(self, path: str | os.PathLike[str]) -> None:
         """Change the kernel's working directory (python kernels: a silent ``os.chdir``)."""
         path = os.fspath(path)
@@ -401,17 +422,26 @@ class KernelSession:
 
     def _on_iopub(self, msg: dict[str, Any]) -> None:
         msg_type = msg["header"]["msg_type"]
-        ex = self._pending.get(msg["parent_header"].get("msg_id"))
+        parent_id = msg["parent_header"].get("msg_id")
+        ex = self._pending.get(parent_id)
         if msg_type == "status":
             self._state = msg["content"].get("execution_state", self._state)
             if ex is not None and self._state == "idle":
                 ex.idle = True
                 ex.maybe_finish()
             return
+        if msg_type in COMM_MESSAGES:
+            if self.on_comm is not None:
+                buffers = [bytes(b) for b in msg.get("buffers") or ()]
+                self.on_comm(msg_type, msg["content"], buffers, parent_id)
+            return
+        content = _normalize(msg_type, msg["content"])
+        if content is None:
+            return
+        if self.capture is not None and self.capture(parent_id, msg_type, content):
+            return
         if ex is not None:
-            content = _normalize(msg_type, msg["content"])
-            if content is not None:
-                ex.emit(msg_type, content)
+            ex.emit(msg_type, content)
 
     def _on_shell(self, msg: dict[str, Any]) -> None:
         ex = self._pending.get(msg["parent_header"].get("msg_id"))

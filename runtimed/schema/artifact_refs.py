@@ -27,6 +27,8 @@ PREVIEW_CHARS = 2000
 """Characters of a long text kept in the event as its preview (its head)."""
 OUTPUT_EVENTS = frozenset({"outputAdded", "displayUpdated"})
 """The events whose ``data`` may hold artifact references."""
+COMM_EVENTS = frozenset({"commOpened", "commStateChanged", "commCustomMessage", "commUpdateRequested"})
+"""The widget events whose ``buffers`` may hold artifact references (large binary buffers)."""
 
 
 def threshold_setting() -> int:
@@ -126,7 +128,10 @@ def refs_in(data: Any) -> Iterator[dict[str, Any]]:
 
 def event_refs(event: Any) -> list[dict[str, Any]]:
     """The artifact references an output event (wire form) carries."""
-    if not isinstance(event, dict) or event.get("name") not in OUTPUT_EVENTS:
+    if not isinstance(event, dict) or event.get("name") not in OUTPUT_EVENTS | COMM_EVENTS:
         return []
     args = event.get("args")
+    if event["name"] in COMM_EVENTS:
+        buffers = args.get("buffers") if isinstance(args, dict) else None
+        return [b for b in buffers or () if is_ref(b)]
     return list(refs_in(args.get("data"))) if isinstance(args, dict) else []

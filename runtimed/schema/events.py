@@ -275,6 +275,77 @@ class InputReplied(Args):
     value: str
 
 
+# --- widgets (Jupyter comms of the target ``jupyter.widget``) ------------------------------------
+
+WIDGET_TARGET = "jupyter.widget"
+"""The comm target ipywidgets and anywidget open; comms of other targets are not recorded."""
+
+
+class CommBuffer(Args):
+    """A binary buffer of a widget's state, at ``path`` in the state: inline base64 or an artifact (large)."""
+
+    path: list[str | int] = Field(max_length=64)
+    data: Base64 | None = None
+    artifact: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    size: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CommBuffer:
+        if (self.data is None) == (self.artifact is None):
+            raise ValueError("a buffer has either data (base64) or an artifact reference (artifact + size)")
+        return self
+
+
+class CommOpened(Args):
+    """The kernel opened a widget model (comm_open): its full state. Pushed by the runtime."""
+
+    comm_id: Id
+    target_name: str = Field(min_length=1, max_length=256)
+    state: dict[str, Any]
+    buffers: list[CommBuffer] = Field(default_factory=list)
+    cell_id: Id | None = None
+
+
+class CommStateChanged(Args):
+    """The kernel changed a widget's state (comm_msg ``update``, coalesced): merged into the model."""
+
+    comm_id: Id
+    state: dict[str, Any]
+    buffers: list[CommBuffer] = Field(default_factory=list)
+
+
+class CommCustomMessage(Args):
+    """A custom widget message from the kernel (comm_msg ``custom``): delivered to the views, not stored state."""
+
+    comm_id: Id
+    content: Any = None
+    buffers: list[CommBuffer] = Field(default_factory=list)
+
+
+class CommClosed(Args):
+    """The kernel closed the comm (``keep`` false: the model is gone), or the kernel itself went away
+    (``keep`` true: the model stays with its last state, no longer live)."""
+
+    comm_id: Id
+    keep: bool = False
+
+
+class CommUpdateRequested(Args):
+    """A viewer (page, Session) changes a live widget (``state``) or sends it a custom message (``content``);
+    the runtime forwards it to the kernel as a comm_msg. A state change applies to the model at once."""
+
+    comm_id: Id
+    state: dict[str, Any] | None = None
+    content: Any = None
+    buffers: list[CommBuffer] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> CommUpdateRequested:
+        if self.state is None and self.content is None:
+            raise ValueError("give state (an update) or content (a custom message)")
+        return self
+
+
 # --- collaboration, AI, approvals ---------------------------------------------------------------
 
 
@@ -369,6 +440,11 @@ CATALOG: dict[str, EventSpec] = _catalog(
     EventSpec("toolApprovalRequested", 1, ToolApprovalRequested),
     EventSpec("toolApprovalResolved", 1, ToolApprovalResolved),
     EventSpec("aiSettingsSet", 1, AiSettingsSet),
+    EventSpec("commOpened", 1, CommOpened),
+    EventSpec("commStateChanged", 1, CommStateChanged),
+    EventSpec("commCustomMessage", 1, CommCustomMessage),
+    EventSpec("commClosed", 1, CommClosed),
+    EventSpec("commUpdateRequested", 1, CommUpdateRequested),
 )
 """The current version of every event: what the materializer handles and what readers receive."""
 

@@ -564,6 +564,7 @@ def _runtime_session_ended(p: Projection, env: Envelope, a: ev.RuntimeSessionEnd
         "UPDATE execution_queue SET status = 'pending', session_id = NULL WHERE session_id = ? AND status = 'assigned'",
         (a.session_id,),
     )
+    p.conn.execute("UPDATE comms SET live = 0 WHERE session_id = ?", (a.session_id,))  # the widgets keep their state
 
 
 def _require_some_runtime(p: Projection, what: str) -> None:
@@ -598,6 +599,76 @@ def _input_replied(p: Projection, env: Envelope, a: ev.InputReplied) -> None:
     if row is None or row[0] is not None:
         raise reject("no_input_pending", f"execution {a.queue_id!r} is not waiting for input")
     p.conn.execute("UPDATE inputs SET value = ?, replied_seq = ? WHERE queue_id = ?", (a.value, env.seq, a.queue_id))
+
+
+# --- widgets (comms) ------------------------------------------------------------------------------
+
+
+def _merge_comm(p: Projection, comm_id: str, state: dict[str, Any], buffers: list[ev.CommBuffer], seq: int) -> None:
+    """Merge a state delta into a model: the keys it sets replace theirs, buffers under those keys included."""
+    row = p._one("SELECT state, buffers FROM comms WHERE comm_id = ?", comm_id)
+    assert row is not None
+    merged = {**loads(row[0]), **state}
+    kept = [b for b in loads(row[1]) if b["path"] and b["path"][0] not in state]
+    kept += [b.wire() for b in buffers]
+    p.conn.execute("UPDATE comms SET state = ?, buffers = ?, updated_seq = ? WHERE comm_id = ?",
+                   (dumps(merged), dumps(kept), seq, comm_id))
+
+
+def _require_comm(p: Projection, comm_id: str) -> tuple[Any, ...]:
+    row = p._one("SELECT comm_id, live, session_id FROM comms WHERE comm_id = ?", comm_id)
+    if row is None:
+        raise reject("comm_not_found", f"no widget model (comm) {comm_id!r} in this notebook")
+    return row
+
+
+@on("commOpened")
+def _comm_opened(p: Projection, env: Envelope, a: ev.CommOpened) -> None:
+    p._fence_runtime(env.actor, "commOpened")
+    active = p._active_session()
+    if active is None:
+        raise reject("no_runtime", "commOpened: the notebook has no active runtime session")
+    if a.cell_id is not None:
+        p._require_cell(a.cell_id)
+    p.conn.execute(
+        "INSERT OR REPLACE INTO comms (comm_id, target_name, session_id, cell_id, state, buffers, live, opened_seq, "
+        "updated_seq) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+        (a.comm_id, a.target_name, active[0], a.cell_id, dumps(a.state), dumps([b.wire() for b in a.buffers]),
+         env.seq, env.seq),
+    )
+
+
+@on("commStateChanged")
+def _comm_state_changed(p: Projection, env: Envelope, a: ev.CommStateChanged) -> None:
+    p._fence_runtime(env.actor, "commStateChanged")
+    _require_comm(p, a.comm_id)
+    _merge_comm(p, a.comm_id, a.state, a.buffers, env.seq)
+
+
+@on("commCustomMessage")
+def _comm_custom_message(p: Projection, env: Envelope, a: ev.CommCustomMessage) -> None:
+    p._fence_runtime(env.actor, "commCustomMessage")
+    _require_comm(p, a.comm_id)
+
+
+@on("commClosed")
+def _comm_closed(p: Projection, env: Envelope, a: ev.CommClosed) -> None:
+    p._fence_runtime(env.actor, "commClosed")
+    _require_comm(p, a.comm_id)
+    if a.keep:
+        p.conn.execute("UPDATE comms SET live = 0, updated_seq = ? WHERE comm_id = ?", (env.seq, a.comm_id))
+    else:
+        p.conn.execute("DELETE FROM comms WHERE comm_id = ?", (a.comm_id,))
+
+
+@on("commUpdateRequested")
+def _comm_update_requested(p: Projection, env: Envelope, a: ev.CommUpdateRequested) -> None:
+    row = _require_comm(p, a.comm_id)
+    if not row[1]:
+        raise reject("comm_not_live", f"widget {a.comm_id!r} is not connected to a live kernel (its runtime or kernel "
+                                      "ended); it shows its last state")
+    if a.state is not None:
+        _merge_comm(p, a.comm_id, a.state, a.buffers, env.seq)
 
 
 # --- collaboration, AI, approvals -----------------------------------------------------------------

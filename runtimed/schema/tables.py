@@ -121,6 +121,17 @@ CREATE TABLE IF NOT EXISTS approvals (
     resolved_by     TEXT,
     resolved_seq    INTEGER
 );
+CREATE TABLE IF NOT EXISTS comms (
+    comm_id         TEXT PRIMARY KEY,
+    target_name     TEXT NOT NULL,
+    session_id      TEXT,
+    cell_id         TEXT,
+    state           TEXT NOT NULL,
+    buffers         TEXT NOT NULL,
+    live            INTEGER NOT NULL,
+    opened_seq      INTEGER NOT NULL,
+    updated_seq     INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ai_settings (
     scope       TEXT PRIMARY KEY,
     provider    TEXT NOT NULL,
@@ -129,13 +140,14 @@ CREATE TABLE IF NOT EXISTS ai_settings (
 );
 """
 
-PROJECTION_VERSION = 4
+PROJECTION_VERSION = 5
 """The layout and rules of the projection. A store that finds an older one rebuilds it from the log before
 serving; bump it whenever a table or a materializer rule changes what a replay produces.
 
 1: the first wave (no version recorded). 2: the version is recorded in ``projection_meta``.
 3: a cell that stops being code also drops its waiting ``clear_output(wait=True)``.
 4: a ``cancelled`` completion in a run-all batch cancels the rest of the batch (like an ``error``).
+5: widget models (``comms``: the comm events' current state of each model).
 """
 
 META_DDL = """
@@ -156,6 +168,7 @@ PROJECTION_TABLES = (
     "actors",
     "approvals",
     "ai_settings",
+    "comms",
 )
 
 

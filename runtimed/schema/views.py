@@ -81,6 +81,17 @@ class InputState(TypedDict):
     replied_seq: int | None
 
 
+class WidgetRow(TypedDict):
+    comm_id: str
+    target_name: str
+    session_id: str | None
+    cell_id: str | None
+    state: dict[str, Any]
+    buffers: list[dict[str, Any]]
+    live: bool
+    updated_seq: int
+
+
 # -- cells ---------------------------------------------------------------------------------------
 
 CELL_COLUMNS = "id, cell_type, fractional_index, source, metadata, attachments, execution_count"
@@ -368,6 +379,31 @@ def input_state(conn: Reader, queue_id: str) -> InputState | None:
     return None if row is None else {"value": row[0], "replied_seq": row[1]}
 
 
+# -- widgets -------------------------------------------------------------------------------------
+
+WIDGET_COLUMNS = "comm_id, target_name, session_id, cell_id, state, buffers, live, updated_seq"
+
+
+def _widget(row: tuple[Any, ...]) -> WidgetRow:
+    return {"comm_id": row[0], "target_name": row[1], "session_id": row[2], "cell_id": row[3],
+            "state": loads(row[4]), "buffers": loads(row[5]), "live": bool(row[6]), "updated_seq": row[7]}
+
+
+def widgets(conn: Reader) -> list[WidgetRow]:
+    """Every widget model of the notebook with its current state (live: its kernel still holds it)."""
+    return [_widget(r) for r in conn.execute(f"SELECT {WIDGET_COLUMNS} FROM comms ORDER BY opened_seq")]
+
+
+def widget(conn: Reader, comm_id: str) -> WidgetRow | None:
+    row = conn.execute(f"SELECT {WIDGET_COLUMNS} FROM comms WHERE comm_id = ?", (comm_id,)).fetchone()
+    return None if row is None else _widget(row)
+
+
+def session_widgets(conn: Reader, session_id: str) -> list[str]:
+    """The live widget models a runtime session's kernel holds."""
+    return [r[0] for r in conn.execute("SELECT comm_id FROM comms WHERE session_id = ? AND live = 1", (session_id,))]
+
+
 # -- the whole notebook --------------------------------------------------------------------------
 
 def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
@@ -400,6 +436,7 @@ def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
         "runtime": active_session(conn),
         "inputs": pending_inputs(conn),
         "queue": unfinished,  # every execution not yet finished (a cell's latest one is also in the cell)
+        "widgets": widgets(conn),
     }
 
 
@@ -407,19 +444,21 @@ def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
 
 def artifact_refs(conn: Reader) -> dict[str, int]:
     """Every artifact the log references at any seq (sha -> size): what time travel may still need."""
-    from runtimed.schema.artifact_refs import refs_in
+    from runtimed.schema.artifact_refs import event_refs
 
     found: dict[str, int] = {}
-    rows = conn.execute("SELECT args FROM events WHERE name IN ('outputAdded', 'displayUpdated') "
+    rows = conn.execute("SELECT name, args FROM events WHERE name IN ('outputAdded', 'displayUpdated', "
+                        "'commOpened', 'commStateChanged', 'commCustomMessage', 'commUpdateRequested') "
                         "AND instr(args, '\"artifact\":') > 0")
-    for (args,) in rows:
-        for ref in refs_in(loads(args).get("data")):
+    for name, args in rows:
+        for ref in event_refs({"name": name, "args": loads(args)}):
             found[ref["artifact"]] = ref["size"]
     return found
 
 
 def references_artifact(conn: Reader, sha: str) -> bool:
     """Whether the log references the artifact ``sha`` (at any seq)."""
-    row = conn.execute("SELECT 1 FROM events WHERE name IN ('outputAdded', 'displayUpdated') "
+    row = conn.execute("SELECT 1 FROM events WHERE name IN ('outputAdded', 'displayUpdated', 'commOpened', "
+                       "'commStateChanged', 'commCustomMessage', 'commUpdateRequested') "
                        "AND instr(args, ?) > 0 LIMIT 1", (f'"artifact":"{sha}"',)).fetchone()
     return row is not None

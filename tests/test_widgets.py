@@ -1,0 +1,169 @@
+"""Widgets (ipywidgets, anywidget) as document state: real daemon, real ipykernel, real Session.
+
+The runtime maps the kernel's widget comms to events; these tests check what lands in the log and in
+the projection, that a change made through the log reaches the kernel, that kernel-side update floods
+are coalesced, that Output widgets capture, that a runtime restart keeps the last state (not live), and
+that export writes nbclient's widget-state format and import keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nbformat
+import pytest
+from conftest import DaemonProcess, running_daemon
+
+from runtimed import EventRejected, Session
+from runtimed.formats.widget_state import WIDGET_STATE_MIME, WIDGET_VIEW_MIME
+from runtimed.schema import views
+
+pytestmark = pytest.mark.timeout(180)
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    home = tmp_path_factory.mktemp("widgets-home")
+    with running_daemon(home, "--pool-size", "1") as proc:
+        yield proc
+
+
+@pytest.fixture
+def session(shared_daemon: DaemonProcess) -> Iterator[Session]:
+    s = Session()
+    yield s
+    s.shutdown_kernel()
+    s.close()
+
+
+def eventually(check: Callable[[], T], timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
+        time.sleep(0.05)
+
+
+def run_ok(s: Session, code: str) -> Any:
+    result = s.run(textwrap.dedent(code), timeout_secs=90)
+    assert result.success, result
+    return result
+
+
+def text_of(result: Any) -> str:
+    return "".join(o.text or "" for o in result.outputs if o.output_type == "stream")
+
+
+def view_id(result: Any) -> str:
+    """The model id of the widget a cell displayed."""
+    for o in result.outputs:
+        if o.data and WIDGET_VIEW_MIME in o.data:
+            return str(o.data[WIDGET_VIEW_MIME]["model_id"])
+    raise AssertionError(f"no widget view in {result.outputs}")
+
+
+def test_slider_state_in_document_and_set_from_session(session: Session) -> None:
+    result = run_ok(session, "import ipywidgets as w\nslider = w.IntSlider(value=3, max=50)\nslider")
+    model = view_id(result)
+    state = session.widgets.get(model)
+    assert state["_model_name"] == "IntSliderModel" and state["value"] == 3 and state["max"] == 50
+    row = next(r for r in session.widgets.list("IntSliderModel") if r["comm_id"] == model)
+    assert row["live"] and row["cell_id"] is not None
+
+    session.widgets.set(model, value=17)  # as a page would: the log first, then the kernel
+    assert session.widgets.get(model)["value"] == 17
+    assert text_of(run_ok(session, "print(slider.value)")).strip() == "17"
+
+    run_ok(session, "slider.value = 21")  # the kernel's change reaches the document
+    assert session.widgets.get(model)["value"] == 21
+
+
+def test_kernel_update_flood_is_coalesced(session: Session) -> None:
+    model = view_id(run_ok(session, "import ipywidgets as w\ns = w.IntSlider(max=10_000)\ns"))
+    before = len([n for n in session.client.replica.view(views.event_names, 0) if n == "commStateChanged"])
+    run_ok(session, "for i in range(5000):\n    s.value = i")
+    assert session.widgets.get(model)["value"] == 4999  # the final state is always stored
+    names = session.client.replica.view(views.event_names, 0)
+    written = len([n for n in names if n == "commStateChanged"]) - before
+    assert 1 <= written <= 60, f"{written} state events for 5000 kernel updates"
+
+
+def test_output_widget_and_interact(session: Session) -> None:
+    result = run_ok(session, """
+        import ipywidgets as w
+        from IPython.display import display
+        out = w.Output()
+        display(out)
+        with out:
+            print("captured")
+        print("in the cell")
+    """)
+    out_id = view_id(result)
+    assert "in the cell" in text_of(result) and "captured" not in text_of(result)
+    outputs = eventually(lambda: session.widgets.get(out_id).get("outputs"))
+    assert outputs[0]["output_type"] == "stream" and outputs[0]["text"] == "captured\n"
+
+    result = run_ok(session, """
+        from ipywidgets import interact
+        @interact(x=5)
+        def double(x):
+            print("double", x * 2)
+    """)
+    box = session.widgets.get(view_id(result))
+    children = [c.removeprefix("IPY_MODEL_") for c in box["children"]]
+    slider = next(c for c in children if session.widgets.get(c)["_model_name"] == "IntSliderModel")
+    output = next(c for c in children if session.widgets.get(c)["_model_name"] == "OutputModel")
+    eventually(lambda: "double 10" in json.dumps(session.widgets.get(output)["outputs"]))
+    session.widgets.set(slider, value=8)
+    eventually(lambda: "double 16" in json.dumps(session.widgets.get(output)["outputs"]))
+
+
+def test_anywidget_counter(session: Session) -> None:
+    result = run_ok(session, """
+        import anywidget, traitlets
+        class Counter(anywidget.AnyWidget):
+            _esm = "export default { render({ model, el }) { el.textContent = model.get('count') } }"
+            count = traitlets.Int(0).tag(sync=True)
+        counter = Counter()
+        counter
+    """)
+    model = view_id(result)
+    state = session.widgets.get(model)
+    assert state["_model_name"] == "AnyModel" and "render" in state["_esm"] and state["count"] == 0
+    session.widgets.set(model, count=4)
+    assert text_of(run_ok(session, "print(counter.count)")).strip() == "4"
+
+
+def test_runtime_restart_keeps_last_state_not_live(session: Session, tmp_path: Path) -> None:
+    model = view_id(run_ok(session, "import ipywidgets as w\nt = w.Text(value='kept')\nt"))
+    session.shutdown_kernel()
+    row = eventually(lambda: next(r for r in session.widgets.list() if r["comm_id"] == model and not r["live"]))
+    assert row["state"]["value"] == "kept"
+    with pytest.raises(EventRejected, match="not connected to a live kernel"):
+        session.widgets.set(model, value="changed")
+
+    nb = session.to_ipynb()
+    document = nb["metadata"]["widgets"][WIDGET_STATE_MIME]
+    assert document["version_major"] == 2 and document["version_minor"] == 0
+    entry = document["state"][model]
+    assert entry["model_name"] == "TextModel" and entry["model_module"] == "@jupyter-widgets/controls"
+    assert entry["state"]["value"] == "kept"
+    nbformat.validate(nbformat.from_dict(nb))
+
+    path = tmp_path / "widgets.ipynb"
+    path.write_text(json.dumps(nb))
+    imported = Session.open_notebook(path)
+    try:
+        again = imported.to_ipynb()["metadata"]["widgets"][WIDGET_STATE_MIME]
+        assert again["state"][model]["state"]["value"] == "kept"
+    finally:
+        imported.close()
