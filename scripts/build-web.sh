@@ -25,6 +25,16 @@ npx --no-install esbuild src/main.js \
   --legal-comments=external --charset=utf8 \
   --outdir="$STATIC" --entry-names=app
 
+# Widgets (docs/widgets.md): @jupyter-widgets/html-manager and the anywidget loader run inside the sandboxed
+# output frames, as a separate classic script fetched only by frames that show a widget (static/widgets/).
+rm -rf "$STATIC"/widgets
+npx --no-install esbuild src/widgets-frame.js \
+  --bundle --minify --format=iife --target=es2020 \
+  --loader:.woff2=file --loader:.woff=empty --loader:.ttf=empty --loader:.eot=empty --loader:.svg=empty \
+  --asset-names=fonts/[name]-[hash] --define:process.env.NODE_ENV='"production"' --define:global=globalThis \
+  --legal-comments=external --charset=utf8 \
+  --outdir="$STATIC/widgets" --entry-names=widgets
+
 # index.html references the bundle with a content hash, so browsers never run a stale bundle.
 VERSION="$(cat "$STATIC/app.js" "$STATIC/app.css" | sha256sum | cut -c1-12)"
 sed "s/__VERSION__/$VERSION/g" src/index.html > "$STATIC/index.html"

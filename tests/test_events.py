@@ -47,6 +47,11 @@ DESIGN_CATALOG = [
     "toolApprovalRequested",
     "toolApprovalResolved",
     "aiSettingsSet",
+    "commOpened",
+    "commStateChanged",
+    "commCustomMessage",
+    "commClosed",
+    "commUpdateRequested",
 ]
 
 # One valid args example per event, to prove each is accepted and round-trips its wire form.
@@ -93,6 +98,12 @@ EXAMPLES: dict[str, dict] = {
     "toolApprovalRequested": {"approvalId": "a1", "tool": "shell", "arguments": {"cmd": "ls"}},
     "toolApprovalResolved": {"approvalId": "a1", "decision": "approved_always"},
     "aiSettingsSet": {"provider": "anthropic", "model": "m", "settings": {"t": 0}},
+    "commOpened": {"commId": "m1", "targetName": "jupyter.widget", "state": {"value": 1},
+                   "buffers": [{"path": ["data"], "data": "AAE="}]},
+    "commStateChanged": {"commId": "m1", "state": {"value": 2}},
+    "commCustomMessage": {"commId": "m1", "content": {"event": "click"}},
+    "commClosed": {"commId": "m1", "keep": True},
+    "commUpdateRequested": {"commId": "m1", "state": {"value": 3}},
 }
 
 

@@ -436,8 +436,12 @@ def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
         "runtime": active_session(conn),
         "inputs": pending_inputs(conn),
         "queue": unfinished,  # every execution not yet finished (a cell's latest one is also in the cell)
-        "widgets": widgets(conn),
     }
+
+
+def page_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
+    """The REST view a page opens with: the notebook view plus its widget models (their current state)."""
+    return {**notebook_view(conn, ystate=ystate), "widgets": widgets(conn)}
 
 
 # -- artifacts ---------------------------------------------------------------------------

@@ -171,10 +171,10 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
                            ystate: bool = Query(False, description="include each cell's Yjs state (base64)")) -> dict:
         service = _require(notebook_id)
         if at is None:
-            return await service.view(views.notebook_view, ystate=ystate)
+            return await service.view(views.page_view, ystate=ystate)
         replica = await service.state_at(at)
         try:
-            return replica.view(views.notebook_view, ystate=ystate)
+            return replica.view(views.page_view, ystate=ystate)
         finally:
             replica.close()
 

@@ -15,6 +15,7 @@ import { keyBetween } from './order.js'
 import { applyEvents, Changes, noteAuthors, noteOwnEdit, REMOTE, stateFromView } from './reducer.js'
 import { SyncClient } from './sync.js'
 import { colorFor, el, localActor, newId, notice, toBase64 } from './util.js'
+import { initWidgets, widgetEvents } from './widgets.js'
 
 const EXECUTABLE = new Set(['code', 'ai', 'sql'])
 
@@ -48,6 +49,7 @@ class NotebookPage {
     this.notebookId = notebookId
     this.actor = localActor()
     this.state = stateFromView(view, { live: true })
+    initWidgets(this, view)
     this.views = new Map() // cellId -> CellView
     this.peers = new Map() // connectionId -> {actor, cellId}
     this.ownSourceIds = new Set()
@@ -250,6 +252,7 @@ class NotebookPage {
     })
     this.ai.onEvents(todo)
     applyEvents(this.state, todo, changes)
+    widgetEvents(events)
     const last = events[events.length - 1]
     if (last.seq > this.state.headSeq) this.state.headSeq = last.seq
     this._applyChanges(changes)
