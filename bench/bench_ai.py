@@ -173,6 +173,26 @@ class Runner:
         await self.http.aclose()
 
 
+async def control(runner: Runner, watcher: AsyncSession) -> float:
+    """Seconds from the daemon's append of an ordinary event (pushed over REST) to it in the client's replica:
+    the fan-out alone, under the same load (wall clock; the event's ``ts`` has millisecond resolution)."""
+    mark = uuid.uuid4().hex
+    seen: list[float] = []
+
+    def on_events(envs: list[Any]) -> None:
+        for e in envs:
+            if not seen and e.name == "notebookMetadataSet" and mark in str(e.args):
+                seen.append(time.time() - _wall(e.ts))
+
+    stop = watcher.client.on_events(on_events)
+    try:
+        await runner.push(make_event("notebookMetadataSet", key="bench_mark", value=mark))
+        await watcher.client.wait_for(lambda: bool(seen), 30)
+    finally:
+        stop()
+    return seen[0]
+
+
 async def through_runtimed(server: TokenServer, runner: Runner, watcher: AsyncSession) -> tuple[float, float]:
     """Seconds from the server's write of the first token to the token in the second client's replica, and
     the part of it until the daemon appended the event (its ``ts``, wall clock of the same machine)."""
@@ -211,7 +231,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     notebook_id = f"ai-bench-{uuid.uuid4().hex[:8]}"
     watcher = AsyncSession(notebook_id, endpoint=endpoint, peer_label="watcher")
     runner = Runner(endpoint, notebook_id)
-    samples: dict[str, list[float]] = {"bare": [], "runtimed": [], "appended": []}
+    samples: dict[str, list[float]] = {"bare": [], "runtimed": [], "appended": [], "control": []}
     try:
         await watcher.connect()
         await watcher.set_ai_settings("openai", "bench", {"base_url": server.url})
@@ -226,8 +246,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     seconds, appended = await through_runtimed(server, runner, watcher)
                     samples["runtimed"].append(seconds * 1000)
                     samples["appended"].append(appended * 1000)
+            samples["control"].append(await control(runner, watcher) * 1000)
             print(f"round {r + 1}/{args.rounds}: bare SDK {samples['bare'][-1]:.2f} ms, runtimed "
-                  f"{samples['runtimed'][-1]:.2f} ms", flush=True)
+                  f"{samples['runtimed'][-1]:.2f} ms (appended after {samples['appended'][-1]:.1f} ms); "
+                  f"control fan-out {samples['control'][-1]:.1f} ms", flush=True)
     finally:
         await watcher.close()
         await runner.close()
@@ -239,6 +261,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         Figure(group, "a second client's replica has it (runtimed AI cell)", "ms", samples["runtimed"]).check(TARGET_MS),
         Figure(group, "of which: until the daemon appended the output event (its ts, ms resolution)", "ms",
                [a for a in samples["appended"] if a == a]),
+        Figure("control: any event", "daemon append -> the same client's replica (fan-out alone, same load)", "ms",
+               samples["control"]),
         Figure(group, "runtimed - bare (medians)", "ms",
                [statistics.median(samples["runtimed"]) - statistics.median(samples["bare"])]),
     ]
