@@ -583,7 +583,8 @@ def test_yaml_ai_cells_and_settings_round_trip() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("cells:\n  - {id: a, source: hi, ai: {provider: openai, model: m}}\n", "cells[0].ai: AI settings belong"),
-    ("cells:\n  - {id: a, cell_type: ai, source: hi, ai: {provider: openai}}\n", "cells[0].ai.model"),
+    ("cells:\n  - {id: a, cell_type: ai, source: hi, ai: {provider: 3}}\n", "cells[0].ai.provider"),
+    ("metadata: {ai: {provider: openai}}\ncells: []\n", "metadata.ai.model"),
     ("metadata: {ai: openai}\ncells: []\n", "metadata.ai: expected a mapping"),
 ])
 def test_yaml_ai_settings_errors_name_the_path(text: str, expected: str) -> None:
@@ -670,12 +671,18 @@ async def test_a_session_sets_and_reads_ai_settings(session: AsyncSession, daemo
         await session.set_ai_settings("openai", "gpt-4o-mini", {"api_key": SECRET})
     with pytest.raises(RuntimedError, match="needs a provider"):
         await session.set_ai_settings("openai", "")
+    back = await session.create_cell("back to the notebook's model", "ai")
+    await session.set_ai_settings("anthropic", "claude-x", cell_id=back)
+    await session.set_ai_settings("", "", {"temperature": 0.9}, cell_id=back)  # empty: the notebook's model
+    assert await session.ai_settings(back) == {"provider": "openai", "model": "gpt-4o-mini", "settings": {
+        "base_url": "http://127.0.0.1:9/v1", "temperature": 0.9}}
     assert SECRET not in _log_text(session)
     r = httpx.get(f"{daemon.url}/api/notebooks/{session.notebook_id}/ai-settings",
                   headers={"Authorization": f"Bearer {daemon.token}"}, timeout=30)
     assert r.status_code == 200
-    assert r.json() == {"notebook": notebook, "providers": list(PROVIDERS),
-                        "cells": {cell: {"provider": "anthropic", "model": "claude-x", "settings": {"max_tokens": 10}}}}
+    assert r.json() == {"notebook": notebook, "providers": list(PROVIDERS), "cells": {
+        cell: {"provider": "anthropic", "model": "claude-x", "settings": {"max_tokens": 10}},
+        back: {"provider": "", "model": "", "settings": {"temperature": 0.9}}}}
     assert list(LISTED) == list(PROVIDERS)
 
 

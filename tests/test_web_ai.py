@@ -165,12 +165,17 @@ async def test_a_cells_own_model_and_a_denial_in_place(daemon: DaemonProcess, ap
                                                                            timeout=RUN_TIMEOUT)
         created = created_id(server.requests[1])["cell_id"]
         await expect(cell(page, created).locator("[data-testid=outputs]")).to_be_hidden()
+        # back to the notebook's model (none here)
+        await ai.locator("[data-testid=ai-model]").click()
+        await ai.locator("[data-testid=ai-use-notebook]").click()
+        await expect(ai.locator("[data-testid=ai-model]")).to_have_text("no model chosen (notebook)",
+                                                                       timeout=UI_TIMEOUT)
         assert not page.errors, page.errors
     assert server.requests[0]["model"] == "cell-model"
     settings = httpx.get(f"{daemon.url}/api/notebooks/{nb}/ai-settings",
                          headers={"Authorization": f"Bearer {daemon.token}"}, timeout=30).json()
     ai_id = next(iter(settings["cells"]))
-    assert settings["notebook"] is None and settings["cells"][ai_id]["model"] == "cell-model"
+    assert settings["notebook"] is None and settings["cells"][ai_id]["model"] == ""
     assert [(a["tool"], a["status"]) for a in approvals(api, nb)] == [("execute_cell", "denied")]
 
 

@@ -38,15 +38,16 @@ class AsyncAiSettings:
         """Choose the model that answers this notebook's AI cells, or one cell's (``cell_id``).
 
         A cell's settings override the notebook's key by key (its provider and model, and each key
-        of ``settings``). ``settings``: ``base_url`` (an OpenAI-compatible server such as Ollama's
+        of ``settings``); for a cell, an empty provider or model keeps the notebook's
+        (``set_ai_settings("", "", cell_id=c)`` puts the cell back on the notebook's model). ``settings``: ``base_url`` (an OpenAI-compatible server such as Ollama's
         ``http://127.0.0.1:11434/v1``), ``temperature`` (openai), ``max_tokens`` (anthropic),
         ``images`` (false for a text-only model).
 
         Raises:
-            RuntimedError: ``provider`` or ``model`` is empty (``invalid_argument``).
+            RuntimedError: ``provider`` or ``model`` is empty for the notebook (``invalid_args``).
             EventRejected: the settings look like a credential, or ``cell_id`` is not a cell.
         """
-        if not provider or not model:
+        if cell_id is None and (not provider or not model):
             raise RuntimedError("set_ai_settings needs a provider ('openai' or 'anthropic') and a model name",
                                 code="invalid_args")
         await self._commit([make_event("aiSettingsSet", cell_id=cell_id, provider=provider, model=model,

@@ -100,18 +100,22 @@ def _kernelspec(metadata: dict[str, Any]) -> dict[str, str] | None:
     return spec
 
 
-def _ai_settings(value: Any, where: str) -> dict[str, Any]:
+def _ai_settings(value: Any, where: str, *, cell: bool = False) -> dict[str, Any]:
+    """``{provider, model, settings}``; a cell may leave provider or model out (it keeps the notebook's)."""
     if not isinstance(value, dict):
         raise _fail(where, f"expected a mapping {{provider, model, settings}}, got {_type_name(value)}")
     unknown = set(value) - {"provider", "model", "settings"}
     if unknown:
         raise _fail(where, f"unknown keys {sorted(map(str, unknown))}; allowed: provider, model, settings")
     for key in ("provider", "model"):
+        if cell and value.get(key, "") == "":
+            continue
         if not isinstance(value.get(key), str) or not value[key]:
             raise _fail(f"{where}.{key}", "expected a non-empty string (e.g. provider: openai, model: gpt-4o-mini)")
     if not isinstance(value.get("settings", {}), dict):
         raise _fail(f"{where}.settings", f"expected a mapping, got {_type_name(value['settings'])}")
-    return {"provider": value["provider"], "model": value["model"], "settings": dict(value.get("settings") or {})}
+    return {"provider": value.get("provider", ""), "model": value.get("model", ""),
+            "settings": dict(value.get("settings") or {})}
 
 
 def _cell(item: Any, i: int, used: set[str]) -> nbformat.NotebookNode:
@@ -149,7 +153,7 @@ def _cell(item: Any, i: int, used: set[str]) -> nbformat.NotebookNode:
     if cell_type == "ai":  # stored as the .ipynb export stores it: a markdown cell remembering its type
         native: dict[str, Any] = {"cell_type": "ai", "prompt": source}
         if "ai" in item:
-            native[AI_SETTINGS_KEY] = _ai_settings(item["ai"], f"{where}.ai")
+            native[AI_SETTINGS_KEY] = _ai_settings(item["ai"], f"{where}.ai", cell=True)
         metadata[NATIVE_TYPE_KEY] = {**dict(metadata.get(NATIVE_TYPE_KEY) or {}), **native}
         return v4.new_markdown_cell(source=source, id=cell_id, metadata=metadata)
     maker = {"code": v4.new_code_cell, "markdown": v4.new_markdown_cell, "raw": v4.new_raw_cell}[cell_type]

@@ -201,7 +201,8 @@ def run_settings(conn: Reader) -> dict[str, Any]:
 def ai_settings(conn: Reader, cell_id: str | None = None) -> dict[str, Any] | None:
     """The AI settings (``aiSettingsSet``) that apply to a cell: its own, else the notebook's; None when unset.
 
-    ``{"provider", "model", "settings"}``; a cell's own settings override the notebook's key by key."""
+    ``{"provider", "model", "settings"}``; a cell's own settings override the notebook's key by key (an empty
+    provider or model of a cell keeps the notebook's: that is how a cell goes back to the notebook's model)."""
     rows = {r[0]: r for r in conn.execute("SELECT scope, provider, model, settings FROM ai_settings "
                                           "WHERE scope IN ('', ?)", (cell_id or "",))}
     base, own = rows.get(""), rows.get(cell_id) if cell_id else None
@@ -210,7 +211,8 @@ def ai_settings(conn: Reader, cell_id: str | None = None) -> dict[str, Any] | No
     merged: dict[str, Any] = {"provider": "", "model": "", "settings": {}}
     for row in (base, own):
         if row is not None:
-            merged.update(provider=row[1], model=row[2], settings={**merged["settings"], **(loads(row[3]) or {})})
+            merged.update(provider=row[1] or merged["provider"], model=row[2] or merged["model"],
+                          settings={**merged["settings"], **(loads(row[3]) or {})})
     return merged
 
 

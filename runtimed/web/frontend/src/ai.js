@@ -124,7 +124,14 @@ export class AiCells {
     const own = this.cells.get(cellId)
     if (!own) return this.notebook
     const base = this.notebook || { provider: '', model: '', settings: {} }
-    return { provider: own.provider, model: own.model, settings: { ...(base.settings || {}), ...(own.settings || {}) } }
+    return { provider: own.provider || base.provider, model: own.model || base.model,
+      settings: { ...(base.settings || {}), ...(own.settings || {}) } }
+  }
+
+  /** Whether a cell has a model of its own (an empty provider and model keep the notebook's). */
+  ownModel(cellId) {
+    const own = this.cells.get(cellId)
+    return !!(own && (own.provider || own.model))
   }
 
   /** After the page applied a batch of changes: controls on AI cells, approvals in their tool steps. */
@@ -169,7 +176,7 @@ export class AiCells {
   _renderCell(cellId) {
     const c = this.controls.get(cellId)
     if (!c) return
-    const own = this.cells.get(cellId)
+    const own = this.ownModel(cellId)
     const applies = this.effective(cellId)
     c.chip.textContent = label(applies) + (own ? '' : ' (notebook)')
     c.chip.title = own ? 'This cell\'s model (click to change)' : 'The notebook\'s model (click to choose one for this cell)'
@@ -191,6 +198,14 @@ export class AiCells {
       provider, model, baseUrl,
       el('button.primary', { type: 'submit', testid: 'ai-save', text: 'Save' }),
       el('button.ghost', { type: 'button', text: 'Cancel', on: { click: () => (form.hidden = true) } }),
+      cellId
+        ? el('button.ghost', { type: 'button', testid: 'ai-use-notebook', text: 'Use the notebook\'s',
+            title: 'This cell answers with the notebook\'s provider and model again',
+            on: { click: () => {
+              this._reset(cellId)
+              form.hidden = true
+            } } })
+        : null,
       el('span.muted.ai-keys-note', { text: 'Keys come from the daemon\'s environment, never from here.' }))
     form._fields = { provider, model, baseUrl }
     form.addEventListener('submit', (e) => {
@@ -222,6 +237,12 @@ export class AiCells {
     const args = { provider, model, settings }
     if (cellId) args.cellId = cellId
     this.page.push([{ name: 'aiSettingsSet', args }])
+  }
+
+  /** Back to the notebook's provider and model: an empty provider and model keep the notebook's (views.ai_settings). */
+  _reset(cellId) {
+    if (this.page.readOnly || !this.cells.has(cellId)) return
+    this.page.push([{ name: 'aiSettingsSet', args: { cellId, provider: '', model: '', settings: {} } }])
   }
 
   /** Approve / Always / Deny next to the running step whose call waits for a person. */
