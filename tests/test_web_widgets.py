@@ -170,3 +170,27 @@ async def test_interact_and_an_anywidget_counter(daemon) -> None:
         c = wait_done(api, nb, "cell-2", run(api, nb, "cell-2"))
         assert stdout(c).strip() == "count is 3"
         assert not alice.errors and not bob.errors, alice.errors + bob.errors
+
+
+async def test_widget_state_saved_by_nbclient_renders_after_import(daemon, tmp_path) -> None:
+    """A notebook executed by nbclient (which stores metadata.widgets) shows its widgets' saved state, not live."""
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import ipywidgets as w\nw.IntSlider(value=7, max=10, description='saved')")])
+    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
+    assert "application/vnd.jupyter.widget-state+json" in nb.metadata.widgets
+    api = Api(daemon)
+    r = api.client.post("/api/notebooks/import", params={"id": "from-nbclient"}, content=json.dumps(nb))
+    assert r.status_code == 201, r.text
+    async with chromium() as browser:
+        page = await open_notebook(browser, daemon, "from-nbclient")
+        cell_id = api.get("from-nbclient")["cells"][0]["id"]
+        frame = await shown(page, cell_id)
+        await frame.locator(".widget-readout", has_text="7").wait_for()
+        await frame.get_by_text("saved").wait_for()
+        assert await cell(page, cell_id).locator("[data-testid=widget-offline]").is_visible()
+        assert not page.errors, page.errors

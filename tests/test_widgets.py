@@ -167,3 +167,38 @@ def test_runtime_restart_keeps_last_state_not_live(session: Session, tmp_path: P
         assert again["state"][model]["state"]["value"] == "kept"
     finally:
         imported.close()
+
+
+def test_large_buffer_goes_to_an_artifact_and_export_inlines_it(session: Session, shared_daemon: DaemonProcess) -> None:
+    import base64
+
+    import httpx
+
+    model = view_id(run_ok(session, """
+        import ipywidgets as w
+        data = bytes(range(256)) * 1024  # 256 KiB: over the artifact threshold
+        image = w.Image(value=data, format='png')
+        image
+    """))
+    row = next(r for r in session.widgets.list("ImageModel") if r["comm_id"] == model)
+    (buffer,) = row["buffers"]
+    assert buffer["path"] == ["value"] and buffer["size"] == 256 * 1024 and "data" not in buffer  # an artifact
+
+    r = httpx.get(f"{shared_daemon.url}/api/notebooks/{session.notebook_id}/export",
+                  headers={"Authorization": f"Bearer {shared_daemon.token}"}, timeout=60)
+    r.raise_for_status()
+    nb = r.json() if r.headers["content-type"].startswith("application/json") else json.loads(r.text)
+    entry = nb["metadata"]["widgets"][WIDGET_STATE_MIME]["state"][model]
+    (exported,) = entry["buffers"]
+    assert exported["path"] == ["value"] and exported["encoding"] == "base64"
+    assert base64.b64decode(exported["data"]) == bytes(range(256)) * 1024
+    nbformat.validate(nbformat.from_dict(nb))
+
+
+def test_kernel_restart_keeps_the_models_not_live(session: Session) -> None:
+    model = view_id(run_ok(session, "import ipywidgets as w\nb = w.Checkbox(value=True)\nb"))
+    session.restart_kernel()
+    row = eventually(lambda: next(r for r in session.widgets.list() if r["comm_id"] == model and not r["live"]))
+    assert row["state"]["value"] is True
+    with pytest.raises(EventRejected, match="not connected to a live kernel"):
+        session.widgets.set(model, value=False)

@@ -8,6 +8,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from runtimed.errors import InvalidNotebookError
 from runtimed.schema.views import WidgetRow
 
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
@@ -18,7 +19,8 @@ def widget_state_document(rows: list[WidgetRow], resolve: Callable[[str], bytes]
                           base: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The widget-state document of ``rows`` (over ``base``, an imported one); None when there are no models.
 
-    Buffers held as artifacts are inlined with ``resolve`` (sha -> bytes); without it they are left out."""
+    Buffers held as artifacts are inlined with ``resolve`` (sha -> bytes); without it, as for outputs, the export
+    is refused (``artifact_unresolved``) rather than silently missing them."""
     state: dict[str, Any] = dict((base or {}).get("state") or {})
     for row in rows:
         s = row["state"]
@@ -30,7 +32,10 @@ def widget_state_document(rows: list[WidgetRow], resolve: Callable[[str], bytes]
         for b in row["buffers"]:
             if "data" in b:
                 buffers.append({"data": b["data"], "encoding": "base64", "path": b["path"]})
-            elif resolve is not None:
+            elif resolve is None:
+                raise InvalidNotebookError(f"widget {row['comm_id']} has a buffer stored as artifact {b['artifact']}; "
+                                           "pass resolve_artifact to export it", code="artifact_unresolved")
+            else:
                 buffers.append({"data": base64.b64encode(resolve(b["artifact"])).decode(), "encoding": "base64",
                                 "path": b["path"]})
         if buffers:

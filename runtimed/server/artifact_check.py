@@ -14,7 +14,7 @@ from typing import Any
 
 from runtimed.errors import RuntimedError
 from runtimed.schema import views
-from runtimed.schema.artifact_refs import event_refs, refs_in
+from runtimed.schema.artifact_refs import COMM_EVENTS, event_refs, refs_in
 from runtimed.schema.materializer import Envelope
 from runtimed.server.service import NotebookService
 from runtimed.store.artifacts import ArtifactStore
@@ -98,6 +98,9 @@ class ArtifactCheck:
         for env in stored:
             if env.name in ("outputAdded", "displayUpdated"):
                 for ref in refs_in(getattr(env.args, "data", None)):
+                    usage[ref["artifact"]] = ref["size"]
+            elif env.name in COMM_EVENTS:  # a widget's large binary buffers
+                for ref in event_refs({"name": env.name, "args": env.args.wire()}):
                     usage[ref["artifact"]] = ref["size"]
 
 

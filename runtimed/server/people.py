@@ -41,12 +41,12 @@ OWNER = "owner"
 
 RUNNER_EVENTS = frozenset({
     "executionRequested", "executionCancelRequested", "runtimeInterruptRequested", "runtimeRestartRequested",
-    "inputReplied", "runtimeSessionEnded",
+    "inputReplied", "runtimeSessionEnded", "commUpdateRequested",
 })
 RUNTIME_EVENTS = frozenset({
     "executionAssigned", "executionStarted", "executionCompleted", "executionRequeued", "outputAdded",
     "streamTextChanged", "displayUpdated", "outputsCleared", "runtimeSessionStarted", "runtimeStatusChanged",
-    "runtimeSessionEnded", "inputRequested",
+    "runtimeSessionEnded", "inputRequested", "commOpened", "commStateChanged", "commCustomMessage", "commClosed",
 })
 OWNER_EVENTS = frozenset({"notebookCreated"})
 """Creating a notebook needs ``editor`` on it (or for all notebooks); see ``Principal.required_role``."""
