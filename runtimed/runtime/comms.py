@@ -143,13 +143,11 @@ class CommRelay:
             pending.buffers = {p: b for p, b in pending.buffers.items() if p[0] != key}
         pending.state.update(state)
         pending.buffers.update(buffers)
-        if pending.timer is not None:
-            return
         loop = asyncio.get_running_loop()
         wait = self._flushed_at.get(comm_id, -self.interval) + self.interval - loop.time()
-        if wait <= 0:
+        if wait <= 0:  # also checked here, not only by the timer: a burst of messages may keep the loop busy
             self.flush(comm_id)
-        else:
+        elif pending.timer is None:
             pending.timer = loop.call_later(wait, self.flush, comm_id)
 
     def flush(self, comm_id: str) -> None:
