@@ -207,3 +207,30 @@ def test_kernel_restart_keeps_the_models_not_live(session: Session) -> None:
     assert row["state"]["value"] is True
     with pytest.raises(EventRejected, match="not connected to a live kernel"):
         session.widgets.set(model, value=False)
+
+
+def test_runt_run_writes_widget_state_like_papermill(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import papermill
+
+    src = tmp_path / "w.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import ipywidgets as w\nbox = w.VBox([w.IntSlider(value=4), w.Text(value='t')])\nbox")])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(src))
+    out = tmp_path / "out.ipynb"
+    proc = subprocess.run([sys.executable, "-m", "runtimed.cli.main", "run", str(src), str(out), "--no-progress-bar"],
+                          env=shared_daemon.env(), capture_output=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    ours = nbformat.read(str(out), 4)
+    theirs = papermill.execute_notebook(str(src), str(tmp_path / "pm.ipynb"), {}, progress_bar=False)
+    nbformat.validate(ours)
+
+    def models(notebook: Any) -> list[tuple[str, Any]]:
+        state = notebook.metadata.widgets[WIDGET_STATE_MIME]["state"]
+        return sorted((m["model_name"], m["state"].get("value")) for m in state.values())
+
+    assert models(ours) == models(theirs)
+    assert ("IntSliderModel", 4) in models(ours) and ("TextModel", "t") in models(ours)
