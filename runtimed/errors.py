@@ -170,6 +170,14 @@ class ErrorCode(enum.Enum):
     ARTIFACT_MISMATCH = ("artifact_mismatch", 400, _R, "upload the exact bytes whose sha256 names the artifact")
     ARTIFACT_QUOTA = ("artifact_quota", 413, _R, "delete notebooks and run `runt gc --artifacts`, or raise the quota")
     LENGTH_REQUIRED = ("length_required", 411, _U, "send the upload with a Content-Length header")
+    # -- runs and schedules (daemon jobs) -----------------------------------------------------
+    RUN_NOT_FOUND = ("run_not_found", 404, _N, "list them with `runt runs`")
+    RUNS_DISABLED = ("runs_disabled", 409, _R, "start the daemon with `runtimed` or `runt daemon start` (they run jobs)")
+    RUN_NOT_RESUMABLE = ("run_not_resumable", 409, _R, "only a failed or cancelled run resumes; see `runt runs show ID`")
+    KERNEL_GONE = ("kernel_gone", 409, ExitCode.KERNEL_DIED, "rerun from the start: `runt runs resume ID --from-start`")
+    SCHEDULE_NOT_FOUND = ("schedule_not_found", 404, _N, "list them with `runt schedule list`")
+    INVALID_SCHEDULE = ("invalid_schedule", 400, _U, "a cron line: 5 fields (minute hour day month weekday), "
+                        "or 6 with seconds last")
 
     def __init__(self, code: str, http_status: int, exit_code: ExitCode, hint: str) -> None:
         self.code = code

@@ -48,7 +48,7 @@ class DaemonProcess:
     def start(self, timeout: float = 30.0) -> DaemonEndpoint:
         self.home.daemon_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtimed.server.main", "--home", str(self.home.path), "--port", "0", *self.args],
+            [sys.executable, "-m", "runtimed.cli.daemon_main", "--home", str(self.home.path), "--port", "0", *self.args],
             stdout=subprocess.DEVNULL, stderr=open(self.home.path / "test-daemon.stderr", "ab"),  # noqa: SIM115
         )
         deadline = time.monotonic() + timeout

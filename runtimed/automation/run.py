@@ -37,6 +37,7 @@ from runtimed.schema.ids import new_id
 STATUS_EXIT_CODES = {
     "success": ExitCode.OK, "prepared": ExitCode.OK, "error": ExitCode.FAILURE, "kernel_died": ExitCode.KERNEL_DIED,
     "timeout": ExitCode.TIMEOUT, "start_failed": ExitCode.START_FAILED, "failed": ExitCode.FAILURE,
+    "cancelled": ExitCode.FAILURE,
 }
 FAILURE_KINDS = {"KernelDied": "kernel_died", "ExecutionTimeout": "timeout", "KernelStartFailed": "start_failed"}
 
@@ -74,6 +75,44 @@ class RunOptions:
     home: str | None = None
     input_notebook: nbformat.NotebookNode | None = None
     """Already-read input (stdin); ``input_path`` then only names it."""
+    client_cwd: str | None = None
+    """Where the submitting client runs: relative output paths and the kernel's default cwd resolve there
+    (a run executes in the daemon, whose own working directory means nothing to the user)."""
+    autosave_cell_every: float = 30.0
+    """papermill's autosave: the output notebook is rewritten after a cell completes, at most every N seconds."""
+    write_output_file: bool = True
+    """False when the client writes the output itself (``-``, or a daemon that cannot reach the path)."""
+    keep_runtime_on_failure: bool = False
+    """Leave the runtime of a failed or cancelled run running (the daemon's jobs keep it for resume)."""
+    control: RunControl | None = None
+    """Progress and cancellation from the daemon's job runner (not serialized)."""
+    endpoint: DaemonEndpoint | None = None
+    """The daemon to run on (the daemon's own, for jobs); else found or started from ``home``."""
+
+
+SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook")
+"""RunOptions fields that do not travel in ``POST /api/runs`` as they are (the notebook goes as content)."""
+
+
+class RunControl:
+    """What a run's owner (the daemon's job runner) sees of it while it runs and how it stops it."""
+
+    def __init__(self, on_progress: Callable[[int, int], None] | None = None) -> None:
+        self.on_progress = on_progress
+        self.cancelled = False
+        self.client: SyncClient | None = None
+        self.snapshot: Callable[[], nbformat.NotebookNode] | None = None
+        """The output notebook as far as the run got (set while it executes)."""
+
+    def progress(self, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(done, total)
+
+    async def cancel(self) -> None:
+        """Cancel the run: its queued cells are dropped and the running one interrupted; the output is kept."""
+        self.cancelled = True
+        if self.client is not None and self.client.is_connected:
+            await self.client.push([make_event("executionCancelRequested")], timeout=10)
 
 
 @dataclass
@@ -88,6 +127,10 @@ class RunResult:
     message: str = ""
     phases: dict[str, float] = field(default_factory=dict)
     """Seconds spent in each phase of the run (prepare, daemon, import, connect, start, execute, ...)."""
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(queue id, {id, expects_error}) of every cell execution the run requested (resume continues them)."""
+    runtime_id: str | None = None
+    """The runtime left running (``--keep-runtime``, or a failed run kept for resume)."""
 
     @property
     def exit_code(self) -> int:
@@ -154,7 +197,7 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
             if cell.cell_type == "code":
                 cell.outputs = []
                 cell.execution_count = None
-    cwd = _absolute_cwd(opts.cwd)
+    cwd = _absolute_cwd(opts.cwd, opts.client_cwd)
     settings: dict[str, Any] = {k: v for k, v in (("cwd", cwd), ("execution_timeout", opts.execution_timeout))
                                 if v is not None}
     if opts.approve:  # recorded in the run's notebook (an audited event), read by the agents' approval check
@@ -167,11 +210,13 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
     return nb, output_path
 
 
-def _absolute_cwd(cwd: str | None) -> str | None:
+def _absolute_cwd(cwd: str | None, client_cwd: str | None = None) -> str | None:
     """A relative ``--cwd`` is relative to where runt runs, not to where the daemon runs."""
     import os
 
-    return os.path.abspath(os.path.expanduser(cwd)) if cwd and "://" not in cwd else cwd
+    if not cwd or "://" in cwd:
+        return cwd
+    return os.path.abspath(os.path.join(client_cwd or os.getcwd(), os.path.expanduser(cwd)))
 
 
 def _is_local(endpoint: DaemonEndpoint) -> bool:
@@ -180,13 +225,22 @@ def _is_local(endpoint: DaemonEndpoint) -> bool:
     return (urlsplit(endpoint.url).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
-def _default_cwd(nb: nbformat.NotebookNode, endpoint: DaemonEndpoint) -> None:
+def _default_cwd(nb: nbformat.NotebookNode, endpoint: DaemonEndpoint, client_cwd: str | None) -> None:
     """Without --cwd the kernel runs where runt runs, as papermill's does (for a daemon on this machine)."""
     import os
 
     settings = nb.metadata.get("runtimed") or {}
-    if "cwd" not in settings and _is_local(endpoint):
-        nb.metadata["runtimed"] = {**settings, "cwd": os.getcwd()}
+    if "cwd" not in settings and (client_cwd or _is_local(endpoint)):
+        nb.metadata["runtimed"] = {**settings, "cwd": client_cwd or os.getcwd()}
+
+
+def output_target(path: str | None, client_cwd: str | None) -> str | None:
+    """Where an output path points for the process that writes it: relative to the client's directory."""
+    import os
+
+    if path is None or path == "-" or "://" in path or client_cwd is None:
+        return path
+    return os.path.join(client_cwd, os.path.expanduser(path))
 
 
 def write_output(nb: nbformat.NotebookNode, output_path: str | None) -> None:
@@ -274,12 +328,13 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     phases = _Phases()
     nb, output_path = prepare(opts)
     phases.mark("prepare")
+    target = output_target(output_path, opts.client_cwd) if opts.write_output_file else None
     if opts.prepare_only:
-        write_output(nb, output_path)
+        write_output(nb, target)
         return RunResult(nb, "prepared", output_path=output_path, message="prepared only (not executed)")
 
-    endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
-    _default_cwd(nb, endpoint)
+    endpoint = opts.endpoint or await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
+    _default_cwd(nb, endpoint, opts.client_cwd)
     phases.mark("daemon")
     notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
     http = DaemonHTTP(endpoint)
@@ -287,24 +342,93 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
         await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
                                 content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": RUN_IMPORT_ACTOR})
         phases.mark("import")
-        actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
-        session = _RunSession(SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run"),
-                              notebook_id, f"{endpoint.url}/?notebook={notebook_id}")
-        await session.client.connect(30.0)
+        session = await _connect(endpoint, notebook_id)
         phases.mark("connect")
         say(f"Live notebook: {session.url}")
-        try:
-            result = await _execute(session, nb, opts, started, http, phases)
-        finally:
-            runtime = session.client.replica.view(views.active_session) if session.is_connected else None
-            await session.close()
-            if runtime is not None and not opts.keep_runtime:
-                await asyncio.to_thread(_stop_runtime, http, runtime["runtime_id"])
-            phases.mark("stop")
+        result = await _run_session(session, nb, _requests_for(session.client.replica.view(views.ordered_cells)),
+                                    opts, started, http, phases, target)
     finally:
         http.close()
     result.output_path = output_path
-    write_output(result.notebook, output_path)
+    return await _conclude(result, opts, phases, started, target)
+
+
+async def resume_async(opts: RunOptions, notebook_id: str, previous: list[tuple[str, dict[str, Any]]], *,
+                       from_cell: str | None, set_source: str | None = None, report: Reporter | None = None
+                       ) -> RunResult:
+    """Continue a failed or cancelled run on its notebook: from ``from_cell`` (the failing cell) in the
+    kernel it left running, or from the start (``from_cell=None``) on a new one.
+
+    ``set_source`` replaces the failing cell's source first (the fix). ``previous`` are the run's
+    earlier requests, so the output's papermill metadata covers the whole run.
+    """
+    say = report or (lambda _line: None)
+    started = time.monotonic()
+    phases = _Phases()
+    endpoint = opts.endpoint or await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
+    output_path = parameterize_path(opts.output_path, opts.parameters)
+    target = output_target(output_path, opts.client_cwd) if opts.write_output_file else None
+    http = DaemonHTTP(endpoint)
+    try:
+        session = await _connect(endpoint, notebook_id)
+        client = session.client
+        if from_cell is not None and client.replica.view(views.active_session) is None:
+            await session.close()
+            raise RuntimedError(f"the kernel of notebook {notebook_id!r} is gone (its grace period ended or it died): "
+                                "its state cannot be resumed", code="kernel_gone")
+        if set_source is not None and from_cell is not None:
+            from runtimed.schema.crdt import SourceDoc, encode_update
+
+            update = SourceDoc(client.replica.view(views.cell_ystate, from_cell)).update_to(set_source)
+            if update is not None:
+                await client.commit([make_event("cellSourceEdited", cell_id=from_cell, update=encode_update(update))])
+        say(f"Live notebook: {session.url}")
+        cells = client.replica.view(views.ordered_cells)
+        if from_cell is not None:
+            ids = [c["id"] for c in cells]
+            cells = cells[ids.index(from_cell):] if from_cell in ids else []
+        from runtimed.formats import notebook_from_projection
+
+        prepared = client.replica.view(notebook_from_projection)
+        result = await _run_session(session, prepared, _requests_for(cells), opts, started, http, phases, target,
+                                    previous=previous if from_cell is not None else [])
+    finally:
+        http.close()
+    result.output_path = output_path
+    return await _conclude(result, opts, phases, started, target)
+
+
+async def _connect(endpoint: DaemonEndpoint, notebook_id: str) -> _RunSession:
+    actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
+    session = _RunSession(SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run"),
+                          notebook_id, f"{endpoint.url}/?notebook={notebook_id}")
+    await session.client.connect(30.0)
+    return session
+
+
+async def _run_session(session: _RunSession, prepared: nbformat.NotebookNode,
+                       requests: list[tuple[str, dict[str, Any]]], opts: RunOptions, started: float,
+                       http: DaemonHTTP, phases: _Phases, target: str | None,
+                       previous: list[tuple[str, dict[str, Any]]] | None = None) -> RunResult:
+    """Execute on a connected session; stop its runtime afterwards unless it is to be kept."""
+    result: RunResult | None = None
+    try:
+        result = await _execute(session, prepared, requests, opts, started, http, phases, target, previous or [])
+    finally:
+        runtime = session.client.replica.view(views.active_session) if session.is_connected else None
+        await session.close()
+        keep = opts.keep_runtime or (opts.keep_runtime_on_failure and (result is None or not result.success))
+        if runtime is not None and not keep:
+            await asyncio.to_thread(_stop_runtime, http, runtime["runtime_id"])
+        elif runtime is not None and result is not None:
+            result.runtime_id = runtime["runtime_id"]
+        phases.mark("stop")
+    return result
+
+
+async def _conclude(result: RunResult, opts: RunOptions, phases: _Phases, started: float,
+                    target: str | None) -> RunResult:
+    write_output(result.notebook, target)
     if opts.stdout_file or opts.stderr_file:
         _write_stream_files(result.notebook, opts)
     phases.mark("write")
@@ -318,6 +442,15 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
 
 STOP_WAIT_S = 0.05
 """How long a run waits for its runtime's shutdown: the daemon finishes it after we hang up."""
+
+
+def stop_runtime(endpoint: DaemonEndpoint, runtime_id: str) -> None:
+    """Stop a runtime a run left running (the daemon's jobs, when a failed run's grace period ends)."""
+    http = DaemonHTTP(endpoint)
+    try:
+        _stop_runtime(http, runtime_id)
+    finally:
+        http.close()
 
 
 def _stop_runtime(http: DaemonHTTP, runtime_id: str) -> None:
@@ -346,28 +479,70 @@ def _requests_for(cells: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[st
     return requests
 
 
-async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, opts: RunOptions,
-                   started: float, http: DaemonHTTP, phases: _Phases) -> RunResult:
+class _Autosave:
+    """papermill's autosave: the output notebook rewritten after a cell completes, at most every ``every`` s."""
+
+    def __init__(self, save: Callable[[], None], every: float) -> None:
+        self.save = save
+        self.every = max(0.0, every)
+        self.last = time.monotonic()
+
+    def cell_done(self) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.now()
+
+    def now(self) -> None:
+        self.last = time.monotonic()
+        try:
+            self.save()
+        except Exception as exc:  # noqa: BLE001 - an autosave that fails must not fail the run; the final write reports
+            print(f"runt run: autosave failed: {exc}", file=sys.stderr)
+
+
+async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]],
+                   opts: RunOptions, started: float, http: DaemonHTTP, phases: _Phases, target: str | None,
+                   previous: list[tuple[str, dict[str, Any]]]) -> RunResult:
     client = session.client
-    requests = _requests_for(client.replica.view(views.ordered_cells))
     batch_id = new_id("b-")
     start_time = datetime.now(UTC)
     progress = _Progress(len(requests), enabled=opts.progress_bar)
     live_log = client.on_events(_LiveLog(to_stderr=opts.output_path == "-")) if opts.log_output else None
     queue_ids = {q for q, _ in requests}
+    everything = previous + requests
+    control = opts.control
+
+    def partial() -> nbformat.NotebookNode:
+        return _finish(client, prepared, everything, start_time, opts, http)
+
+    if control is not None:
+        control.client = client
+        control.snapshot = partial
+
+    autosave = _Autosave(lambda: write_output(partial(), target), opts.autosave_cell_every) if target else None
+    finished = [0]
 
     def all_done() -> bool:
         done = client.replica.view(views.count_finished, queue_ids)  # (a resync replaces the replica)
-        progress.update(done)
+        if done != finished[0]:
+            finished[0] = done
+            progress.update(done)
+            if control is not None:
+                control.progress(done, len(queue_ids))
+            if autosave is not None and done < len(queue_ids):
+                autosave.cell_done()
         return done == len(queue_ids)
 
     try:
+        if control is not None and control.cancelled:  # cancelled before it started: nothing is requested
+            requests, queue_ids = [], set()
         await client.commit([
             make_event("executionRequested", queue_id=q, cell_id=c["id"],
                        batch_id=None if opts.allow_errors or c["expects_error"] else batch_id)
             for q, c in requests
         ])
         phases.mark("request")
+        if control is not None:
+            control.progress(0, len(queue_ids))
         if queue_ids:
             try:
                 await client.wait_for(lambda: client.replica.view(views.active_session) is not None or all_done(),
@@ -375,22 +550,28 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, opts: 
                 phases.mark("start")
             except TimeoutError:
                 await client.commit([make_event("executionCancelRequested")])
-                nb = _finish(client, prepared, requests, start_time, opts, http)
+                nb = _finish(client, prepared, everything, start_time, opts, http)
                 return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
-                                 message=f"no runtime started within --start-timeout {opts.start_timeout:g} s")
+                                 message=f"no runtime started within --start-timeout {opts.start_timeout:g} s",
+                                 requests=everything)
             await client.wait_for(all_done, None)
             phases.mark("execute")
-    except asyncio.CancelledError:  # Ctrl-C: do not leave the rest of the run queued in the daemon
+    except BaseException:  # Ctrl-C or a lost connection: nothing stays queued, and the output shows how far it got
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.push([make_event("executionCancelRequested")]), 5)
+        if autosave is not None:
+            with contextlib.suppress(Exception):
+                autosave.now()
         raise
     finally:
         progress.close()
         if live_log is not None:
             live_log()
-    nb = _finish(client, prepared, requests, start_time, opts, http)
+    nb = _finish(client, prepared, everything, start_time, opts, http)
     phases.mark("export")
-    return _outcome(nb, requests, _items(client, queue_ids), session, time.monotonic() - started, opts)
+    result = _outcome(nb, requests, _items(client, queue_ids), session, time.monotonic() - started, opts)
+    result.requests = everything
+    return result
 
 
 def _items(client: SyncClient, queue_ids: set[str]) -> dict[str, views.ExecutionRow]:
@@ -408,6 +589,16 @@ def _counts_as_failure(item: Mapping[str, Any], cell: Mapping[str, Any], opts: R
 def _outcome(nb: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]], items: dict[str, Any],
              session: _RunSession, duration: float, opts: RunOptions) -> RunResult:
     index_of = {cell.get("id"): i for i, cell in enumerate(nb.cells)}
+    if opts.control is not None and opts.control.cancelled:
+        stopped = next(((q, c) for q, c in requests if items[q]["status"] in ("cancelled", "error")), None)
+        failed = None
+        if stopped is not None:
+            index = index_of.get(stopped[1]["id"])
+            failed = {"index": index, "id": stopped[1]["id"], "ename": "Cancelled", "evalue": "the run was cancelled",
+                      "execution_count": items[stopped[0]]["execution_count"]}
+        where = f" at cell {failed['index']} (id {failed['id']})" if failed else ""
+        return RunResult(nb, "cancelled", session.notebook_id, session.url, duration, failed,
+                         message=f"cancelled{where}")
     for queue_id, cell in requests:
         item = items[queue_id]
         if not _counts_as_failure(item, cell, opts):
@@ -491,7 +682,8 @@ def _add_error_banner(nb: nbformat.NotebookNode, failed: dict[str, Any]) -> nbfo
 def _write_stream_files(nb: nbformat.NotebookNode, opts: RunOptions) -> None:
     import fsspec
 
-    for name, path in (("stdout", opts.stdout_file), ("stderr", opts.stderr_file)):
+    for name, given in (("stdout", opts.stdout_file), ("stderr", opts.stderr_file)):
+        path = output_target(given, opts.client_cwd)
         if path:
             text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
                            if o.get("output_type") == "stream" and o.get("name") == name)

@@ -76,7 +76,7 @@ def start(foreground: bool, port: str | None, host: str | None) -> None:
              "`runt daemon restart` restarts it")
         return
     if foreground:
-        from runtimed.server.main import main as server_main
+        from runtimed.cli.daemon_main import main as server_main
 
         argv = ["--home", str(home().path), "--foreground", "--port", port or str(DEFAULT_PORT)]
         if host:

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "console": ("runtimed.cli.console:console", "An interactive REPL on a kernel, kept as a notebook."),
     "run": ("runtimed.cli.run_cmd:run", "Run a notebook file, or a console on a kernel."),
     "inspect": ("runtimed.cli.run_cmd:inspect", "Inspect a notebook file."),
+    "runs": ("runtimed.cli.runs_cmd:runs", "List runs; show, attach, cancel, export or resume one."),
+    "schedule": ("runtimed.cli.runs_cmd:schedule", "Run notebooks on a cron schedule (add, list, rm)."),
     "notebooks": ("runtimed.cli.notebooks:notebooks", "List the daemon's notebooks; `rm ID...` removes some."),
     "gc": ("runtimed.cli.gc_cmd:gc", "Remove `runt run` notebooks not updated for a while."),
     "open": ("runtimed.cli.notebooks:open_", "Print (and open) the live URL of a notebook."),

@@ -81,11 +81,12 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
               "without a person's approval in this run; 'all' for every tool. See docs/ai.md for the risks.")
 @click.option("--keep-runtime", is_flag=True, help="Keep the kernel running after the run (default: stop it).")
 @click.option("--id", "notebook_id", help="Notebook id to use in the daemon (default run-<name>-<random>).")
+@click.option("--detach", is_flag=True, help="Submit the run to the daemon, print its id and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout,
         execution_timeout, allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file,
         progress_bar, inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel,
-        output_dir, notify_url, approve, keep_runtime, notebook_id, as_json) -> None:
+        output_dir, notify_url, approve, keep_runtime, notebook_id, detach, as_json) -> None:
     """Run NOTEBOOK (.ipynb or YAML; - for stdin) with parameters, papermill-style, as a live notebook.
 
     OUTPUT (optional; - for stdout; fsspec URLs work) receives the executed notebook. A
@@ -115,7 +116,7 @@ def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name
 def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout, execution_timeout,
          allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file, progress_bar,
          inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel, output_dir,
-         notify_url, approve, keep_runtime, notebook_id, as_json) -> int:
+         notify_url, approve, keep_runtime, notebook_id, detach, as_json) -> int:
     from runtimed.automation.parameters import collect_parameters, parse_grid
     from runtimed.automation.run import RunOptions, notify, run_async, run_many
 
@@ -166,19 +167,69 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
                       progress_bar=progress_bar, notify_url=notify_url, **common)
     if input_path == "-":
         opts.input_notebook = _read_stdin_notebook()
-    _say(f"Input notebook:  {input_path}")
-    if output_path:
-        _say(f"Output notebook: {output_path}")
-    result = asyncio.run(run_async(opts, report=_say))
-    if as_json and output_path != "-":
-        click.echo(json.dumps(result.summary(), indent=2))
-    if result.success:
-        _say(f"runt run: {result.message}" + (f" in {result.duration_s:.2f} s" if result.duration_s else ""))
+    if prepare_only:  # nothing runs: no daemon needed
+        _say(f"Input notebook:  {input_path}")
+        result = asyncio.run(run_async(opts, report=_say))
+        _say(f"runt run: {result.message}")
+        return result.exit_code
+    return asyncio.run(_submit(opts, detach=detach, as_json=as_json))
+
+
+async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
+    """Submit the run to the daemon (a job there) and, unless --detach, follow it to its end."""
+    from runtimed.automation.jobs import submittable
+    from runtimed.automation.run import _is_local, load_input
+    from runtimed.cli.run_client import RunClient, fetch_notebook, follow, write_notebook
+    from runtimed.client.discovery import ensure_daemon
+    from runtimed.home import Home
+
+    notebook = load_input(opts)  # read here: the daemon may not see this machine's files or stdin
+    endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
+    opts.client_cwd = os.getcwd()
+    client_writes = opts.output_path == "-" or not _is_local(endpoint)
+    opts.write_output_file = not client_writes
+    client = RunClient(endpoint)
+    try:
+        run = await client.call("POST", "/api/runs", json={"options": submittable(opts), "notebook": notebook})
+        if detach:
+            click.echo(run["id"])
+            _say(f"Run {run['id']} submitted; live notebook: {run['url']}")
+            _say(f"  follow it with `runt runs attach {run['id']}`, list runs with `runt runs`")
+            return 0
+        _say(f"Input notebook:  {opts.input_path}")
+        if opts.output_path:
+            _say(f"Output notebook: {opts.output_path}")
+        _say(f"Live notebook: {run['url']}")
+        run = await follow(client, run, progress_bar=bool(opts.progress_bar), log_output=opts.log_output,
+                           log_to_stderr=opts.output_path == "-", say=_say)
+        if client_writes and opts.output_path:
+            from runtimed.automation.parameters import parameterize_path
+
+            path = parameterize_path(opts.output_path, opts.parameters)
+            write_notebook(await fetch_notebook(client, run["id"]), path or "-")
+    finally:
+        await client.close()
+    return _report_run(run, as_json and opts.output_path != "-")
+
+
+def _report_run(run: dict[str, Any], as_json: bool) -> int:
+    summary = {**(run.get("summary") or {}), "run_id": run["id"], "status": run["status"],
+               "exit_code": run["exit_code"], "url": run["url"], "message": run["message"]}
+    summary.setdefault("notebook_id", run["notebook_id"])
+    summary.setdefault("failed_cell", run.get("failed_cell"))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    code = int(run["exit_code"] if run["exit_code"] is not None else 1)
+    if code == 0:
+        duration = run.get("duration_s")
+        _say(f"runt run: {run['message']}" + (f" in {duration:.2f} s" if duration else ""))
     else:
-        click.secho(f"runt run: {result.message}", fg="red", err=True)
-        if result.url:
-            _say(f"  see the notebook at {result.url}")
-    return result.exit_code
+        click.secho(f"runt run: {run['message']}", fg="red", err=True)
+        _say(f"  see the notebook at {run['url']}")
+        if run.get("resumable_until"):
+            _say(f"  fix the cell and continue with `runt runs resume {run['id']}` "
+                 f"(kernel kept until {run['resumable_until']})")
+    return code
 
 
 def _approve_tools(value: str | None) -> tuple[str, ...]:

@@ -144,7 +144,7 @@ def start_daemon(home: Home, *, timeout: float = 30.0, extra_args: list[str] | N
     with open(stderr_path, "ab") as err:
         start_offset = err.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runtimed.server.main", "--home", str(home.path), "--port", "auto", *(extra_args or [])],
+            [sys.executable, "-m", "runtimed.cli.daemon_main", "--home", str(home.path), "--port", "auto", *(extra_args or [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
         )
     deadline = time.monotonic() + timeout

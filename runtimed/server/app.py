@@ -70,6 +70,8 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if daemon.runtimes is not None:
             await daemon.runtimes.start()
+        if daemon.runs is not None:
+            await daemon.runs.start()
         retention = retention_setting()
         collector = RunRetention(daemon, retention) if retention is not None else None
         if collector is not None:
@@ -79,6 +81,8 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         finally:
             if collector is not None:
                 await collector.stop()
+            if daemon.runs is not None:
+                await daemon.runs.stop()
             if daemon.runtimes is not None:
                 await daemon.runtimes.stop()
             daemon.close()
@@ -364,9 +368,11 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     from runtimed.server.kernel_requests import kernel_requests_router
     from runtimed.server.mcp_http import mount_mcp
     from runtimed.server.people_api import people_router
+    from runtimed.server.runs_api import runs_router
 
     app.include_router(ai_router(daemon))
     app.include_router(approvals_router(daemon))
+    app.include_router(runs_router(daemon))
     app.include_router(artifacts_router(daemon))
     app.include_router(kernel_requests_router(daemon))
     app.include_router(people_router(daemon))

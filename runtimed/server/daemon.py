@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
@@ -23,6 +23,9 @@ from runtimed.server.service import NotebookService
 from runtimed.store.artifacts import ArtifactStore, open_artifact_store
 from runtimed.store.base import EventStore
 from runtimed.store.urls import DEFAULT_STORE_URL, open_store
+
+if TYPE_CHECKING:
+    from runtimed.server.runs_api import RunService
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class Daemon:
         self.url = f"http://{settings.host}:{settings.port}"
         self.runtimes: RuntimeSupervisor | None = None  # attached before the app starts (None: --no-runtimes)
         self.request_shutdown: Callable[[], None] | None = None
+        self.runs: RunService | None = None
+        """The run jobs (``server.runs_api.RunService``), injected at start by the entry point; None: no jobs."""
         self.holder = f"{socket.gethostname()}:{self.home.path}"
         """This daemon as the holder of leases in the store: its machine and home (a restarted daemon takes its
         claims back)."""

@@ -11,13 +11,17 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from runtimed import __version__
 from runtimed.errors import ExitCode
 from runtimed.home import DEFAULT_HOST, DEFAULT_PORT, Home
 from runtimed.server.header_timeout import DEFAULT_HEADER_TIMEOUT
+
+if TYPE_CHECKING:
+    from runtimed.server.daemon import Daemon
 
 EXIT_ALREADY_RUNNING = ExitCode.REFUSED
 EXIT_PORT_IN_USE = ExitCode.START_FAILED
@@ -89,7 +93,12 @@ def check_bind(args: argparse.Namespace) -> str | None:
             "pass --tls-cert FILE --tls-key FILE, or --insecure-bind if the network is trusted (docs/security.md)")
 
 
-async def serve(args: argparse.Namespace) -> int:
+Extension = Callable[["Daemon"], None]
+"""Called with the daemon before it serves: how an entry point injects what the server may not import
+(``runtimed/cli/daemon_main.py`` attaches the run jobs)."""
+
+
+async def serve(args: argparse.Namespace, extensions: Sequence[Extension] = ()) -> int:
     import uvicorn
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
@@ -141,6 +150,8 @@ async def serve(args: argparse.Namespace) -> int:
         from runtimed.server.runtimes import RuntimeManager
 
         daemon.runtimes = RuntimeManager(daemon)
+    for extend in extensions:
+        extend(daemon)
     app = create_app(daemon, SecurityPolicy.for_daemon(daemon, scheme=scheme, allowed_origins=args.allowed_origins,
                                                        max_body_bytes=args.max_body_bytes))
     # Headroom above the protocol's limit, so that the sync endpoint answers a too-large message with a
@@ -219,7 +230,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extensions: Sequence[Extension] = ()) -> int:
+    """The bare daemon (``python -m runtimed.server.main``): no run jobs unless ``extensions`` attach them."""
     args = parser().parse_args(argv)
     if args.port != "auto":
         try:
@@ -227,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             parser().error(f"--port must be a number or 'auto', got {args.port!r}")
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(args, extensions))
     except AlreadyRunning as exc:
         print(f"runtimed: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING

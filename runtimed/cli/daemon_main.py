@@ -1,0 +1,31 @@
+"""The ``runtimed`` daemon as users start it: the server plus the run jobs and schedules.
+
+The server package may not import automation (the layers go one way), so this entry point, which
+sits above both, injects ``RunJobs`` into the daemon before it serves. ``python -m
+runtimed.server.main`` remains the bare daemon (no ``/api/runs``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtimed.server.daemon import Daemon
+
+
+def install_runs(daemon: Daemon) -> None:
+    from runtimed.automation.jobs import RunJobs
+    from runtimed.client.discovery import DaemonEndpoint
+
+    daemon.runs = RunJobs(daemon.home.path, lambda: DaemonEndpoint(daemon.url, daemon.home.daemon_token()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from runtimed.server.main import main as server_main
+
+    return server_main(argv, extensions=[install_runs])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

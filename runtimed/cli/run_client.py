@@ -1,0 +1,140 @@
+"""The thin client of ``runt run`` and ``runt runs``: submit a run to the daemon, follow it, write its output.
+
+The run itself is a job of the daemon (``automation/jobs.py``): this process only submits it,
+shows progress (long polls of ``GET /api/runs/{id}``), streams cell output for ``--log-output``
+and writes the output notebook when the daemon cannot (``-``, or a daemon on another machine).
+Killing it never stops the run; Ctrl-C cancels it (as papermill's does), and the output notebook
+shows how far it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from runtimed.client.discovery import DaemonEndpoint
+
+FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared"}
+POLL_S = 30.0
+CANCEL_WAIT_S = 60.0
+
+
+class RunClient:
+    """Async REST calls about runs, with the daemon's errors as RuntimedError."""
+
+    def __init__(self, endpoint: DaemonEndpoint) -> None:
+        self.endpoint = endpoint
+        self.http = httpx.AsyncClient(base_url=endpoint.url, headers=endpoint.headers(), timeout=POLL_S + 30,
+                                      verify=not endpoint.url.startswith("http://"))
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        from runtimed.errors import DaemonNotRunningError, from_dict
+
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise DaemonNotRunningError(f"cannot reach the daemon at {self.endpoint.url}; "
+                                        "start it with `runt daemon start`") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "http_error", "message": f"{response.status_code} {response.text[:200]}"}
+            raise from_dict(error, response.status_code)
+        return response.json()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool = False, log_output: bool = False,
+                 log_to_stderr: bool = False, on_change: Callable[[dict[str, Any]], None] | None = None,
+                 say: Callable[[str], None] = lambda _l: None) -> dict[str, Any]:
+    """Wait for the run to end, showing progress; Ctrl-C cancels it and waits (bounded) for its output."""
+    from runtimed.automation.run import _Progress
+
+    progress: _Progress | None = None
+    log_task = None
+    if log_output:
+        log_task = asyncio.create_task(_stream_log(client.endpoint, run["notebook_id"], log_to_stderr))
+    try:
+        try:
+            while run["status"] not in FINAL:
+                run = await client.call("GET", f"/api/runs/{run['id']}",
+                                        params={"version": run["version"], "wait": POLL_S})
+                if progress is None and progress_bar and run.get("total"):
+                    progress = _Progress(run["total"], enabled=True)
+                if progress is not None:
+                    progress.update(run.get("done") or 0)
+                if on_change is not None:
+                    on_change(run)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            say(f"runt run: cancelling run {run['id']} (its output is kept; "
+                f"`runt runs resume {run['id']}` continues it)")
+            run = await asyncio.shield(_cancel_and_wait(client, run))
+    finally:
+        if progress is not None:
+            progress.close()
+        if log_task is not None:
+            if run["status"] in FINAL:  # let the log catch up with the last outputs, briefly
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(log_task), 2.0)
+            log_task.cancel()
+            with contextlib.suppress(BaseException):
+                await log_task
+    return run
+
+
+async def _cancel_and_wait(client: RunClient, run: dict[str, Any]) -> dict[str, Any]:
+    run = await client.call("POST", f"/api/runs/{run['id']}/cancel")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CANCEL_WAIT_S
+    while run["status"] not in FINAL and loop.time() < deadline:
+        run = await client.call("GET", f"/api/runs/{run['id']}", params={"version": run["version"], "wait": 5})
+    return run
+
+
+async def _stream_log(endpoint: DaemonEndpoint, notebook_id: str, to_stderr: bool) -> None:
+    """``--log-output``: the run's cell output as it arrives (a replica of the run's notebook)."""
+    import uuid
+
+    from runtimed.automation.run import _LiveLog
+    from runtimed.client.sync import SyncClient
+
+    actor = {"id": f"runt-log-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run --log-output"}
+    client = SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run")
+    for _ in range(600):  # the daemon imports the notebook just after the submit: wait for it, bounded
+        try:
+            await client.connect(30.0)
+            break
+        except Exception:  # noqa: BLE001 - not there yet
+            await client.close()
+            client = SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run")
+            await asyncio.sleep(0.05)
+    client.on_events(_LiveLog(to_stderr=to_stderr))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await client.close()
+
+
+async def fetch_notebook(client: RunClient, run_id: str) -> dict[str, Any]:
+    return await client.call("GET", f"/api/runs/{run_id}/notebook")
+
+
+def write_notebook(nb: dict[str, Any], path: str) -> None:
+    import nbformat
+
+    from runtimed.automation.run import write_output
+
+    write_output(nbformat.reads(json.dumps(nb), as_version=4), path)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
