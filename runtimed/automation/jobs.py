@@ -241,6 +241,7 @@ class RunJobs:
 
     def _finished(self, record: dict[str, Any], result: RunResult) -> None:
         record["summary"] = result.summary()
+        record["resolved_output_path"] = result.output_path
         record.update(status=result.status, exit_code=int(result.exit_code), failed_cell=result.failed_cell,
                       message=result.message, runtime_id=result.runtime_id, notebook_id=result.notebook_id
                       or record["notebook_id"], requests=[[q, {"id": c["id"], "expects_error": c["expects_error"]}]
@@ -281,6 +282,8 @@ class RunJobs:
             raise RuntimedError(f"run {run_id} is {record['status']}: only a failed or cancelled run resumes",
                                 code="run_not_resumable")
         failed = record.get("failed_cell") or {}
+        if set_source is not None and not failed.get("id"):
+            raise RuntimedError(f"run {run_id} has no failing cell for --set-source", code="run_not_resumable")
         if not from_start and not failed.get("id"):
             raise RuntimedError(f"run {run_id} has no failing cell to resume from; rerun it from the start with "
                                 f"`runt runs resume {run_id} --from-start`", code="run_not_resumable")
@@ -289,6 +292,7 @@ class RunJobs:
                                 "ended, or the daemon restarted): its state cannot be resumed", code="kernel_gone")
         opts = options_from(record["options"], None)
         opts.notebook_id = record["notebook_id"]
+        opts.output_path = record.get("resolved_output_path") or opts.output_path  # pm[run_uuid] stays the same
         previous = [(q, c) for q, c in record.get("requests", [])]
         timer = self.timers.pop(run_id, None)
         if timer is not None:
@@ -298,7 +302,7 @@ class RunJobs:
                       exit_code=None, runtime_id=None, done=0, total=None)
         from_cell = None if from_start else failed["id"]
         self._launch(record, opts, lambda: resume_async(opts, record["notebook_id"], previous, from_cell=from_cell,
-                                                        set_source=set_source))
+                                                        fix_cell=failed.get("id"), set_source=set_source))
         return _public(record)
 
     def notebook(self, run_id: str) -> dict[str, Any]:

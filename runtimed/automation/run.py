@@ -354,12 +354,12 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
 
 
 async def resume_async(opts: RunOptions, notebook_id: str, previous: list[tuple[str, dict[str, Any]]], *,
-                       from_cell: str | None, set_source: str | None = None, report: Reporter | None = None
-                       ) -> RunResult:
+                       from_cell: str | None, fix_cell: str | None = None, set_source: str | None = None,
+                       report: Reporter | None = None) -> RunResult:
     """Continue a failed or cancelled run on its notebook: from ``from_cell`` (the failing cell) in the
     kernel it left running, or from the start (``from_cell=None``) on a new one.
 
-    ``set_source`` replaces the failing cell's source first (the fix). ``previous`` are the run's
+    ``set_source`` replaces ``fix_cell``'s source first (the fix). ``previous`` are the run's
     earlier requests, so the output's papermill metadata covers the whole run.
     """
     say = report or (lambda _line: None)
@@ -376,12 +376,12 @@ async def resume_async(opts: RunOptions, notebook_id: str, previous: list[tuple[
             await session.close()
             raise RuntimedError(f"the kernel of notebook {notebook_id!r} is gone (its grace period ended or it died): "
                                 "its state cannot be resumed", code="kernel_gone")
-        if set_source is not None and from_cell is not None:
+        if set_source is not None and fix_cell is not None:
             from runtimed.schema.crdt import SourceDoc, encode_update
 
-            update = SourceDoc(client.replica.view(views.cell_ystate, from_cell)).update_to(set_source)
+            update = SourceDoc(client.replica.view(views.cell_ystate, fix_cell)).update_to(set_source)
             if update is not None:
-                await client.commit([make_event("cellSourceEdited", cell_id=from_cell, update=encode_update(update))])
+                await client.commit([make_event("cellSourceEdited", cell_id=fix_cell, update=encode_update(update))])
         say(f"Live notebook: {session.url}")
         cells = client.replica.view(views.ordered_cells)
         if from_cell is not None:

@@ -199,9 +199,17 @@ async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
         _say(f"Input notebook:  {opts.input_path}")
         if opts.output_path:
             _say(f"Output notebook: {opts.output_path}")
-        _say(f"Live notebook: {run['url']}")
+        announced = []
+
+        def live(current: dict[str, Any]) -> None:  # once the notebook is in the daemon, its cells requested
+            if not announced and (current.get("total") is not None or current["status"] not in ("queued", "starting")):
+                announced.append(True)
+                _say(f"Live notebook: {current['url']}")
+
+        live(run)
         run = await follow(client, run, progress_bar=bool(opts.progress_bar), log_output=opts.log_output,
-                           log_to_stderr=opts.output_path == "-", say=_say)
+                           log_to_stderr=opts.output_path == "-", on_change=live, say=_say)
+        live({**run, "total": 0})
         if client_writes and opts.output_path:
             from runtimed.automation.parameters import parameterize_path
 
