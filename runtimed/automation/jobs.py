@@ -177,7 +177,7 @@ class RunJobs:
         run_id = f"r-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         opts.notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
         endpoint = self.endpoint()
-        record = {
+        record: dict[str, Any] = {
             "id": run_id, "notebook_id": opts.notebook_id, "input_path": opts.input_path,
             "output_path": opts.output_path, "parameters": opts.parameters, "status": "queued", "done": 0,
             "total": None, "failed_cell": None, "message": "", "exit_code": None, "created_at": _now(),

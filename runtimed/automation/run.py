@@ -333,7 +333,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
         write_output(nb, target)
         return RunResult(nb, "prepared", output_path=output_path, message="prepared only (not executed)")
 
-    endpoint = opts.endpoint or await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
+    endpoint = await _endpoint(opts)
     _default_cwd(nb, endpoint, opts.client_cwd)
     phases.mark("daemon")
     notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
@@ -365,7 +365,7 @@ async def resume_async(opts: RunOptions, notebook_id: str, previous: list[tuple[
     say = report or (lambda _line: None)
     started = time.monotonic()
     phases = _Phases()
-    endpoint = opts.endpoint or await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
+    endpoint = await _endpoint(opts)
     output_path = parameterize_path(opts.output_path, opts.parameters)
     target = output_target(output_path, opts.client_cwd) if opts.write_output_file else None
     http = DaemonHTTP(endpoint)
@@ -396,6 +396,12 @@ async def resume_async(opts: RunOptions, notebook_id: str, previous: list[tuple[
         http.close()
     result.output_path = output_path
     return await _conclude(result, opts, phases, started, target)
+
+
+async def _endpoint(opts: RunOptions) -> DaemonEndpoint:
+    if opts.endpoint is not None:
+        return opts.endpoint
+    return await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
 
 
 async def _connect(endpoint: DaemonEndpoint, notebook_id: str) -> _RunSession:

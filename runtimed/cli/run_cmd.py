@@ -199,7 +199,7 @@ async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
         _say(f"Input notebook:  {opts.input_path}")
         if opts.output_path:
             _say(f"Output notebook: {opts.output_path}")
-        announced = []
+        announced: list[bool] = []
 
         def live(current: dict[str, Any]) -> None:  # once the notebook is in the daemon, its cells requested
             if not announced and (current.get("total") is not None or current["status"] not in ("queued", "starting")):
