@@ -129,7 +129,7 @@ class WarmDaemon:
         cmd = [sys.executable]
         if self.profile_to is not None:
             cmd += ["-m", "pyinstrument", "-r", "pyisession", "-o", str(self.profile_to)]
-        cmd += ["-m", "runtimed.server.main", "--home", str(self.home), "--port", "0", *self.extra_args]
+        cmd += ["-m", "runtimed.cli.daemon_main", "--home", str(self.home), "--port", "0", *self.extra_args]
         with open(self.home / "stderr.log", "ab") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=self.env())
         deadline = time.monotonic() + 120
