@@ -130,3 +130,22 @@ async def test_unknown_kernel_name_lists_available() -> None:
 def test_preimport_names_are_validated() -> None:
     with pytest.raises(ValueError):
         KernelPool(preimport=["os; import shutil"])
+
+
+async def test_optional_preimports_load_what_is_installed_and_skip_the_rest(tmp_path: Path) -> None:
+    from runtimed.server.main import DEFAULT_PREIMPORT, preimport_setting
+
+    assert preimport_setting("auto") == list(DEFAULT_PREIMPORT) and preimport_setting("none") == []
+    assert preimport_setting("numpy, json") == ["numpy", "json"]
+    pool = KernelPool(size=1, preimport=["fractions?", "no_such_module_for_runtimed?"])
+    await pool.start()
+    try:
+        await wait_until(lambda: ready(pool) == 1)
+        kernel = await pool.take("python3", cwd=tmp_path)
+        try:
+            assert await evaluate(kernel, "'fractions' in __import__('sys').modules") == "True"
+            assert await evaluate(kernel, "'no_such_module_for_runtimed' in __import__('sys').modules") == "False"
+        finally:
+            await kernel.shutdown(now=True)
+    finally:
+        await pool.shutdown()

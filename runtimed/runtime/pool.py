@@ -22,7 +22,8 @@ __all__ = ["KernelPool"]
 
 log = logging.getLogger(__name__)
 
-_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\??$")
+"""A module to preimport; a trailing ``?`` makes it optional (imported only if installed in the kernel)."""
 
 
 class KernelPool:
@@ -218,7 +219,8 @@ class KernelPool:
             if kind == "error":
                 errors.append(f"{content['ename']}: {content['evalue']}")
 
-        code = "\n".join(f"import {name}" for name in self.preimport)
+        code = "\n".join(f"try:\n    import {name[:-1]}\nexcept ImportError:\n    pass" if name.endswith("?")
+                         else f"import {name}" for name in self.preimport)
         reply = await session.execute(code, collect, silent=True)
         if reply.status != "ok":
             log.warning("Preimport failed in a pooled %s kernel: %s", session.kernel_name, "; ".join(errors))

@@ -131,7 +131,7 @@ async def serve(args: argparse.Namespace, extensions: Sequence[Extension] = ()) 
         return EXIT_PORT_IN_USE
     host, port = sock.getsockname()[:2]
     settings = Settings(home=home, host=host, port=port, pool_size=args.pool_size,
-                        preimport=[m for m in (args.preimport or "").split(",") if m],
+                        preimport=preimport_setting(args.preimport),
                         idle_timeout=args.idle_timeout, runtime_grace=args.runtime_grace,
                         slow_consumer_timeout=args.slow_consumer_timeout, store_url=args.store)
     try:
@@ -193,6 +193,20 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+DEFAULT_PREIMPORT = ("numpy?", "pandas?", "matplotlib?", "matplotlib.pyplot?")
+"""The scientific modules a pooled kernel imports before its first run, when they are installed in it."""
+
+
+def preimport_setting(value: str | None) -> list[str]:
+    """``--preimport``: 'auto' the installed scientific modules, 'none' (or empty) nothing, else the list given."""
+    value = (value or "").strip()
+    if value == "auto":
+        return list(DEFAULT_PREIMPORT)
+    if value in ("", "none"):
+        return []
+    return [m.strip() for m in value.split(",") if m.strip()]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="runtimed", description="The runtimed daemon (same as `runt daemon start --foreground`).")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
@@ -201,8 +215,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--home", default=None, help="home folder (default $RUNTIMED_HOME or a per-user data dir)")
     p.add_argument("--pool-size", type=int, default=int(os.environ.get("RUNTIMED_POOL_SIZE", "1")),
                    help="prewarmed kernels per kernelspec (default 1)")
-    p.add_argument("--preimport", default=os.environ.get("RUNTIMED_PREIMPORT", ""),
-                   help="comma-separated modules to import in pooled kernels")
+    p.add_argument("--preimport", default=os.environ.get("RUNTIMED_PREIMPORT", "auto"),
+                   help="modules to import in pooled kernels: 'auto' (default: numpy, pandas, matplotlib and "
+                        "matplotlib.pyplot, those installed in the kernel), 'none', or a comma-separated list")
     p.add_argument("--idle-timeout", type=float, default=float(os.environ.get("RUNTIMED_IDLE_TIMEOUT", "1800")),
                    help="seconds before an idle daemon-managed runtime stops (default 1800)")
     p.add_argument("--runtime-grace", type=float, default=float(os.environ.get("RUNTIMED_RUNTIME_GRACE", "5")),
