@@ -45,7 +45,7 @@ class DaemonProcess:
         self.proc: subprocess.Popen | None = None
         self.endpoint: DaemonEndpoint | None = None
 
-    def start(self, timeout: float = 30.0) -> DaemonEndpoint:
+    def start(self, timeout: float = 90.0) -> DaemonEndpoint:
         self.home.daemon_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtimed.cli.daemon_main", "--home", str(self.home.path), "--port", "0", *self.args],

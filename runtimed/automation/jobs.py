@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -24,23 +25,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
-
-from runtimed.automation.run import (
-    SUBMITTED_FIELDS,
-    RunControl,
-    RunOptions,
-    RunResult,
-    _notebook_id_for,
-    resume_async,
-    run_async,
-    stop_runtime,
-    write_output,
-)
-from runtimed.client.discovery import DaemonEndpoint
 from runtimed.errors import NotFoundError, RuntimedError
+
+if TYPE_CHECKING:  # the executor (nbformat, the client) loads after the daemon serves: see RunJobs.start
+    from runtimed.automation.run import RunControl, RunOptions, RunResult
+    from runtimed.client.discovery import DaemonEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +52,9 @@ def _now() -> str:
 
 def options_from(spec: dict[str, Any], notebook: dict[str, Any] | None) -> RunOptions:
     """A submitted options object as RunOptions; unknown or non-submittable fields are a clear error."""
+    import nbformat
+
+    from runtimed.automation.run import SUBMITTED_FIELDS, RunOptions
     known = {f.name for f in dataclasses.fields(RunOptions)} - set(SUBMITTED_FIELDS)
     unknown = sorted(set(spec) - known)
     if unknown:
@@ -83,6 +77,7 @@ def options_from(spec: dict[str, Any], notebook: dict[str, Any] | None) -> RunOp
 
 def submittable(opts: RunOptions) -> dict[str, Any]:
     """RunOptions as the JSON ``POST /api/runs`` takes (the notebook travels separately)."""
+    from runtimed.automation.run import SUBMITTED_FIELDS, RunOptions
     return {f.name: getattr(opts, f.name) for f in dataclasses.fields(RunOptions) if f.name not in SUBMITTED_FIELDS}
 
 
@@ -121,6 +116,9 @@ class RunJobs:
 
         self.scheduler = Scheduler(self.dir.parent / "schedules.json", self)
         await self.scheduler.start()
+        # the executor's imports (nbformat, the sync client: about a second) happen while the daemon already
+        # serves, so that neither its start nor the first run waits for them
+        asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "runtimed.automation.run")
 
     async def stop(self) -> None:
         if self.scheduler is not None:
@@ -173,6 +171,8 @@ class RunJobs:
 
     async def submit(self, spec: dict[str, Any], notebook: dict[str, Any] | None = None, *,
                      schedule_id: str | None = None) -> dict[str, Any]:
+        from runtimed.automation.run import _notebook_id_for, run_async
+
         opts = options_from(spec, notebook)
         run_id = f"r-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         opts.notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
@@ -191,6 +191,8 @@ class RunJobs:
         return _public(record)
 
     def _launch(self, record: dict[str, Any], opts: RunOptions, make: Callable[[], Any]) -> None:
+        from runtimed.automation.run import RunControl
+
         control = RunControl(on_progress=lambda done, total: self._progress(record, done, total))
         opts.control = control
         opts.endpoint = self.endpoint()
@@ -240,6 +242,8 @@ class RunJobs:
                 self.changed.notify_all()
 
     def _finished(self, record: dict[str, Any], result: RunResult) -> None:
+        from runtimed.automation.run import stop_runtime, write_output
+
         record["summary"] = result.summary()
         record["resolved_output_path"] = result.output_path
         record.update(status=result.status, exit_code=int(result.exit_code), failed_cell=result.failed_cell,
@@ -257,6 +261,8 @@ class RunJobs:
                 asyncio.get_running_loop().run_in_executor(None, stop_runtime, self.endpoint(), result.runtime_id)
 
     def _stop_later(self, record: dict[str, Any], runtime_id: str) -> None:
+        from runtimed.automation.run import stop_runtime
+
         def stop() -> None:
             self.timers.pop(record["id"], None)
             record["resumable_until"] = None
@@ -290,6 +296,8 @@ class RunJobs:
         if not from_start and record.get("runtime_id") is None:
             raise RuntimedError(f"the kernel of run {run_id} is gone (its {self.resume_grace:g} s grace period "
                                 "ended, or the daemon restarted): its state cannot be resumed", code="kernel_gone")
+        from runtimed.automation.run import resume_async
+
         opts = options_from(record["options"], None)
         opts.notebook_id = record["notebook_id"]
         opts.output_path = record.get("resolved_output_path") or opts.output_path  # pm[run_uuid] stays the same
