@@ -281,3 +281,25 @@ def test_a_bare_daemon_answers_runs_disabled(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_ctrl_c_cancels_the_run_and_leaves_the_output_as_far_as_it_got(daemon: DaemonProcess, http: DaemonHTTP,
+                                                                        tmp_path: Path) -> None:
+    src, _flag = gated(tmp_path, "print('before')")
+    out = tmp_path / "out.ipynb"
+    proc = subprocess.Popen([*RUNT, "run", str(src), str(out), "--no-progress-bar"], env=daemon.env(),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        run = wait_until(lambda: next((r for r in http.get("/api/runs")["runs"] if (r.get("done") or 0) >= 1), None),
+                         what="the first cell to finish")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(120) == 1
+        assert proc.stderr is not None and b"runt runs resume" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = run_of(http, run["id"])
+    assert done["status"] == "cancelled" and done["failed_cell"]["index"] == 1
+    assert outputs_text(out)[0] == "before\n"
+    statuses = [c.metadata.papermill["status"] for c in nbformat.read(str(out), 4).cells]
+    assert statuses[0] == "completed" and statuses[-1] == "pending"
