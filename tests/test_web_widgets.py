@@ -125,6 +125,17 @@ async def test_slider_in_two_pages_the_kernel_and_after_every_page_closed(daemon
         c_frame = await shown(carol, "cell-0")
         await c_frame.locator(".widget-readout", has_text=final).wait_for()
         assert await cell(carol, "cell-0").locator("[data-testid=widget-offline]").is_visible()
+
+        # The history view shows the widget as it was: before the first change, the slider was at 3.
+        log = api.client.get(f"/api/notebooks/{nb}/events").json()["events"]
+        first_change = next(e["seq"] for e in log if e["name"] == "commUpdateRequested")
+        await carol.locator("[data-testid=history-slider]").fill(str(first_change - 1))
+        await carol.wait_for_selector("[data-testid=history-cell] [data-testid=widget-view][data-rendered='1']",
+                                      timeout=60_000)
+        past = carol.locator("[data-testid=history-cell]").first.frame_locator("iframe[data-testid=widget-frame]")
+        await past.locator(".widget-readout", has_text="3").wait_for()
+        await carol.locator("[data-testid=history-live]").click()
+        await c_frame.locator(".widget-readout", has_text=final).wait_for()
         assert not carol.errors, carol.errors
 
 

@@ -15,7 +15,7 @@ import { keyBetween } from './order.js'
 import { applyEvents, Changes, noteAuthors, noteOwnEdit, REMOTE, stateFromView } from './reducer.js'
 import { SyncClient } from './sync.js'
 import { colorFor, el, localActor, newId, notice, toBase64 } from './util.js'
-import { initWidgets, widgetEvents } from './widgets.js'
+import { initWidgets, widgetEvents, widgetHistory } from './widgets.js'
 
 const EXECUTABLE = new Set(['code', 'ai', 'sql'])
 
@@ -610,7 +610,9 @@ class NotebookPage {
     if (token !== this._historyToken || this.historySeq == null) return
     const past = stateFromView(view, { live: false })
     this._pastTitle = past.title
+    widgetHistory(view) // widget outputs of the past show the models as they were then
     this.historyBox.replaceChildren(...past.order.map((id) => staticCell(past.cells.get(id))))
+    widgetHistory(null)
     this.historyHead = el('span', { testid: 'history-heading', text: this._historyText() })
     this.historyBanner.replaceChildren(
       el('div.history-banner-head', null,

@@ -19,17 +19,28 @@ const views = new Map() // token -> { wrap, slot, modelId, win }
 const origins = new Map() // id of an event this page pushed for a frame -> that frame's token
 let page = null
 let activeSession = null
+let past = null // the models of the history view (the time slider) while it is shown, else null
+
+/** Show the models as they were (the REST view at a seq) in the widget outputs rendered from now on; null: live. */
+export function widgetHistory(view) {
+  past = view ? modelsOf(view, new Map(), false) : null
+}
 
 /** Take the models of a freshly loaded notebook view (imported widget state first, the log's models over it). */
 export function initWidgets(notebookPage, view) {
   page = notebookPage
   models.clear()
   activeSession = view.runtime?.session_id ?? null
+  modelsOf(view, models)
+}
+
+function modelsOf(view, into, live = true) {
   const imported = view.metadata?.widgets?.[WIDGET_STATE_MIME]?.state || {}
   for (const [id, m] of Object.entries(imported)) {
-    models.set(id, { state: m.state || {}, buffers: (m.buffers || []).map((b) => ({ path: b.path, data: b.data })), live: false })
+    into.set(id, { state: m.state || {}, buffers: (m.buffers || []).map((b) => ({ path: b.path, data: b.data })), live: false })
   }
-  for (const w of view.widgets || []) models.set(w.comm_id, { state: w.state, buffers: w.buffers, live: w.live, session_id: w.session_id })
+  for (const w of view.widgets || []) into.set(w.comm_id, { state: w.state, buffers: w.buffers, live: live && w.live, session_id: w.session_id })
+  return into
 }
 
 /** Follow the log: keep the models current and tell the frames. */
@@ -92,14 +103,14 @@ export function renderWidgetView(value) {
     '<link rel="stylesheet" href="/static/widgets/widgets.css"><script src="/static/widgets/widgets.js"></script>'
   const slot = sandboxFrame(body, 'widget-frame')
   wrap.append(badge, slot)
-  const v = { wrap, slot, modelId, badge, win: null }
+  const v = { wrap, slot, modelId, badge, win: null, models: past || models }
   views.set(token, v)
   showLive(v)
   return wrap
 }
 
 function showLive(v) {
-  const m = models.get(v.modelId)
+  const m = v.models.get(v.modelId)
   v.badge.hidden = !!m?.live
   v.wrap.dataset.live = m?.live ? '1' : '0'
 }
@@ -115,7 +126,7 @@ function connectedViews(withTokens = false) {
   const out = []
   for (const [token, v] of views) {
     if (!v.wrap.isConnected && v.win) views.delete(token) // its output was replaced
-    else if (v.win) out.push(withTokens ? [token, v] : v)
+    else if (v.win && v.models === models) out.push(withTokens ? [token, v] : v) // history frames stay as they were
   }
   return out
 }
@@ -144,10 +155,10 @@ async function resolveBuffers(buffers) {
 }
 
 /** Models in the widget-state format (what the frame's manager creates them from). */
-async function documentOf(ids) {
+async function documentOf(ids, source = models) {
   const doc = {}
   for (const id of ids) {
-    const m = models.get(id)
+    const m = source.get(id)
     if (!m) continue
     const s = m.state
     doc[id] = { model_name: s._model_name, model_module: s._model_module, model_module_version: s._model_module_version,
@@ -157,7 +168,7 @@ async function documentOf(ids) {
 }
 
 function pushChange(token, v, d) {
-  const m = models.get(d.commId)
+  const m = v.models.get(d.commId)
   if (!m || !m.live || !page || !d.data) return
   const paths = d.data.buffer_paths || []
   const buffers = (d.buffers || []).slice(0, Math.max(paths.length, d.data.method === 'custom' ? d.buffers.length : 0))
@@ -177,7 +188,7 @@ window.addEventListener('message', (e) => {
   if (!v || !frame || e.source !== frame.contentWindow) return // only the frame made for that token
   v.win = e.source
   if (d.type === 'ready') {
-    void documentOf([...models.keys()]).then((doc) => post(v, { type: 'init', models: doc, live: !!models.get(v.modelId)?.live }))
+    void documentOf([...v.models.keys()], v.models).then((doc) => post(v, { type: 'init', models: doc, live: !!v.models.get(v.modelId)?.live }))
   } else if (d.type === 'rendered') {
     v.wrap.dataset.rendered = d.error ? 'error' : '1'
   } else if (d.type === 'send') {
