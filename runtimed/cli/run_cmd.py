@@ -118,7 +118,7 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
          inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel, output_dir,
          notify_url, approve, keep_runtime, notebook_id, detach, as_json) -> int:
     from runtimed.automation.parameters import collect_parameters, parse_grid
-    from runtimed.automation.run import RunOptions, notify, run_async, run_many
+    from runtimed.automation.run import RunOptions, notify, run_async
 
     if help_notebook:
         return _print_parameters(notebooks[0], as_json)
@@ -153,11 +153,11 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
             notebook = _read_stdin_notebook()
             for opts in options:
                 opts.input_notebook = notebook
-        results = asyncio.run(run_many(options, parallel, report=_say))
-        _print_summary(results, as_json)
-        failed = sum(1 for r in results if not r.success)
+        summaries = asyncio.run(_submit_many(options, parallel))
+        _print_summary(summaries, as_json)
+        failed = sum(1 for r in summaries if r["exit_code"] != 0)
         if notify_url:
-            notify(notify_url, {"runs": [r.summary() for r in results], "total": len(results), "failed": failed,
+            notify(notify_url, {"runs": summaries, "total": len(summaries), "failed": failed,
                                 "status": "success" if not failed else "failed"})
         return 0 if not failed else 1
 
@@ -220,11 +220,53 @@ async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
     return _report_run(run, as_json and opts.output_path != "-")
 
 
-def _report_run(run: dict[str, Any], as_json: bool) -> int:
+async def _submit_many(options: list[Any], parallel: int) -> list[dict[str, Any]]:
+    """Batch and grid runs: each a daemon job, at most ``parallel`` going at once; one bad run stops no other."""
+    from runtimed.automation.jobs import submittable
+    from runtimed.automation.run import _is_local, load_input
+    from runtimed.cli.run_client import RunClient, follow
+    from runtimed.client.discovery import ensure_daemon
+    from runtimed.errors import RuntimedError
+    from runtimed.home import Home
+
+    endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(options[0].home if options else None))
+    client = RunClient(endpoint)
+    limit = asyncio.Semaphore(max(1, parallel))
+
+    async def one(opts: Any) -> dict[str, Any]:
+        async with limit:
+            try:
+                notebook = load_input(opts)
+                opts.client_cwd = os.getcwd()
+                opts.write_output_file = _is_local(endpoint)
+                run = await client.call("POST", "/api/runs", json={"options": submittable(opts), "notebook": notebook})
+                _say(f"Run {run['id']}: {opts.input_path} {json.dumps(opts.parameters)} -> {run['url']}")
+                return _summary(await follow(client, run, say=_say))
+            except (RuntimedError, OSError, ValueError) as exc:
+                message = exc.message if isinstance(exc, RuntimedError) else f"{type(exc).__name__}: {exc}"
+                return {"input_path": opts.input_path, "notebook_id": None, "url": None, "status": "failed",
+                        "exit_code": 1, "duration_s": 0.0, "failed_cell": None, "output_path": opts.output_path,
+                        "message": f"{opts.input_path}: {message}", "parameters": dict(opts.parameters)}
+
+    try:
+        return list(await asyncio.gather(*(one(o) for o in options)))
+    finally:
+        await client.close()
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
     summary = {**(run.get("summary") or {}), "run_id": run["id"], "status": run["status"],
-               "exit_code": run["exit_code"], "url": run["url"], "message": run["message"]}
+               "exit_code": run["exit_code"] if run["exit_code"] is not None else 1, "url": run["url"],
+               "message": run["message"]}
     summary.setdefault("notebook_id", run["notebook_id"])
     summary.setdefault("failed_cell", run.get("failed_cell"))
+    summary.setdefault("parameters", run.get("parameters") or {})
+    summary.setdefault("duration_s", run.get("duration_s") or 0.0)
+    return summary
+
+
+def _report_run(run: dict[str, Any], as_json: bool) -> int:
+    summary = _summary(run)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     code = int(run["exit_code"] if run["exit_code"] is not None else 1)
@@ -271,9 +313,9 @@ def _check_distinct_outputs(options: list[Any]) -> None:
         seen[path] = opts
 
 
-def _print_summary(results: list[Any], as_json: bool) -> None:
+def _print_summary(results: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps([r.summary() for r in results], indent=2))
+        click.echo(json.dumps(results, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -282,9 +324,8 @@ def _print_summary(results: list[Any], as_json: bool) -> None:
     for column in ("notebook", "parameters", "status", "seconds", "url / message"):
         table.add_column(column)
     for r in results:
-        params = r.notebook.metadata.get("papermill", {}).get("parameters", {})
-        table.add_row(r.notebook_id or "-", json.dumps(params), r.status, f"{r.duration_s:.2f}",
-                      r.url if r.success else r.message)
+        table.add_row(r.get("notebook_id") or "-", json.dumps(r.get("parameters") or {}), r["status"],
+                      f"{r.get('duration_s') or 0.0:.2f}", r["url"] if r["exit_code"] == 0 else r["message"])
     Console(stderr=True).print(table)
 
 
