@@ -303,3 +303,15 @@ def test_ctrl_c_cancels_the_run_and_leaves_the_output_as_far_as_it_got(daemon: D
     assert outputs_text(out)[0] == "before\n"
     statuses = [c.metadata.papermill["status"] for c in nbformat.read(str(out), 4).cells]
     assert statuses[0] == "completed" and statuses[-1] == "pending"
+
+
+def test_the_daemon_writes_to_an_fsspec_url_and_stdout_goes_through_the_client(daemon: DaemonProcess,
+                                                                                 tmp_path: Path) -> None:
+    src = write(make_notebook(("code", "print('via url')")), tmp_path / "url.ipynb")
+    url = f"file://{tmp_path / 'sub-out.ipynb'}"
+    proc = runt(daemon, "run", str(src), url)
+    assert proc.returncode == 0, proc.stderr
+    assert outputs_text(tmp_path / "sub-out.ipynb") == ["via url\n"]
+    piped = runt(daemon, "run", str(src), "-")
+    assert piped.returncode == 0, piped.stderr
+    assert "".join(nbformat.reads(piped.stdout, 4).cells[0].outputs[0].text) == "via url\n"
