@@ -162,6 +162,13 @@ class ErrorCode(enum.Enum):
     RESTART_TIMEOUT = ("restart_timeout", 504, _T, "")
     BAD_CWD = ("bad_cwd", 400, _U, "set metadata runtimed.cwd to a directory on the daemon's machine")
     EXECUTION_TIMEOUT = ("execution_timeout", 504, _T, "pass a larger timeout")
+    # -- environments (docs/environments.md) ------------------------------------------------------
+    INVALID_DEPENDENCY = ("invalid_dependency", 400, _U, "dependencies are PEP 508 strings such as 'pandas>=2'")
+    DEPENDENCIES_NOT_APPROVED = ("dependencies_not_approved", 403, _R,
+                                 "approve them: `runt deps approve ID` (or `runt approvals ID`)")
+    ENVIRONMENT_FAILED = ("environment_failed", 500, ExitCode.START_FAILED,
+                          "fix the dependency list (`runt deps list ID`), or check the network")
+    ENVIRONMENT_TIMEOUT = ("environment_timeout", 504, _T, "raise RUNTIMED_ENV_TIMEOUT or trim the dependencies")
     # -- formats, automation, artifacts ------------------------------------------------------
     INVALID_PARAMETERS = ("invalid_parameters", 400, _U, "")
     ARTIFACT_NOT_FOUND = ("artifact_not_found", 404, _N, "")

@@ -61,6 +61,11 @@ class Home:
     def artifacts_dir(self) -> Path:
         return self.path / "artifacts"
 
+    @property
+    def envs_dir(self) -> Path:
+        """uv-managed notebook environments, one folder per request hash (docs/environments.md)."""
+        return self.path / "envs"
+
     def ensure(self) -> None:
         """Create the home and make everything in it private (files 0600, folders 0700).
 

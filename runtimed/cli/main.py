@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mcp": ("runtimed.cli.mcp_cmd:mcp", "Serve the notebook tools to an AI agent over MCP (stdio)."),
     "approvals": ("runtimed.cli.approvals_cmd:approvals", "List agents' requests waiting for approval."),
     "approve": ("runtimed.cli.approvals_cmd:approve", "Approve (or --deny, --always) an agent's request."),
+    "deps": ("runtimed.cli.deps_cmd:deps", "A notebook's Python dependencies: list, add, rm, approve, sync."),
+    "env": ("runtimed.cli.deps_cmd:env", "The daemon's uv environments: list, gc."),
     "store": ("runtimed.cli.store_cmd:store", "Copy notebooks with their logs between stores (`store copy`)."),
 }
 ALIASES = {"kill": "stop"}

@@ -66,6 +66,9 @@ class DaemonHTTP:
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs).json()
 
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PUT", path, **kwargs).json()
+
     def delete(self, path: str, **kwargs: Any) -> Any:
         return self.request("DELETE", path, **kwargs).json()
 

@@ -1128,6 +1128,95 @@ class AsyncSession(AsyncAiSettings):
         """
         await self._commit([make_event("toolApprovalResolved", approval_id=approval_id, decision=decision)])
 
+    # -- dependencies and the notebook's environment (docs/environments.md) -------------------------
+
+    async def get_dependencies(self) -> list[str]:
+        """The notebook's dependencies (PEP 508 strings) by the documented precedence: ``runtimed.dependencies``,
+        nteract's ``runt.uv.dependencies``, a PEP 723 block in the first code cell, ``pyproject.toml`` in its cwd."""
+        from runtimed.schema.dependencies import resolve
+
+        await self._connected()
+        request = resolve(*self._replica.view(views.dependency_inputs))
+        return list(request.dependencies) if request is not None else []
+
+    async def set_dependencies(self, dependencies: list[str], requires_python: str | None = None,
+                               index_url: str | None = None) -> dict[str, Any]:
+        """Replace the notebook's dependency list (``metadata.runtimed.dependencies``); the environment's state.
+
+        Set by a person (this session's actor is ``human``), the list counts as approved for installing."""
+        from runtimed.schema.dependencies import validate_requirement
+
+        deps = [validate_requirement(d) for d in dependencies]
+        body = {"dependencies": deps, "requires_python": requires_python, "index_url": index_url, "actor": self.actor}
+        result: dict[str, Any] = await self._http_call("put", f"/api/notebooks/{self._notebook_id}/dependencies",
+                                                       json=body)
+        await self._wait_caught_up()
+        return result
+
+    async def _wait_caught_up(self) -> None:
+        """Let the replica apply what a REST call just appended (bounded)."""
+        head = (await self._http_call("get", f"/api/notebooks/{self._notebook_id}/events",
+                                      params={"since": 0, "limit": 1}))["head"]
+        await self.client.wait_for(lambda: self._replica.head >= head or None, CONNECT_TIMEOUT)
+
+    async def add_dependency(self, requirement: str) -> list[str]:
+        """Add a PEP 508 requirement (replacing one of the same package); the new list. Install with
+        :meth:`sync_environment`, or just run a cell."""
+        from runtimed.schema.dependencies import add_dependency
+
+        await self._connected()
+        settings = add_dependency(self._replica.view(views.notebook_metadata), requirement)
+        await self.set_dependencies(settings["dependencies"], settings.get("requires_python"),
+                                    settings.get("index_url"))
+        return await self.get_dependencies()
+
+    async def remove_dependency(self, package: str) -> bool:
+        """Remove a dependency by package name (case-insensitive); whether it was there."""
+        from runtimed.schema.dependencies import remove_dependency
+
+        await self._connected()
+        settings, removed = remove_dependency(self._replica.view(views.notebook_metadata), package)
+        if removed:
+            await self.set_dependencies(settings["dependencies"], settings.get("requires_python"),
+                                        settings.get("index_url"))
+        return removed
+
+    async def get_environment(self) -> dict[str, Any]:
+        """The notebook's environment: ``request`` (dependencies, hash, source), ``trusted``, ``approval``,
+        ``built``, ``path`` and ``status`` (the last build's ``state`` and ``detail``, e.g. "installing 3 packages…")."""
+        result: dict[str, Any] = await self._http_call("get", f"/api/notebooks/{self._notebook_id}/environment")
+        return result
+
+    async def approve_dependencies(self) -> dict[str, Any]:
+        """Approve the notebook's current dependency list as this session's person (e.g. after importing a file)."""
+        result: dict[str, Any] = await self._http_call(
+            "post", f"/api/notebooks/{self._notebook_id}/environment/approve", json={"actor": self.actor})
+        return result
+
+    async def sync_environment(self, timeout_secs: float = 600.0) -> dict[str, Any]:
+        """Create (or reuse) the notebook's environment now; its state. The next kernel starts in it.
+
+        Raises:
+            RuntimedError: ``dependencies_not_approved``, ``invalid_dependency``, ``environment_failed``
+                (uv's explanation in the message) or ``environment_timeout``.
+        """
+        result: dict[str, Any] = await self._http_call(
+            "post", f"/api/notebooks/{self._notebook_id}/environment/sync", timeout=timeout_secs)
+        return result
+
+    # the published runtimed package's names (nteract): uv dependencies live in the same list
+    async def get_uv_dependencies(self) -> list[str]:
+        """Alias of :meth:`get_dependencies` (the published ``runtimed`` package's name)."""
+        return await self.get_dependencies()
+
+    async def add_uv_dependency(self, package: str) -> None:
+        """Alias of :meth:`add_dependency` (the published ``runtimed`` package's name)."""
+        await self.add_dependency(package)
+
+    async def remove_uv_dependency(self, package: str) -> bool:
+        """Alias of :meth:`remove_dependency` (the published ``runtimed`` package's name)."""
+        return await self.remove_dependency(package)
+
 
 def _cell(cell: views.CellRow, outputs: list[dict[str, Any]], fetch: Callable[[str], bytes] | None = None) -> Cell:
     return Cell(id=cell["id"], cell_type=cell["cell_type"], source=cell["source"],
@@ -1595,6 +1684,49 @@ class Session(SyncAiSettings):
     def resolve_approval(self, approval_id: str, decision: str = "approved") -> None:
         """Answer an agent's request: ``"approved"``, ``"approved_always"`` or ``"denied"``."""
         self._run(self._async.resolve_approval(approval_id, decision))
+
+    # -- dependencies and the notebook's environment -----------------------------------------------
+
+    def get_dependencies(self) -> list[str]:
+        """The notebook's dependencies (see :meth:`AsyncSession.get_dependencies`)."""
+        return self._run(self._async.get_dependencies())
+
+    def set_dependencies(self, dependencies: list[str], requires_python: str | None = None,
+                         index_url: str | None = None) -> dict[str, Any]:
+        """Replace the dependency list (see :meth:`AsyncSession.set_dependencies`)."""
+        return self._run(self._async.set_dependencies(dependencies, requires_python, index_url))
+
+    def add_dependency(self, requirement: str) -> list[str]:
+        """Add a PEP 508 requirement; the new list."""
+        return self._run(self._async.add_dependency(requirement))
+
+    def remove_dependency(self, package: str) -> bool:
+        """Remove a dependency by package name; whether it was there."""
+        return self._run(self._async.remove_dependency(package))
+
+    def get_environment(self) -> dict[str, Any]:
+        """The notebook's environment and the last build's progress (see :meth:`AsyncSession.get_environment`)."""
+        return self._run(self._async.get_environment())
+
+    def approve_dependencies(self) -> dict[str, Any]:
+        """Approve the current dependency list as this session's person."""
+        return self._run(self._async.approve_dependencies())
+
+    def sync_environment(self, timeout_secs: float = 600.0) -> dict[str, Any]:
+        """Create (or reuse) the notebook's environment now (see :meth:`AsyncSession.sync_environment`)."""
+        return self._run(self._async.sync_environment(timeout_secs))
+
+    def get_uv_dependencies(self) -> list[str]:
+        """Alias of :meth:`get_dependencies` (the published ``runtimed`` package's name)."""
+        return self.get_dependencies()
+
+    def add_uv_dependency(self, package: str) -> None:
+        """Alias of :meth:`add_dependency` (the published ``runtimed`` package's name)."""
+        self.add_dependency(package)
+
+    def remove_uv_dependency(self, package: str) -> bool:
+        """Alias of :meth:`remove_dependency` (the published ``runtimed`` package's name)."""
+        return self.remove_dependency(package)
 
 
 __all__ = ["AsyncSession", "Session"]

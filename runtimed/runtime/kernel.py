@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,9 +68,16 @@ class UnknownKernelError(RuntimedError):
         self.available = sorted(available)
 
 
-def list_kernelspecs() -> dict[str, dict[str, str]]:
-    """Installed kernelspecs: name -> {display_name, language}."""
-    specs = KernelSpecManager().get_all_specs()
+def _spec_manager(spec_dirs: Sequence[str] | None) -> KernelSpecManager:
+    """The default kernelspec search, or only ``spec_dirs`` (a notebook environment's own kernel)."""
+    if spec_dirs is None:
+        return KernelSpecManager()
+    return KernelSpecManager(kernel_dirs=list(spec_dirs), ensure_native_kernel=False)
+
+
+def list_kernelspecs(spec_dirs: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+    """Installed kernelspecs (or those in ``spec_dirs``): name -> {display_name, language}."""
+    specs = _spec_manager(spec_dirs).get_all_specs()
     return {
         name: {"display_name": s["spec"].get("display_name", name), "language": s["spec"].get("language", "")}
         for name, s in specs.items()
@@ -230,13 +237,19 @@ class KernelSession:
         cwd: str | os.PathLike[str] | None = None,
         env: dict[str, str] | None = None,
         startup_timeout: float = 60.0,
+        spec_dirs: Sequence[str] | None = None,
     ) -> KernelSession:
-        """Launch a kernel (IPC transport) and wait until it answers."""
-        specs = list_kernelspecs()
+        """Launch a kernel (IPC transport) and wait until it answers.
+
+        ``spec_dirs`` limits the kernelspec search to those folders: a notebook environment's own
+        kernelspec, whose ``argv`` is the environment's Python."""
+        ksm = _spec_manager(spec_dirs)
+        specs = list_kernelspecs(spec_dirs)
         if kernel_name not in specs:
             raise UnknownKernelError(kernel_name, list(specs))
         conn = _connection_file()
         km = AsyncKernelManager(
+            kernel_spec_manager=ksm,
             kernel_name=kernel_name,
             transport="ipc",
             connection_file=conn,

@@ -3,6 +3,10 @@
 Kernels are started in the background per kernelspec; ``take`` hands one out at once when
 one is ready (or claims one already starting) and the pool refills behind it. ``flush``
 replaces every pooled kernel, e.g. after packages were installed into the environment.
+
+Notebook environments (``runtime/environments.py``) get pools of their own, keyed
+``<kernel>@<hash>``: created by the first ``take`` with that environment, kept at ``env_size``
+ready kernels while in use, and dropped by ``reclaim`` once unused for a while.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from runtimed.errors import KernelError
+from runtimed.runtime.environments import Environment
 from runtimed.runtime.kernel import KernelSession, UnknownKernelError, list_kernelspecs
 
 __all__ = ["KernelPool"]
@@ -38,8 +43,10 @@ class KernelPool:
         cwd: str | os.PathLike[str] | None = None,
         env: dict[str, str] | None = None,
         startup_timeout: float = 60.0,
+        env_size: int = 1,
     ) -> None:
         self.size = size
+        self.env_size = env_size
         self.preimport = list(preimport)
         for name in self.preimport:
             if not _MODULE.match(name):
@@ -57,6 +64,8 @@ class KernelPool:
         self._languages: dict[str, str] = {}
         self._generation = 0
         self._closed = False
+        self._environments: dict[str, tuple[str, Environment]] = {}  # pool key -> (kernel name, environment)
+        self._used: dict[str, float] = {}
 
     async def __aenter__(self) -> KernelPool:
         await self.start()
@@ -83,20 +92,25 @@ class KernelPool:
         """Per kernel name: how many kernels are ready and how many are starting."""
         out = {name: {"ready": len(q), "starting": 0} for name, q in self._ready.items()}
         for name, gen in self._starting.values():
-            if gen == self._generation:
+            if gen == self._generation and name in out:
                 out[name]["starting"] += 1
         return out
 
     async def take(
-        self, kernel_name: str = "python3", cwd: str | os.PathLike[str] | None = None
+        self, kernel_name: str = "python3", cwd: str | os.PathLike[str] | None = None,
+        environment: Environment | None = None,
     ) -> KernelSession:
-        """A ready kernel of that spec (working directory set to ``cwd``), else a fresh one."""
+        """A ready kernel of that spec (working directory set to ``cwd``), else a fresh one.
+
+        With ``environment``, the kernel runs in that notebook environment (its own pool, see above)."""
         if self._closed:
             raise KernelError("The kernel pool is shut down")
+        if environment is not None:
+            kernel_name = self._environment_pool(kernel_name, environment)
         if kernel_name not in self._ready:
             return await self._start_fresh(kernel_name, cwd)
-        if cwd is not None and not self._languages:
-            self._languages = {name: spec["language"] for name, spec in list_kernelspecs().items()}
+        if cwd is not None and kernel_name not in self._languages:
+            self._languages.update({name: spec["language"] for name, spec in list_kernelspecs().items()})
         if cwd is not None and self._languages.get(kernel_name) != "python":
             return await self._start_fresh(kernel_name, cwd)  # only python kernels can chdir
         session = await self._take_ready(kernel_name)
@@ -137,12 +151,50 @@ class KernelPool:
         return None
 
     async def _start_fresh(self, name: str, cwd: str | os.PathLike[str] | None) -> KernelSession:
-        return await KernelSession.start(
-            name,
-            cwd=cwd if cwd is not None else self._cwd,
-            env=self._env,
-            startup_timeout=self._startup_timeout,
-        )
+        return await self._launch(name, cwd if cwd is not None else self._cwd)
+
+    async def _launch(self, key: str, cwd: str | os.PathLike[str] | None) -> KernelSession:
+        found = self._environments.get(key)
+        if found is None:
+            return await KernelSession.start(key, cwd=cwd, env=self._env, startup_timeout=self._startup_timeout)
+        kernel_name, environment = found
+        return await KernelSession.start(kernel_name, cwd=cwd, env={**(self._env or {}), **environment.kernel_env()},
+                                         startup_timeout=self._startup_timeout, spec_dirs=environment.spec_dirs)
+
+    def _environment_pool(self, kernel_name: str, environment: Environment) -> str:
+        """The pool key of a kernel in a notebook environment, creating that pool on first use."""
+        key = f"{kernel_name}@{environment.key}"
+        self._used[key] = asyncio.get_running_loop().time()
+        if key not in self._ready:
+            self._environments[key] = (kernel_name, environment)
+            self._ready[key] = deque()
+            self._waiters[key] = deque()
+            specs = list_kernelspecs(environment.spec_dirs)
+            if kernel_name in specs:
+                self._languages[key] = specs[kernel_name]["language"]
+        return key
+
+    async def reclaim(self, idle: float) -> list[str]:
+        """Drop the pools of environments not taken from for ``idle`` seconds (their ready kernels stop)."""
+        now = asyncio.get_running_loop().time()
+        gone = [key for key, used in self._used.items() if now - used > idle]
+        old: list[KernelSession] = []
+        for key in gone:
+            self._used.pop(key, None)
+            self._environments.pop(key, None)
+            old.extend(self._ready.pop(key, ()))
+            for waiter in self._waiters.pop(key, ()):
+                if not waiter.done():
+                    waiter.cancel()
+            for task, (name, _gen) in list(self._starting.items()):
+                if name == key:
+                    task.cancel()
+        await asyncio.gather(*(s.shutdown(now=True) for s in old), return_exceptions=True)
+        return gone
+
+    def environments_in_use(self) -> set[str]:
+        """Hashes of the environments that have a pool now."""
+        return {environment.key for _name, environment in self._environments.values()}
 
     async def flush(self) -> None:
         """Replace every pooled kernel (kernels still starting are discarded when ready)."""
@@ -150,7 +202,7 @@ class KernelPool:
         old = [session for ready in self._ready.values() for session in ready]
         for ready in self._ready.values():
             ready.clear()
-        for name in self.kernel_names:
+        for name in self._ready:
             self._refill(name)
         await asyncio.gather(*(s.shutdown(now=True) for s in old), return_exceptions=True)
 
@@ -176,9 +228,10 @@ class KernelPool:
         return sum(1 for n, gen in self._starting.values() if n == name and gen == self._generation)
 
     def _refill(self, name: str) -> None:
-        if self._closed:
+        if self._closed or name not in self._ready:
             return
-        missing = self.size + len(self._waiters[name]) - len(self._ready[name]) - self._current_starting(name)
+        size = self.env_size if name in self._environments else self.size
+        missing = size + len(self._waiters[name]) - len(self._ready[name]) - self._current_starting(name)
         for _ in range(missing):
             task = asyncio.get_running_loop().create_task(self._warm(name))
             self._starting[task] = (name, self._generation)
@@ -187,12 +240,10 @@ class KernelPool:
     async def _warm(self, name: str) -> None:
         generation = self._generation
         try:
-            session = await KernelSession.start(
-                name, cwd=self._cwd, env=self._env, startup_timeout=self._startup_timeout
-            )
+            session = await self._launch(name, self._cwd)
         except Exception as exc:
             log.warning("Could not prewarm a %s kernel: %s", name, exc)
-            if self._waiters[name]:
+            if self._waiters.get(name):
                 self._waiters[name].popleft().set_exception(exc)
             return
         try:
@@ -200,7 +251,7 @@ class KernelPool:
         except BaseException:
             await session.shutdown(now=True)
             raise
-        if self._closed or generation != self._generation:
+        if self._closed or generation != self._generation or name not in self._ready:
             await session.shutdown(now=True)
             return
         while self._waiters[name]:

@@ -238,6 +238,14 @@ def kernel_settings(conn: Reader) -> tuple[str, str | None]:
     return str(name or "python3"), cwd if isinstance(cwd, str) else None
 
 
+def dependency_inputs(conn: Reader) -> tuple[dict[str, Any], str | None, str | None]:
+    """What a notebook's dependency request is read from: its metadata, its first code cell's source, its cwd."""
+    row = conn.execute("SELECT source FROM cells WHERE cell_type = 'code' ORDER BY fractional_index, id LIMIT 1"
+                       ).fetchone()
+    cwd = run_settings(conn).get("cwd")
+    return notebook_metadata(conn), row[0] if row else None, cwd if isinstance(cwd, str) else None
+
+
 def notebook_info(conn: Reader) -> NotebookInfo | None:
     row = conn.execute("SELECT id, title, created_at, updated_at, head_seq FROM notebooks").fetchone()
     if row is None:

@@ -365,6 +365,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     from runtimed.server.ai_api import ai_router
     from runtimed.server.approvals_api import approvals_router
     from runtimed.server.artifacts_api import artifacts_router
+    from runtimed.server.environments_api import environments_router
     from runtimed.server.kernel_requests import kernel_requests_router
     from runtimed.server.mcp_http import mount_mcp
     from runtimed.server.people_api import people_router
@@ -374,6 +375,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     app.include_router(approvals_router(daemon))
     app.include_router(runs_router(daemon))
     app.include_router(artifacts_router(daemon))
+    app.include_router(environments_router(daemon))
     app.include_router(kernel_requests_router(daemon))
     app.include_router(people_router(daemon))
     mount_mcp(app, daemon)

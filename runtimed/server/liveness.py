@@ -129,7 +129,7 @@ class RuntimeLiveness:
                     self.store.acquire_lease(connection_lease(service.notebook_id, actor_id), self.holder,
                                              self.lease_ttl)
                 actor_id = actives.get(service.notebook_id, "")
-                if not actor_id:
+                if not actor_id or actor_id == SYSTEM_ACTOR["id"]:  # the daemon's own (an environment build)
                     continue
                 if actor_id in local[service.notebook_id] or (service.notebook_id, actor_id) in armed:
                     continue

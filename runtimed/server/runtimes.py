@@ -21,11 +21,19 @@ from runtimed.client.discovery import DaemonEndpoint
 from runtimed.client.sync import SyncClient
 from runtimed.errors import RuntimedError
 from runtimed.runtime.agent import RuntimeAgent
+from runtimed.runtime.environments import EnvironmentStore
 from runtimed.runtime.pool import KernelPool
 from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.materializer import Envelope
+from runtimed.server.environments import (
+    ENAMES,
+    NotebookEnvironments,
+    env_max_age_days,
+    env_pool_idle,
+    env_pool_size,
+)
 from runtimed.server.kernel_requests import stdin_answerable
 from runtimed.server.liveness import SYSTEM_ACTOR
 from runtimed.server.local import local_connection
@@ -85,7 +93,8 @@ class RuntimeManager:
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
         settings = daemon.settings
-        self.pool = KernelPool(size=settings.pool_size, preimport=list(settings.preimport))
+        self.pool = KernelPool(size=settings.pool_size, preimport=list(settings.preimport), env_size=env_pool_size())
+        self.environments = NotebookEnvironments(EnvironmentStore(daemon.home.envs_dir), self.pool)
         self.idle_timeout = settings.idle_timeout
         self.input_timeout = input_timeout_setting()
         self.agents: dict[str, RuntimeAgent] = {}
@@ -157,7 +166,8 @@ class RuntimeManager:
             if cwd is not None and not os.path.isdir(cwd):  # checked first: a pooled kernel would be wasted
                 raise RuntimedError(f"the notebook's working directory {cwd!r} (metadata runtimed.cwd) does not "
                                     "exist on the daemon's machine", code="bad_cwd")
-            kernel = await self.pool.take(kernel_name, cwd=cwd)
+            environment = await self.environments.prepare(service, kernel_name)
+            kernel = await self.pool.take(kernel_name, cwd=cwd, environment=environment)
         except Exception as exc:
             log.warning("cannot start kernel %r for %s: %s", kernel_name, notebook_id, exc)
             await self._fail_pending(service, kernel_name, exc)
@@ -189,7 +199,8 @@ class RuntimeManager:
             return
         session_id = new_id("s-")
         message = str(exc.message if isinstance(exc, RuntimedError) else exc)
-        error = {"ename": "KernelStartFailed", "evalue": message, "traceback": []}
+        ename = ENAMES.get(exc.code, "KernelStartFailed") if isinstance(exc, RuntimedError) else "KernelStartFailed"
+        error = {"ename": ename, "evalue": message, "traceback": []}
         events = [make_event("runtimeSessionStarted", session_id=session_id, runtime_id="runtimed",
                              kernel_name=kernel_name or "unknown", host="")]
         for queue_id, source in pending:
@@ -220,6 +231,10 @@ class RuntimeManager:
         while True:
             await asyncio.sleep(interval)
             await self._check_agents()
+            try:
+                await self.environments.housekeeping(env_pool_idle(), env_max_age_days())
+            except Exception:
+                log.exception("environment housekeeping failed")
 
     async def _check_agents(self) -> None:
         """One watchdog round (a method of its own, so that its loop variables do not keep a stopped agent alive)."""

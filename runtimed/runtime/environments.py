@@ -1,0 +1,222 @@
+"""uv-managed Python environments for notebooks, cached by the hash of their request.
+
+``EnvironmentStore.ensure(request)`` returns the environment of a dependency request, building
+it with uv (``uv venv`` + ``uv pip install ipykernel <deps>``, uv's own wheel cache makes a
+rebuild of known packages a matter of links) the first time. Environments live in
+``$RUNTIMED_HOME/envs/<hash>``; one is complete once its ``runtimed-env.json`` exists (written
+last), so a build that crashed is simply redone. Each holds a kernelspec whose ``argv`` is the
+environment's own Python, which ``KernelSession.start(spec_dirs=...)`` launches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtimed.errors import RuntimedError
+from runtimed.schema.dependencies import KERNEL_PACKAGE, EnvRequest
+
+__all__ = ["Environment", "EnvironmentError_", "EnvironmentStore", "env_timeout_setting", "uv_bin"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], Awaitable[None]]
+META = "runtimed-env.json"
+LAST_USED = "last-used"
+SPEC_DIR = "runtimed-kernels"
+_TAIL_LINES = 25
+
+
+class EnvironmentError_(RuntimedError):  # noqa: N801 (the builtin name is taken)
+    """uv could not build the environment: the message carries uv's own explanation."""
+
+    code = "environment_failed"
+
+
+def env_timeout_setting() -> float:
+    """Seconds one environment build may take (``RUNTIMED_ENV_TIMEOUT``, default 600)."""
+    try:
+        value = float(os.environ.get("RUNTIMED_ENV_TIMEOUT", "") or 600)
+    except ValueError:
+        value = 600.0
+    return value if value > 0 else 600.0
+
+
+def uv_bin() -> str:
+    """The uv binary of the ``uv`` Python package (a dependency of runtimed, not a system tool)."""
+    import uv
+
+    return str(uv.find_uv_bin())
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A built environment: where it is and how to start a kernel in it."""
+
+    key: str
+    path: Path
+
+    @property
+    def python(self) -> str:
+        return str(self.path / "bin" / "python")
+
+    @property
+    def spec_dirs(self) -> list[str]:
+        return [str(self.path / SPEC_DIR)]
+
+    def kernel_env(self) -> dict[str, str]:
+        """Variables a kernel in it gets, as if the environment were activated (``!pip``, subprocesses)."""
+        return {"VIRTUAL_ENV": str(self.path), "PATH": f"{self.path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def touch(self) -> None:
+        (self.path / LAST_USED).touch()
+
+
+class EnvironmentStore:
+    """The environments under one directory; builds are serialized per hash (concurrent callers share one)."""
+
+    def __init__(self, root: str | os.PathLike[str], timeout: float | None = None) -> None:
+        self.root = Path(root)
+        self.timeout = timeout if timeout is not None else env_timeout_setting()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def get(self, request: EnvRequest) -> Environment | None:
+        """The environment of the request if it is built, else None."""
+        env = Environment(request.key, self.root / request.key)
+        return env if (env.path / META).is_file() else None
+
+    async def ensure(self, request: EnvRequest, progress: Progress | None = None) -> Environment:
+        """The built environment of ``request`` (building it once, bounded by ``timeout``)."""
+        lock = self._locks.setdefault(request.key, asyncio.Lock())
+        async with lock:
+            env = self.get(request)
+            if env is None:
+                env = await self._build(request, progress)
+            env.touch()
+            return env
+
+    async def _build(self, request: EnvRequest, progress: Progress | None) -> Environment:
+        env = Environment(request.key, self.root / request.key)
+        await asyncio.to_thread(shutil.rmtree, env.path, True)  # a build that died half way
+        self.root.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        n = len(request.dependencies)
+        say = progress or _quiet
+        await say(f"installing {n} package{'s' if n != 1 else ''}… ({', '.join(request.dependencies)})")
+        try:
+            python = request.requires_python or sys.executable
+            await self._uv(["venv", "--quiet", "--no-project", "--python", python, str(env.path)], say,
+                           started, request)
+            install = ["pip", "install", "--python", env.python, KERNEL_PACKAGE, *request.dependencies]
+            if request.index_url:
+                install += ["--index-url", request.index_url]
+            await self._uv(install, say, started, request)
+            _write_kernelspec(env)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, env.path, True)
+            raise
+        meta = {**request.describe(), "created": time.time(), "build_seconds": round(time.monotonic() - started, 3)}
+        (env.path / META).write_text(json.dumps(meta, indent=1))
+        await say(f"environment ready ({n} package{'s' if n != 1 else ''}, {time.monotonic() - started:.1f} s)")
+        log.info("built environment %s (%s) in %.1f s", env.key, ", ".join(request.dependencies),
+                 time.monotonic() - started)
+        return env
+
+    async def _uv(self, args: list[str], say: Progress, started: float, request: EnvRequest) -> None:
+        remaining = self.timeout - (time.monotonic() - started)
+        proc = await asyncio.create_subprocess_exec(
+            uv_bin(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1",
+                 "UV_HTTP_TIMEOUT": os.environ.get("UV_HTTP_TIMEOUT", "30")},
+            start_new_session=True)
+        lines: list[str] = []
+
+        async def read() -> None:
+            assert proc.stdout is not None
+            async for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                if not line:
+                    continue
+                lines.append(line)
+                del lines[:-200]
+                if line.lstrip().startswith(("Resolved", "Prepared", "Installed", "Downloading", "Using")):
+                    await say(line.strip())
+
+        try:
+            await asyncio.wait_for(asyncio.gather(read(), proc.wait()), max(remaining, 0.1))
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            await proc.wait()
+            raise EnvironmentError_(f"building the environment for {', '.join(request.dependencies)} took longer "
+                                    f"than {self.timeout:g} s (RUNTIMED_ENV_TIMEOUT); uv was stopped",
+                                    code="environment_timeout") from None
+        if proc.returncode != 0:
+            tail = "\n".join(lines[-_TAIL_LINES:])
+            raise EnvironmentError_(f"uv could not install {', '.join(request.dependencies)} "
+                                    f"(uv {args[0]} {args[1] if args[0] == 'pip' else ''} exited with "
+                                    f"{proc.returncode}):\n{tail}")
+
+    # -- housekeeping -------------------------------------------------------------------------------
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every built environment: its request, when it was built and last used (oldest hash first)."""
+        out: list[dict[str, Any]] = []
+        if not self.root.is_dir():
+            return out
+        for path in sorted(self.root.iterdir()):
+            meta_file = path / META
+            if not meta_file.is_file():
+                continue
+            try:
+                meta = json.loads(meta_file.read_text())
+            except (OSError, ValueError):
+                continue
+            used = path / LAST_USED
+            meta["path"] = str(path)
+            meta["last_used"] = used.stat().st_mtime if used.exists() else meta.get("created")
+            out.append(meta)
+        return out
+
+    def remove_unused(self, max_age_days: float, keep: Collection[str] = (), dry_run: bool = False) -> list[str]:
+        """Remove environments unused for more than ``max_age_days`` (not those in ``keep``); their hashes."""
+        cutoff = time.time() - max_age_days * 86400
+        removed = []
+        for meta in self.entries():
+            key = str(meta.get("hash"))
+            if key in keep or (meta.get("last_used") or 0) >= cutoff:
+                continue
+            if not dry_run:
+                shutil.rmtree(meta["path"], ignore_errors=True)
+            removed.append(key)
+        if self.root.is_dir() and not dry_run:  # half-built leftovers of a crash, older than the cutoff
+            for path in self.root.iterdir():
+                if path.is_dir() and not (path / META).exists() and path.name not in self._locks \
+                        and path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path, ignore_errors=True)
+        return removed
+
+
+async def _quiet(_message: str) -> None:
+    return None
+
+
+def _write_kernelspec(env: Environment) -> None:
+    spec = env.path / SPEC_DIR / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [env.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python ({env.key})",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }, indent=1))
