@@ -287,3 +287,29 @@ async def test_runt_deps_and_env(daemon: DaemonProcess, rest: DaemonHTTP) -> Non
     assert (daemon.home.path / "envs" / key).is_dir()
     assert _runt(daemon, "env", "gc", "--days", "0").returncode == 0
     assert not (daemon.home.path / "envs" / key).exists()  # built, never used by a kernel: not pooled
+
+
+def test_yaml_notebooks_carry_dependencies() -> None:
+    from runtimed.errors import InvalidNotebookError
+    from runtimed.formats.yaml_nb import read_yaml_notebook, write_yaml_notebook
+
+    nb, _ = read_yaml_notebook('dependencies: [toolz, "tabulate>=0.9"]\nrequires_python: ">=3.11"\n'
+                               'cells:\n  - {id: a, source: import toolz}\n')
+    assert nb.metadata["runtimed"] == {"dependencies": ["toolz", "tabulate>=0.9"], "requires_python": ">=3.11"}
+    again, _ = read_yaml_notebook(write_yaml_notebook(nb))
+    assert again.metadata["runtimed"] == nb.metadata["runtimed"]
+    with pytest.raises(InvalidNotebookError) as info:
+        read_yaml_notebook("dependencies: ['pandas>=>2']\ncells: []\n")
+    assert "dependencies" in info.value.message and "PEP 508" in info.value.message
+
+
+def test_runt_run_creates_or_reuses_the_environment_and_no_deps_opts_out(
+        daemon: DaemonProcess, tmp_path: Path) -> None:
+    source = tmp_path / "report.yaml"
+    source.write_text("dependencies: [toolz]\ncells:\n  - {id: a, source: 'import sys, toolz; print(sys.prefix)'}\n")
+    done = _runt(daemon, "run", str(source), str(tmp_path / "out.ipynb"))
+    assert done.returncode == 0, done.stderr
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[0].outputs[0]["text"].strip().startswith(str(daemon.home.path / "envs"))
+    plain = _runt(daemon, "run", str(source), str(tmp_path / "plain.ipynb"), "--no-deps")
+    assert plain.returncode == 1 and "ModuleNotFoundError" in plain.stderr + plain.stdout

@@ -23,6 +23,7 @@ from typing import Any
 import nbformat
 
 from runtimed import __version__
+from runtimed.automation import deps
 from runtimed.automation.parameters import ERROR_MARKER_TAG, parameterize_path, prepare_notebook
 from runtimed.client.discovery import DaemonEndpoint, ensure_daemon
 from runtimed.client.http import DaemonHTTP
@@ -71,6 +72,8 @@ class RunOptions:
     approve: tuple[str, ...] = ()
     """``--approve``: agent tools (AI cells') that need no person's approval in this run; ``("all",)`` for all."""
     keep_runtime: bool = False
+    no_deps: bool = False
+    """Ignore the notebook's declared dependencies: run in the daemon's own environment (docs/environments.md)."""
     """Leave the notebook's runtime (and kernel) running after the run; by default it is stopped."""
     home: str | None = None
     input_notebook: nbformat.NotebookNode | None = None
@@ -204,6 +207,8 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
         settings.update({"approvals": "off"} if "all" in opts.approve else {"approve_tools": list(opts.approve)})
     if settings:
         nb.metadata["runtimed"] = {**nb.metadata.get("runtimed", {}), **settings}
+    if opts.no_deps:
+        deps.no_deps(nb)
     for cell in nb.cells:  # stable ids, so results map back to cells
         if not cell.get("id"):
             cell["id"] = uuid.uuid4().hex[:16]
@@ -341,6 +346,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     try:
         await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
                                 content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": RUN_IMPORT_ACTOR})
+        await asyncio.to_thread(deps.approve_declared, http, notebook_id, nb)
         phases.mark("import")
         session = await _connect(endpoint, notebook_id)
         phases.mark("connect")

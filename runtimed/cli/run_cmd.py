@@ -79,6 +79,7 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
 @click.option("--notify", "notify_url", metavar="URL", help="POST a JSON summary to URL when done.")
 @click.option("--approve", metavar="all|TOOL,...", help="Let AI cells call these agent tools (e.g. execute_cell) "
               "without a person's approval in this run; 'all' for every tool. See docs/ai.md for the risks.")
+@click.option("--no-deps", is_flag=True, help="Ignore the notebook's dependencies: run in the daemon's environment.")
 @click.option("--keep-runtime", is_flag=True, help="Keep the kernel running after the run (default: stop it).")
 @click.option("--id", "notebook_id", help="Notebook id to use in the daemon (default run-<name>-<random>).")
 @click.option("--detach", is_flag=True, help="Submit the run to the daemon, print its id and return at once.")
@@ -86,7 +87,7 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
 def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout,
         execution_timeout, allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file,
         progress_bar, inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel,
-        output_dir, notify_url, approve, keep_runtime, notebook_id, detach, as_json) -> None:
+        output_dir, notify_url, approve, no_deps, keep_runtime, notebook_id, detach, as_json) -> None:
     """Run NOTEBOOK (.ipynb or YAML; - for stdin) with parameters, papermill-style, as a live notebook.
 
     OUTPUT (optional; - for stdout; fsspec URLs work) receives the executed notebook. A
@@ -116,7 +117,7 @@ def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name
 def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout, execution_timeout,
          allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file, progress_bar,
          inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel, output_dir,
-         notify_url, approve, keep_runtime, notebook_id, detach, as_json) -> int:
+         notify_url, approve, no_deps, keep_runtime, notebook_id, detach, as_json) -> int:
     from runtimed.automation.parameters import collect_parameters, parse_grid
     from runtimed.automation.run import RunOptions, notify, run_async
 
@@ -131,7 +132,8 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
                   allow_errors=allow_errors, prepare_only=prepare_only, report_mode=report_mode,
                   log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
                   inject_paths=inject_paths, inject_input_path=inject_input_path,
-                  inject_output_path=inject_output_path, keep_runtime=keep_runtime, approve=_approve_tools(approve))
+                  inject_output_path=inject_output_path, keep_runtime=keep_runtime, approve=_approve_tools(approve),
+                  no_deps=no_deps)
 
     if batch or grid:
         if batch and "-" in notebooks:

@@ -478,33 +478,36 @@ class Notebook:
     async def disconnect(self) -> None:
         await self._session.close()
 
-    # -- dependencies: recorded in the notebook (metadata ``runtimed.dependencies``) ---------------
+    # -- dependencies: metadata ``runtimed.dependencies``, installed into a uv environment (docs/environments.md)
 
     async def get_dependencies(self) -> list[str]:
-        settings = await self._session.get_metadata("runtimed")
-        deps = settings.get("dependencies") if isinstance(settings, dict) else None
-        return [str(d) for d in deps] if isinstance(deps, list) else []
-
-    async def _set_dependencies(self, deps: list[str]) -> list[str]:
-        settings = await self._session.get_metadata("runtimed")
-        await self._session.set_metadata("runtimed", {**(settings if isinstance(settings, dict) else {}),
-                                                      "dependencies": deps})
-        return deps
+        return await self._session.get_dependencies()
 
     async def add_dependency(self, package: str) -> list[str]:
-        return await self.add_dependencies([package])
+        return await self._session.add_dependency(package)
 
     async def add_dependencies(self, packages: list[str]) -> list[str]:
-        deps = await self.get_dependencies()
-        return await self._set_dependencies(deps + [p for p in packages if p not in deps])
+        deps = await self._session.get_dependencies()
+        for package in packages:
+            deps = await self._session.add_dependency(package) if package not in deps else deps
+        return deps
 
     async def remove_dependency(self, package: str) -> list[str]:
-        return await self._set_dependencies([d for d in await self.get_dependencies() if d != package])
+        await self._session.remove_dependency(package)
+        return await self._session.get_dependencies()
 
     async def sync_environment(self) -> SyncEnvironmentResult:
-        """runtimed's managed kernels come from a prewarmed pool: nothing is installed for a notebook."""
-        return SyncEnvironmentResult(False, error="runtimed does not install packages per notebook: install them "
-                                     "into the kernel's environment, then `runt pool flush` (DaemonClient.flush_pool)")
+        """Create (or reuse) the notebook's uv environment now; a running kernel keeps its environment until
+        it is restarted (``needs_restart``)."""
+        from runtimed.errors import RuntimedError
+
+        try:
+            env = await self._session.sync_environment()
+        except RuntimedError as exc:
+            return SyncEnvironmentResult(False, error=exc.message)
+        request = env.get("request") or {}
+        return SyncEnvironmentResult(True, synced_packages=list(request.get("dependencies") or []),
+                                     needs_restart=self._session.kernel_started)
 
     async def __aenter__(self) -> Notebook:
         return self

@@ -2,6 +2,7 @@
 
     metadata: {title: Greeting, kernel: python3}      # or runtime: python3
     parameters: {name: world, count: 3}
+    dependencies: [tabulate, "toolz>=0.12"]          # optional; requires_python: ">=3.11"
     cells:
       - id: greet
         source: print(f"hello {name}")
@@ -13,6 +14,8 @@ key are AI settings, ``{provider, model, settings}``: they become ``aiSettingsSe
 
 Parameters become a first ``parameters``-tagged code cell of Python assignments
 (papermill's convention), so the result runs and exports like any notebook.
+``dependencies`` (PEP 508 strings) and ``requires_python`` become ``metadata.runtimed``'s
+``dependencies`` / ``requires_python``: the notebook runs in a uv environment (docs/environments.md).
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ import nbformat
 import yaml
 from nbformat import v4
 
-from runtimed.errors import InvalidNotebookError
+from runtimed.errors import InvalidNotebookError, RuntimedError
 from runtimed.formats.ipynb import AI_SETTINGS_KEY, NATIVE_TYPE_KEY, NBFORMAT_ID
+from runtimed.schema.dependencies import declared
 
-TOP_KEYS = {"metadata", "parameters", "cells"}
+TOP_KEYS = {"metadata", "parameters", "cells", "dependencies", "requires_python"}
 CELL_KEYS = {"id", "source", "cell_type", "tags", "metadata", "ai"}
 CELL_TYPES = ("code", "markdown", "raw", "ai")
 PARAMETERS_TAG = "parameters"
@@ -160,6 +164,22 @@ def _cell(item: Any, i: int, used: set[str]) -> nbformat.NotebookNode:
     return maker(source=source, id=cell_id, metadata=metadata)
 
 
+def _dependencies(doc: dict[str, Any], nb_metadata: dict[str, Any]) -> None:
+    """Top-level ``dependencies`` / ``requires_python`` into ``metadata.runtimed`` (validated)."""
+    if "dependencies" not in doc and "requires_python" not in doc:
+        return
+    deps = doc.get("dependencies") or []
+    settings = dict(nb_metadata.get("runtimed") or {}) if isinstance(nb_metadata.get("runtimed"), dict) else {}
+    settings["dependencies"] = deps
+    if doc.get("requires_python") is not None:
+        settings["requires_python"] = doc["requires_python"]
+    try:
+        declared({"runtimed": settings})
+    except RuntimedError as exc:
+        raise _fail("dependencies", exc.message) from None
+    nb_metadata["runtimed"] = settings
+
+
 def read_yaml_notebook(text: str) -> tuple[nbformat.NotebookNode, dict[str, Any]]:
     """Parse a YAML notebook; return the nbformat notebook and its parameter defaults."""
     try:
@@ -198,6 +218,7 @@ def read_yaml_notebook(text: str) -> tuple[nbformat.NotebookNode, dict[str, Any]
     title = nb_metadata.get("title")
     if title is not None and not isinstance(title, str):
         raise _fail("metadata.title", f"expected a string, got {_type_name(title)}")
+    _dependencies(doc, nb_metadata)
     kernelspec = _kernelspec(metadata)
     if kernelspec is not None:
         nb_metadata["kernelspec"] = kernelspec
@@ -274,5 +295,11 @@ def write_yaml_notebook(nb: Any) -> str:
         if cell_meta:
             item["metadata"] = cell_meta
         cells.append(item)
-    doc = {"metadata": out_meta, "cells": cells} if out_meta else {"cells": cells}
+    doc: dict[str, Any] = {"metadata": out_meta} if out_meta else {}
+    settings = metadata.get("runtimed")
+    if isinstance(settings, dict) and isinstance(settings.get("dependencies"), list):
+        doc["dependencies"] = list(settings["dependencies"])
+        if isinstance(settings.get("requires_python"), str):
+            doc["requires_python"] = settings["requires_python"]
+    doc["cells"] = cells
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True)

@@ -100,6 +100,7 @@ class RuntimeManager:
         self.agents: dict[str, RuntimeAgent] = {}
         self.release = RuntimeRelease(self, release_grace_setting())
         self._starting: dict[str, asyncio.Task] = {}
+        self._recheck: set[str] = set()
         self._watchdog: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -130,6 +131,7 @@ class RuntimeManager:
     def ensure_runtime(self, service: NotebookService) -> None:
         notebook_id = service.notebook_id
         if notebook_id in self._starting:
+            self._recheck.add(notebook_id)  # work that arrived while a start fails must not wait forever
             return
         agent = self.agents.get(notebook_id)
         if agent is not None and agent.status != "dead":
@@ -138,7 +140,15 @@ class RuntimeManager:
             return
         task = asyncio.create_task(self._start_agent(service), name=f"start-runtime-{notebook_id}")
         self._starting[notebook_id] = task
-        task.add_done_callback(lambda _t: self._starting.pop(notebook_id, None))
+
+        def started(_task: asyncio.Task) -> None:
+            self._starting.pop(notebook_id, None)
+            if notebook_id in self._recheck:
+                self._recheck.discard(notebook_id)
+                if service.closed is None:
+                    self.ensure_runtime(service)
+
+        task.add_done_callback(started)
 
     async def start_runtime(self, notebook_id: str) -> dict[str, Any]:
         """Start (or return) the managed runtime of a notebook, whether or not work is pending."""

@@ -1,0 +1,37 @@
+"""``runt run`` and notebook environments: the person running a file approves the dependencies it declares.
+
+A parameterized run is the local user running their own file, like ``uv run script.py``: the
+dependencies it declares (metadata, PEP 723, a ``pyproject.toml`` in the kernel's directory) are
+approved as that person, so the run creates or reuses the environment (docs/environments.md).
+``--no-deps`` declares an empty list in the run's copy instead: the daemon's own environment.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from runtimed.client.http import DaemonHTTP
+from runtimed.schema.dependencies import resolve
+
+
+def _person() -> dict[str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "user"
+    return {"id": f"{user}-cli", "kind": "human", "name": user}
+
+
+def no_deps(nb: Any) -> None:
+    """Make the run's copy declare no dependencies (the daemon's own environment)."""
+    nb.metadata["runtimed"] = {**nb.metadata.get("runtimed", {}), "dependencies": []}
+
+
+def approve_declared(http: DaemonHTTP, notebook_id: str, nb: Any) -> None:
+    """Approve the imported notebook's dependencies as the person at this terminal (nothing when it has none)."""
+    first = next((c.source for c in nb.cells if c.cell_type == "code"), None)
+    cwd = (nb.metadata.get("runtimed") or {}).get("cwd")
+    if resolve(dict(nb.metadata), first, cwd if isinstance(cwd, str) else None) is None:
+        return
+    http.request("POST", f"/api/notebooks/{notebook_id}/environment/approve", json={"actor": _person()})
