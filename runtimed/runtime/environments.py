@@ -1,17 +1,24 @@
 """uv-managed Python environments for notebooks, cached by the hash of their request.
 
 ``EnvironmentStore.ensure(request)`` returns the environment of a dependency request, building
-it with uv (``uv venv`` + ``uv pip install ipykernel <deps>``, uv's own wheel cache makes a
-rebuild of known packages a matter of links) the first time. Environments live in
-``$RUNTIMED_HOME/envs/<hash>``; one is complete once its ``runtimed-env.json`` exists (written
-last), so a build that crashed is simply redone. Each holds a kernelspec whose ``argv`` is the
-environment's own Python, which ``KernelSession.start(spec_dirs=...)`` launches.
+it with uv the first time (uv's own wheel cache makes a rebuild of known packages a matter of
+links). Environments are layered, as ``uv run --with`` layers its ephemeral environments: a
+**kernel base** per Python (``kernel-<hash>``: ``ipykernel`` and its dependencies, built once)
+and, per request, an environment with only the notebook's packages (``uv venv`` + ``uv pip
+install <deps>``) whose ``site-packages`` holds a ``.pth`` file that appends the base's
+``site-packages`` to ``sys.path``: the notebook's own packages come first, the kernel machinery
+after, and nothing of the daemon's environment is visible. A new dependency list thus installs
+its few packages, not the thirty of ipykernel. Everything lives in ``$RUNTIMED_HOME/envs``; an
+environment is complete once its ``runtimed-env.json`` exists (written last), so a build that
+crashed is simply redone. Each holds a kernelspec whose ``argv`` is its own Python, which
+``KernelSession.start(spec_dirs=...)`` launches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +41,9 @@ Progress = Callable[[str], Awaitable[None]]
 META = "runtimed-env.json"
 LAST_USED = "last-used"
 SPEC_DIR = "runtimed-kernels"
+BASE_PTH = "_runtimed_kernel_base.pth"
+LAYOUT = 2
+"""Part of every hash: a change of how environments are built gives new ones rather than reusing old ones."""
 _TAIL_LINES = 25
 
 
@@ -96,41 +106,68 @@ class EnvironmentStore:
         return env if (env.path / META).is_file() else None
 
     async def ensure(self, request: EnvRequest, progress: Progress | None = None) -> Environment:
-        """The built environment of ``request`` (building it once, bounded by ``timeout``)."""
+        """The built environment of ``request`` (building it, and its kernel base, once; bounded by ``timeout``)."""
         lock = self._locks.setdefault(request.key, asyncio.Lock())
         async with lock:
             env = self.get(request)
+            started = time.monotonic()
+            base = await self._base(request, progress or _quiet, started)
             if env is None:
-                env = await self._build(request, progress)
+                env = await self._build(request, base, progress or _quiet, started)
             env.touch()
+            base.touch()
             return env
 
-    async def _build(self, request: EnvRequest, progress: Progress | None) -> Environment:
+    async def _base(self, request: EnvRequest, say: Progress, started: float) -> Environment:
+        """The kernel base for the request's Python (ipykernel and its dependencies), built once."""
+        python = request.requires_python or f"{sys.version_info[0]}.{sys.version_info[1]}"
+        key = "kernel-" + hashlib.sha256(json.dumps([python, KERNEL_PACKAGE, request.index_url, LAYOUT]
+                                                    ).encode()).hexdigest()[:12]
+        base = Environment(key, self.root / key)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if (base.path / META).is_file():
+                return base
+            await say(f"preparing the kernel base (ipykernel) for Python {python}… (once per Python)")
+            kernel = EnvRequest((KERNEL_PACKAGE,), request.requires_python, request.index_url, "kernel base")
+            await self._create(base, kernel, [KERNEL_PACKAGE], say, started, pth=None)
+            return base
+
+    async def _build(self, request: EnvRequest, base: Environment, say: Progress, started: float) -> Environment:
         env = Environment(request.key, self.root / request.key)
-        await asyncio.to_thread(shutil.rmtree, env.path, True)  # a build that died half way
-        self.root.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
         n = len(request.dependencies)
-        say = progress or _quiet
         await say(f"installing {n} package{'s' if n != 1 else ''}… ({', '.join(request.dependencies)})")
-        try:
-            python = request.requires_python or sys.executable
-            await self._uv(["venv", "--quiet", "--no-project", "--python", python, str(env.path)], say,
-                           started, request)
-            install = ["pip", "install", "--python", env.python, KERNEL_PACKAGE, *request.dependencies]
-            if request.index_url:
-                install += ["--index-url", request.index_url]
-            await self._uv(install, say, started, request)
-            _write_kernelspec(env)
-        except BaseException:
-            await asyncio.to_thread(shutil.rmtree, env.path, True)
-            raise
-        meta = {**request.describe(), "created": time.time(), "build_seconds": round(time.monotonic() - started, 3)}
-        (env.path / META).write_text(json.dumps(meta, indent=1))
+        await self._create(env, request, list(request.dependencies), say, started, pth=base)
         await say(f"environment ready ({n} package{'s' if n != 1 else ''}, {time.monotonic() - started:.1f} s)")
         log.info("built environment %s (%s) in %.1f s", env.key, ", ".join(request.dependencies),
                  time.monotonic() - started)
         return env
+
+    async def _create(self, env: Environment, request: EnvRequest, packages: list[str], say: Progress,
+                      started: float, pth: Environment | None) -> None:
+        """``uv venv`` + ``uv pip install packages`` (+ the ``.pth`` onto ``pth``'s site-packages), then the
+        kernelspec and, last, the meta file that marks it complete."""
+        await asyncio.to_thread(shutil.rmtree, env.path, True)  # a build that died half way
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            python = pth.python if pth is not None else (request.requires_python or sys.executable)
+            await self._uv(["venv", "--quiet", "--no-project", "--python", python, str(env.path)], say,
+                           started, request)
+            install = ["pip", "install", "--python", env.python, *packages]
+            if pth is None:  # the kernel base: compiled once here rather than by every first kernel start
+                install.append("--compile-bytecode")
+            if request.index_url:
+                install += ["--index-url", request.index_url]
+            await self._uv(install, say, started, request)
+            if pth is not None:
+                (_site_packages(env.path) / BASE_PTH).write_text(str(_site_packages(pth.path)) + "\n")
+            _write_kernelspec(env)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, env.path, True)
+            raise
+        meta = {**request.describe(), "hash": env.key, "base": pth.key if pth is not None else None,
+                "created": time.time(), "build_seconds": round(time.monotonic() - started, 3)}
+        (env.path / META).write_text(json.dumps(meta, indent=1))
 
     async def _uv(self, args: list[str], say: Progress, started: float, request: EnvRequest) -> None:
         remaining = self.timeout - (time.monotonic() - started)
@@ -192,9 +229,18 @@ class EnvironmentStore:
         """Remove environments unused for more than ``max_age_days`` (not those in ``keep``); their hashes."""
         cutoff = time.time() - max_age_days * 86400
         removed = []
-        for meta in self.entries():
+        entries = self.entries()
+        for meta in entries:  # notebook environments first, then kernel bases no remaining one is built on
             key = str(meta.get("hash"))
-            if key in keep or (meta.get("last_used") or 0) >= cutoff:
+            if meta.get("base") is None or key in keep or (meta.get("last_used") or 0) >= cutoff:
+                continue
+            if not dry_run:
+                shutil.rmtree(meta["path"], ignore_errors=True)
+            removed.append(key)
+        needed = {m.get("base") for m in entries if m.get("base") is not None and str(m.get("hash")) not in removed}
+        for meta in entries:
+            key = str(meta.get("hash"))
+            if meta.get("base") is not None or key in needed or (meta.get("last_used") or 0) >= cutoff:
                 continue
             if not dry_run:
                 shutil.rmtree(meta["path"], ignore_errors=True)
@@ -209,6 +255,13 @@ class EnvironmentStore:
 
 async def _quiet(_message: str) -> None:
     return None
+
+
+def _site_packages(prefix: Path) -> Path:
+    found = sorted(prefix.glob("lib/python*/site-packages"))
+    if not found:
+        raise EnvironmentError_(f"{prefix} has no lib/pythonX.Y/site-packages: not a virtual environment uv made")
+    return found[0]
 
 
 def _write_kernelspec(env: Environment) -> None:

@@ -109,7 +109,7 @@ class EnvRequest:
         """The cache key: same dependencies, Python and index give the same environment."""
         python = self.requires_python or f"{sys.version_info[0]}.{sys.version_info[1]}"
         blob = json.dumps({"deps": sorted(set(self.dependencies)), "python": python, "index": self.index_url,
-                           "kernel": KERNEL_PACKAGE}, sort_keys=True)
+                           "kernel": KERNEL_PACKAGE, "layout": 2}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:

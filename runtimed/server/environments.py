@@ -149,7 +149,7 @@ class NotebookEnvironments:
                 async with self._progress_session(service, kernel_name, request) as say:
                     env = await self.store.ensure(request, say)
             else:
-                env.touch()
+                env = await self.store.ensure(request)  # built: a stat or two (and its kernel base is there)
         except RuntimedError as exc:
             self.progress[notebook_id] = {"state": "failed", "detail": exc.message, "error": exc.code,
                                           "hash": None, "at": time.time()}

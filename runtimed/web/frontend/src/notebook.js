@@ -9,6 +9,7 @@ import { api, ApiError, notebookPath } from './api.js'
 import { AiCells } from './ai.js'
 import { ApprovalsPanel } from './approvals.js'
 import { loadAuthors, loadSteps, stepsView } from './audit.js'
+import { DependencyPanel } from './deps.js'
 import { CellView, staticCell, statusText } from './cell.js'
 import { blockNativeUndo } from './editor.js'
 import { keyBetween } from './order.js'
@@ -64,6 +65,7 @@ class NotebookPage {
 
     const t = performance.now()
     this.approvals = new ApprovalsPanel(this)
+    this.deps = new DependencyPanel(this)
     blockNativeUndo()
     this._buildChrome()
     this.ai = new AiCells(this)
@@ -105,6 +107,7 @@ class NotebookPage {
     })
     this.sync.connect(socket)
     this.approvals.load()
+    this.deps.refresh()
     this.ai.load()
     this._loadAuthors()
     this._tick = setInterval(() => this._tickRunning(), 1000)
@@ -145,6 +148,7 @@ class NotebookPage {
       tb('+ Code', 'add-cell', 'Add a code cell at the end', () => this.addCell(null, 'end', 'code')),
       tb('+ Markdown', 'add-markdown', 'Add a markdown cell at the end', () => this.addCell(null, 'end', 'markdown')),
       el('span.spacer'),
+      this.deps.button,
       this.approvals.policy,
       el('a.button.ghost', { href: `${notebookPath(this.notebookId)}/export`, download: `${this.notebookId}.ipynb`, testid: 'export-link', text: 'Export .ipynb' }),
     )
@@ -168,7 +172,7 @@ class NotebookPage {
         this.connection),
       this.toolbar,
       this.historyBar,
-      el('main.notebook', null, this.approvals.node, this.historyBanner, this.cellsBox, this.addEnd, this.historyBox),
+      el('main.notebook', null, this.approvals.node, this.deps.node, this.historyBanner, this.cellsBox, this.addEnd, this.historyBox),
     )
   }
 
@@ -282,6 +286,7 @@ class NotebookPage {
     if (ch.runtime) this._renderRuntime()
     if (ch.metadata) this.approvals.renderPolicy()
     if (ch.approvals || ch.added.size || ch.removed.size) this.approvals.render()
+    if (ch.metadata || ch.runtime || ch.approvals) this.deps.changed()
     this.ai.render()
     if (ch.order || ch.removed.size) this._renderPeers()
     if (this.pendingFocus && ch.added.has(this.pendingFocus)) {
