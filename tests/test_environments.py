@@ -60,6 +60,7 @@ def test_precedence_runtimed_then_runt_uv_then_pep723_then_pyproject(tmp_path: P
     assert got is not None and (got.source, got.dependencies, got.requires_python) == ("pyproject", ("toolz",),
                                                                                        ">=3.11")
     assert deps.resolve({}, "import os", str(tmp_path / "nowhere")) is None
+    assert deps.resolve({}, "import os") is None  # no folder recorded (runt run's cwd is not one)
     # an explicit empty list stops the search: the daemon's own environment
     assert deps.resolve({"runtimed": {"dependencies": []}}, block, str(tmp_path)) is None
 
@@ -313,3 +314,22 @@ def test_runt_run_creates_or_reuses_the_environment_and_no_deps_opts_out(
     assert out.cells[0].outputs[0]["text"].strip().startswith(str(daemon.home.path / "envs"))
     plain = _runt(daemon, "run", str(source), str(tmp_path / "plain.ipynb"), "--no-deps")
     assert plain.returncode == 1 and "ModuleNotFoundError" in plain.stderr + plain.stdout
+
+
+async def test_a_pyproject_next_to_a_notebook_opened_from_disk(daemon: DaemonProcess, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "analysis"\nversion = "0"\ndependencies = ["toolz"]\n')
+    path = tmp_path / "analysis.ipynb"
+    nbformat.write(make_notebook(("code", "import toolz; print('ok', toolz.__name__)")), str(path))
+    session = await AsyncSession.open_notebook(path, peer_label="alice")
+    try:
+        env = await session.get_environment()
+        assert env["request"]["source"] == "pyproject" and env["request"]["dependencies"] == ["toolz"]
+        assert not env["trusted"]  # read from a file, not chosen here: a person approves it first
+        assert await session.get_dependencies() == ["toolz"]
+        await session.approve_dependencies()
+        cell = (await session.get_cells())[0].id
+        result = await session.execute_cell(cell, timeout_secs=300)
+        assert result.success, result.error
+        assert result.stdout.strip() == "ok toolz"
+    finally:
+        await session.close()

@@ -1,8 +1,7 @@
 """``runt run`` and notebook environments: the person running a file approves the dependencies it declares.
 
 A parameterized run is the local user running their own file, like ``uv run script.py``: the
-dependencies it declares (metadata, PEP 723, a ``pyproject.toml`` in the kernel's directory) are
-approved as that person, so the run creates or reuses the environment (docs/environments.md).
+dependencies it declares (metadata, PEP 723) are approved as that person, so the run creates or reuses the environment (docs/environments.md).
 ``--no-deps`` declares an empty list in the run's copy instead: the daemon's own environment.
 """
 
@@ -31,7 +30,6 @@ def no_deps(nb: Any) -> None:
 def approve_declared(http: DaemonHTTP, notebook_id: str, nb: Any) -> None:
     """Approve the imported notebook's dependencies as the person at this terminal (nothing when it has none)."""
     first = next((c.source for c in nb.cells if c.cell_type == "code"), None)
-    cwd = (nb.metadata.get("runtimed") or {}).get("cwd")
-    if resolve(dict(nb.metadata), first, cwd if isinstance(cwd, str) else None) is None:
+    if resolve(dict(nb.metadata), first) is None:  # a run records no notebook_dir: its cwd is papermill's
         return
     http.request("POST", f"/api/notebooks/{notebook_id}/environment/approve", json={"actor": _person()})

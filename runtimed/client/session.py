@@ -1079,9 +1079,11 @@ class AsyncSession(AsyncAiSettings):
         session._file = file
         await session._import_file(file)
         await session.connect()
-        if session._replica.view(views.run_settings).get("cwd") is None:  # run next to the file, as Jupyter does
-            settings = session._replica.view(views.run_settings)
-            await session.set_metadata("runtimed", {**settings, "cwd": str(file.parent)})
+        settings = session._replica.view(views.run_settings)
+        if settings.get("cwd") is None or settings.get("notebook_dir") is None:
+            # run next to the file, as Jupyter does; a pyproject.toml there declares dependencies (environments.md)
+            await session.set_metadata("runtimed", {"cwd": str(file.parent), **settings,
+                                                    "notebook_dir": str(file.parent)})
         return session
 
     async def _import_file(self, file: Path) -> None:
@@ -1132,7 +1134,7 @@ class AsyncSession(AsyncAiSettings):
 
     async def get_dependencies(self) -> list[str]:
         """The notebook's dependencies (PEP 508 strings) by the documented precedence: ``runtimed.dependencies``,
-        nteract's ``runt.uv.dependencies``, a PEP 723 block in the first code cell, ``pyproject.toml`` in its cwd."""
+        nteract's ``runt.uv.dependencies``, a PEP 723 block in the first code cell, ``pyproject.toml`` next to the file."""
         from runtimed.schema.dependencies import resolve
 
         await self._connected()

@@ -6,8 +6,8 @@ One place for the rules every peer applies the same way (the daemon that builds 
 1. ``metadata.runtimed.dependencies`` (with ``runtimed.requires_python``, ``runtimed.index_url``);
 2. nteract's ``metadata.runt.uv.dependencies`` (with ``runt.uv.requires-python``);
 3. a PEP 723 ``# /// script`` block in the first code cell;
-4. ``pyproject.toml`` in the notebook's working directory (``runtimed.cwd``: the folder of a
-   notebook opened from disk), ``[project] dependencies`` and ``requires-python``.
+4. ``pyproject.toml`` next to a notebook opened from disk (``runtimed.notebook_dir``, which
+   ``Session.open_notebook`` records), ``[project] dependencies`` and ``requires-python``.
 
 A request is identified by a hash of its normalized content, so notebooks that declare the same
 dependencies share one environment, and an approval is bound to that exact list.
@@ -166,7 +166,8 @@ def declared(metadata: dict[str, Any]) -> EnvRequest | None:
     return None
 
 
-def resolve(metadata: dict[str, Any], first_code: str | None = None, cwd: str | None = None) -> EnvRequest | None:
+def resolve(metadata: dict[str, Any], first_code: str | None = None, notebook_dir: str | None = None
+            ) -> EnvRequest | None:
     """The notebook's dependency request by precedence (module docstring); None: it declares none.
 
     An empty list counts as declared "no dependencies" and stops the search (the default environment).
@@ -176,8 +177,8 @@ def resolve(metadata: dict[str, Any], first_code: str | None = None, cwd: str | 
         script = parse_pep723(first_code)
         if script is not None:
             request = _request(script.get("dependencies", []), script.get("requires-python"), None, "pep723")
-    if request is None and cwd:
-        project = _pyproject(cwd)
+    if request is None and notebook_dir:
+        project = _pyproject(notebook_dir)
         if project is not None:
             request = _request(project["dependencies"], project.get("requires-python"), None, "pyproject")
     if request is None or not request.dependencies:

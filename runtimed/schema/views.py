@@ -239,11 +239,12 @@ def kernel_settings(conn: Reader) -> tuple[str, str | None]:
 
 
 def dependency_inputs(conn: Reader) -> tuple[dict[str, Any], str | None, str | None]:
-    """What a notebook's dependency request is read from: its metadata, its first code cell's source, its cwd."""
+    """What a notebook's dependency request is read from: its metadata, its first code cell's source, and the
+    folder of the file it was opened from (``runtimed.notebook_dir``, where a ``pyproject.toml`` may be)."""
     row = conn.execute("SELECT source FROM cells WHERE cell_type = 'code' ORDER BY fractional_index, id LIMIT 1"
                        ).fetchone()
-    cwd = run_settings(conn).get("cwd")
-    return notebook_metadata(conn), row[0] if row else None, cwd if isinstance(cwd, str) else None
+    folder = run_settings(conn).get("notebook_dir")
+    return notebook_metadata(conn), row[0] if row else None, folder if isinstance(folder, str) else None
 
 
 def notebook_info(conn: Reader) -> NotebookInfo | None:
