@@ -3,6 +3,7 @@ notebook's environment, a real kernel imports it; a list someone else declared w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import nbformat
@@ -81,8 +82,8 @@ async def test_an_imported_list_waits_for_the_approve_button(daemon: DaemonProce
         panel = page.get_by_test_id("deps-panel")
         await expect(panel).to_have_attribute("data-trusted", "false")
         first = cell(page, run(api, "deps-imported"))
-        await expect(first.locator("[data-testid=outputs]")).to_contain_text("DependenciesNotApproved",
-                                                                             timeout=RUN_TIMEOUT)
+        await expect(first).to_have_attribute("data-status", "error", timeout=RUN_TIMEOUT)
+        await expect(first.locator(".cell-status")).to_have_attribute("title", re.compile("DependenciesNotApproved"))
         await page.get_by_test_id("deps-approve").click()
         await expect(panel).to_have_attribute("data-trusted", "true", timeout=UI_TIMEOUT)
         run(api, "deps-imported")
