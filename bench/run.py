@@ -49,6 +49,7 @@ SUITES = {
     "streams": ("bench_streams.py", "Big streams: printing 50 MB through runtimed vs a bare kernel, daemon memory"),
     "artifacts": ("bench_artifacts.py", "Artifacts: 40 outputs of 2 MB — log size, opening with Session, the page"),
     "multidaemon": ("bench_multi_daemon.py", "Many daemons on one PostgreSQL: fan-out, ingest, a team's load"),
+    "envs": ("bench_envs.py", "Notebook environments: time to first cell with 3 dependencies, first and second run"),
     "ai": ("bench_ai.py", "AI cells: the provider's first token in a second client's replica"),
 }
 DOC = ROOT / "docs" / "benchmarks.md"
