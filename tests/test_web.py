@@ -143,7 +143,9 @@ async def test_two_people_typing_in_one_cell_both_keep_their_text(daemon) -> Non
             await page.wait_for_function(
                 "([id, text]) => { const c = window.__runtimed.state.cells.get(id); return c && c.text.toString() === text }",
                 arg=["cell-0", expected])
-            lines = await cell(page, "cell-0").locator(".cm-line").all_inner_texts()
+            lines = await cell(page, "cell-0").locator(".cm-line").evaluate_all(  # the text, without the other's caret
+                "(ls) => ls.map((l) => { const c = l.cloneNode(true);"
+                " c.querySelectorAll('.cm-ySelectionCaret').forEach((n) => n.remove()); return c.textContent })")
             assert "\n".join(lines) == expected
         # Presence: each sees the other in that cell.
         await alice.locator('[data-testid=peer][data-cell-id="cell-0"]', has_text="Bob").wait_for()
@@ -377,6 +379,8 @@ async def test_list_page_create_and_delete(daemon) -> None:
         await page.wait_for_url("**/?notebook=*")
         await page.wait_for_selector("#app[data-connection=live]")
         assert await page.locator("[data-testid=notebook-title]").input_value() == "Made in the browser"
+        new_id = await page.evaluate("() => window.__runtimed.notebookId")  # it starts with one empty code cell
+        assert [(c["cell_type"], c["source"]) for c in api.get(new_id)["cells"]] == [("code", "")]
         await page.goto(f"{daemon.url}/")
         row = page.locator("[data-testid=notebook-row]", has_text="Existing notebook")
         await row.wait_for()

@@ -1,6 +1,6 @@
 """Ephemeral questions to a notebook's kernel, answered over REST and never written to the log.
 
-* ``POST /api/notebooks/{id}/complete`` and ``/history``: a completion or history request on
+* ``POST /api/notebooks/{id}/complete``, ``/inspect`` and ``/history``: a completion, inspection or history request on
   the kernel of the notebook's managed runtime. They go through a short-lived kernel client
   of their own (its own shell socket), so the runtime's execution channel is untouched; a
   kernel busy with a cell answers when the cell ends, within the request's bound.
@@ -37,6 +37,13 @@ REQUEST_TIMEOUT = 10.0
 class CompleteBody(BaseModel):
     code: str = Field(max_length=1_000_000)
     cursor_pos: int | None = Field(None, ge=0, description="default: the end of the code")
+    timeout: float = Field(REQUEST_TIMEOUT, gt=0, le=60)
+
+
+class InspectBody(BaseModel):
+    code: str = Field(max_length=1_000_000)
+    cursor_pos: int | None = Field(None, ge=0, description="default: the end of the code")
+    detail_level: int = Field(0, ge=0, le=1, description="1: with the source, as IPython's ``??``")
     timeout: float = Field(REQUEST_TIMEOUT, gt=0, le=60)
 
 
@@ -140,6 +147,18 @@ def kernel_requests_router(daemon: Daemon) -> APIRouter:
             raise KernelError(f"the kernel could not complete: {reply.get('ename')}: {reply.get('evalue')}")
         return {"matches": list(reply.get("matches") or []), "cursor_start": int(reply.get("cursor_start", cursor)),
                 "cursor_end": int(reply.get("cursor_end", cursor)), "metadata": dict(reply.get("metadata") or {})}
+
+    @router.post("/api/notebooks/{notebook_id}/inspect", dependencies=[needs("runner", "inspect code in")])
+    async def inspect(notebook_id: str, body: InspectBody) -> dict[str, Any]:
+        """The kernel's help for the name at ``cursor_pos`` (Shift-Tab): ``{found, data, metadata}``."""
+        daemon.store.require(notebook_id)
+        cursor = len(body.code) if body.cursor_pos is None else min(body.cursor_pos, len(body.code))
+        reply = await ask_kernel(_kernel(daemon, notebook_id), "inspect_request",
+                                 {"code": body.code, "cursor_pos": cursor, "detail_level": body.detail_level}, body.timeout)
+        if reply.get("status") != "ok":
+            raise KernelError(f"the kernel could not inspect: {reply.get('ename')}: {reply.get('evalue')}")
+        return {"found": bool(reply.get("found")), "data": dict(reply.get("data") or {}),
+                "metadata": dict(reply.get("metadata") or {})}
 
     @router.post("/api/notebooks/{notebook_id}/history", dependencies=[needs("runner", "read the history of")])
     async def history(notebook_id: str, body: HistoryBody) -> dict[str, Any]:

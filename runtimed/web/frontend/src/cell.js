@@ -1,6 +1,8 @@
 // One cell on the notebook page: toolbar, source (a <pre> until the editor is needed),
 // markdown preview, execution state, input prompt and outputs.
 import { createEditor } from './editor.js'
+import { kernelHelp } from './kernel_help.js'
+import { OutputChrome } from './output_view.js'
 import { renderMarkdown, updateOutputs, ansiHtml } from './outputs.js'
 import { cellSource } from './reducer.js'
 import { agentMark } from './audit.js'
@@ -74,10 +76,11 @@ export class CellView {
     this.outputs = el('div.cell-outputs', { testid: 'outputs' })
     this.node = el(
       'div.cell',
-      { testid: 'cell', id: 'cell-' + id, 'data-cell-id': id },
+      { testid: 'cell', id: 'cell-' + id, 'data-cell-id': id, tabindex: '-1', role: 'listitem' },
       el('div.cell-gutter', null, this.prompt),
       el('div.cell-main', null, this.toolbar, this.sourceBox, this.rendered, this.inputBox, this.outputs),
     )
+    this.outputChrome = new OutputChrome(this)
     this.node.addEventListener('focusin', () => p.setActive(id))
     this.node.addEventListener('pointerenter', () => this.buildTools(), { once: true })
   }
@@ -122,8 +125,8 @@ export class CellView {
     if (parts.has('source') && !this.editor) this._sourceChanged()
     if (parts.has('outputs')) {
       updateOutputs(this.outputs, c.outputs)
-      this.outputs.hidden = c.outputs.length === 0
     }
+    if (parts.has('outputs') || parts.has('meta')) this.outputChrome.update()
     if (parts.has('status')) this.updateStatus()
     if (parts.has('input')) this.updateInput()
     if (parts.has('author')) this.updateAuthor()
@@ -223,9 +226,18 @@ export class CellView {
     if (this.editor || !this.cell.text) return this.editor
     const p = this.page
     this.editor = createEditor(this.sourceBox, this.cell.text, this.cell.cell_type, {
+      extensions: kernelHelp(p.notebookId, () => this.cell.cell_type === 'code'),
+      awareness: p.cursors.awarenessFor(this.cell),
+      label: () => `Cell ${p.state.order.indexOf(this.id) + 1} (${this.cell.cell_type})`,
       run: () => p.run(this.id, true),
       runInPlace: () => p.run(this.id, false),
-      escape: () => this.stopEditing(),
+      runInsert: () => {
+        p.run(this.id, false)
+        p.addCell(this.id, 'below', 'code')
+      },
+      escape: () => p.commands.enterCommand(this.id),
+      next: () => p.commands.editNeighbour(this.id, +1),
+      previous: () => p.commands.editNeighbour(this.id, -1),
       focus: () => p.editorFocused(this.id),
       blur: () => p.editorBlurred(this.id),
     })
@@ -261,6 +273,7 @@ export class CellView {
     this.cell.text?.unobserve(this._observer)
     if (this._mdFrame) cancelAnimationFrame(this._mdFrame)
     this.editor?.destroy()
+    this.page.cursors.forget(this.id)
     this.node.remove()
   }
 }

@@ -1,5 +1,5 @@
 // CodeMirror 6 editors bound to a cell's Y.Text with y-codemirror.next.
-import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from '@codemirror/autocomplete'
+import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap, completionStatus } from '@codemirror/autocomplete'
 import { defaultKeymap, indentWithTab } from '@codemirror/commands'
 import { markdownLanguage } from '@codemirror/lang-markdown'
 import { python } from '@codemirror/lang-python'
@@ -26,6 +26,19 @@ function languageFor(cellType) {
   if (cellType === 'markdown') return markdownSupport
   if (cellType === 'code') return python()
   return []
+}
+
+/** Whether the cursor is on the document's last (delta > 0) or first line, with nothing selected. */
+function atEdge(view, delta) {
+  const sel = view.state.selection.main
+  if (!sel.empty || completionStatus(view.state)) return false
+  const doc = view.state.doc
+  const line = doc.lineAt(sel.head)
+  if (delta > 0 ? line.number !== doc.lines : line.number !== 1) return false
+  // A wrapped line: only its last (first) visual row is the edge.
+  const here = view.coordsAtPos(sel.head)
+  const edge = view.coordsAtPos(delta > 0 ? doc.length : 0)
+  return !here || !edge || Math.abs(here.top - edge.top) < 2
 }
 
 const HISTORY_INPUT = new Set(['historyUndo', 'historyRedo'])
@@ -59,15 +72,24 @@ export function createEditor(parent, ytext, cellType, keys = {}) {
     keymap.of([
       { key: 'Shift-Enter', run: () => (keys.run?.(), true) },
       { key: 'Mod-Enter', run: () => (keys.runInPlace?.(), true) },
-      { key: 'Escape', run: () => (keys.escape?.(), true) },
+      { key: 'Alt-Enter', run: () => (keys.runInsert?.(), true) },
+      { key: 'Escape', run: (v) => (completionStatus(v.state) ? false : (keys.escape?.(), true)) },
     ]),
   )
+  // ArrowDown on the last line (ArrowUp on the first) goes to the next (previous) cell, as in JupyterLab.
+  const edgeKeys = keymap.of([
+    { key: 'ArrowDown', run: (v) => atEdge(v, +1) && !!keys.next?.() },
+    { key: 'ArrowUp', run: (v) => atEdge(v, -1) && !!keys.previous?.() },
+  ])
   const view = new EditorView({
     parent,
     state: EditorState.create({
       doc: ytext.toString(),
       extensions: [
+        keys.extensions || [],
         runKeys,
+        edgeKeys,
+        EditorView.contentAttributes.of({ 'aria-label': keys.label?.() || 'Cell source', 'aria-multiline': 'true' }),
         keymap.of([...yUndoManagerKeymap, ...closeBracketsKeymap, ...completionKeymap, indentWithTab, ...defaultKeymap]),
         highlightSpecialChars(),
         drawSelection(),
@@ -75,7 +97,7 @@ export function createEditor(parent, ytext, cellType, keys = {}) {
         indentUnit.of('    '),
         bracketMatching(),
         closeBrackets(),
-        autocompletion({ activateOnTyping: false }),
+        keys.extensions ? [] : autocompletion({ activateOnTyping: false }),
         highlightActiveLine(),
         highlightSelectionMatches(),
         syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
@@ -83,7 +105,7 @@ export function createEditor(parent, ytext, cellType, keys = {}) {
         placeholder(cellType === 'markdown' ? 'Markdown…' : 'Code…'),
         language.of(languageFor(cellType)),
         theme,
-        yCollab(ytext, null, { undoManager }),
+        yCollab(ytext, keys.awareness || null, { undoManager }),
         EditorView.domEventHandlers({
           focus: () => keys.focus?.(),
           blur: () => keys.blur?.(),
@@ -96,9 +118,11 @@ export function createEditor(parent, ytext, cellType, keys = {}) {
     setLanguage(type) {
       view.dispatch({ effects: language.reconfigure(languageFor(type)) })
     },
-    focus(atEnd = false) {
+    /** Focus; `where`: true or 'end' puts the cursor at the end, 'start' at the start. */
+    focus(where = false) {
       view.focus()
-      if (atEnd) view.dispatch({ selection: { anchor: view.state.doc.length } })
+      if (where === true || where === 'end') view.dispatch({ selection: { anchor: view.state.doc.length } })
+      else if (where === 'start') view.dispatch({ selection: { anchor: 0 } })
     },
     destroy() {
       undoManager.destroy()

@@ -1,6 +1,7 @@
 // The notebook list page (`/`): title, last change, runtime status, peers; create, import, delete.
 import { api, notebookPath } from './api.js'
-import { colorFor, el, notice, relativeTime } from './util.js'
+import { keyBetween } from './order.js'
+import { colorFor, el, newId, notice, relativeTime } from './util.js'
 
 function runtimeBadge(rt) {
   if (!rt) return el('span.badge.runtime-none', { text: 'no runtime' })
@@ -27,17 +28,36 @@ export function listPage(root) {
   const titleInput = el('input#new-title', { testid: 'new-title', placeholder: 'Title of a new notebook', maxlength: 1000 })
   const fileInput = el('input#import-file', { type: 'file', accept: '.ipynb,application/x-ipynb+json,application/json', testid: 'import-file', hidden: true })
 
-  async function refresh() {
-    let items
-    try {
-      items = await api('/api/notebooks')
-    } catch (err) {
-      notice(err.message)
-      return
-    }
+  // Search (title or id) and sort, kept in the URL's query so a reload or a shared link keeps them.
+  const params = new URLSearchParams(location.search)
+  const search = el('input.list-search', { type: 'search', testid: 'list-search', placeholder: 'Search notebooks', 'aria-label': 'Search notebooks',
+    value: params.get('q') || '', on: { input: () => render() } })
+  const sort = el('select.list-sort', { testid: 'list-sort', 'aria-label': 'Sort notebooks', on: { change: () => render() } },
+    [['recent', 'Last change'], ['title', 'Title'], ['cells', 'Most cells'], ['created', 'Newest']].map(([v, t]) => el('option', { value: v, text: t })))
+  sort.value = params.get('sort') || 'recent'
+  const noMatch = el('p.empty', { testid: 'no-match', hidden: true, text: 'No notebook matches the search.' })
+  let items = []
+
+  function render() {
+    const q = search.value.trim().toLowerCase()
+    const url = new URL(location.href)
+    if (q) url.searchParams.set('q', search.value.trim())
+    else url.searchParams.delete('q')
+    if (sort.value !== 'recent') url.searchParams.set('sort', sort.value)
+    else url.searchParams.delete('sort')
+    if (url.href !== location.href) history.replaceState(null, '', url)
+    const shown = items.filter((nb) => !q || `${nb.title || ''} ${nb.id}`.toLowerCase().includes(q))
+    const by = {
+      recent: (a, b) => String(b.updated_at || '').localeCompare(String(a.updated_at || '')),
+      created: (a, b) => String(b.created_at || '').localeCompare(String(a.created_at || '')),
+      title: (a, b) => (a.title || a.id).localeCompare(b.title || b.id, undefined, { sensitivity: 'base', numeric: true }),
+      cells: (a, b) => (b.cells || 0) - (a.cells || 0),
+    }[sort.value] || (() => 0)
+    shown.sort(by)
     empty.hidden = items.length > 0
+    noMatch.hidden = !items.length || shown.length > 0
     tbody.replaceChildren(
-      ...items.map((nb) =>
+      ...shown.map((nb) =>
         el('tr.notebook-row', { testid: 'notebook-row', 'data-notebook-id': nb.id },
           el('td', null, el('a.notebook-link', { href: `/?notebook=${encodeURIComponent(nb.id)}`, testid: 'notebook-link' }, nb.title || nb.id),
             el('div.muted.small', { text: nb.id })),
@@ -51,6 +71,16 @@ export function listPage(root) {
         ),
       ),
     )
+  }
+
+  async function refresh() {
+    try {
+      items = await api('/api/notebooks')
+    } catch (err) {
+      notice(err.message)
+      return
+    }
+    render()
   }
 
   async function remove(nb) {
@@ -68,6 +98,9 @@ export function listPage(root) {
     e?.preventDefault()
     try {
       const info = await api('/api/notebooks', { method: 'POST', body: { title: titleInput.value.trim() } })
+      // As in JupyterLab, a new notebook starts with one empty code cell.
+      await api(`${notebookPath(info.id)}/events`, { method: 'POST', body: { events: [
+        { id: newId(), name: 'cellCreated', v: 1, args: { cellId: newId('cell-'), cellType: 'code', fractionalIndex: keyBetween(null, null) } }] } })
       location.href = `/?notebook=${encodeURIComponent(info.id)}`
     } catch (err) {
       notice(err.message)
@@ -101,10 +134,12 @@ export function listPage(root) {
         el('button.primary', { type: 'submit', testid: 'create-notebook', text: 'New notebook' }),
         el('button.ghost', { type: 'button', testid: 'import-button', text: 'Import .ipynb…', on: { click: () => fileInput.click() } }),
         fileInput),
+      el('div.list-filters', null, search, el('label.muted', null, 'Sort ', sort)),
       el('table.notebooks', null,
         el('thead', null, el('tr', null, ['Notebook', 'Last change', 'Cells', 'Runtime', 'Here now', ''].map((h) => el('th', { text: h })))),
         tbody),
-      empty),
+      empty,
+      noMatch),
   )
   refresh()
   setInterval(refresh, 5000)

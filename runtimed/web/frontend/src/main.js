@@ -1,6 +1,8 @@
 // Entry point: the notebook list at `/`, a live notebook at `/?notebook=ID`.
 import 'katex/dist/katex.css' // KaTeX's CSS and fonts are bundled: the page CSP allows only same-origin styles and fonts
 import './style.css'
+import './responsive.css'
+import './theme.css'
 import { listPage } from './list.js'
 import { notebookPage } from './notebook.js'
 

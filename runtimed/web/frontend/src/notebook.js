@@ -11,10 +11,14 @@ import { ApprovalsPanel } from './approvals.js'
 import { loadAuthors, loadSteps, stepsView } from './audit.js'
 import { DependencyPanel } from './deps.js'
 import { CellView, staticCell, statusText } from './cell.js'
+import { CommandMode } from './commands.js'
+import { RemoteCursors } from './cursors.js'
 import { blockNativeUndo } from './editor.js'
+import { HistoryActions } from './history_actions.js'
 import { keyBetween } from './order.js'
 import { applyEvents, Changes, noteAuthors, noteOwnEdit, REMOTE, stateFromView } from './reducer.js'
 import { SyncClient } from './sync.js'
+import { CellUndo } from './undo.js'
 import { colorFor, el, localActor, newId, notice, toBase64 } from './util.js'
 import { initWidgets, widgetEvents, widgetHistory } from './widgets.js'
 
@@ -57,6 +61,7 @@ class NotebookPage {
     this.sourceBuffer = new Map() // cellId -> [Uint8Array]
     this.flushScheduled = false
     this.pendingFocus = null
+    this.pendingEdit = true // the pending cell gets an editor (false: command mode on it)
     this.activeCellId = null
     this.readOnly = false
     this.historySeq = null
@@ -69,6 +74,10 @@ class NotebookPage {
     blockNativeUndo()
     this._buildChrome()
     this.ai = new AiCells(this)
+    this.undo = new CellUndo(this)
+    this.commands = new CommandMode(this)
+    this.history = new HistoryActions(this)
+    this.cursors = new RemoteCursors(this)
     // Editors are created lazily, when a cell nears the viewport. Cells use content-visibility:auto,
     // whose state-change event says exactly that (cheaper than an IntersectionObserver on 500 cells).
     this.cvEvents = 'oncontentvisibilityautostatechange' in document.body
@@ -101,6 +110,7 @@ class NotebookPage {
       onWelcome: () => {
         if (this.timings.live == null) this.timings.live = performance.now()
         this.peers.clear()
+        this.cursors.clear()
         this._renderPeers()
       },
       onFatal: (code, message) => this._onFatal(code, message),
@@ -150,7 +160,7 @@ class NotebookPage {
       el('span.spacer'),
       this.deps.button,
       this.approvals.policy,
-      el('a.button.ghost', { href: `${notebookPath(this.notebookId)}/export`, download: `${this.notebookId}.ipynb`, testid: 'export-link', text: 'Export .ipynb' }),
+      (this.exportLink = el('a.button.ghost', { href: `${notebookPath(this.notebookId)}/export`, download: `${this.notebookId}.ipynb`, testid: 'export-link', text: 'Export .ipynb' })),
     )
     this.historyBar = el('div.history-bar', null, el('span.muted', { text: 'History' }), this.slider, this.historyLabel, this.liveButton)
     this.historyBanner = el('div.history-banner', { testid: 'history-banner', hidden: true })
@@ -160,6 +170,12 @@ class NotebookPage {
       el('button.ghost', { type: 'button', testid: 'add-cell-end', text: '+ Code', on: { click: () => this.addCell(null, 'end', 'code') } }),
       el('button.ghost', { type: 'button', text: '+ Markdown', on: { click: () => this.addCell(null, 'end', 'markdown') } }))
 
+    // Narrow screens: the toolbar and the history bar fold into a menu (responsive.css).
+    this.menuButton = el('button.ghost.menu-button', { type: 'button', testid: 'menu-button', text: '☰', 'aria-label': 'Menu: toolbar and history',
+      'aria-expanded': 'false', on: { click: () => {
+        const open = this.root.classList.toggle('menu-open')
+        this.menuButton.setAttribute('aria-expanded', String(open))
+      } } })
     this.root.replaceChildren(
       el('header.topbar', null,
         el('a.brand', { href: '/', title: 'All notebooks', text: 'runtimed' }),
@@ -169,7 +185,8 @@ class NotebookPage {
         this.runtimeBadge,
         this.peerList,
         this.you,
-        this.connection),
+        this.connection,
+        this.menuButton),
       this.toolbar,
       this.historyBar,
       el('main.notebook', null, this.approvals.node, this.deps.node, this.historyBanner, this.cellsBox, this.addEnd, this.historyBox),
@@ -255,6 +272,7 @@ class NotebookPage {
       return false
     })
     this.ai.onEvents(todo)
+    this.undo.beforeEvents(todo)
     applyEvents(this.state, todo, changes)
     widgetEvents(events)
     const last = events[events.length - 1]
@@ -289,13 +307,18 @@ class NotebookPage {
     if (ch.metadata || ch.runtime || ch.approvals) this.deps.changed()
     this.ai.render()
     if (ch.order || ch.removed.size) this._renderPeers()
+    if (ch.removed.size) this.commands.prune()
     if (this.pendingFocus && ch.added.has(this.pendingFocus)) {
       const v = this.views.get(this.pendingFocus)
       this.pendingFocus = null
       if (v && !this.readOnly) {
-        v.edit()
+        if (this.pendingEdit) {
+          this.commands.select(v.id)
+          v.edit()
+        } else this.commands.focusCell(v.id)
         v.node.scrollIntoView({ block: 'nearest' })
       }
+      this.pendingEdit = true
     }
   }
 
@@ -413,6 +436,11 @@ class NotebookPage {
     if (!m.connectionId || m.connectionId === this.sync.connectionId) return
     if (m.left) this.peers.delete(m.connectionId)
     else this.peers.set(m.connectionId, { actor: m.actor || {}, cellId: m.cellId || null })
+    this.cursors.onPresence(m)
+    const p = this.peers.get(m.connectionId)
+    if (!m.left && this._peerCells?.get(m.connectionId) === (p?.cellId ?? null)) return // a cursor move: chips unchanged
+    this._peerCells ??= new Map()
+    this._peerCells.set(m.connectionId, p?.cellId ?? null)
     this._renderPeers()
   }
 
@@ -426,15 +454,20 @@ class NotebookPage {
 
   setActive(cellId) {
     if (this.activeCellId === cellId) return
-    this.views.get(this.activeCellId)?.node.classList.remove('active')
+    const old = this.views.get(this.activeCellId)?.node
+    old?.classList.remove('active')
+    old?.setAttribute('tabindex', '-1')
     this.activeCellId = cellId
-    this.views.get(cellId)?.node.classList.add('active')
+    const node = this.views.get(cellId)?.node
+    node?.classList.add('active')
+    node?.setAttribute('tabindex', '0') // one cell in the tab order: Tab reaches the notebook, then J/K move
   }
 
   editorFocused(cellId) {
     clearTimeout(this._blurTimer)
     this.setActive(cellId)
     this.sync.setPresence(cellId)
+    this.cursors.focused(cellId)
   }
 
   editorBlurred() {
@@ -453,7 +486,7 @@ class NotebookPage {
     return this.state.cells.get(id)?.fractional_index ?? null
   }
 
-  addCell(refId, where = 'below', cellType = 'code') {
+  addCell(refId, where = 'below', cellType = 'code', { edit = true } = {}) {
     const order = this.state.order
     const i = refId ? order.indexOf(refId) : -1
     let before = null
@@ -468,6 +501,7 @@ class NotebookPage {
     }
     const cellId = newId()
     this.pendingFocus = cellId
+    this.pendingEdit = edit
     this.push([{ name: 'cellCreated', args: { cellId, cellType, fractionalIndex: keyBetween(before, after) } }])
     return cellId
   }
@@ -475,6 +509,8 @@ class NotebookPage {
   deleteCell(cellId) {
     const order = this.state.order
     const i = order.indexOf(cellId)
+    if (this.readOnly) return
+    this.undo.noteDelete([cellId])
     this.push([{ name: 'cellDeleted', args: { cellId } }])
     const next = order[i + 1] || order[i - 1]
     if (next) this.setActive(next)
@@ -494,6 +530,7 @@ class NotebookPage {
       before = this._key(order[i + 1])
       after = i + 2 < order.length ? this._key(order[i + 2]) : null
     }
+    this.undo.noteMove(cellId, this._key(cellId))
     this.push([{ name: 'cellMoved', args: { cellId, fractionalIndex: keyBetween(before, after) } }])
   }
 
@@ -519,8 +556,11 @@ class NotebookPage {
       nv.node.scrollIntoView({ block: 'nearest' })
       if (nv.isMarkdown) {
         v?.editor?.view.contentDOM.blur()
-        this.setActive(next)
-      } else nv.edit(true)
+        this.commands.focusCell(next)
+      } else {
+        this.commands.select(next)
+        nv.edit(true)
+      }
     } else this.addCell(cellId, 'below', 'code')
   }
 
@@ -625,6 +665,7 @@ class NotebookPage {
         el('button.ghost', { type: 'button', text: 'Back to live', on: { click: () => this.showLive() } })),
       stepsView(steps, seq, (s) => this.showAt(s)),
     )
+    this.history.decorate(past, seq, this.historyBanner, this.historyBox)
     this.historyBanner.dataset.seq = String(seq)
     this.historyBanner.hidden = this.historyBox.hidden = this.liveButton.hidden = false
     this.cellsBox.hidden = this.addEnd.hidden = true
@@ -655,6 +696,7 @@ class NotebookPage {
     this._historyToken = null
     this.historyHead = null
     this.historyBox.replaceChildren()
+    this.history.reset()
     this.historyBanner.hidden = this.historyBox.hidden = this.liveButton.hidden = true
     this.cellsBox.hidden = this.addEnd.hidden = false
     this._setReadOnly(false)

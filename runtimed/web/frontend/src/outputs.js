@@ -12,6 +12,7 @@ import { artifactUrl, fetchValue, isArtifact, isDirectImage } from './artifacts.
 import { whenVisible } from './lazy.js'
 import { latexHtml, protectMath } from './math.js'
 import { el, escapeHtml, newId } from './util.js'
+import { atEnd } from './output_view.js'
 
 const md = new MarkdownIt({ html: true, linkify: true })
 
@@ -246,7 +247,10 @@ export function updateOutputs(container, outputs) {
     const sig = outputSignature(o)
     if (!node || node._sig !== sig) {
       if (node && o.output_type === 'stream' && node._sig !== sig) {
-        node.firstChild.innerHTML = ansiHtml(o.text)
+        const pre = node.firstChild
+        const follow = atEnd(pre) // a stream scrolled to its end follows new lines; scrolled up, it stays
+        pre.innerHTML = ansiHtml(o.text)
+        if (follow) pre.scrollTop = pre.scrollHeight
       } else {
         node = renderOutput(o)
       }

@@ -168,10 +168,13 @@ export class SyncClient {
     }
   }
 
-  setPresence(cellId) {
-    if (this.presence.cellId === cellId) return
-    this.presence = { cellId }
-    this._send({ type: 'presence', cellId })
+  /** Where this page is: a cell (or null), and its cursor there ({anchor, head} Yjs relative positions). */
+  setPresence(cellId, cursor = null) {
+    const key = JSON.stringify([cellId, cursor])
+    if (this._presenceKey === key) return
+    this._presenceKey = key
+    this.presence = cursor ? { cellId, cursor } : { cellId }
+    this._send({ type: 'presence', ...this.presence })
   }
 
   get unacked() {
