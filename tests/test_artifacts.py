@@ -29,8 +29,9 @@ import pytest
 from conftest import DaemonProcess, running_daemon
 
 from runtimed.client.discovery import DaemonEndpoint
-from runtimed.client.session import AsyncSession
+from runtimed.client.session import AsyncSession, Session
 from runtimed.errors import RuntimedError
+from runtimed.formats import write_ipynb
 from runtimed.runtime.external import run_external_runtime
 from runtimed.schema import views
 from runtimed.schema.artifact_refs import is_ref
@@ -326,3 +327,6 @@ def test_import_offloads_large_values_and_export_gives_them_back(d: DaemonProces
         exported = json.loads(c.get("/api/notebooks/imported/export").text)
     data = exported["cells"][0]["outputs"][0]["data"]
     assert data["image/png"] == png and "".join(data["text/html"]) == html and "".join(data["text/plain"]) == "small"
+    with Session("imported", endpoint=DaemonEndpoint(d.url, d.token)) as s:  # the client export resolves them too
+        local = json.loads(write_ipynb(s.to_ipynb()))
+    assert local["cells"][0]["outputs"] == exported["cells"][0]["outputs"]

@@ -198,6 +198,8 @@ def test_large_buffer_goes_to_an_artifact_and_export_inlines_it(session: Session
     assert exported["path"] == ["value"] and exported["encoding"] == "base64"
     assert base64.b64decode(exported["data"]) == bytes(range(256)) * 1024
     nbformat.validate(nbformat.from_dict(nb))
+    local = session.to_ipynb()  # the client export fetches the buffer artifact as the REST export does
+    assert local["metadata"]["widgets"][WIDGET_STATE_MIME]["state"][model] == entry
 
 
 def test_kernel_restart_keeps_the_models_not_live(session: Session) -> None:

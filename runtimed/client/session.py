@@ -766,11 +766,15 @@ class AsyncSession(AsyncAiSettings):
     # -- documents and peers ---------------------------------------------------------------------
 
     async def to_ipynb(self) -> dict[str, Any]:
-        """The notebook as an nbformat 4.5 dict (a ``NotebookNode``)."""
+        """The notebook as an nbformat 4.5 dict (a ``NotebookNode``).
+
+        Output values and widget buffers stored as artifacts are fetched from the daemon and
+        inlined, as the REST export does (the same ``notebook_from_projection`` path).
+        """
         from runtimed.formats import notebook_from_projection
 
         await self._connected()
-        return self._replica.view(notebook_from_projection)
+        return self._replica.view(notebook_from_projection, resolve_artifact=self._fetch_artifact)
 
     async def save(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write the notebook as ``.ipynb`` and return the absolute path written.
