@@ -34,19 +34,15 @@ class RunClient:
                                       verify=not endpoint.url.startswith("http://"))
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        from runtimed.errors import DaemonNotRunningError, from_dict
+        from runtimed.client.http import raise_for_error
+        from runtimed.errors import DaemonNotRunningError
 
         try:
             response = await self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
             raise DaemonNotRunningError(f"cannot reach the daemon at {self.endpoint.url}; "
                                         "start it with `runt daemon start`") from None
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                error = {"code": "http_error", "message": f"{response.status_code} {response.text[:200]}"}
-            raise from_dict(error, response.status_code)
+        raise_for_error(response)
         return response.json()
 
     async def close(self) -> None:

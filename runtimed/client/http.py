@@ -15,6 +15,18 @@ from runtimed.client.discovery import DaemonEndpoint, failover
 from runtimed.errors import DaemonNotRunningError, from_dict
 
 
+def raise_for_error(response: httpx.Response) -> None:
+    """Raise the daemon's error body (``{"error": {code, message}}``) of a 4xx/5xx answer as RuntimedError."""
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        error = {"code": error["code"], "message": error["message"]}
+    except (ValueError, KeyError, TypeError):
+        error = {"code": "http_error", "message": f"{response.status_code} {response.text[:200]}"}
+    raise from_dict(error, response.status_code)
+
+
 class DaemonHTTP:
     def __init__(self, endpoint: DaemonEndpoint, timeout: float = 60.0) -> None:
         self.endpoint = endpoint
@@ -51,13 +63,7 @@ class DaemonHTTP:
                 where = f"any of the daemons {', '.join(self.endpoint.urls)}" if self.endpoint.alternates else \
                     f"the daemon at {self.endpoint.url}"
                 raise DaemonNotRunningError(f"cannot reach {where}; start it with `runt daemon start`") from None
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                error = {"code": error["code"], "message": error["message"]}
-            except (ValueError, KeyError, TypeError):
-                error = {"code": "http_error", "message": f"{response.status_code} {response.text[:200]}"}
-            raise from_dict(error, response.status_code)
+        raise_for_error(response)
         return response
 
     def get(self, path: str, **kwargs: Any) -> Any:
