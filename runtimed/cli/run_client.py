@@ -113,6 +113,11 @@ async def _stream_log(endpoint: DaemonEndpoint, notebook_id: str, to_stderr: boo
             await client.close()
             client = SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run")
             await asyncio.sleep(0.05)
+    else:
+        await client.close()
+        sys.stderr.write(f"runt run: no live log: notebook {notebook_id} did not open in the daemon; "
+                         "the output notebook still has every output\n")
+        return
     client.on_events(_LiveLog(to_stderr=to_stderr))
     try:
         await asyncio.Event().wait()
