@@ -315,3 +315,15 @@ def test_the_daemon_writes_to_an_fsspec_url_and_stdout_goes_through_the_client(d
     piped = runt(daemon, "run", str(src), "-")
     assert piped.returncode == 0, piped.stderr
     assert "".join(nbformat.reads(piped.stdout, 4).cells[0].outputs[0].text) == "via url\n"
+
+
+def test_a_submitted_approve_must_be_a_list_of_tool_names(daemon: DaemonProcess, http: DaemonHTTP,
+                                                          tmp_path: Path) -> None:
+    from runtimed.errors import RuntimedError
+
+    src = write(make_notebook(("code", "print(1)")), tmp_path / "approve.ipynb")
+    before = len(http.get("/api/runs", params={"limit": 10_000})["runs"])
+    with pytest.raises(RuntimedError) as bad:  # a bare string: "all" in "install_package" would turn approvals off
+        http.post("/api/runs", json={"options": {"input_path": str(src), "approve": "install_package"}})
+    assert bad.value.code == "invalid_request" and "list of agent tool names" in bad.value.message
+    assert len(http.get("/api/runs", params={"limit": 10_000})["runs"]) == before  # nothing was started

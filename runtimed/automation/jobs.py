@@ -60,6 +60,11 @@ def options_from(spec: dict[str, Any], notebook: dict[str, Any] | None) -> RunOp
     if unknown:
         raise RuntimedError(f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
                             code="invalid_request")
+    approve = spec.get("approve", [])
+    if not isinstance(approve, list | tuple) or not all(isinstance(t, str) for t in approve):
+        # a bare string would be read letter by letter (and "all" in "install_package" is True)
+        raise RuntimedError(f"approve must be a list of agent tool names or [\"all\"], got {approve!r}",
+                            code="invalid_request")
     if not spec.get("input_path") and notebook is None:
         raise RuntimedError("give the notebook's content or an input_path", code="invalid_request")
     try:
