@@ -647,9 +647,8 @@ async def export_notebook(ctx: ToolContext, a: ExportNotebook) -> ToolResult:
         raise RuntimedError(f"{path} exists; pass overwrite=true to replace it", code="notebook_exists")
     if not path.parent.is_dir():
         raise RuntimedError(f"no such directory: {path.parent}", code="not_found")
-    from runtimed.formats import notebook_from_projection
-
-    await asyncio.to_thread(save_notebook, _view(session, notebook_from_projection), str(path))
+    nb = await session.to_ipynb()  # artifact-backed values inlined, as the REST export does
+    await asyncio.to_thread(save_notebook, nb, str(path))
     return text(f"wrote {path}", {"path": str(path)})
 
 

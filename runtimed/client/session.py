@@ -85,6 +85,10 @@ def _timeout_text(seconds: float | None) -> str:
     return "the time allowed" if seconds is None else f"{seconds:g} s"
 
 
+class _FetchArtifacts(Exception):
+    """The notebook holds artifacts: its export must fetch them (see ``AsyncSession.to_ipynb``)."""
+
+
 class AsyncSession(AsyncAiSettings):
     """An async handle on one notebook of the daemon.
 
@@ -774,7 +778,15 @@ class AsyncSession(AsyncAiSettings):
         from runtimed.formats import notebook_from_projection
 
         await self._connected()
-        return self._replica.view(notebook_from_projection, resolve_artifact=self._fetch_artifact)
+
+        def on_loop(sha: str) -> bytes:
+            raise _FetchArtifacts
+
+        try:
+            return self._replica.view(notebook_from_projection, resolve_artifact=on_loop)
+        except _FetchArtifacts:  # fetched over blocking HTTP, off the loop: the daemon may be this process (MCP)
+            return await asyncio.to_thread(self._replica.view, notebook_from_projection,
+                                           resolve_artifact=self._fetch_artifact)
 
     async def save(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write the notebook as ``.ipynb`` and return the absolute path written.
