@@ -194,6 +194,23 @@ async def _source_is(session: AsyncSession, cell_id: str, source: str) -> bool:
     return (await session.get_cell(cell_id)).source == source
 
 
+async def test_export_inlines_outputs_stored_as_artifacts(agent: Agent, rest: DaemonHTTP, tmp_path: Path) -> None:
+    import json
+
+    html = "<p>" + "imported " * 40_000 + "</p>"  # over the artifact threshold: stored as an artifact on import
+    source = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{
+        "id": "c1", "cell_type": "code", "source": "x", "metadata": {}, "execution_count": 1,
+        "outputs": [{"output_type": "display_data", "metadata": {}, "data": {"text/html": html}}]}]}
+    nb = f"mcp-artifacts-{agent.transport}"
+    rest.request("POST", "/api/notebooks/import", params={"id": nb}, content=json.dumps(source))
+    (stored,) = [e["args"]["data"]["text/html"] for e in events(rest, nb) if e["name"] == "outputAdded"]
+    assert "artifact" in stored and stored["size"] == len(html)  # the log holds a reference, not the text
+    path = tmp_path / "exported.ipynb"
+    await agent.ok("export_notebook", notebook_id=nb, path=str(path))
+    (output,) = nbformat.read(path, as_version=4).cells[0].outputs
+    assert output.data["text/html"] == html
+
+
 async def test_ids_stay_valid_while_a_person_inserts_cells_above(agent: Agent, nb: str, human: AsyncSession) -> None:
     a = await create(agent, nb, "a = 1")
     b = await create(agent, nb, "b = 2")
