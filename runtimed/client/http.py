@@ -7,12 +7,17 @@ a POST. A request that fails after it was sent is not retried (the daemon may ha
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from runtimed.client.discovery import DaemonEndpoint, failover
 from runtimed.errors import DaemonNotRunningError, from_dict
+
+if TYPE_CHECKING:
+    from runtimed.schema.replica import Replica
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -80,3 +85,21 @@ class DaemonHTTP:
 
     def close(self) -> None:
         self.client.close()
+
+
+async def prefetch_artifacts(replica: Replica, fetch: Callable[[str], bytes]) -> Callable[[str], bytes]:
+    """A ``resolve_artifact`` for exporting ``replica``: the artifacts its notebook references, each fetched
+    with ``fetch`` (a blocking request) in a worker thread first. A client may live in the daemon it asks
+    (MCP over HTTP, run jobs), where a blocking request on the event loop would wait for itself."""
+    from runtimed.formats import notebook_from_projection
+
+    wanted: set[str] = set()
+
+    def note(sha: str) -> bytes:
+        wanted.add(sha)
+        return b""
+
+    replica.view(notebook_from_projection, resolve_artifact=note)
+    fetched = {sha: await asyncio.to_thread(fetch, sha) for sha in wanted}
+    # an output that arrived during the fetches is fetched as it is met (rare; blocking)
+    return lambda sha: fetched[sha] if sha in fetched else fetch(sha)

@@ -31,7 +31,7 @@ import httpx
 from runtimed.client import compat
 from runtimed.client.ai_settings import AsyncAiSettings, SyncAiSettings
 from runtimed.client.discovery import DaemonEndpoint, _healthy, ensure_daemon
-from runtimed.client.http import DaemonHTTP
+from runtimed.client.http import DaemonHTTP, prefetch_artifacts
 from runtimed.client.models import (
     Cell,
     CompletionResult,
@@ -83,10 +83,6 @@ def _default_actor(peer_label: str | None = None) -> dict[str, Any]:
 
 def _timeout_text(seconds: float | None) -> str:
     return "the time allowed" if seconds is None else f"{seconds:g} s"
-
-
-class _FetchArtifacts(Exception):
-    """The notebook holds artifacts: its export must fetch them (see ``AsyncSession.to_ipynb``)."""
 
 
 class AsyncSession(AsyncAiSettings):
@@ -778,15 +774,8 @@ class AsyncSession(AsyncAiSettings):
         from runtimed.formats import notebook_from_projection
 
         await self._connected()
-
-        def on_loop(sha: str) -> bytes:
-            raise _FetchArtifacts
-
-        try:
-            return self._replica.view(notebook_from_projection, resolve_artifact=on_loop)
-        except _FetchArtifacts:  # fetched over blocking HTTP, off the loop: the daemon may be this process (MCP)
-            return await asyncio.to_thread(self._replica.view, notebook_from_projection,
-                                           resolve_artifact=self._fetch_artifact)
+        resolve = await prefetch_artifacts(self._replica, self._fetch_artifact)
+        return self._replica.view(notebook_from_projection, resolve_artifact=resolve)
 
     async def save(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write the notebook as ``.ipynb`` and return the absolute path written.
