@@ -28,6 +28,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ from runtimed.runtime.artifact_sink import ArtifactSink
 from runtimed.runtime.comms import CommRelay, forward
 from runtimed.runtime.kernel import ExecuteReply, KernelSession
 from runtimed.runtime.memory import LARGE_OUTPUT_BYTES, release_memory_soon
-from runtimed.runtime.outputs import OutputWriter, artifact_not_stored
+from runtimed.runtime.outputs import Blob, OutputWriter, artifact_not_stored
 from runtimed.schema import events as ev
 from runtimed.schema import views
 from runtimed.schema.events import make_event
@@ -49,8 +50,8 @@ from runtimed.schema.replica import Replica
 
 log = logging.getLogger(__name__)
 
-SIZED_EVENTS = frozenset({"outputAdded", "streamTextChanged", "displayUpdated", "commOpened", "commStateChanged",
-                          "commCustomMessage"})
+SIZED_EVENTS = frozenset({"outputAdded", "streamTextChanged", "streamTailSet", "displayUpdated", "commOpened",
+                          "commStateChanged", "commCustomMessage"})
 """Events that may be large: measured, so that one push stays under the message size limit."""
 IDLE_REPORT_DELAY = 0.1
 """Seconds an agent waits before reporting 'idle', so that back-to-back cells stay 'busy'."""
@@ -59,6 +60,13 @@ AiExecutor = Callable[..., Awaitable[dict[str, Any] | None]]
 """Runs an AI cell (``runtimed.agents.ai_cell.AiCellExecutor``, injected: the runtime does not import agents).
 Called with ``client``, ``cell_id``, ``queue_id``, ``output`` (the writer's ``on_output``) and ``serve`` (given an
 actor id, this agent runs that actor's requests while the AI cell runs); returns None or ``{ename, evalue}``."""
+
+
+def _remove_spools(artifacts: list[Blob]) -> None:
+    """Remove the spool files of a stream's artifacts once stored (or never to be)."""
+    for _, data, _ in artifacts:
+        if isinstance(data, Path):
+            data.unlink(missing_ok=True)
 
 
 class EventPipe:
@@ -77,7 +85,7 @@ class EventPipe:
         self.sink = sink
         """Stores the artifacts of staged events before they are pushed (None: outputs are not offloaded)."""
         self._queue: list[tuple[dict[str, Any], int, asyncio.Future | None]] = []
-        self._artifacts: dict[str, list[tuple[str, bytes, str]]] = {}
+        self._artifacts: dict[str, list[Blob]] = {}
         """Artifacts to store before the event of that id is pushed."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -92,7 +100,7 @@ class EventPipe:
     def emit(self, event: dict[str, Any]) -> None:
         self._put(event, None)
 
-    def stage(self, event: dict[str, Any], artifacts: list[tuple[str, bytes, str]]) -> None:
+    def stage(self, event: dict[str, Any], artifacts: list[Blob]) -> None:
         """Emit an event that references artifacts: they are stored first, in order with everything else."""
         self._artifacts[event["id"]] = artifacts
         self._put(event, None)
@@ -164,6 +172,8 @@ class EventPipe:
         except RuntimedError as exc:
             log.warning("artifact of %s not stored: %s", event["id"], exc)
             return artifact_not_stored(event, exc.message)
+        finally:
+            _remove_spools(artifacts)
         return event
 
     async def drain(self, timeout: float = 30.0) -> None:
@@ -177,6 +187,8 @@ class EventPipe:
             if future is not None and not future.done():
                 future.set_exception(ConnectionLostError("the runtime stopped before the events were pushed"))
         self._queue.clear()
+        for artifacts in self._artifacts.values():
+            _remove_spools(artifacts)
         self._artifacts.clear()
         if self.sink is not None:
             await self.sink.close()

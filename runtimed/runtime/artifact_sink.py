@@ -8,6 +8,9 @@ awaits ``put`` before it pushes the output, so the daemon never sees a reference
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -19,8 +22,9 @@ UPLOAD_TIMEOUT = 300.0
 
 
 class ArtifactSink(Protocol):
-    async def put(self, sha: str, data: bytes, content_type: str) -> None:
-        """Store ``data`` as artifact ``sha``; raises RuntimedError when it cannot be stored."""
+    async def put(self, sha: str, data: bytes | Path, content_type: str) -> None:
+        """Store ``data`` (bytes, or a file holding them: a spilled stream) as artifact ``sha``; raises
+        RuntimedError when it cannot be stored."""
 
     async def close(self) -> None: ...
 
@@ -32,12 +36,16 @@ class HttpSink:
         self.client = httpx.AsyncClient(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
                                         timeout=UPLOAD_TIMEOUT, verify=not url.startswith("http://"))
 
-    async def put(self, sha: str, data: bytes, content_type: str) -> None:
+    async def put(self, sha: str, data: bytes | Path, content_type: str) -> None:
         try:
             if (await self.client.head(f"/api/artifacts/{sha}")).status_code == 200:
                 return  # the daemon holds it already (content addressing: the same bytes)
-            response = await self.client.put(f"/api/artifacts/{sha}", content=data,
-                                             headers={"Content-Type": content_type})
+            size = data.stat().st_size if isinstance(data, Path) else len(data)
+            headers = {"Content-Type": content_type, "Content-Length": str(size)}
+            if isinstance(data, Path):
+                response = await self.client.put(f"/api/artifacts/{sha}", content=_chunks(data), headers=headers)
+            else:
+                response = await self.client.put(f"/api/artifacts/{sha}", content=data, headers=headers)
         except httpx.HTTPError as exc:
             raise RuntimedError(f"could not upload artifact {sha}: {exc}", code="connection_lost") from None
         if response.status_code >= 400:
@@ -45,6 +53,13 @@ class HttpSink:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+async def _chunks(path: Path, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    """A file's bytes, a chunk at a time (a spilled stream may be gigabytes)."""
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, size):
+            yield chunk
 
 
 def _error_of(response: httpx.Response) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import threading
+from pathlib import Path
 
 from runtimed.client.discovery import DaemonEndpoint, Failover
 from runtimed.client.sync import SyncClient
@@ -23,7 +24,7 @@ class FollowingSink:
         self._url = client.url
         self._sink = HttpSink(client.url, client.token)
 
-    async def put(self, sha: str, data: bytes, content_type: str) -> None:
+    async def put(self, sha: str, data: bytes | Path, content_type: str) -> None:
         if self.client.url != self._url:
             old, self._url = self._sink, self.client.url
             self._sink = HttpSink(self.client.url, self.client.token)

@@ -16,6 +16,16 @@ shows; and the flush interval grows with the size of the output being rewritten
 (``REWRITE_BYTES_PER_SECOND``), so a slow stream sitting on a large output is not
 rewritten twenty times a second.
 
+A stream past ``stream_cap`` characters (``RUNTIMED_STREAM_CAP``, default 1 MiB) spills when the writer can
+store artifacts: its output ends at the cap (the head, at a line end), and a new output holds only the live
+tail (``TAIL_CHARS``, from a line start) set by ``streamTailSet`` events, at most every ``TAIL_INTERVAL`` (growing
+with the time spent spilling, so an hour-long log stays a few hundred small events). Everything between head and
+tail is released by the terminal (``StreamTerminal.release``) and written to a spool file as it becomes final,
+hashed on the way; when the stream ends (another output, the end of the cell) the spool becomes one artifact,
+referenced by the last ``streamTailSet`` (``data["text/plain"]``). Memory holds the head once, the tail and the
+text that arrived since the last flush, whatever the stream's size; a crash before the stream ends loses the
+spooled middle (the log says how many characters were omitted).
+
 An event must stay under the store's size limit: a huge stream chunk is split over
 several events. A rich MIME value above the artifact threshold is offloaded: with a
 ``stage`` callback the writer replaces it by an artifact reference and hands the bytes
@@ -27,7 +37,12 @@ or if the output is still too large, it is replaced by a short error output that
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -39,8 +54,28 @@ from runtimed.schema.ids import new_id
 from runtimed.schema.limits import Limits
 
 Emit = Callable[[dict[str, Any]], None]
-Stage = Callable[[dict[str, Any], list[tuple[str, bytes, str]]], None]
-"""Takes an event and the artifacts (sha, bytes, content type) it references; emits it once they are stored."""
+Blob = tuple[str, bytes | Path, str]
+"""An artifact to store: sha256, its bytes (or a spool file holding them, removed once stored), content type."""
+Stage = Callable[[dict[str, Any], list[Blob]], None]
+"""Takes an event and the artifacts it references; emits it once they are stored."""
+
+DEFAULT_STREAM_CAP = 1024 * 1024
+"""Characters of one stream kept in the log before it spills to an artifact (``RUNTIMED_STREAM_CAP``)."""
+TAIL_CHARS = 8192
+"""Characters of a spilled stream's live tail kept in the log."""
+TAIL_INTERVAL = 0.5
+"""Seconds between a spilled stream's tail events at first; grows to ``MAX_TAIL_INTERVAL`` over its run."""
+MAX_TAIL_INTERVAL = 10.0
+STREAM_TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+def stream_cap_setting() -> int:
+    raw = os.environ.get("RUNTIMED_STREAM_CAP", "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_STREAM_CAP
+    except ValueError:
+        value = DEFAULT_STREAM_CAP
+    return value if value > 0 else DEFAULT_STREAM_CAP
 
 MAX_REWRITE_INTERVAL = 0.5
 """Seconds between the events of a stream that keeps rewriting its tail (progress bars)."""
@@ -50,15 +85,46 @@ EVENT_ROOM = 4096
 """Bytes of an event left for its envelope and fields other than the text."""
 
 
+class _Spill:
+    """A stream past the cap: its tail output, and the spool file its omitted text goes to (hashed as written)."""
+
+    def __init__(self, output_id: str, head_end: int) -> None:
+        self.output_id = output_id
+        self.head_end = head_end  # where the omitted text starts (a position in the stream's text)
+        fd, name = tempfile.mkstemp(prefix="runtimed-stream-", suffix=".txt")
+        self.path = Path(name)
+        self.file = os.fdopen(fd, "wb")
+        self.hash = hashlib.sha256()
+        self.chars = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+        self.last: tuple[str, int] | None = None  # (tail, omitted) of the last event
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        self.hash.update(data)
+        self.file.write(data)
+        self.chars += len(text)
+        self.bytes += len(data)
+
+    def interval(self) -> float:
+        return min(MAX_TAIL_INTERVAL, max(TAIL_INTERVAL, (time.monotonic() - self.started) / 30))
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
 class _Stream:
     """One stream's terminal and the output that holds its text from ``base`` on (earlier outputs hold the rest)."""
 
-    __slots__ = ("announced", "base", "name", "output_id", "rewrites", "sent", "terminal")
+    __slots__ = ("announced", "base", "name", "output_id", "rewrites", "sent", "spill", "terminal")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.terminal = StreamTerminal()
         self.rewrites = 0  # consecutive flushes that rewrote already-sent text
+        self.spill: _Spill | None = None
         self.next_output(0)
 
     def next_output(self, base: int) -> None:
@@ -74,10 +140,11 @@ class OutputWriter:
 
     def __init__(self, emit: Emit, *, cell_id: str, queue_id: str, flush_interval: float = 0.05,
                  max_event_bytes: int | None = None, stage: Stage | None = None,
-                 artifact_threshold: int | None = None) -> None:
+                 artifact_threshold: int | None = None, stream_cap: int | None = None) -> None:
         self.emit = emit
         self.stage = stage
         self.artifact_threshold = artifact_threshold or threshold_setting()
+        self.stream_cap = stream_cap or stream_cap_setting()
         self.cell_id = cell_id
         self.queue_id = queue_id
         self.flush_interval = flush_interval
@@ -96,8 +163,7 @@ class OutputWriter:
         if kind == "stream":
             self._write_stream(content.get("name", "stdout"), content.get("text", ""))
             return
-        self.flush()
-        self._stream = None
+        self._end_stream()
         if kind in ("display_data", "execute_result", "error"):
             self._add(kind, content)
         elif kind == "update_display_data":
@@ -111,7 +177,7 @@ class OutputWriter:
 
     def _add(self, kind: str, content: dict[str, Any]) -> None:
         fields: dict[str, Any] = {}
-        blobs: list[tuple[str, bytes, str]] = []
+        blobs: list[Blob] = []
         if kind == "error":
             fields.update(ename=content.get("ename", ""), evalue=content.get("evalue", ""),
                           traceback=list(content.get("traceback", [])))
@@ -126,13 +192,14 @@ class OutputWriter:
                            output_type=kind, **fields)
         self._emit_output(kind, event, blobs)
 
-    def _offload(self, data: Any) -> tuple[dict[str, Any], list[tuple[str, bytes, str]]]:
+    def _offload(self, data: Any) -> tuple[dict[str, Any], list[Blob]]:
         """``data`` with its large values replaced by artifact references (when this writer can store artifacts)."""
         if self.stage is None or not isinstance(data, dict):
             return data, []
-        return offload(data, self.artifact_threshold)
+        data, blobs = offload(data, self.artifact_threshold)
+        return data, list(blobs)
 
-    def _emit_output(self, kind: str, event: dict[str, Any], blobs: list[tuple[str, bytes, str]]) -> None:
+    def _emit_output(self, kind: str, event: dict[str, Any], blobs: list[Blob]) -> None:
         if not self._fits(event):
             self._too_large(kind, event)
         elif blobs and self.stage is not None:
@@ -156,12 +223,14 @@ class OutputWriter:
     def _write_stream(self, name: str, text: str) -> None:
         stream = self._stream
         if stream is None or stream.name != name:
-            self.flush()
+            self._end_stream()
             stream = self._stream = _Stream(name)
         stream.terminal.feed(text)
         self.stream_chars += len(text)
         if not stream.announced:
             self.flush()  # the first chunk goes out at once: output appears without delay
+        elif self._timer is None and stream.spill is not None:
+            self._timer = asyncio.get_running_loop().call_later(stream.spill.interval(), self.flush)
         elif self._timer is None:
             interval = self.flush_interval
             if stream.rewrites:
@@ -181,6 +250,12 @@ class OutputWriter:
         if change is None:
             return
         offset, tail = change
+        if stream.spill is not None:
+            self._update_spill(stream, stream.spill, end=False)
+            return
+        if self.stage is not None and stream.terminal.final_length > self.stream_cap:
+            self._start_spill(stream, offset, tail)
+            return
         if stream.announced:
             stream.rewrites = stream.rewrites + 1 if offset < stream.sent else 0
         self._deliver(stream, offset, tail)
@@ -241,15 +316,82 @@ class OutputWriter:
             pieces.append(text)
         return pieces
 
-    def close(self) -> None:
+    def _start_spill(self, stream: _Stream, offset: int, tail: str) -> None:
+        """End the stream's output at the cap (a line end, if one is near) and go on in a spilled tail output."""
+        head = stream.terminal.release(self.stream_cap)  # text[:cap]: already final
+        newline = head.rfind("\n", max(0, len(head) - TAIL_CHARS))
+        head_end = newline + 1 if newline >= stream.base else len(head)
+        if not stream.announced or offset < head_end:
+            start = min(offset, head_end) if stream.announced else stream.base
+            self._send(stream, start, head[start:head_end])
+        else:
+            self._send(stream, head_end, "")
+        spill = stream.spill = _Spill(new_id("o-"), head_end)
+        spill.write(head[head_end:])
+        del head
+        self.emit(make_event("outputAdded", output_id=spill.output_id, cell_id=self.cell_id, queue_id=self.queue_id,
+                             output_type="stream", name=stream.name, text=""))
+        self._update_spill(stream, spill, end=False)
+
+    def _update_spill(self, stream: _Stream, spill: _Spill, *, end: bool) -> None:
+        """Spool the text that left the tail; send the tail (and, at the end, the artifact of the spool)."""
+        terminal = stream.terminal
+        held = terminal.held_text()
+        limit = len(held) if end else terminal.final_length - terminal.released  # only final text may be spooled
+        cut = min(limit, len(held) - TAIL_CHARS)
+        if cut > 0:
+            newline = held.rfind("\n", max(0, cut - TAIL_CHARS), cut)
+            if newline >= 0:
+                cut = newline + 1  # the tail starts at a line start
+            spill.write(held[:cut] if end else terminal.release(terminal.released + cut))
+        tail = held[max(0, cut) :]
+        del held
+        shown, hidden = tail, 0
+        if len(tail) > 4 * TAIL_CHARS and not end:  # a huge live line: show its end until it is final
+            shown, hidden = tail[-TAIL_CHARS:], len(tail) - TAIL_CHARS
+        omitted = spill.chars + hidden
+        if not end:
+            if spill.last != (shown, omitted):
+                spill.last = (shown, omitted)
+                self.emit(make_event("streamTailSet", output_id=spill.output_id, text=shown, omitted=omitted,
+                                     omitted_bytes=spill.bytes + hidden))
+            return
+        spill.file.close()
+        if not spill.bytes:
+            spill.discard()
+            self.emit(make_event("streamTailSet", output_id=spill.output_id, text=shown, omitted=0, omitted_bytes=0))
+            return
+        sha = spill.hash.hexdigest()
+        ref = {"artifact": sha, "size": spill.bytes, "mime": "text/plain"}
+        event = make_event("streamTailSet", output_id=spill.output_id, text=shown, omitted=omitted,
+                           omitted_bytes=spill.bytes, data={"text/plain": ref})
+        assert self.stage is not None
+        self.stage(event, [(sha, spill.path, STREAM_TEXT_TYPE)])
+
+    def _end_stream(self) -> None:
+        """The current stream is over (another output, or the end of the cell): flush it; a spilled one is stored."""
         self.flush()
-        self._stream = None
+        stream, self._stream = self._stream, None
+        if stream is not None and stream.spill is not None:
+            try:
+                self._update_spill(stream, stream.spill, end=True)
+            except OSError as exc:  # the spool could not be written (disk full): say so rather than lose it silently
+                stream.spill.discard()
+                self.emit(make_event("streamTailSet", output_id=stream.spill.output_id,
+                                     text=f"\n[the omitted text could not be kept: {exc}]\n",
+                                     omitted=stream.spill.chars, omitted_bytes=stream.spill.bytes))
+
+    def close(self) -> None:
+        self._end_stream()
 
 
 def artifact_not_stored(event: dict[str, Any], reason: str) -> dict[str, Any]:
     """What goes to the log instead of an output whose artifacts could not be stored: an error output that
     says so (a display update shows the reason as its text instead)."""
     args = event["args"]
+    if event["name"] == "streamTailSet":  # the tail stays; the omitted text is said to be lost
+        text = f"{args['text']}\n[the omitted text could not be stored as an artifact: {reason}]\n"
+        return {**event, "args": {k: v for k, v in args.items() if k != "data"} | {"text": text}}
     if event["name"] != "outputAdded":
         note = f"(this display update was too large for the log and could not be stored: {reason})"
         return {**event, "args": {**args, "data": {"text/plain": note}}}

@@ -88,6 +88,10 @@ class StreamTerminal:
         # A clean prefix of one line as of the last take, (abs_row, cells, chars), so a long
         # line that only grows is not re-measured on every take.
         self._known: tuple[int, int, int] = (-1, 0, 0)
+        # Frozen text handed out by ``release`` (a spilled stream keeps it in a file): items before
+        # ``_released_index`` are "" and ``_released`` characters of the text are gone from memory.
+        self._released = 0
+        self._released_index = 0
 
     # -- public API -------------------------------------------------------------
 
@@ -125,7 +129,7 @@ class StreamTerminal:
 
     @property
     def text(self) -> str:
-        """The rendered text (pending partial escapes excluded)."""
+        """The rendered text (pending partial escapes excluded; before any ``release``)."""
         return "\n".join([*self._frozen, *(line.render() for line in self._active)])
 
     @property
@@ -139,6 +143,42 @@ class StreamTerminal:
             raise ValueError(f"text_from({position}) reaches into the frozen lines (final_length {self._frozen_len})")
         live = "\n".join(line.render() for line in self._active)
         return live[position - self._frozen_len :]
+
+    @property
+    def released(self) -> int:
+        """Characters at the start of the text given away by ``release`` (no longer held)."""
+        return self._released
+
+    def release(self, upto: int) -> str:
+        """``text[released:upto]`` (within the frozen lines), forgotten from now on: a long stream's writer keeps
+        it elsewhere, so memory holds only what is recent. ``text`` then starts at ``released``. Call it only
+        right after ``take_change`` (a pending change may point into the frozen lines)."""
+        upto = min(upto, self._frozen_len)
+        pieces: list[str] = []
+        frozen = self._frozen
+        while self._released < upto:
+            item = frozen[self._released_index]
+            room = len(item) + 1  # the item and the newline after it
+            take = upto - self._released
+            if take >= room:
+                pieces.append(item)
+                pieces.append("\n")
+                frozen[self._released_index] = ""
+                self._released_index += 1
+                self._released += room
+            else:
+                pieces.append(item[:take])
+                frozen[self._released_index] = item[take:]
+                self._released += take
+        if self._released_index > 1024 and self._dirty is None and self._dirty_frozen is None:
+            del frozen[: self._released_index]  # rows are counted from here on: a cached row would be wrong
+            self._released_index = 0
+            self._known = (-1, 0, 0)
+        return "".join(pieces)
+
+    def held_text(self) -> str:
+        """``text[released:]``: what is still held (the recent frozen lines and the live ones)."""
+        return "\n".join([*self._frozen[self._released_index :], *(line.render() for line in self._active)])
 
     def take_change(self) -> tuple[int, str] | None:
         """What changed since the last take: ``(offset, tail)`` with ``prev[:offset] + tail == text``."""

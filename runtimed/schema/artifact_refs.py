@@ -25,7 +25,7 @@ DEFAULT_THRESHOLD = 64 * 1024
 """MIME values larger than this (bytes) go to the artifact store (``RUNTIMED_ARTIFACT_THRESHOLD``)."""
 PREVIEW_CHARS = 2000
 """Characters of a long text kept in the event as its preview (its head)."""
-OUTPUT_EVENTS = frozenset({"outputAdded", "displayUpdated"})
+OUTPUT_EVENTS = frozenset({"outputAdded", "displayUpdated", "streamTailSet"})
 """The events whose ``data`` may hold artifact references."""
 COMM_EVENTS = frozenset({"commOpened", "commStateChanged", "commCustomMessage", "commUpdateRequested"})
 """The widget events whose ``buffers`` may hold artifact references (large binary buffers)."""

@@ -222,6 +222,18 @@ class StreamTextChanged(Args):
     text: str
 
 
+class StreamTailSet(Args):
+    """A stream output past the stream cap: its text before ``text`` (``omitted`` characters, ``omitted_bytes``
+    of UTF-8) is not in the log; ``data["text/plain"]`` references it as an artifact once it is stored (the
+    stream ended). Full text = the artifact's text + ``text`` (the live tail, replaced by each event)."""
+
+    output_id: Id
+    text: str
+    omitted: int = Field(ge=0)
+    omitted_bytes: int = Field(ge=0)
+    data: dict[str, Any] | None = None
+
+
 class DisplayUpdated(Args):
     display_id: str = Field(min_length=1, max_length=256)
     data: dict[str, Any]
@@ -427,6 +439,7 @@ CATALOG: dict[str, EventSpec] = _catalog(
     EventSpec("executionRequeued", 1, ExecutionRequeued),
     EventSpec("outputAdded", 1, OutputAdded),
     EventSpec("streamTextChanged", 1, StreamTextChanged),
+    EventSpec("streamTailSet", 1, StreamTailSet),
     EventSpec("displayUpdated", 1, DisplayUpdated),
     EventSpec("outputsCleared", 1, OutputsCleared),
     EventSpec("runtimeSessionStarted", 1, RuntimeSessionStarted),

@@ -489,6 +489,24 @@ def _stream_text_changed(p: Projection, env: Envelope, a: ev.StreamTextChanged) 
     p.conn.execute("UPDATE outputs SET content = ?, seq = ? WHERE id = ?", (dumps(content), env.seq, a.output_id))
 
 
+@on("streamTailSet")
+def _stream_tail_set(p: Projection, env: Envelope, a: ev.StreamTailSet) -> None:
+    row = p._one("SELECT content, queue_id, cell_id FROM outputs WHERE id = ?", a.output_id)
+    if row is None:
+        raise reject("output_not_found", f"no output with id {a.output_id!r}")
+    content = loads(row[0])
+    if content["output_type"] != "stream":
+        raise reject("not_a_stream", f"output {a.output_id!r} is {content['output_type']}, not a stream")
+    if row[1] is not None:
+        p._require_running_by(row[1], env.actor)
+    else:
+        p._fence_runtime(env.actor, "streamTailSet")
+    content.update(text=a.text, omitted=a.omitted, omitted_bytes=a.omitted_bytes)
+    if a.data:
+        content["data"] = a.data
+    p.conn.execute("UPDATE outputs SET content = ?, seq = ? WHERE id = ?", (dumps(content), env.seq, a.output_id))
+
+
 @on("displayUpdated")
 def _display_updated(p: Projection, env: Envelope, a: ev.DisplayUpdated) -> None:
     p._fence_runtime(env.actor, "displayUpdated")

@@ -463,7 +463,7 @@ def artifact_refs(conn: Reader) -> dict[str, int]:
 
     found: dict[str, int] = {}
     rows = conn.execute("SELECT name, args FROM events WHERE name IN ('outputAdded', 'displayUpdated', "
-                        "'commOpened', 'commStateChanged', 'commCustomMessage', 'commUpdateRequested') "
+                        "'streamTailSet', 'commOpened', 'commStateChanged', 'commCustomMessage', 'commUpdateRequested') "
                         "AND instr(args, '\"artifact\":') > 0")
     for name, args in rows:
         for ref in event_refs({"name": name, "args": loads(args)}):
@@ -473,7 +473,7 @@ def artifact_refs(conn: Reader) -> dict[str, int]:
 
 def references_artifact(conn: Reader, sha: str) -> bool:
     """Whether the log references the artifact ``sha`` (at any seq)."""
-    row = conn.execute("SELECT 1 FROM events WHERE name IN ('outputAdded', 'displayUpdated', 'commOpened', "
-                       "'commStateChanged', 'commCustomMessage', 'commUpdateRequested') "
+    row = conn.execute("SELECT 1 FROM events WHERE name IN ('outputAdded', 'displayUpdated', 'streamTailSet', "
+                       "'commOpened', 'commStateChanged', 'commCustomMessage', 'commUpdateRequested') "
                        "AND instr(args, ?) > 0 LIMIT 1", (f'"artifact":"{sha}"',)).fetchone()
     return row is not None

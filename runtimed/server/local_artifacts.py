@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+from pathlib import Path
 from typing import Any
 
 from runtimed.schema.artifact_refs import OUTPUT_EVENTS, offload, threshold_setting
@@ -15,8 +17,16 @@ class StoreSink:
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
 
-    async def put(self, sha: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(self.store.put, data, content_type, sha=sha)
+    async def put(self, sha: str, data: bytes | Path, content_type: str) -> None:
+        if isinstance(data, Path):
+            await asyncio.to_thread(self._put_file, sha, data, content_type)
+        else:
+            await asyncio.to_thread(self.store.put, data, content_type, sha=sha)
+
+    def _put_file(self, sha: str, path: Path, content_type: str) -> None:
+        """Copy a spool file into the store a chunk at a time (hash checked on commit, as every write)."""
+        with path.open("rb") as src, self.store.writer(sha, content_type) as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
 
     async def close(self) -> None:
         return None

@@ -45,8 +45,8 @@ RUNNER_EVENTS = frozenset({
 })
 RUNTIME_EVENTS = frozenset({
     "executionAssigned", "executionStarted", "executionCompleted", "executionRequeued", "outputAdded",
-    "streamTextChanged", "displayUpdated", "outputsCleared", "runtimeSessionStarted", "runtimeStatusChanged",
-    "runtimeSessionEnded", "inputRequested", "commOpened", "commStateChanged", "commCustomMessage", "commClosed",
+    "streamTextChanged", "streamTailSet", "displayUpdated", "outputsCleared", "runtimeSessionStarted",
+    "runtimeStatusChanged", "runtimeSessionEnded", "inputRequested", "commOpened", "commStateChanged", "commCustomMessage", "commClosed",
 })
 OWNER_EVENTS = frozenset({"notebookCreated"})
 """Creating a notebook needs ``editor`` on it (or for all notebooks); see ``Principal.required_role``."""
