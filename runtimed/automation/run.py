@@ -286,10 +286,22 @@ class _LiveLog:
                 text = args.text if args.offset >= self.lengths[args.output_id] else "\r" + args.text
                 self._write(self.names.get(args.output_id, "stdout"), text)
                 self.lengths[args.output_id] = args.offset + len(args.text)
+            elif env.name == "streamTailSet" and args.output_id in self.lengths:
+                self._tail(args)
             elif env.name == "outputAdded" and args.output_type == "error":
                 self._write("stderr", "\n".join(args.traceback or []) + "\n")
             elif env.name == "outputAdded" and isinstance((args.data or {}).get("text/plain"), str):
                 self._write("stdout", args.data["text/plain"] + "\n")  # papermill logs text/plain results too
+
+    def _tail(self, args: Any) -> None:
+        """A spilled stream's new tail (``streamTailSet``): what follows what was logged; text that left the log
+        before it was logged is said to be skipped (the output notebook has it all)."""
+        logged, name = self.lengths[args.output_id], self.names.get(args.output_id, "stdout")
+        if logged < args.omitted:
+            self._write(name, f"\n[… {args.omitted - logged:,} characters not logged live …]\n{args.text}")
+        else:
+            self._write(name, args.text[logged - args.omitted :])
+        self.lengths[args.output_id] = max(logged, args.omitted + len(args.text))
 
     def _write(self, name: str | None, text: str) -> None:
         stream = sys.stderr if name == "stderr" or self.to_stderr else sys.stdout

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from runtimed.client.models import SpilledStream
 from runtimed.errors import ExecutionTimeoutError, RuntimedError
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -82,6 +83,24 @@ class OutputPrinter:
             if not self._ends_with_newline.get(id(stream), True):
                 self._write(stream, "\n")
 
+    def _write_stream(self, stream: TextIO, output: Any, shown: int) -> int:
+        """Write a stream output's text past ``shown``; where its text ends now. A spilled stream (past the
+        stream cap) only holds its tail in the log: the text before it is printed once it is stored (when the
+        stream ends), fetched from the artifact, so what is printed is the exact text, in order."""
+        if isinstance(output, SpilledStream):
+            tail, omitted = output.tail, output.omitted
+            if shown >= omitted:
+                text, start = tail, omitted
+            elif output.artifact is not None:
+                text, start = output.text or "", 0
+            else:
+                return shown  # the stream runs on past the cap: its middle is printed when it is stored
+        else:
+            text, start = output.text or "", 0
+        if start + len(text) > shown:
+            self._write(stream, text[shown - start :])
+        return start + len(text)
+
     def update(self, outputs: list[Any]) -> None:
         if len(outputs) < len(self._shown):  # outputs were cleared
             self._shown = self._shown[: len(outputs)]
@@ -90,12 +109,10 @@ class OutputPrinter:
             if i < len(self._shown) and self._shown[i][0] != kind:
                 del self._shown[i:]
             if kind == "stream":
-                text = output.text or ""
                 stream = self.stderr if output.name == "stderr" else self.stdout
                 shown = self._shown[i][1] if i < len(self._shown) else 0
-                if len(text) > shown:
-                    self._write(stream, text[shown:])
-                self._set(i, kind, max(len(text), shown))
+                end = self._write_stream(stream, output, shown)
+                self._set(i, kind, max(end, shown))
                 continue
             if i < len(self._shown):
                 continue  # already printed (later display updates are not re-printed)

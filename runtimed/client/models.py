@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtimed.schema.artifact_refs import from_bytes, is_ref
+from runtimed.schema.artifact_refs import from_bytes, is_ref, spilled_ref, stream_text
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -84,6 +84,8 @@ class Output:
     def from_dict(cls, d: dict[str, Any], fetch: ArtifactFetch | None = None) -> Output:
         """Build an Output from an nbformat-style dict (extra keys are ignored); with ``fetch``, artifact
         references in ``data`` resolve to their values when read."""
+        if d.get("output_type") == "stream" and d.get("omitted"):
+            return SpilledStream.from_content(d, fetch)
         data: dict[str, Any] = dict(d.get("data") or {})
         if fetch is not None and any(is_ref(v) for v in data.values()):
             data = ArtifactData(data, fetch)
@@ -118,6 +120,49 @@ class Output:
             if self.execution_count is not None:
                 detail += f", execution_count={self.execution_count}"
         return f"Output({self.output_type!r}, {detail})"
+
+
+class SpilledStream(Output):
+    """A stream output past the stream cap: the log holds its ``tail`` and the rest is an artifact, fetched the
+    first time ``text`` is read (before it is stored, a note stands for it: the stream is still running).
+    ``omitted`` characters precede the tail; ``artifact`` is the reference (or None)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._content: dict[str, Any] = {}
+        self._fetch: ArtifactFetch | None = None
+        self._full: str | None = None
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def from_content(cls, d: dict[str, Any], fetch: ArtifactFetch | None) -> SpilledStream:
+        out = cls(output_type="stream", name=d.get("name"), text=d.get("text"), output_id=d.get("output_id"))
+        out._content = {k: d.get(k) for k in ("output_type", "text", "data", "omitted")}
+        out._fetch = fetch
+        return out
+
+    @property  # type: ignore[override]
+    def text(self) -> str | None:
+        if self._full is None:
+            self._full = stream_text(self._content, self._fetch if self.artifact is not None else None)
+        return self._full
+
+    @text.setter
+    def text(self, value: str | None) -> None:
+        self.tail = value or ""
+        self._full = None
+        if hasattr(self, "_content"):
+            self._content["text"] = self.tail
+
+    @property
+    def omitted(self) -> int:
+        return int(self._content.get("omitted") or 0)
+
+    @property
+    def artifact(self) -> dict[str, Any] | None:
+        return spilled_ref(self._content)
+
+    def __repr__(self) -> str:
+        return f"Output('stream', name={self.name!r}, omitted={self.omitted}, tail={_short(self.tail)!r})"
 
 
 @dataclass

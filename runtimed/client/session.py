@@ -706,6 +706,16 @@ class AsyncSession(AsyncAiSettings):
                                 code="artifact_unresolved")
         return self._http.request("GET", f"/api/artifacts/{sha}", params={"notebook": self.notebook_id}).content
 
+    def _fetch_artifact_range(self, sha: str, offset: int, length: int) -> tuple[bytes, int]:
+        """``length`` bytes of an artifact from ``offset`` (an HTTP range request) and its whole size."""
+        if self._http is None:
+            raise RuntimedError("this session is not connected; artifacts are fetched from the daemon",
+                                code="artifact_unresolved")
+        response = self._http.request("GET", f"/api/artifacts/{sha}", params={"notebook": self.notebook_id},
+                                      headers={"Range": f"bytes={offset}-{offset + max(1, length) - 1}"})
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        return response.content, int(total) if total.isdigit() else len(response.content)
+
     def _result(self, item: views.ExecutionRow) -> ExecutionResult:
         cell_id, queue_id = item["cell_id"], item["queue_id"]
         outputs = [Output.from_dict(data, self._fetch_artifact)
@@ -977,7 +987,7 @@ class AsyncSession(AsyncAiSettings):
         subscription = EventSubscription(self._connected, event_types=("execution_queued", "execution_started",
                                                                        "output", "done", "error"),
                                          accept=mine, until=lambda e: e.event_type in ("done", "error"),
-                                         timeout=timeout_secs)
+                                         timeout=timeout_secs, fetch=self._fetch_artifact)
         await subscription.attach()
         state["q"] = new_id("q-")
         try:
@@ -995,7 +1005,8 @@ class AsyncSession(AsyncAiSettings):
         ``outputs_cleared``, ``metadata_changed``). It starts with the next change after the
         first ``await``; ``close()`` stops it.
         """
-        return EventSubscription(self._connected, cell_ids=cell_ids, event_types=event_types)
+        return EventSubscription(self._connected, cell_ids=cell_ids, event_types=event_types,
+                                 fetch=self._fetch_artifact)
 
     # -- the queue and the kernel's own answers ------------------------------------------------------
 

@@ -13,7 +13,7 @@ import collections
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
-from runtimed.client.models import EVENT_TYPES, ExecutionEvent, Output
+from runtimed.client.models import EVENT_TYPES, ArtifactFetch, ExecutionEvent, Output
 from runtimed.client.sync import SyncClient
 from runtimed.errors import RuntimedError
 from runtimed.schema import views
@@ -41,8 +41,9 @@ def check_event_types(event_types: Iterable[str] | None) -> frozenset[str] | Non
     return wanted
 
 
-def to_events(replica: Replica, env: Envelope) -> list[ExecutionEvent]:
-    """What one applied log event means to a subscriber (read right after it was applied)."""
+def to_events(replica: Replica, env: Envelope, fetch: ArtifactFetch | None = None) -> list[ExecutionEvent]:
+    """What one applied log event means to a subscriber (read right after it was applied); ``fetch`` resolves
+    artifacts (a spilled stream's text) when an output's value is read."""
     args: Any = env.args
     name, seq = env.name, env.seq
     base: dict[str, Any] = {"seq": seq, "name": name}
@@ -67,13 +68,13 @@ def to_events(replica: Replica, env: Envelope) -> list[ExecutionEvent]:
         kind = "done" if args.status == "success" else "error"
         return [ExecutionEvent(kind, cell_id=cell_id, queue_id=args.queue_id, status=args.status,
                                execution_count=args.execution_count, error_message=message, **base)]
-    if name in ("outputAdded", "streamTextChanged"):
+    if name in ("outputAdded", "streamTextChanged", "streamTailSet"):
         found = replica.view(views.located_output, args.output_id)
         if found is None:  # already cleared again in the same batch
             return []
         cell_id, index, data = found
         return [ExecutionEvent("output", cell_id=cell_id, queue_id=getattr(args, "queue_id", None),
-                               output=Output.from_dict(data), output_index=index, **base)]
+                               output=Output.from_dict(data, fetch), output_index=index, **base)]
     return []
 
 
@@ -87,8 +88,10 @@ class EventSubscription:
 
     def __init__(self, connect: Callable[[], Awaitable[SyncClient]], *, cell_ids: Iterable[str] | None = None,
                  event_types: Iterable[str] | None = None, accept: Callable[[ExecutionEvent], bool] | None = None,
-                 until: Callable[[ExecutionEvent], bool] | None = None, timeout: float | None = None) -> None:
+                 until: Callable[[ExecutionEvent], bool] | None = None, timeout: float | None = None,
+                 fetch: ArtifactFetch | None = None) -> None:
         self._connect = connect
+        self._fetch = fetch
         self._client: SyncClient | None = None
         self._cells = frozenset(cell_ids) if cell_ids is not None else None
         self._types = check_event_types(event_types)
@@ -132,7 +135,7 @@ class EventSubscription:
     def _on_events(self, envelopes: list[Envelope]) -> None:
         assert self._client is not None
         replica = self._client.replica
-        self.feed(e for env in envelopes for e in to_events(replica, env))
+        self.feed(e for env in envelopes for e in to_events(replica, env, self._fetch))
 
     def __aiter__(self) -> EventSubscription:
         return self

@@ -22,7 +22,7 @@ from nbformat.validator import normalize
 from runtimed.errors import EventRejected, InvalidNotebookError
 from runtimed.formats.widget_state import WIDGET_STATE_MIME, widget_state_document
 from runtimed.schema import views
-from runtimed.schema.artifact_refs import from_bytes, is_ref
+from runtimed.schema.artifact_refs import from_bytes, is_ref, omitted_note, spilled_ref
 from runtimed.schema.events import is_valid_id, make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.ordering import keys_between
@@ -282,6 +282,14 @@ def _inline(mime: str, value: Any, resolve: ArtifactResolver | None) -> Any:
 
 
 def _export_output(item: dict[str, Any], resolve: ArtifactResolver | None) -> dict[str, Any]:
+    if item.get("output_type") == "stream":  # a spilled stream: its omitted text (an artifact) + its tail
+        ref = spilled_ref(item)
+        text = item.get("text") or ""
+        if ref is not None:
+            text = _inline("text/plain", ref, resolve) + text
+        else:
+            text = omitted_note(item) + text
+        return {"output_type": "stream", "name": item.get("name"), "text": text}
     out = {k: v for k, v in item.items() if k not in ("output_id", "display_id")}
     if isinstance(out.get("data"), dict):
         out["data"] = {mime: _inline(mime, v, resolve) for mime, v in out["data"].items()}

@@ -135,3 +135,26 @@ def event_refs(event: Any) -> list[dict[str, Any]]:
         buffers = args.get("buffers") if isinstance(args, dict) else None
         return [b for b in buffers or () if is_ref(b)]
     return list(refs_in(args.get("data"))) if isinstance(args, dict) else []
+
+
+def spilled_ref(output: Any) -> dict[str, Any] | None:
+    """The artifact holding a spilled stream output's omitted text (``streamTailSet``), if it is stored."""
+    if not isinstance(output, dict) or output.get("output_type") != "stream":
+        return None
+    value = (output.get("data") or {}).get("text/plain") if isinstance(output.get("data"), dict) else None
+    return value if is_ref(value) else None
+
+
+def omitted_note(output: dict[str, Any]) -> str:
+    """What stands for a spilled stream's omitted text not (yet) stored: the stream is still running, or was cut."""
+    return f"[… {output.get('omitted', 0):,} characters omitted …]\n" if output.get("omitted") else ""
+
+
+def stream_text(output: dict[str, Any], fetch: Any = None) -> str:
+    """A stream output's whole text: a spilled one's artifact (``fetch(sha) -> bytes``) + its tail. Without
+    ``fetch`` (or while the omitted text is not stored yet) a note stands for what is omitted."""
+    ref = spilled_ref(output)
+    tail = output.get("text") or ""
+    if ref is not None and fetch is not None:
+        return from_bytes("text/plain", fetch(ref["artifact"]), ref) + tail
+    return omitted_note(output) + tail
