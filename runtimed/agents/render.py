@@ -129,10 +129,30 @@ def _is_artifact(value: Any) -> bool:
     return isinstance(value, dict) and "artifact" in value and "size" in value
 
 
+def _spilled_note(output: dict[str, Any]) -> str:
+    """What a spilled stream (past the stream cap) says about the text between its head and its tail."""
+    ref = (output.get("data") or {}).get("text/plain")
+    omitted = f"[… {output['omitted']:,} characters after the output above and before this tail"
+    if ref is None or not _is_artifact(ref):
+        return omitted + " are not in the log (the stream is still running: they are stored when it ends)]"
+    return (f"{omitted} are stored as artifact {ref['artifact']} ({ref['size']:,} bytes): read them with "
+            f"read_artifact sha={ref['artifact']} offset=N length=M]")
+
+
+def _artifact_text(mime: str, ref: dict[str, Any]) -> str:
+    """A text stored as an artifact: its head (the preview in the event) and how to read the rest."""
+    head = ref.get("preview") or ""
+    return (f"{head}\n[… this {mime} value is {ref['size']:,} bytes, stored as artifact {ref['artifact']}; read it "
+            f"with read_artifact sha={ref['artifact']} offset=N length=M (a negative offset counts from the end)]")
+
+
 def _data_text(data: dict[str, Any]) -> str | None:
     for mime in ("text/markdown", "text/plain"):
         if mime in data and not _is_artifact(data[mime]):
             return _joined(data[mime])
+    for mime in ("text/markdown", "text/plain", "text/html", "application/json"):
+        if mime in data and _is_artifact(data[mime]):
+            return _artifact_text(mime, data[mime])
     if "text/html" in data and not _is_artifact(data["text/html"]):
         return html_to_text(_joined(data["text/html"]))
     for mime, value in data.items():
@@ -170,7 +190,10 @@ def output_parts(output: dict[str, Any], paging: Paging, more: str, images: list
     images = images if images is not None else [MAX_IMAGES]
     kind = output.get("output_type")
     if kind == "stream":
-        return [TextPart(f"[{output.get('name') or 'stream'}]\n{clip(strip_ansi(output.get('text') or ''), paging, more)}")]
+        label = f"[{output.get('name') or 'stream'}]"
+        if output.get("omitted"):
+            label += "\n" + _spilled_note(output)
+        return [TextPart(f"{label}\n{clip(strip_ansi(output.get('text') or ''), paging, more)}")]
     if kind == "error":
         traceback = strip_ansi("\n".join(output.get("traceback") or []))
         head = f"[error] {output.get('ename') or 'Error'}: {strip_ansi(output.get('evalue') or '')}"

@@ -77,6 +77,10 @@ def text(message: str, structured: dict[str, Any] | None = None) -> ToolResult:
 # --- arguments -----------------------------------------------------------------------------------
 
 
+ARTIFACT_READ_MAX = 200_000
+"""Bytes ``read_artifact`` returns at most in one call."""
+
+
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -189,6 +193,14 @@ class RunAllCells(NotebookArgs):
 class GetResults(NotebookArgs, OutputArgs):
     execution_id: IdText = Field(..., description="From execute_cell or run_all_cells.")
     timeout: float = Field(0.0, ge=0, le=MAX_TIMEOUT, description="Seconds to wait for it to finish (0: now).")
+
+
+class ReadArtifact(NotebookArgs):
+    sha: str = Field(..., pattern="^[0-9a-f]{64}$", description="The artifact's id (a sha256), as an output "
+                                                               "names it.")
+    offset: int = Field(0, ge=-(10**12), le=10**12, description="The first byte to read; negative counts from "
+                                                                "the end (-5000: the last 5,000 bytes).")
+    length: int = Field(50_000, ge=1, le=ARTIFACT_READ_MAX, description="Bytes to read (at most 200,000).")
 
 
 class ExportNotebook(NotebookArgs):
@@ -631,6 +643,24 @@ async def restart_kernel(ctx: ToolContext, a: NotebookArgs) -> ToolResult:
 
 
 # --- files and the past --------------------------------------------------------------------------
+
+
+@tool("read_artifact", ReadArtifact, "read")
+async def read_artifact(ctx: ToolContext, a: ReadArtifact) -> ToolResult:
+    """A piece of a large output stored as an artifact (a long stream's omitted text, a big HTML or JSON value),
+    by byte offset and length: the outputs name the artifact and its size."""
+    session = await ctx.workspace.session(a.notebook_id)
+    if a.offset < 0:  # from the end: its size first (a one-byte range answers with it)
+        _, size = await asyncio.to_thread(session._fetch_artifact_range, a.sha, 0, 1)
+        start = max(0, size + a.offset)
+    else:
+        start = a.offset
+    data, size = await asyncio.to_thread(session._fetch_artifact_range, a.sha, start, a.length)
+    end = start + len(data)
+    more = f"; read on with offset={end}" if end < size else "; end"
+    body = data.decode("utf-8", "replace")  # a range may cut a character in two at either end
+    return text(f"[bytes {start:,}-{end:,} of {size:,} of artifact {a.sha}{more}]\n{body}",
+                {"sha": a.sha, "offset": start, "end": end, "size": size})
 
 
 @tool("export_notebook", ExportNotebook, "edit")

@@ -140,7 +140,7 @@ class SpilledStream(Output):
         out._fetch = fetch
         return out
 
-    @property  # type: ignore[override]
+    @property
     def text(self) -> str | None:
         if self._full is None:
             self._full = stream_text(self._content, self._fetch if self.artifact is not None else None)

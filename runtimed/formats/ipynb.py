@@ -284,12 +284,8 @@ def _inline(mime: str, value: Any, resolve: ArtifactResolver | None) -> Any:
 def _export_output(item: dict[str, Any], resolve: ArtifactResolver | None) -> dict[str, Any]:
     if item.get("output_type") == "stream":  # a spilled stream: its omitted text (an artifact) + its tail
         ref = spilled_ref(item)
-        text = item.get("text") or ""
-        if ref is not None:
-            text = _inline("text/plain", ref, resolve) + text
-        else:
-            text = omitted_note(item) + text
-        return {"output_type": "stream", "name": item.get("name"), "text": text}
+        head = _inline("text/plain", ref, resolve) if ref is not None else omitted_note(item)
+        return {"output_type": "stream", "name": item.get("name"), "text": head + (item.get("text") or "")}
     out = {k: v for k, v in item.items() if k not in ("output_id", "display_id")}
     if isinstance(out.get("data"), dict):
         out["data"] = {mime: _inline(mime, v, resolve) for mime, v in out["data"].items()}

@@ -156,5 +156,5 @@ def stream_text(output: dict[str, Any], fetch: Any = None) -> str:
     ref = spilled_ref(output)
     tail = output.get("text") or ""
     if ref is not None and fetch is not None:
-        return from_bytes("text/plain", fetch(ref["artifact"]), ref) + tail
+        return str(from_bytes("text/plain", fetch(ref["artifact"]), ref)) + tail
     return omitted_note(output) + tail

@@ -71,6 +71,7 @@ const DESCRIPTIONS = {
   executionCancelRequested: () => 'cancelled a run',
   outputAdded: () => 'added an output',
   streamTextChanged: () => 'wrote output',
+  streamTailSet: () => 'wrote output',
   outputsCleared: () => 'cleared outputs',
   runtimeSessionStarted: () => 'started the kernel',
   runtimeSessionEnded: (a) => `stopped the kernel (${a.reason})`,

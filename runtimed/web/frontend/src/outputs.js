@@ -172,6 +172,7 @@ export function renderOutput(o) {
   const node = el('div.output.output-' + o.output_type, { testid: 'output', 'data-output-id': o.output_id })
   if (o.output_type === 'stream') {
     node.classList.add('stream-' + (o.name || 'stdout'))
+    if (o.omitted) node.append(omittedNote(o))
     node.append(el('pre.output-stream', { testid: 'output-stream', html: ansiHtml(o.text) }))
   } else if (o.output_type === 'error') {
     const tb = o.traceback && o.traceback.length ? o.traceback.join('\n') : `${o.ename}: ${o.evalue}`
@@ -226,13 +227,27 @@ function renderArtifact(mime, ref, metadata, node) {
   })
 }
 
+/** A spilled stream (past the stream cap): the text between the output above and this tail is an artifact,
+ * linked once stored (when the stream ends); until then the note only counts it. */
+function omittedNote(o) {
+  const ref = o.data && o.data['text/plain']
+  const bytes = isArtifact(ref) ? ref.size : o.omitted_bytes || o.omitted
+  const note = el('div.output-omitted', { testid: 'output-omitted', text: `… ${bytes.toLocaleString('en-US')} bytes omitted ` })
+  if (isArtifact(ref)) {
+    note.append(el('a', { href: artifactUrl(ref), target: '_blank', rel: 'noopener', text: '(open full text)' }))
+  } else {
+    note.append(el('span.muted', { text: '(stored when the stream ends)' }))
+  }
+  return note
+}
+
 function loadError(ref, what) {
   const text = what === 'image' ? `artifact ${ref.artifact.slice(0, 12)}… could not be loaded` : what
   return el('pre.output-error', { testid: 'output-artifact-error', text })
 }
 
 export function outputSignature(o) {
-  if (o.output_type === 'stream') return o.text
+  if (o.output_type === 'stream') return o.omitted ? `${o.omitted}|${o.data?.['text/plain']?.artifact}|${o.text}` : o.text
   if (o.output_type === 'error') return o.traceback
   return o.data
 }
@@ -246,7 +261,7 @@ export function updateOutputs(container, outputs) {
     let node = existing.get(o.output_id)
     const sig = outputSignature(o)
     if (!node || node._sig !== sig) {
-      if (node && o.output_type === 'stream' && node._sig !== sig) {
+      if (node && o.output_type === 'stream' && !o.omitted && node._sig !== sig) {
         const pre = node.firstChild
         const follow = atEnd(pre) // a stream scrolled to its end follows new lines; scrolled up, it stays
         pre.innerHTML = ansiHtml(o.text)

@@ -425,6 +425,18 @@ export const HANDLERS = {
     ch.cell(cell.id, 'outputs')
   },
 
+  // A stream past the stream cap: the log keeps its live tail; the omitted text is an artifact once stored.
+  streamTailSet(s, a, env, ch) {
+    const cell = s.cells.get(s.outputIndex.get(a.outputId))
+    const out = cell?.outputs.find((o) => o.output_id === a.outputId)
+    if (!out) return
+    out.text = a.text
+    out.omitted = a.omitted
+    out.omitted_bytes = a.omittedBytes
+    if (a.data) out.data = a.data
+    ch.cell(cell.id, 'outputs')
+  },
+
   displayUpdated(s, a, env, ch) {
     for (const cell of s.cells.values()) {
       for (const o of cell.outputs) {
