@@ -203,9 +203,10 @@ def events_of(d: DaemonProcess, notebook_id: str) -> list[dict[str, Any]]:
 
 
 def exported_stdout(d: DaemonProcess, notebook_id: str) -> str:
+    """The stdout text of the notebook's last cell in its ``.ipynb`` export."""
     with httpx.Client(base_url=d.url, headers={"Authorization": f"Bearer {d.token}"}, timeout=300) as c:
         nb = json.loads(c.get(f"/api/notebooks/{notebook_id}/export").text)
-    return "".join("".join(o["text"]) for cell in nb["cells"] for o in cell.get("outputs", [])
+    return "".join("".join(o["text"]) for o in nb["cells"][-1].get("outputs", [])
                    if o["output_type"] == "stream" and o["name"] == "stdout")
 
 
@@ -366,7 +367,8 @@ async def test_200_mb_printed_keeps_the_log_and_the_daemon_small(big: DaemonProc
     assert big.proc is not None
     endpoint = DaemonEndpoint(big.url, big.token)
     async with AsyncSession("print-200mb", endpoint=endpoint) as s:
-        assert (await s.run("print('warm')")).success  # the kernel and every code path loaded once
+        warm = await s.run("for _ in range(30_000): print('w' * 99)")
+        assert warm.success  # the kernel and every code path (a spill too: 3 MB) loaded once
         idle = rss_mb(big.proc.pid)
         sampler = PeakRss(big.proc.pid)
         result = await s.run(PRINT_CODE, timeout_secs=540)
@@ -376,7 +378,9 @@ async def test_200_mb_printed_keeps_the_log_and_the_daemon_small(big: DaemonProc
         assert isinstance(tail, SpilledStream) and tail.artifact is not None
         head_text, tail_text, ref = head.text or "", tail.tail, tail.artifact
     expected_sha, expected_size = printed_hash()
-    assert peak - idle < 120, f"daemon RSS went from {idle:.0f} MB to {peak:.0f} MB while 200 MB were printed"
+    # What stays is a few of the kernel's messages in flight (each some MB), whatever the stream's length
+    # (400 MB print: the same); before the offload the daemon grew by 500 MB here.
+    assert peak - idle < 150, f"daemon RSS went from {idle:.0f} MB to {peak:.0f} MB while 200 MB were printed"
 
     events = [e for e in events_of(big, "print-200mb") if e["name"] in ("outputAdded", "streamTextChanged",
                                                                           "streamTailSet")]
@@ -400,8 +404,8 @@ async def test_200_mb_printed_keeps_the_log_and_the_daemon_small(big: DaemonProc
 JSON_CODE = """
 import hashlib, json
 from IPython.display import JSON, display
-value = {"rows": [{"i": i, "name": f"row {i}", "tags": ["é", "ü"], "values": list(range(i % 7, i % 7 + 12))}
-                  for i in range(1_000_000)]}
+value = {"rows": [{"i": i, "name": f"row {i}", "tags": ["é", "ü"], "note": "ünïcödé " * 84 + str(i)}
+                  for i in range(100_000)]}
 raw = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 print(hashlib.sha256(raw).hexdigest(), len(raw))
 display(JSON(value))

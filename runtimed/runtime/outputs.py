@@ -47,6 +47,7 @@ from typing import Any
 
 import orjson
 
+from runtimed.runtime.memory import release_memory_soon
 from runtimed.runtime.terminal import StreamTerminal
 from runtimed.schema.artifact_refs import offload, threshold_setting
 from runtimed.schema.events import make_event
@@ -66,6 +67,10 @@ TAIL_CHARS = 8192
 TAIL_INTERVAL = 0.5
 """Seconds between a spilled stream's tail events at first; grows to ``MAX_TAIL_INTERVAL`` over its run."""
 MAX_TAIL_INTERVAL = 10.0
+TRIM_EVERY = 32 * 1024 * 1024
+"""Spooled bytes between two allocator trims while a stream spills (``runtime/memory.py``)."""
+SPOOL_CHARS = 1024 * 1024
+"""Final text a spilled stream holds at most before it moves it to the spool (without waiting for a tail event)."""
 STREAM_TEXT_TYPE = "text/plain; charset=utf-8"
 
 
@@ -227,6 +232,10 @@ class OutputWriter:
             stream = self._stream = _Stream(name)
         stream.terminal.feed(text)
         self.stream_chars += len(text)
+        terminal = stream.terminal
+        if stream.spill is not None and terminal.final_length - terminal.released > SPOOL_CHARS:
+            terminal.take_change()  # a spilled stream's tail is read whole (held_text), not from the change
+            self._spool(terminal, stream.spill, end=False)  # between tail events: memory holds a bounded amount
         if not stream.announced:
             self.flush()  # the first chunk goes out at once: output appears without delay
         elif self._timer is None and stream.spill is not None:
@@ -246,13 +255,14 @@ class OutputWriter:
         stream = self._stream
         if stream is None:
             return
+        if stream.spill is not None:
+            stream.terminal.take_change()
+            self._update_spill(stream, stream.spill, end=False)  # sends only if the tail moved
+            return
         change = stream.terminal.take_change()
         if change is None:
             return
         offset, tail = change
-        if stream.spill is not None:
-            self._update_spill(stream, stream.spill, end=False)
-            return
         if self.stage is not None and stream.terminal.final_length > self.stream_cap:
             self._start_spill(stream, offset, tail)
             return
@@ -333,19 +343,30 @@ class OutputWriter:
                              output_type="stream", name=stream.name, text=""))
         self._update_spill(stream, spill, end=False)
 
+    def _spool(self, terminal: StreamTerminal, spill: _Spill, *, end: bool) -> str:
+        """Move the text that left the tail into the spool (only final text, unless the stream ended); the tail."""
+        held = terminal.held_text()
+        limit = len(held) if end else terminal.final_length - terminal.released
+        cut = min(limit, len(held) - TAIL_CHARS)
+        if cut <= 0:
+            return held
+        newline = held.rfind("\n", max(0, cut - TAIL_CHARS), cut)
+        if newline >= 0:
+            cut = newline + 1  # the tail starts at a line start
+        before = spill.bytes
+        tail = held[cut:]
+        if end:
+            spill.write(held[:cut])
+        else:
+            del held  # the released text is that very piece: one copy less of a large message
+            spill.write(terminal.release(terminal.released + cut))
+        if before // TRIM_EVERY != spill.bytes // TRIM_EVERY:
+            release_memory_soon()  # the kernel's messages went through the allocator: give their pages back
+        return tail
+
     def _update_spill(self, stream: _Stream, spill: _Spill, *, end: bool) -> None:
         """Spool the text that left the tail; send the tail (and, at the end, the artifact of the spool)."""
-        terminal = stream.terminal
-        held = terminal.held_text()
-        limit = len(held) if end else terminal.final_length - terminal.released  # only final text may be spooled
-        cut = min(limit, len(held) - TAIL_CHARS)
-        if cut > 0:
-            newline = held.rfind("\n", max(0, cut - TAIL_CHARS), cut)
-            if newline >= 0:
-                cut = newline + 1  # the tail starts at a line start
-            spill.write(held[:cut] if end else terminal.release(terminal.released + cut))
-        tail = held[max(0, cut) :]
-        del held
+        tail = self._spool(stream.terminal, spill, end=end)
         shown, hidden = tail, 0
         if len(tail) > 4 * TAIL_CHARS and not end:  # a huge live line: show its end until it is final
             shown, hidden = tail[-TAIL_CHARS:], len(tail) - TAIL_CHARS
