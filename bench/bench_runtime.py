@@ -142,7 +142,7 @@ def stream_stats(s: AsyncSession, cell_id: str) -> tuple[int, int]:
     conn = s.client.replica.conn
     ids = {r[0] for r in conn.execute("SELECT id FROM outputs WHERE cell_id = ? AND output_type = 'stream'", (cell_id,))}
     count = size = 0
-    for args in conn.execute("SELECT args FROM events WHERE name IN ('outputAdded', 'streamTextChanged')"):
+    for args in conn.execute("SELECT args FROM events WHERE name IN ('outputAdded', 'streamTextChanged', 'streamTailSet')"):
         parsed = json.loads(args[0])
         if parsed.get("outputId") in ids:
             count += 1

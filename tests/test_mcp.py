@@ -33,6 +33,7 @@ TOOL_NAMES = {
     "list_notebooks", "create_notebook", "open_notebook", "get_notebook", "get_cell", "create_cell", "set_cell",
     "replace_match", "replace_regex", "delete_cell", "move_cell", "execute_cell", "run_all_cells", "get_results",
     "interrupt_kernel", "restart_kernel", "export_notebook", "get_history", "notebook_at", "search_notebooks",
+    "read_artifact",
 }
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 

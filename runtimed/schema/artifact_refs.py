@@ -89,10 +89,10 @@ def offload(data: dict[str, Any], threshold: int) -> tuple[dict[str, Any], list[
     out: dict[str, Any] = {}
     blobs: list[tuple[str, bytes, str]] = []
     for mime, value in data.items():
-        if is_ref(value) or _cheap_size(value) <= threshold:
+        if is_ref(value) or (_is_text(value) and _text_size(value) <= threshold):
             out[mime] = value
             continue
-        raw, encoding, content_type = to_bytes(mime, value)
+        raw, encoding, content_type = to_bytes(mime, value)  # a JSON value is measured by encoding it once
         if len(raw) <= threshold:
             out[mime] = value
             continue
@@ -109,13 +109,13 @@ def offload(data: dict[str, Any], threshold: int) -> tuple[dict[str, Any], list[
     return out, blobs
 
 
-def _cheap_size(value: Any) -> int:
-    """A lower bound of a value's size that costs nothing for strings; JSON values are measured."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return sum(len(v) for v in value)
-    return len(json.dumps(value, separators=(",", ":")))
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+def _text_size(value: str | list[str]) -> int:
+    """A lower bound of a text's size in bytes that costs nothing (its characters)."""
+    return len(value) if isinstance(value, str) else sum(len(v) for v in value)
 
 
 def refs_in(data: Any) -> Iterator[dict[str, Any]]:
