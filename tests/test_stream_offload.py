@@ -306,6 +306,31 @@ async def test_mcp_returns_head_and_tail_and_reads_the_rest(small: DaemonProcess
         assert denied.is_error
 
 
+@pytest.mark.anyio
+@pytest.mark.timeout(300)
+async def test_the_page_shows_head_omitted_note_and_live_tail(small: DaemonProcess) -> None:
+    from test_web import RUN_TIMEOUT, Api, cell, chromium, open_notebook
+
+    api = Api(small)
+    nb = api.create("Spilled", [("code", SPILL_CODE)])
+    async with chromium() as browser:
+        page = await open_notebook(browser, small, nb)
+        await page.locator("[data-testid=run-all]").click()
+        link = cell(page, "cell-0").locator("[data-testid=output-omitted] a")
+        await link.wait_for(timeout=RUN_TIMEOUT)
+        streams = cell(page, "cell-0").locator("[data-testid=output-stream]")
+        assert await streams.count() == 2
+        head, tail = await streams.nth(0).inner_text(), await streams.nth(1).inner_text()
+        assert head.startswith(numbered(0, 3)) and tail.endswith("done")  # colours rendered, not shown as codes
+        note = await cell(page, "cell-0").locator("[data-testid=output-omitted]").inner_text()
+        href = await link.get_attribute("href")
+        assert href and href.startswith("/api/artifacts/") and "bytes omitted" in note
+        middle = await page.evaluate("(href) => fetch(href).then((r) => r.text())", href)  # the page's cookie
+        assert head + middle + tail == SPILL_TEXT.replace("\x1b[32m", "").replace("\x1b[0m", "")
+        assert f"{len(middle.encode()):,} bytes omitted" in note
+        assert not page.errors, page.errors
+
+
 # -- the default cap: 200 MB printed, 100 MB of JSON ---------------------------------------------------------
 
 
