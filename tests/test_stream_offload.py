@@ -306,6 +306,23 @@ async def test_mcp_returns_head_and_tail_and_reads_the_rest(small: DaemonProcess
         assert denied.is_error
 
 
+@pytest.mark.timeout(300)
+def test_runt_run_writes_the_whole_stream_and_logs_its_tail(small: DaemonProcess, tmp_path: Any) -> None:
+    import nbformat
+
+    src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SPILL_CODE)]), str(src))
+    proc = subprocess.run([sys.executable, "-m", "runtimed.cli.main", "run", str(src), str(out), "--log-output",
+                           "--stdout-file", str(tmp_path / "o.txt")],
+                          env=runt_env(small), capture_output=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "o.txt").read_text() == SPILL_TEXT
+    (code,) = [c for c in nbformat.read(str(out), 4).cells if c.cell_type == "code"]
+    assert "".join(o["text"] for o in code.outputs if o["output_type"] == "stream") == SPILL_TEXT
+    log = proc.stdout.decode()  # live: the head, a note for what left the log before it was logged, the tail
+    assert log.startswith(numbered(0, 3)) and "characters not logged live" in log and log.endswith(SPILL_TEXT[-500:])
+
+
 @pytest.mark.anyio
 @pytest.mark.timeout(300)
 async def test_the_page_shows_head_omitted_note_and_live_tail(small: DaemonProcess) -> None:
