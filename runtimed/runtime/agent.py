@@ -27,7 +27,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +100,9 @@ class EventPipe:
     def emit(self, event: dict[str, Any]) -> None:
         self._put(event, None)
 
-    def stage(self, event: dict[str, Any], artifacts: list[Blob]) -> None:
+    def stage(self, event: dict[str, Any], artifacts: Sequence[Blob]) -> None:
         """Emit an event that references artifacts: they are stored first, in order with everything else."""
-        self._artifacts[event["id"]] = artifacts
+        self._artifacts[event["id"]] = list(artifacts)
         self._put(event, None)
 
     def submit(self, events: list[dict[str, Any]]) -> asyncio.Future:

@@ -41,7 +41,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ from runtimed.schema.limits import Limits
 Emit = Callable[[dict[str, Any]], None]
 Blob = tuple[str, bytes | Path, str]
 """An artifact to store: sha256, its bytes (or a spool file holding them, removed once stored), content type."""
-Stage = Callable[[dict[str, Any], list[Blob]], None]
+Stage = Callable[[dict[str, Any], Sequence[Blob]], None]
 """Takes an event and the artifacts it references; emits it once they are stored."""
 
 DEFAULT_STREAM_CAP = 1024 * 1024
