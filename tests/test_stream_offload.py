@@ -420,9 +420,10 @@ async def test_200_mb_printed_keeps_the_log_and_the_daemon_small(big: DaemonProc
         assert isinstance(tail, SpilledStream) and tail.artifact is not None
         head_text, tail_text, ref = head.text or "", tail.tail, tail.artifact
     expected_sha, expected_size = printed_hash()
-    # What stays is a few of the kernel's messages in flight (each some MB), whatever the stream's length
-    # (400 MB print: the same); before the offload the daemon grew by 500 MB here.
-    assert peak - idle < 150, f"daemon RSS went from {idle:.0f} MB to {peak:.0f} MB while 200 MB were printed"
+    # What the daemon holds is the kernel's IOPub messages in flight (each some MB: 0.2 s of output) and their
+    # copies, whatever the stream's length: measured +73 to +173 MB here depending on the machine's load (a
+    # 400 MB print: the same); with the whole text kept (before the offload) it grew by 510 MB.
+    assert peak - idle < 200, f"daemon RSS went from {idle:.0f} MB to {peak:.0f} MB while 200 MB were printed"
 
     events = [e for e in events_of(big, "print-200mb") if e["name"] in ("outputAdded", "streamTextChanged",
                                                                           "streamTailSet")]
