@@ -591,7 +591,7 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
         progress.close()
         if live_log is not None:
             live_log()
-    nb = _finish(client, prepared, everything, start_time, opts, http)
+    nb = _finish(client, prepared, everything, start_time, opts, http, await _fetch_artifacts(client, http))
     phases.mark("export")
     result = _outcome(nb, requests, _items(client, queue_ids), session, time.monotonic() - started, opts)
     result.requests = everything
@@ -641,8 +641,28 @@ def _outcome(nb: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]
     return RunResult(nb, "success", session.notebook_id, session.url, duration, message="completed")
 
 
+async def _fetch_artifacts(client: Any, http: DaemonHTTP | None) -> Callable[[str], bytes] | None:
+    """The artifacts the output notebook references, fetched in worker threads before the export: a run may
+    execute inside the daemon it fetches from (a run job), where a blocking request on the event loop would
+    wait for itself."""
+    from runtimed.formats import notebook_from_projection
+
+    if http is None:
+        return None
+    wanted: set[str] = set()
+
+    def note(sha: str) -> bytes:
+        wanted.add(sha)
+        return b""
+
+    client.replica.view(notebook_from_projection, resolve_artifact=note)
+    fetched = {sha: (await asyncio.to_thread(http.request, "GET", f"/api/artifacts/{sha}")).content for sha in wanted}
+    return fetched.__getitem__
+
+
 def _finish(client: Any, prepared: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]],
-            start_time: datetime, opts: RunOptions, http: DaemonHTTP | None = None) -> nbformat.NotebookNode:
+            start_time: datetime, opts: RunOptions, http: DaemonHTTP | None = None,
+            resolve: Callable[[str], bytes] | None = None) -> nbformat.NotebookNode:
     """Export the projection and add papermill's notebook and per-cell metadata.
 
     As papermill records it: cells passed before the run stopped are ``completed`` (a cell
@@ -651,8 +671,7 @@ def _finish(client: Any, prepared: nbformat.NotebookNode, requests: list[tuple[s
     """
     from runtimed.formats import notebook_from_projection
 
-    resolve = None
-    if http is not None:
+    if resolve is None and http is not None:
         def resolve(sha: str) -> bytes:
             return http.request("GET", f"/api/artifacts/{sha}").content
     nb = client.replica.view(notebook_from_projection, resolve_artifact=resolve)
