@@ -26,7 +26,7 @@ from runtimed import __version__
 from runtimed.automation import deps
 from runtimed.automation.parameters import ERROR_MARKER_TAG, parameterize_path, prepare_notebook
 from runtimed.client.discovery import DaemonEndpoint, ensure_daemon
-from runtimed.client.http import DaemonHTTP
+from runtimed.client.http import DaemonHTTP, prefetch_artifacts
 from runtimed.client.session import _LoopThread
 from runtimed.client.sync import SyncClient
 from runtimed.errors import ExitCode, RuntimedError
@@ -642,22 +642,10 @@ def _outcome(nb: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]
 
 
 async def _fetch_artifacts(client: Any, http: DaemonHTTP | None) -> Callable[[str], bytes] | None:
-    """The artifacts the output notebook references, fetched in worker threads before the export: a run may
-    execute inside the daemon it fetches from (a run job), where a blocking request on the event loop would
-    wait for itself."""
-    from runtimed.formats import notebook_from_projection
-
+    """The output's artifacts, fetched off the event loop before the export (a run job runs in the daemon)."""
     if http is None:
         return None
-    wanted: set[str] = set()
-
-    def note(sha: str) -> bytes:
-        wanted.add(sha)
-        return b""
-
-    client.replica.view(notebook_from_projection, resolve_artifact=note)
-    fetched = {sha: (await asyncio.to_thread(http.request, "GET", f"/api/artifacts/{sha}")).content for sha in wanted}
-    return fetched.__getitem__
+    return await prefetch_artifacts(client.replica, lambda sha: http.request("GET", f"/api/artifacts/{sha}").content)
 
 
 def _finish(client: Any, prepared: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]],
