@@ -188,10 +188,14 @@ async def test_a_pool_kernel_runs_in_the_notebooks_environment(daemon: DaemonPro
         await _wait(lambda: rest.get("/api/status")["pool"].get(f"python3@{key}", {}).get("ready") == 1)
         before = rest.get("/api/status")["pool"][f"python3@{key}"]
         await s.shutdown_kernel()
-        result = await s.run("import os, sys, toolz; print(os.getpid(), sys.prefix)", timeout_secs=120)
+        result = await s.run("import os, sys; print(os.getpid(), sys.prefix, 'tabulate' in sys.modules, "
+                             "'_runtimed_preimport' in dir())", timeout_secs=120)
         assert result.success, result.error
-        assert result.stdout.split()[1] == str(daemon.home.path / "envs" / key)
+        pid, prefix, preimported, leftover = result.stdout.split()
+        assert prefix == str(daemon.home.path / "envs" / key)
         assert before["ready"] == 1
+        # the warm kernel came from the environment's pool, which imported its packages ahead of time
+        assert (preimported, leftover) == ("True", "False")
 
 
 async def test_imported_dependencies_wait_for_a_persons_approval_bound_to_the_exact_list(

@@ -75,6 +75,8 @@ class Environment:
 
     key: str
     path: Path
+    packages: tuple[str, ...] = ()
+    """The distribution names of the notebook's dependencies (pooled kernels import them ahead of time)."""
 
     @property
     def python(self) -> str:
@@ -102,7 +104,7 @@ class EnvironmentStore:
 
     def get(self, request: EnvRequest) -> Environment | None:
         """The environment of the request if it is built, else None."""
-        env = Environment(request.key, self.root / request.key)
+        env = Environment(request.key, self.root / request.key, request.names)
         return env if (env.path / META).is_file() else None
 
     async def ensure(self, request: EnvRequest, progress: Progress | None = None) -> Environment:
@@ -134,7 +136,7 @@ class EnvironmentStore:
             return base
 
     async def _build(self, request: EnvRequest, base: Environment, say: Progress, started: float) -> Environment:
-        env = Environment(request.key, self.root / request.key)
+        env = Environment(request.key, self.root / request.key, request.names)
         n = len(request.dependencies)
         await say(f"installing {n} package{'s' if n != 1 else ''}… ({', '.join(request.dependencies)})")
         await self._create(env, request, list(request.dependencies), say, started, pth=base)

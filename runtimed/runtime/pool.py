@@ -248,6 +248,9 @@ class KernelPool:
             return
         try:
             await self._preimport(session)
+            found = self._environments.get(name)
+            if found is not None:
+                await self._preimport_packages(session, found[1].packages)
         except BaseException:
             await session.shutdown(now=True)
             raise
@@ -275,6 +278,29 @@ class KernelPool:
         reply = await session.execute(code, collect, silent=True)
         if reply.status != "ok":
             log.warning("Preimport failed in a pooled %s kernel: %s", session.kernel_name, "; ".join(errors))
+
+    async def _preimport_packages(self, session: KernelSession, packages: tuple[str, ...]) -> None:
+        """Import an environment's packages in its pooled kernel (silently, names cleaned up): a first cell
+        importing them then finds them loaded, as with ``preimport``. A package that fails is skipped."""
+        if not packages or session.language != "python":
+            return
+        code = (
+            "def _runtimed_preimport(names):\n"
+            "    import importlib, importlib.metadata as md\n"
+            "    for name in names:\n"
+            "        try:\n"
+            "            top = (md.distribution(name).read_text('top_level.txt') or '').split()\n"
+            "        except Exception:\n"
+            "            top = []\n"
+            "        for module in top or [name.replace('-', '_')]:\n"
+            "            try:\n"
+            "                importlib.import_module(module)\n"
+            "            except Exception:\n"
+            "                pass\n"
+            f"_runtimed_preimport({list(packages)!r})\n"
+            "del _runtimed_preimport\n"
+        )
+        await session.execute(code, lambda _kind, _content: None, silent=True)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -112,6 +112,11 @@ class EnvRequest:
                            "kernel": KERNEL_PACKAGE, "layout": 2}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The requirements' distribution names."""
+        return tuple(Requirement(d).name for d in self.dependencies)
+
     def describe(self) -> dict[str, Any]:
         return {"dependencies": list(self.dependencies), "requires_python": self.requires_python,
                 "index_url": self.index_url, "source": self.source, "hash": self.key}
