@@ -327,3 +327,19 @@ def test_a_submitted_approve_must_be_a_list_of_tool_names(daemon: DaemonProcess,
         http.post("/api/runs", json={"options": {"input_path": str(src), "approve": "install_package"}})
     assert bad.value.code == "invalid_request" and "list of agent tool names" in bad.value.message
     assert len(http.get("/api/runs", params={"limit": 10_000})["runs"]) == before  # nothing was started
+
+
+def test_resume_of_a_run_with_an_output_stored_as_an_artifact(daemon: DaemonProcess, http: DaemonHTTP,
+                                                              tmp_path: Path) -> None:
+    big = "from IPython.display import HTML, display\ndisplay(HTML('<p>' + 'big ' * 40_000 + '</p>'))"
+    src = write(make_notebook(("code", big), ("code", "raise ValueError('broken')"), ("code", "print('last')")),
+                tmp_path / "big.ipynb")
+    out = tmp_path / "out.ipynb"
+    proc = runt(daemon, "run", str(src), str(out))
+    assert proc.returncode == 1 and "runt runs resume" in proc.stderr, proc.stderr
+    run = http.get("/api/runs")["runs"][0]
+    resumed = runt(daemon, "runs", "resume", run["id"], "--set-source", "print('fixed')")
+    assert resumed.returncode == 0, resumed.stderr
+    cells = nbformat.read(str(out), 4).cells
+    assert "".join(cells[0].outputs[0].data["text/html"]) == "<p>" + "big " * 40_000 + "</p>"
+    assert outputs_text(out)[1:] == ["fixed\n", "last\n"]

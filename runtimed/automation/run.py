@@ -407,7 +407,8 @@ async def resume_async(opts: RunOptions, notebook_id: str, previous: list[tuple[
             cells = cells[ids.index(from_cell):] if from_cell in ids else []
         from runtimed.formats import notebook_from_projection
 
-        prepared = client.replica.view(notebook_from_projection)
+        resolve = await _fetch_artifacts(client, http)  # earlier outputs may be artifacts
+        prepared = client.replica.view(notebook_from_projection, resolve_artifact=resolve)
         result = await _run_session(session, prepared, _requests_for(cells), opts, started, http, phases, target,
                                     previous=previous if from_cell is not None else [])
     finally:
