@@ -195,3 +195,24 @@ async def test_text_contrast_and_dark_theme(daemon, scheme: str) -> None:
             const l = 0.2126 * f(m[0]) + 0.7152 * f(m[1]) + 0.0722 * f(m[2]); out.push(1.05 / (l + 0.05)) } return Math.min(...out) }""")
         assert ratios >= 4.5, ratios
         assert not page.errors, page.errors
+
+
+PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+async def test_accessible_names_of_cells_editors_and_images(daemon) -> None:
+    import uuid
+
+    api = Api(daemon)
+    nb = api.create("A11y", [("code", "plot()")])
+    api.push(nb, [{"id": str(uuid.uuid4()), "name": "outputAdded", "v": 1, "args": {
+        "outputId": "o-img", "cellId": "cell-0", "outputType": "display_data",
+        "data": {"image/png": PNG_1PX, "text/plain": "<Figure size 640x480 with 1 Axes>"}}}])
+    async with chromium() as browser:
+        page = await open_notebook(browser, daemon, nb)
+        assert await page.locator("[data-testid=cells]").get_attribute("role") == "list"
+        img = cell(page, "cell-0").locator("[data-testid=output] img")
+        await expect(img).to_have_attribute("alt", "<Figure size 640x480 with 1 Axes>")
+        content = await editor(page, "cell-0")
+        assert await content.get_attribute("aria-label") == "Cell 1 (code)"
+        assert not page.errors, page.errors

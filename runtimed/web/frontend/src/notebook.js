@@ -164,7 +164,7 @@ class NotebookPage {
     )
     this.historyBar = el('div.history-bar', null, el('span.muted', { text: 'History' }), this.slider, this.historyLabel, this.liveButton)
     this.historyBanner = el('div.history-banner', { testid: 'history-banner', hidden: true })
-    this.cellsBox = el('div.cells', { testid: 'cells' })
+    this.cellsBox = el('div.cells', { testid: 'cells', role: 'list', 'aria-label': 'Cells' })
     this.historyBox = el('div.cells.history-view', { testid: 'history-view', hidden: true })
     this.addEnd = el('div.add-end', null,
       el('button.ghost', { type: 'button', testid: 'add-cell-end', text: '+ Code', on: { click: () => this.addCell(null, 'end', 'code') } }),

@@ -191,6 +191,9 @@ export function renderOutput(o) {
     const value = data[mime]
     if (isArtifact(value)) renderArtifact(mime, value, o.metadata, node)
     else renderMime(mime, value, o.metadata, node)
+    // An image's alt text: the bundle's text/plain (e.g. "<Figure size 640x480 with 1 Axes>"), as a screen reader would want.
+    const plain = data['text/plain']
+    if (plain != null && !isArtifact(plain)) for (const img of node.querySelectorAll('img')) img.alt = joinText(plain)
   }
   return node
 }
