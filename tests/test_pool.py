@@ -149,3 +149,15 @@ async def test_optional_preimports_load_what_is_installed_and_skip_the_rest(tmp_
             await kernel.shutdown(now=True)
     finally:
         await pool.shutdown()
+
+
+def test_a_bad_preimport_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RUNTIMED_HOME": str(tmp_path), "RUNTIMED_PREIMPORT": "numpy;os"}
+    done = subprocess.run([sys.executable, "-m", "runtimed.server.main", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "not a module name: 'numpy;os'" in done.stderr and "--preimport numpy,pandas?" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -31,6 +31,11 @@ _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\??$")
 """A module to preimport; a trailing ``?`` makes it optional (imported only if installed in the kernel)."""
 
 
+def is_module_name(name: str) -> bool:
+    """Whether ``name`` can be preimported: a dotted module name, optionally ending in ``?``."""
+    return bool(_MODULE.match(name))
+
+
 class KernelPool:
     """Keeps ``size`` ready kernels for each of ``kernel_names``."""
 
@@ -49,7 +54,7 @@ class KernelPool:
         self.env_size = env_size
         self.preimport = list(preimport)
         for name in self.preimport:
-            if not _MODULE.match(name):
+            if not is_module_name(name):
                 raise ValueError(f"Not a module name: {name!r}")
         self.kernel_names = tuple(kernel_names)
         self._cwd = cwd

@@ -131,7 +131,7 @@ async def serve(args: argparse.Namespace, extensions: Sequence[Extension] = ()) 
         return EXIT_PORT_IN_USE
     host, port = sock.getsockname()[:2]
     settings = Settings(home=home, host=host, port=port, pool_size=args.pool_size,
-                        preimport=preimport_setting(args.preimport),
+                        preimport=args.preimport,
                         idle_timeout=args.idle_timeout, runtime_grace=args.runtime_grace,
                         slow_consumer_timeout=args.slow_consumer_timeout, store_url=args.store)
     try:
@@ -204,7 +204,15 @@ def preimport_setting(value: str | None) -> list[str]:
         return list(DEFAULT_PREIMPORT)
     if value in ("", "none"):
         return []
-    return [m.strip() for m in value.split(",") if m.strip()]
+    from runtimed.runtime.pool import is_module_name
+
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    bad = [n for n in names if not is_module_name(n)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"not a module name: {', '.join(map(repr, bad))}; give 'auto', 'none' or a comma-separated list of "
+            "dotted module names (a trailing '?' makes one optional), e.g. --preimport numpy,pandas?")
+    return names
 
 
 def parser() -> argparse.ArgumentParser:
@@ -215,7 +223,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--home", default=None, help="home folder (default $RUNTIMED_HOME or a per-user data dir)")
     p.add_argument("--pool-size", type=int, default=int(os.environ.get("RUNTIMED_POOL_SIZE", "1")),
                    help="prewarmed kernels per kernelspec (default 1)")
-    p.add_argument("--preimport", default=os.environ.get("RUNTIMED_PREIMPORT", "auto"),
+    p.add_argument("--preimport", type=preimport_setting, default=os.environ.get("RUNTIMED_PREIMPORT", "auto"),
                    help="modules to import in pooled kernels: 'auto' (default: numpy, pandas, matplotlib and "
                         "matplotlib.pyplot, those installed in the kernel), 'none', or a comma-separated list")
     p.add_argument("--idle-timeout", type=float, default=float(os.environ.get("RUNTIMED_IDLE_TIMEOUT", "1800")),
