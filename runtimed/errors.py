@@ -73,6 +73,8 @@ class ErrorCode(enum.Enum):
     ALREADY_EXISTS = ("already_exists", 409, _R, "pick another name, or remove the old one first")
     PORT_IN_USE = ("port_in_use", 409, ExitCode.START_FAILED, "pass --port N, or --port auto")
     CONNECTION_LOST = ("connection_lost", 503, _F, "check that the daemon runs (`runt daemon status`)")
+    DAEMON_TIMEOUT = ("daemon_timeout", 504, _T,
+                      "the daemon is overloaded or stuck: retry, and see `runt daemon status` and `runt daemon logs`")
     NOT_CONNECTED = ("not_connected", 409, _F, "call connect() first, or use the session as a context manager")
     # -- notebooks and the log ---------------------------------------------------------------
     NOTEBOOK_NOT_FOUND = ("notebook_not_found", 404, _N, "list notebooks with `runt notebooks`")
@@ -286,6 +288,12 @@ class AuthError(RuntimedError):
 
 class ConnectionLostError(RuntimedError):
     code = "connection_lost"
+
+
+class DaemonTimeoutError(ConnectionLostError):
+    """The daemon took longer than the request's bound to answer (it may still act on the request)."""
+
+    code = "daemon_timeout"
 
 
 class ExecutionTimeoutError(RuntimedError):

@@ -34,7 +34,7 @@ class RunClient:
                                       verify=not endpoint.url.startswith("http://"))
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        from runtimed.client.http import raise_for_error
+        from runtimed.client.http import daemon_timeout, raise_for_error
         from runtimed.errors import DaemonNotRunningError
 
         try:
@@ -42,6 +42,8 @@ class RunClient:
         except httpx.ConnectError:
             raise DaemonNotRunningError(f"cannot reach the daemon at {self.endpoint.url}; "
                                         "start it with `runt daemon start`") from None
+        except httpx.TimeoutException:
+            raise daemon_timeout(self.endpoint.url, method, path, kwargs.get("timeout", POLL_S + 30)) from None
         raise_for_error(response)
         return response.json()
 

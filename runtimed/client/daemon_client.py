@@ -61,8 +61,6 @@ class DaemonClient:
         http = DaemonHTTP(self._endpoint(), timeout=self.timeout)
         try:
             return http.get(path) if method == "GET" else http.post(path)
-        except httpx.TimeoutException:
-            raise ConnectionLostError(f"the daemon did not answer {method} {path} within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise ConnectionLostError(f"{method} {path} failed: {exc}") from None
         finally:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from runtimed.client.discovery import DaemonEndpoint, failover
-from runtimed.errors import DaemonNotRunningError, from_dict
+from runtimed.errors import DaemonNotRunningError, DaemonTimeoutError, from_dict
 
 if TYPE_CHECKING:
     from runtimed.schema.replica import Replica
@@ -30,6 +30,13 @@ def raise_for_error(response: httpx.Response) -> None:
     except (ValueError, KeyError, TypeError):
         error = {"code": "http_error", "message": f"{response.status_code} {response.text[:200]}"}
     raise from_dict(error, response.status_code)
+
+
+def daemon_timeout(url: str, method: str, path: str, timeout: float | None) -> DaemonTimeoutError:
+    """The error for a request the daemon took too long to answer (it may still act on it: not retried)."""
+    within = f" within {timeout:g} s" if isinstance(timeout, int | float) else ""
+    return DaemonTimeoutError(f"the daemon at {url} did not answer {method} {path}{within}; it is overloaded or "
+                              "stuck: retry, and see `runt daemon status` and `runt daemon logs`")
 
 
 class DaemonHTTP:
@@ -68,6 +75,8 @@ class DaemonHTTP:
                 where = f"any of the daemons {', '.join(self.endpoint.urls)}" if self.endpoint.alternates else \
                     f"the daemon at {self.endpoint.url}"
                 raise DaemonNotRunningError(f"cannot reach {where}; start it with `runt daemon start`") from None
+            except httpx.TimeoutException:
+                raise daemon_timeout(self.endpoint.url, method, path, kwargs.get("timeout", self.timeout)) from None
         raise_for_error(response)
         return response
 

@@ -335,8 +335,6 @@ class AsyncSession(AsyncAiSettings):
             self._http = DaemonHTTP(self._endpoint, timeout=CONNECT_TIMEOUT)
         try:
             return await asyncio.to_thread(getattr(self._http, method), path, **kwargs)
-        except httpx.TimeoutException:
-            raise ConnectionLostError(f"the daemon did not answer {method.upper()} {path} in time") from None
         except httpx.HTTPError as exc:
             raise ConnectionLostError(f"{method.upper()} {path} failed: {exc}") from None
 
