@@ -173,6 +173,8 @@ class ErrorCode(enum.Enum):
     ENVIRONMENT_TIMEOUT = ("environment_timeout", 504, _T, "raise RUNTIMED_ENV_TIMEOUT or trim the dependencies")
     # -- formats, automation, artifacts ------------------------------------------------------
     INVALID_PARAMETERS = ("invalid_parameters", 400, _U, "")
+    INVALID_CELL_POLICY = ("invalid_cell_policy", 400, _U, "see 'Retries, timeouts and conditions' in docs/cli.md")
+    INVALID_EXPECTATIONS = ("invalid_expectations", 400, _U, "see 'Expectations' in docs/cli.md")
     ARTIFACT_NOT_FOUND = ("artifact_not_found", 404, _N, "")
     ARTIFACT_UNRESOLVED = ("artifact_unresolved", 409, _F, "")
     INVALID_ARTIFACT = ("invalid_artifact", 400, _U, "an artifact id is the sha256 of its bytes, 64 lowercase hex digits")

@@ -205,8 +205,8 @@ def inspect_parameters(nb: nbformat.NotebookNode) -> list[Parameter]:
     source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
     try:
         tree = ast.parse(source)
-    except SyntaxError as exc:
-        raise ParameterError(f"the parameters cell is not valid Python (line {exc.lineno}: {exc.msg})") from None
+    except SyntaxError:  # papermill reads such a cell line by line, and so do we
+        return _inspect_lines(nb.cells[index].source)
     lines = source.splitlines()
     out = []
     for node in tree.body:
@@ -233,6 +233,41 @@ def inspect_parameters(nb: nbformat.NotebookNode) -> list[Parameter]:
     return out
 
 
+_ASSIGNMENT = re.compile(
+    r"^(?P<target>\w[\w_]*)\s*(:\s*[\"']?(?P<annotation>\w[\w_\[\],\s]*)[\"']?\s*)?=\s*(?P<value>.*?)"
+    r"(\s*#\s*(type:\s*(?P<type_comment>[^\s]*)\s*)?(?P<help>.*))?$")
+
+
+def _inspect_lines(source: str) -> list[Parameter]:
+    """papermill's inspection of a parameters cell that is not valid Python: one assignment per line
+    (continuation lines joined to the assignment above), types only from annotations or type comments."""
+    groups: list[list[str]] = []
+    for line in source.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if "=" in line:
+            if line.count("=") > 1:
+                log.warning("Unable to parse line %r.", line)
+                groups.append([])  # its continuation lines belong to no parameter
+                continue
+            groups.append([line])
+        elif groups:
+            groups[-1].append(line)
+    out = []
+    for group in groups:
+        if not group:
+            continue
+        flat = "".join(part.split("#", 1)[0].strip() for part in group[:-1]) + group[-1].strip()
+        match = _ASSIGNMENT.match(flat)
+        if match is None:
+            continue
+        type_name = match.group("annotation") or match.group("type_comment") or "None"
+        out.append(Parameter(match.group("target").strip(), type_name.strip(), (match.group("value") or "").strip(),
+                             (match.group("help") or "").strip()))
+    return out
+
+
 # -- preparing a notebook for a run -----------------------------------------------------------------
 
 
@@ -248,11 +283,13 @@ def ensure_papermill_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNod
     return nb
 
 
-def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *, report_mode: bool = False
-                      ) -> nbformat.NotebookNode:
-    """Add the ``injected-parameters`` cell after the ``parameters`` cell (or replace an earlier one)."""
+def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *, report_mode: bool = False,
+                      language: str | None = None) -> nbformat.NotebookNode:
+    """Add the ``injected-parameters`` cell after the ``parameters`` cell (or replace an earlier one).
+
+    ``language`` (papermill's ``-l``) overrides the notebook's."""
     nb = ensure_papermill_metadata(copy.deepcopy(nb))
-    language = (nb.metadata.get("kernelspec", {}).get("language")
+    language = (language or nb.metadata.get("kernelspec", {}).get("language")
                 or nb.metadata.get("language_info", {}).get("name") or "python")
     if language.lower() != "python":
         raise ParameterError(f"parameters can only be injected into Python notebooks; this one is {language}")
@@ -281,13 +318,14 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], 
 
 
 def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *, input_path: str | None,
-                     output_path: str | None, report_mode: bool = False, kernel_name: str | None = None
-                     ) -> nbformat.NotebookNode:
+                     output_path: str | None, report_mode: bool = False, kernel_name: str | None = None,
+                     language: str | None = None) -> nbformat.NotebookNode:
     """Everything papermill does before executing: parameters, report mode, paths, no old error markers."""
     nb = copy.deepcopy(nb)
     if kernel_name:
-        from runtimed.runtime.kernel import list_kernelspecs
+        from runtimed.runtime.kernel import canonical_kernel_name, list_kernelspecs
 
+        kernel_name = canonical_kernel_name(kernel_name)
         specs = list_kernelspecs()
         if kernel_name not in specs:
             raise RuntimedError(f"no kernel named {kernel_name!r}; available kernels: {', '.join(sorted(specs))}",
@@ -295,7 +333,8 @@ def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *
         nb.metadata["kernelspec"] = nbformat.from_dict({
             "name": kernel_name, "display_name": specs[kernel_name]["display_name"],
             "language": specs[kernel_name]["language"]})
-    nb = inject_parameters(nb, parameters, report_mode=report_mode) if parameters else ensure_papermill_metadata(nb)
+    nb = inject_parameters(nb, parameters, report_mode=report_mode, language=language) if parameters \
+        else ensure_papermill_metadata(nb)
     if report_mode:
         for cell in nb.cells:
             if cell.cell_type == "code":

@@ -23,7 +23,8 @@ from typing import Any
 import nbformat
 
 from runtimed import __version__
-from runtimed.automation import deps
+from runtimed.automation import deps, expectations, papermill_compat, steps
+from runtimed.automation.notify import notify
 from runtimed.automation.parameters import ERROR_MARKER_TAG, parameterize_path, prepare_notebook
 from runtimed.client.discovery import DaemonEndpoint, ensure_daemon
 from runtimed.client.http import DaemonHTTP, prefetch_artifacts
@@ -39,6 +40,7 @@ STATUS_EXIT_CODES = {
     "success": ExitCode.OK, "prepared": ExitCode.OK, "error": ExitCode.FAILURE, "kernel_died": ExitCode.KERNEL_DIED,
     "timeout": ExitCode.TIMEOUT, "start_failed": ExitCode.START_FAILED, "failed": ExitCode.FAILURE,
     "cancelled": ExitCode.FAILURE,
+    "expectations_failed": ExitCode.FAILURE,
 }
 FAILURE_KINDS = {"KernelDied": "kernel_died", "ExecutionTimeout": "timeout", "KernelStartFailed": "start_failed"}
 
@@ -71,6 +73,16 @@ class RunOptions:
     notify_url: str | None = None
     approve: tuple[str, ...] = ()
     """``--approve``: agent tools (AI cells') that need no person's approval in this run; ``("all",)`` for all."""
+    notify_on: str = "always"
+    """When ``notify_url`` hears of the run: always, success or failure."""
+    retries: int = 0
+    """``--retries``: run again from the start this many times when the kernel dies or the runtime is lost."""
+    expect_file: str | None = None
+    """``--expect``: a YAML file of expectations about the cells' results (see automation/expectations.py)."""
+    language: str | None = None
+    """papermill's ``-l``: the notebook's language for parameter injection (overrides the notebook's)."""
+    request_save_on_cell_execute: bool = True
+    """papermill's ``--request-save-on-cell-execute``: save the output after each cell."""
     keep_runtime: bool = False
     no_deps: bool = False
     """Ignore the notebook's declared dependencies: run in the daemon's own environment (docs/environments.md)."""
@@ -134,6 +146,8 @@ class RunResult:
     """(queue id, {id, expects_error}) of every cell execution the run requested (resume continues them)."""
     runtime_id: str | None = None
     """The runtime left running (``--keep-runtime``, or a failed run kept for resume)."""
+    failed_expectations: list[dict[str, Any]] = field(default_factory=list)
+    """``{cell_id, index, check, message}`` of each failed expectation (automation/expectations.py)."""
 
     @property
     def exit_code(self) -> int:
@@ -149,6 +163,7 @@ class RunResult:
                 "duration_s": round(self.duration_s, 3), "failed_cell": self.failed_cell,
                 "output_path": self.output_path, "message": self.message,
                 "parameters": dict(self.notebook.metadata.get("papermill", {}).get("parameters", {})),
+                "failed_expectations": self.failed_expectations,
                 "phases": {k: round(v, 4) for k, v in self.phases.items()}}
 
 
@@ -193,8 +208,21 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
     if opts.inject_paths or opts.inject_output_path:
         injected["PAPERMILL_OUTPUT_PATH"] = output_path
     parameters = {**injected, **parameters}
-    nb = prepare_notebook(load_input(opts), parameters, input_path=input_path, output_path=output_path,
-                          report_mode=opts.report_mode, kernel_name=opts.kernel_name)
+    papermill_compat.check_language(opts.language)
+    source = load_input(opts)
+    try:
+        nb = prepare_notebook(source, parameters, input_path=input_path, output_path=output_path,
+                              report_mode=opts.report_mode, kernel_name=opts.kernel_name, language=opts.language)
+    except RuntimedError as exc:
+        if exc.code != "unknown_kernel" or opts.prepare_only:
+            raise
+        # as papermill: the output notebook is written (parameters injected) even though no kernel can run it
+        target = output_target(output_path, opts.client_cwd) if opts.write_output_file else None
+        papermill_compat.check_output_dir(target)
+        nb = prepare_notebook(source, parameters, input_path=input_path, output_path=output_path,
+                              report_mode=opts.report_mode, language=opts.language)
+        write_output(nb, target)
+        raise
     if not opts.prepare_only:  # papermill's notebook_start: no stale outputs or counts survive a run
         for cell in nb.cells:
             if cell.cell_type == "code":
@@ -209,9 +237,12 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
         nb.metadata["runtimed"] = {**nb.metadata.get("runtimed", {}), **settings}
     if opts.no_deps:
         deps.no_deps(nb)
+    steps.clear_records(nb)
+    steps.check(nb.cells)
     for cell in nb.cells:  # stable ids, so results map back to cells
         if not cell.get("id"):
             cell["id"] = uuid.uuid4().hex[:16]
+    expectations.load(nb, opts.expect_file)  # bad expectations are a usage error before the run
     return nb, output_path
 
 
@@ -265,48 +296,102 @@ def write_output(nb: nbformat.NotebookNode, output_path: str | None) -> None:
 
 
 class _LiveLog:
-    """``--log-output``: cell output streamed to this process's stdout/stderr as it arrives.
+    """``--log-output``: cell output streamed to stderr as it arrives, between papermill's banners.
 
-    When the output notebook goes to stdout (``-``) everything is logged to stderr instead.
+    As papermill's log: ``Executing notebook with kernel: NAME``, then ``Executing Cell N---`` and
+    ``Ending Cell N---`` around each cell (N counts every cell of the notebook, from 1). Output is
+    streamed as it comes instead of once per message, and tracebacks are shown too.
     """
 
-    def __init__(self, *, to_stderr: bool = False) -> None:
+    def __init__(self, client: SyncClient, kernel_name: str | None) -> None:
         self.lengths: dict[str, int] = {}
-        self.names: dict[str, str | None] = {}
-        self.to_stderr = to_stderr
+        self.client = client
+        self.kernel_name = kernel_name or (client.replica.view(views.notebook_metadata).get("kernelspec") or {}).get(
+            "name")
+        self.index = {cell["id"]: i + 1 for i, cell in enumerate(client.replica.view(views.ordered_cells))}
+        self.last = 0
+        self.cells: dict[str, int] = {}
+
+    def _cell(self, queue_id: str) -> int | None:
+        if queue_id not in self.cells:
+            item = self.client.replica.view(views.execution, queue_id)
+            if item is not None and item["cell_id"] not in self.index:  # cells arrived after we were made
+                self.index = {c["id"]: i + 1 for i, c in enumerate(self.client.replica.view(views.ordered_cells))}
+            if item is None or item["cell_id"] not in self.index:
+                return None
+            self.cells[queue_id] = self.index[item["cell_id"]]
+        return self.cells[queue_id]
+
+    def replay(self) -> None:
+        """Log what happened before this log was attached (a client that connects to a run under way)."""
+        items = sorted((i for i in self.client.replica.view(views.executions) if i["started_at"]),
+                       key=lambda i: i["started_at"] or "")
+        for item in items:
+            self._started(item["queue_id"])
+            for output in self.client.replica.view(views.execution_outputs, item["cell_id"], item["queue_id"]):
+                if output.get("output_type") == "stream":
+                    self.lengths[output["output_id"]] = len(output.get("text") or "")
+                    self._write(output.get("text") or "")
+                elif output.get("output_type") == "error":
+                    self._write("\n".join(output.get("traceback") or []) + "\n")
+                elif isinstance((output.get("data") or {}).get("text/plain"), str):
+                    self._write(output["data"]["text/plain"] + "\n")
+            if item["status"] in ("success", "error", "cancelled"):
+                self._completed(item["queue_id"])
+
+    def _started(self, queue_id: str) -> None:
+        number = self._cell(queue_id)
+        if number is None:
+            return
+        if self.last == 0:
+            kernel = self.kernel_name or (self.client.replica.view(views.notebook_metadata).get("kernelspec")
+                                          or {}).get("name")
+            self._write(f"Executing notebook with kernel: {kernel or 'python3'}\n")
+        for passed in range(self.last + 1, number):  # markdown and other cells a run passes over
+            self._write(papermill_compat.banner("start", passed) + "\n" + papermill_compat.banner("end", passed) + "\n")
+        self.last = max(self.last, number)
+        self._write(papermill_compat.banner("start", number) + "\n")
+
+    def _completed(self, queue_id: str) -> None:
+        number = self._cell(queue_id)
+        if number is not None:
+            self._write(papermill_compat.banner("end", number) + "\n")
 
     def __call__(self, envs: list[Any]) -> None:
         for env in envs:
             args = env.args
-            if env.name == "outputAdded" and args.output_type == "stream":
+            if env.name == "executionStarted":
+                self._started(args.queue_id)
+            elif env.name == "executionCompleted":
+                self._completed(args.queue_id)
+            elif env.name == "outputAdded" and args.output_type == "stream":
                 self.lengths[args.output_id] = len(args.text or "")
-                self.names[args.output_id] = args.name
-                self._write(args.name, args.text or "")
+                self._write(args.text or "")
             elif env.name == "streamTextChanged" and args.output_id in self.lengths:
                 text = args.text if args.offset >= self.lengths[args.output_id] else "\r" + args.text
-                self._write(self.names.get(args.output_id, "stdout"), text)
+                self._write(text)
                 self.lengths[args.output_id] = args.offset + len(args.text)
             elif env.name == "streamTailSet" and args.output_id in self.lengths:
                 self._tail(args)
             elif env.name == "outputAdded" and args.output_type == "error":
-                self._write("stderr", "\n".join(args.traceback or []) + "\n")
+                self._write("\n".join(args.traceback or []) + "\n")
             elif env.name == "outputAdded" and isinstance((args.data or {}).get("text/plain"), str):
-                self._write("stdout", args.data["text/plain"] + "\n")  # papermill logs text/plain results too
+                self._write(args.data["text/plain"] + "\n")  # papermill logs text/plain results too
 
     def _tail(self, args: Any) -> None:
         """A spilled stream's new tail (``streamTailSet``): what follows what was logged; text that left the log
         before it was logged is said to be skipped (the output notebook has it all)."""
-        logged, name = self.lengths[args.output_id], self.names.get(args.output_id, "stdout")
+        logged = self.lengths[args.output_id]
         if logged < args.omitted:
-            self._write(name, f"\n[… {args.omitted - logged:,} characters not logged live …]\n{args.text}")
+            self._write(f"\n[… {args.omitted - logged:,} characters not logged live …]\n{args.text}")
         else:
-            self._write(name, args.text[logged - args.omitted :])
+            self._write(args.text[logged - args.omitted :])
         self.lengths[args.output_id] = max(logged, args.omitted + len(args.text))
 
-    def _write(self, name: str | None, text: str) -> None:
-        stream = sys.stderr if name == "stderr" or self.to_stderr else sys.stdout
-        stream.write(text)
-        stream.flush()
+    @staticmethod
+    def _write(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 @dataclass
@@ -346,6 +431,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     nb, output_path = prepare(opts)
     phases.mark("prepare")
     target = output_target(output_path, opts.client_cwd) if opts.write_output_file else None
+    papermill_compat.check_output_dir(target)
     if opts.prepare_only:
         write_output(nb, target)
         return RunResult(nb, "prepared", output_path=output_path, message="prepared only (not executed)")
@@ -458,7 +544,10 @@ async def _conclude(result: RunResult, opts: RunOptions, phases: _Phases, starte
         _write_stream_files(result.notebook, opts)
     phases.mark("write")
     if opts.notify_url:
-        await asyncio.to_thread(notify, opts.notify_url, result.summary())
+        if await asyncio.to_thread(notify, opts.notify_url, result.summary(), opts.notify_on) is False:
+            from runtimed.automation.notify import redact_url
+
+            result.message += f" (--notify {redact_url(opts.notify_url)} failed: see the daemon's log)"
         phases.mark("notify")
     result.phases = dict(phases)
     result.duration_s = time.monotonic() - started
@@ -531,7 +620,8 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
     batch_id = new_id("b-")
     start_time = datetime.now(UTC)
     progress = _Progress(len(requests), enabled=opts.progress_bar)
-    live_log = client.on_events(_LiveLog(to_stderr=opts.output_path == "-")) if opts.log_output else None
+    kernel_name = (prepared.metadata.get("kernelspec") or {}).get("name")
+    live_log = client.on_events(_LiveLog(client, kernel_name)) if opts.log_output else None
     queue_ids = {q for q, _ in requests}
     everything = previous + requests
     control = opts.control
@@ -543,7 +633,8 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
         control.client = client
         control.snapshot = partial
 
-    autosave = _Autosave(lambda: write_output(partial(), target), opts.autosave_cell_every) if target else None
+    autosave = _Autosave(lambda: write_output(partial(), target), opts.autosave_cell_every) \
+        if target and opts.request_save_on_cell_execute else None
     finished = [0]
 
     def all_done() -> bool:
@@ -557,18 +648,44 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
                 autosave.cell_done()
         return done == len(queue_ids)
 
+    evaluate = steps.http_evaluator(http, session.notebook_id, opts.start_timeout)
+    checker = expectations.Checker(expectations.load(prepared, opts.expect_file), evaluate)
+    stepwise = steps.needed(requests, opts.retries, checker.plan.variable_cells())
     try:
         if control is not None and control.cancelled:  # cancelled before it started: nothing is requested
-            requests, queue_ids = [], set()
-        await client.commit([
-            make_event("executionRequested", queue_id=q, cell_id=c["id"],
-                       batch_id=None if opts.allow_errors or c["expects_error"] else batch_id)
-            for q, c in requests
-        ])
-        phases.mark("request")
-        if control is not None:
-            control.progress(0, len(queue_ids))
-        if queue_ids:
+            requests, queue_ids, stepwise = [], set(), False
+        if stepwise:  # retries, run_if or checks between cells (automation/steps.py)
+            def stepped(done: int) -> None:
+                progress.update(done)
+                if control is not None:
+                    control.progress(done, len(requests))
+
+            try:
+                outcome = await steps.run(
+                    client, requests, allow_errors=opts.allow_errors, retries=opts.retries,
+                    start_timeout=opts.start_timeout, progress=stepped, evaluate=evaluate,
+                    is_failure=lambda item, cell: _counts_as_failure(item, cell, opts),
+                    check_after=checker.plan.variable_cells(), after_cell=checker.after_cell)
+            except TimeoutError:
+                await client.commit([make_event("executionCancelRequested")])
+                nb = _finish(client, prepared, everything, start_time, opts, http)
+                return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
+                                 message=f"no runtime started within --start-timeout {opts.start_timeout:g} s",
+                                 requests=everything)
+            requests = outcome.requests(requests)
+            queue_ids = {q for q, _ in requests}
+            everything = previous + requests
+            phases.mark("execute")
+        else:
+            await client.commit([
+                make_event("executionRequested", queue_id=q, cell_id=c["id"],
+                           batch_id=None if opts.allow_errors or c["expects_error"] else batch_id)
+                for q, c in requests
+            ])
+            phases.mark("request")
+            if control is not None:
+                control.progress(0, len(queue_ids))
+        if queue_ids and not stepwise:
             try:
                 await client.wait_for(lambda: client.replica.view(views.active_session) is not None or all_done(),
                                       opts.start_timeout)
@@ -581,6 +698,12 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
                                  requests=everything)
             await client.wait_for(all_done, None)
             phases.mark("execute")
+        items = _items(client, queue_ids)
+        if checker.plan.notebook.get("variables") and not (stepwise and outcome.failure) and not any(
+                _counts_as_failure(items[q], c, opts) for q, c in requests if q in items):
+            await checker.at_end()
+        if queue_ids:
+            await papermill_compat.update_language_info(client, http, session.notebook_id)
     except BaseException:  # Ctrl-C or a lost connection: nothing stays queued, and the output shows how far it got
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.push([make_event("executionCancelRequested")]), 5)
@@ -596,6 +719,17 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
     phases.mark("export")
     result = _outcome(nb, requests, _items(client, queue_ids), session, time.monotonic() - started, opts)
     result.requests = everything
+    result = steps.finish(result, outcome) if stepwise else result
+    if checker.plan:
+        failures, events = checker.finish(result.notebook, time.monotonic() - started)
+        if events:
+            await client.commit(events)
+        result.failed_expectations = failures
+        if failures and result.success:
+            result.status = "expectations_failed"
+            result.message = f"{len(failures)} expectation(s) failed: " + "; ".join(
+                f"{'cell ' + str(f['index']) if f['index'] is not None else 'notebook'} {f['check']}: {f['message']}"
+                for f in failures)
     return result
 
 
@@ -721,18 +855,6 @@ def _write_stream_files(nb: nbformat.NotebookNode, opts: RunOptions) -> None:
                            if o.get("output_type") == "stream" and o.get("name") == name)
             with fsspec.open(path, "w", encoding="utf-8") as f:
                 f.write(text)
-
-
-def notify(url: str, summary: Any) -> bool:
-    """POST a JSON summary to ``url`` (``--notify``); a failure is reported, never raised."""
-    import httpx
-
-    try:
-        httpx.post(url, json=summary, timeout=10).raise_for_status()
-        return True
-    except httpx.HTTPError as exc:
-        print(f"runt run: --notify {url} failed: {exc}", file=sys.stderr)
-        return False
 
 
 class _Progress:

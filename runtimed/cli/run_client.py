@@ -120,7 +120,9 @@ async def _stream_log(endpoint: DaemonEndpoint, notebook_id: str, to_stderr: boo
         sys.stderr.write(f"runt run: no live log: notebook {notebook_id} did not open in the daemon; "
                          "the output notebook still has every output\n")
         return
-    client.on_events(_LiveLog(to_stderr=to_stderr))
+    live = _LiveLog(client, None)  # on stderr, with papermill's banners
+    client.on_events(live)
+    live.replay()  # what ran before we connected (same loop turn: no event slips between the two)
     try:
         await asyncio.Event().wait()
     finally:

@@ -20,9 +20,9 @@ NOTEBOOK_SUFFIXES = (".ipynb", ".yaml", ".yml")
 def _is_kernel_name(arg: str) -> bool:
     if arg == "-" or arg.lower().endswith(NOTEBOOK_SUFFIXES) or os.path.exists(arg) or "://" in arg:
         return False
-    from runtimed.runtime.kernel import list_kernelspecs
+    from runtimed.runtime.kernel import canonical_kernel_name, list_kernelspecs
 
-    return arg in list_kernelspecs()
+    return canonical_kernel_name(arg) in list_kernelspecs()
 
 
 def _read_stdin_notebook():
@@ -45,6 +45,18 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
     return os.path.join(output_dir, f"{stem}{suffix}.ipynb")
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``runt run --version``, as papermill prints its own: version, where from, which Python."""
+    if not value or ctx.resilient_parsing:
+        return
+    import platform
+
+    from runtimed import __version__
+
+    click.echo(f"runtimed {__version__} from {__file__} ({platform.python_version()})")
+    ctx.exit()
+
+
 @click.command("run", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("notebooks", nargs=-1, metavar="NOTEBOOK [OUTPUT]")
 @click.option("-p", "--parameters", "params", nargs=2, multiple=True, metavar="NAME VALUE",
@@ -62,7 +74,8 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
 @click.option("--start-timeout", "--start_timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the runtime.")
 @click.option("--execution-timeout", type=float, help="Seconds a cell may run before it is interrupted.")
 @click.option("--allow-errors", is_flag=True, help="Run every cell even after errors; exit 0.")
-@click.option("--prepare-only", is_flag=True, help="Inject parameters and write OUTPUT without executing.")
+@click.option("--prepare-only/--prepare-execute", default=False,
+              help="Inject parameters and write OUTPUT without executing.")
 @click.option("--report-mode/--no-report-mode", default=False, help="Hide code cells' input in the output.")
 @click.option("--log-output/--no-log-output", default=False, help="Stream cell output to this terminal.")
 @click.option("--stdout-file", metavar="PATH", help="Write the cells' stdout to PATH.")
@@ -76,10 +89,27 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
 @click.option("--batch", is_flag=True, help="Every NOTEBOOK argument is an input (no OUTPUT argument).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True, help="Concurrent runs.")
 @click.option("--output-dir", metavar="DIR", help="Where batch and grid runs write their outputs.")
-@click.option("--notify", "notify_url", metavar="URL", help="POST a JSON summary to URL when done.")
+@click.option("--notify", "notify_url", metavar="URL",
+              help="POST a JSON summary to URL when done; slack+https://... posts a Slack incoming-webhook message.")
+@click.option("--notify-on", type=click.Choice(["always", "success", "failure"]), default="always",
+              show_default=True, help="Which outcomes --notify reports.")
+@click.option("--retries", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="Run again from the start (up to N times) when the kernel dies or the runtime is lost.")
+@click.option("--expect", "expect_file", metavar="PATH", help="YAML file of expectations about the cells' results.")
 @click.option("--approve", metavar="all|TOOL,...", help="Let AI cells call these agent tools (e.g. execute_cell) "
               "without a person's approval in this run; 'all' for every tool. See docs/ai.md for the risks.")
 @click.option("--no-deps", is_flag=True, help="Ignore the notebook's dependencies: run in the daemon's environment.")
+@click.option("-l", "--language", help="papermill: the notebook's language for parameters (only python is supported).")
+@click.option("--engine", help="papermill: the execution engine; only nbclient (papermill's default), which "
+              "runt run behaves as.")
+@click.option("--log-level", type=click.Choice(["NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+              default="INFO", show_default=True, help="Level of runt run's log messages (on stderr).")
+@click.option("--autosave-cell-every", type=int, default=30, show_default=True, metavar="S",
+              help="papermill: while a cell runs, save OUTPUT at most every S seconds (0: not during a cell).")
+@click.option("--request-save-on-cell-execute/--no-request-save-on-cell-execute", default=True,
+              help="papermill: save OUTPUT after each cell.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print runtimed's version and exit (as papermill --version).")
 @click.option("--keep-runtime", is_flag=True, help="Keep the kernel running after the run (default: stop it).")
 @click.option("--id", "notebook_id", help="Notebook id to use in the daemon (default run-<name>-<random>).")
 @click.option("--detach", is_flag=True, help="Submit the run to the daemon, print its id and return at once.")
@@ -87,7 +117,8 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
 def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout,
         execution_timeout, allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file,
         progress_bar, inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel,
-        output_dir, notify_url, approve, no_deps, keep_runtime, notebook_id, detach, as_json) -> None:
+        output_dir, notify_url, approve, no_deps, keep_runtime, notebook_id, detach, as_json, notify_on, retries,
+        expect_file, language, engine, log_level, autosave_cell_every, request_save_on_cell_execute) -> None:
     """Run NOTEBOOK (.ipynb or YAML; - for stdin) with parameters, papermill-style, as a live notebook.
 
     OUTPUT (optional; - for stdout; fsspec URLs work) receives the executed notebook. A
@@ -117,12 +148,17 @@ def run(notebooks: tuple[str, ...], params, raw, files, yamls, b64s, kernel_name
 def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout, execution_timeout,
          allow_errors, prepare_only, report_mode, log_output, stdout_file, stderr_file, progress_bar,
          inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel, output_dir,
-         notify_url, approve, no_deps, keep_runtime, notebook_id, detach, as_json) -> int:
+         notify_url, approve, no_deps, keep_runtime, notebook_id, detach, as_json, notify_on, retries,
+         expect_file, language, engine, log_level, autosave_cell_every, request_save_on_cell_execute) -> int:
     from runtimed.automation.parameters import collect_parameters, parse_grid
     from runtimed.automation.run import RunOptions, notify, run_async
 
     if help_notebook:
         return _print_parameters(notebooks[0], as_json)
+    from runtimed.automation import papermill_compat
+
+    papermill_compat.check_engine(engine)
+    papermill_compat.setup_logging(log_level, to_stdout=len(notebooks) == 2 and notebooks[1] == "-")
     if len(notebooks) > 2 and not batch:
         raise click.UsageError("give NOTEBOOK [OUTPUT], or several notebooks with --batch")
     base = collect_parameters(base64_yaml=b64s, files=files, yaml_strings=yamls, params=params, raw=raw)
@@ -133,7 +169,16 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
                   log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
                   inject_paths=inject_paths, inject_input_path=inject_input_path,
                   inject_output_path=inject_output_path, keep_runtime=keep_runtime, approve=_approve_tools(approve),
-                  no_deps=no_deps)
+                  no_deps=no_deps,
+                  retries=retries, language=language,  # the daemon reads --expect: an absolute path
+                  expect_file=os.path.abspath(expect_file) if expect_file and "://" not in expect_file else expect_file,
+                  autosave_cell_every=autosave_cell_every, request_save_on_cell_execute=request_save_on_cell_execute)
+    if notify_url:
+        from runtimed.automation.notify import check_url
+
+        problem = check_url(notify_url)
+        if problem:
+            raise click.UsageError(problem)
 
     if batch or grid:
         if batch and "-" in notebooks:
@@ -160,13 +205,13 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
         failed = sum(1 for r in summaries if r["exit_code"] != 0)
         if notify_url:
             notify(notify_url, {"runs": summaries, "total": len(summaries), "failed": failed,
-                                "status": "success" if not failed else "failed"})
+                                "status": "success" if not failed else "failed"}, notify_on)
         return 0 if not failed else 1
 
     input_path = notebooks[0]
     output_path = notebooks[1] if len(notebooks) == 2 else _output_for(None, output_dir, input_path, {})
     opts = RunOptions(input_path=input_path, output_path=output_path, parameters=base, notebook_id=notebook_id,
-                      progress_bar=progress_bar, notify_url=notify_url, **common)
+                      progress_bar=progress_bar, notify_url=notify_url, notify_on=notify_on, **common)
     if input_path == "-":
         opts.input_notebook = _read_stdin_notebook()
     if prepare_only:  # nothing runs: no daemon needed
@@ -190,6 +235,10 @@ async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
     opts.client_cwd = os.getcwd()
     client_writes = opts.output_path == "-" or not _is_local(endpoint)
     opts.write_output_file = not client_writes
+    from runtimed.automation.papermill_compat import check_output_dir
+    from runtimed.automation.parameters import parameterize_path
+
+    check_output_dir(parameterize_path(opts.output_path, opts.parameters))  # as papermill, before anything runs
     client = RunClient(endpoint)
     try:
         run = await client.call("POST", "/api/runs", json={"options": submittable(opts), "notebook": notebook})
@@ -346,17 +395,20 @@ def _print_parameters(notebook: str, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps({p.name: p.__dict__ for p in parameters}, indent=2))
         return 0
-    click.echo(f"Parameters inferred for notebook '{notebook}':")
+    click.echo(f"Parameters inferred for notebook '{notebook}':")  # papermill's layout, line for line
     if not parameters:
         click.echo("\n  No cell tagged 'parameters'" if not any(
-            "parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells) else "\n  (none)")
+            "parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells) else
+            "\n  Can't infer anything about this notebook's parameters. It may not have any parameter defined.")
         return 0
-    click.echo("")
     for p in parameters:
         type_name = "Unknown type" if p.inferred_type_name == "None" else p.inferred_type_name
         default = re.sub(r"\s*\n\s*", " ", p.default)
         line = f"  {p.name}: {type_name} (default {default})"
-        click.echo(line + (f"  {p.help}" if p.help else ""))
+        if len(line) > 30:
+            click.echo(f"{line}\n{34 * ' '}{p.help}" if p.help else line)
+        else:
+            click.echo(f"{line:<34}{p.help}")
     return 0
 
 

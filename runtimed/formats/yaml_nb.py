@@ -8,6 +8,10 @@
         source: print(f"hello {name}")
       - {id: notes, cell_type: markdown, source: "# Notes", tags: [doc]}
       - {id: ask, cell_type: ai, source: "Summarize the output above"}
+      - {id: check, source: "print(total)", expect: {stdout_contains: "42"}, retry: 2, timeout: 30}
+
+A code cell's ``expect``, ``retry``, ``timeout`` and ``run_if`` (automation: expectations.py,
+runtime/cell_policy.py) are stored as its metadata ``runtimed.<key>``.
 
 An ``ai`` cell's source is its prompt. ``metadata.ai`` (the notebook's) and a cell's ``ai``
 key are AI settings, ``{provider, model, settings}``: they become ``aiSettingsSet`` on import.
@@ -33,7 +37,9 @@ from runtimed.formats.ipynb import AI_SETTINGS_KEY, NATIVE_TYPE_KEY, NBFORMAT_ID
 from runtimed.schema.dependencies import declared
 
 TOP_KEYS = {"metadata", "parameters", "cells", "dependencies", "requires_python"}
-CELL_KEYS = {"id", "source", "cell_type", "tags", "metadata", "ai"}
+RUN_KEYS = ("expect", "retry", "timeout", "run_if")
+"""A cell's run policy and expectations (automation): stored as its metadata ``runtimed.<key>``."""
+CELL_KEYS = {"id", "source", "cell_type", "tags", "metadata", "ai", *RUN_KEYS}
 CELL_TYPES = ("code", "markdown", "raw", "ai")
 PARAMETERS_TAG = "parameters"
 KNOWN_KERNELS = {
@@ -152,6 +158,9 @@ def _cell(item: Any, i: int, used: set[str]) -> nbformat.NotebookNode:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise _fail(f"{where}.tags", "expected a list of strings")
         metadata["tags"] = list(tags)
+    run = {key: item[key] for key in RUN_KEYS if key in item}
+    if run:
+        metadata["runtimed"] = {**dict(metadata.get("runtimed") or {}), **run}
     if "ai" in item and cell_type != "ai":
         raise _fail(f"{where}.ai", "AI settings belong to a cell with cell_type: ai")
     if cell_type == "ai":  # stored as the .ipynb export stores it: a markdown cell remembering its type
@@ -289,6 +298,14 @@ def write_yaml_notebook(nb: Any) -> str:
         elif cell.get("cell_type", "code") != "code":
             item["cell_type"] = cell["cell_type"]
         item["source"] = source
+        own = cell_meta.get(NATIVE_TYPE_KEY)
+        if isinstance(own, dict) and any(key in own for key in RUN_KEYS):  # expect, retry, ...: cell keys again
+            item.update({key: json.loads(json.dumps(own[key])) for key in RUN_KEYS if key in own})
+            rest = {k: v for k, v in own.items() if k not in RUN_KEYS}
+            if rest:
+                cell_meta[NATIVE_TYPE_KEY] = rest
+            else:
+                cell_meta.pop(NATIVE_TYPE_KEY)
         tags = cell_meta.pop("tags", None)
         if tags:
             item["tags"] = list(tags)

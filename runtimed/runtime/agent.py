@@ -36,6 +36,7 @@ import orjson
 from runtimed.client.sync import SyncClient
 from runtimed.errors import ConnectionLostError, RuntimedError
 from runtimed.runtime.artifact_sink import ArtifactSink
+from runtimed.runtime.cell_policy import cell_timeout
 from runtimed.runtime.comms import CommRelay, forward
 from runtimed.runtime.kernel import ExecuteReply, KernelSession
 from runtimed.runtime.memory import LARGE_OUTPUT_BYTES, release_memory_soon
@@ -519,6 +520,7 @@ class RuntimeAgent:
         return item["status"] if item else None
 
     def _execution_timeout(self) -> float | None:
+        """The notebook's execution timeout; a cell's own ``timeout`` (cell_policy.py) takes precedence."""
         value = self.client.replica.view(views.run_settings).get("execution_timeout")
         return float(value) if isinstance(value, int | float) and value > 0 else None
 
@@ -538,7 +540,7 @@ class RuntimeAgent:
                               max_event_bytes=self._max_event_bytes,
                               stage=self.pipe.stage if self.artifacts is not None else None)
         started = time.perf_counter()
-        timeout = self._execution_timeout()
+        timeout = (cell_timeout(cell["metadata"]) if cell is not None else None) or self._execution_timeout()
         try:
             await self._kernel_ready()
             if self._cancel_requested(queue_id):  # cancelled between the claim and now: do not run it

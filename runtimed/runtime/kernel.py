@@ -68,6 +68,14 @@ class UnknownKernelError(RuntimedError):
         self.available = sorted(available)
 
 
+NATIVE_KERNEL_NAME = "python3"
+
+
+def canonical_kernel_name(name: str) -> str:
+    """``python`` means the native python3 kernel, as jupyter_client's KernelManager decides it."""
+    return NATIVE_KERNEL_NAME if name == "python" else name
+
+
 def _spec_manager(spec_dirs: Sequence[str] | None) -> KernelSpecManager:
     """The default kernelspec search, or only ``spec_dirs`` (a notebook environment's own kernel)."""
     if spec_dirs is None:
@@ -243,6 +251,7 @@ class KernelSession:
 
         ``spec_dirs`` limits the kernelspec search to those folders: a notebook environment's own
         kernelspec, whose ``argv`` is the environment's Python."""
+        kernel_name = canonical_kernel_name(kernel_name)
         ksm = _spec_manager(spec_dirs)
         specs = list_kernelspecs(spec_dirs)
         if kernel_name not in specs:

@@ -21,7 +21,7 @@ from typing import Any
 
 from runtimed.errors import KernelError
 from runtimed.runtime.environments import Environment
-from runtimed.runtime.kernel import KernelSession, UnknownKernelError, list_kernelspecs
+from runtimed.runtime.kernel import KernelSession, UnknownKernelError, canonical_kernel_name, list_kernelspecs
 
 __all__ = ["KernelPool"]
 
@@ -110,6 +110,7 @@ class KernelPool:
         With ``environment``, the kernel runs in that notebook environment (its own pool, see above)."""
         if self._closed:
             raise KernelError("The kernel pool is shut down")
+        kernel_name = canonical_kernel_name(kernel_name)
         if environment is not None:
             kernel_name = self._environment_pool(kernel_name, environment)
         if kernel_name not in self._ready:

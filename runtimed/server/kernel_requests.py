@@ -4,6 +4,9 @@
   the kernel of the notebook's managed runtime. They go through a short-lived kernel client
   of their own (its own shell socket), so the runtime's execution channel is untouched; a
   kernel busy with a cell answers when the cell ends, within the request's bound.
+* ``POST /api/notebooks/{id}/evaluate``: expressions evaluated in the kernel's namespace (``user_expressions``
+  of a silent execute), for a run's ``run_if`` conditions and expectations; ``/kernel-info``: the kernel's
+  ``kernel_info_reply`` (a run writes its ``language_info`` into the notebook, as nbclient does).
 * ``POST /api/notebooks/{id}/stdin``: a client says it will answer ``input()`` for some of
   its executions. The managed runtime lets a cell read stdin only when someone can answer:
   such a registered execution, or a page or console connected to the notebook. Otherwise
@@ -52,6 +55,11 @@ class HistoryBody(BaseModel):
     n: int = Field(100, ge=1, le=10_000)
     unique: bool = True
     timeout: float = Field(REQUEST_TIMEOUT, gt=0, le=60)
+
+
+class EvaluateBody(BaseModel):
+    expressions: dict[str, str] = Field(max_length=1000, description="name -> expression (Jupyter user_expressions)")
+    timeout: float = Field(REQUEST_TIMEOUT, gt=0, le=3600)
 
 
 class StdinBody(BaseModel):
@@ -172,6 +180,25 @@ def kernel_requests_router(daemon: Daemon) -> APIRouter:
         reply = await ask_kernel(_kernel(daemon, notebook_id), "history_request", content, body.timeout)
         rows = [[int(s), int(line), str(src)] for s, line, src in reply.get("history") or []]
         return {"history": rows}
+
+    @router.post("/api/notebooks/{notebook_id}/evaluate", dependencies=[needs("runner", "evaluate code in")])
+    async def evaluate(notebook_id: str, body: EvaluateBody) -> dict[str, Any]:
+        """Evaluate expressions in the kernel's namespace (Jupyter ``user_expressions`` of a silent execute):
+        ``{results: {name: {status, data | ename, evalue}}}``. For runs' ``run_if`` and expectations; a kernel
+        busy with a cell answers when the cell ends, within the request's bound."""
+        daemon.store.require(notebook_id)
+        reply = await ask_kernel(_kernel(daemon, notebook_id), "execute_request", {
+            "code": "", "silent": True, "store_history": False, "user_expressions": body.expressions,
+            "allow_stdin": False, "stop_on_error": False}, body.timeout)
+        if reply.get("status") != "ok":
+            raise KernelError(f"the kernel could not evaluate: {reply.get('ename')}: {reply.get('evalue')}")
+        return {"results": dict(reply.get("user_expressions") or {})}
+
+    @router.post("/api/notebooks/{notebook_id}/kernel-info", dependencies=[needs("viewer", "read")])
+    async def kernel_info(notebook_id: str) -> dict[str, Any]:
+        """The kernel's ``kernel_info_reply`` (language_info, implementation, banner, ...)."""
+        daemon.store.require(notebook_id)
+        return await ask_kernel(_kernel(daemon, notebook_id), "kernel_info_request", {}, REQUEST_TIMEOUT)
 
     @router.post("/api/notebooks/{notebook_id}/stdin", dependencies=[needs("runner", "answer input in")])
     async def stdin(notebook_id: str, body: StdinBody) -> dict[str, Any]:
