@@ -319,7 +319,9 @@ def test_runt_run_writes_the_whole_stream_and_logs_its_tail(small: DaemonProcess
     assert (tmp_path / "o.txt").read_text() == SPILL_TEXT
     (code,) = [c for c in nbformat.read(str(out), 4).cells if c.cell_type == "code"]
     assert "".join(o["text"] for o in code.outputs if o["output_type"] == "stream") == SPILL_TEXT
-    log = proc.stdout.decode()  # live: the head, a note for what left the log before it was logged, the tail
+    err = proc.stderr.decode()  # the live log is on stderr between papermill's banners, as papermill's
+    log = err[err.index("Executing Cell 1-"):].split("\n", 1)[1]
+    log = log[: log.rindex("Ending Cell 1-")]  # live: the head, a note for what left the log, the tail
     assert log.startswith(numbered(0, 3)) and "characters not logged live" in log and log.endswith(SPILL_TEXT[-500:])
 
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RESUME_GRACE = 600.0
 """Seconds a failed or cancelled run keeps its runtime (and kernel state) for ``runt runs resume``."""
-FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared"}
+FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared", "expectations_failed"}
 RESUMABLE = {"error", "cancelled", "kernel_died", "timeout"}
 MAX_WAIT_S = 60.0
 

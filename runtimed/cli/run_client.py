@@ -20,7 +20,7 @@ import httpx
 
 from runtimed.client.discovery import DaemonEndpoint
 
-FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared"}
+FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared", "expectations_failed"}
 POLL_S = 30.0
 CANCEL_WAIT_S = 60.0
 
