@@ -343,3 +343,28 @@ def test_resume_of_a_run_with_an_output_stored_as_an_artifact(daemon: DaemonProc
     cells = nbformat.read(str(out), 4).cells
     assert "".join(cells[0].outputs[0].data["text/html"]) == "<p>" + "big " * 40_000 + "</p>"
     assert outputs_text(out)[1:] == ["fixed\n", "last\n"]
+
+
+def test_the_autosave_and_the_live_notebook_of_a_run_inline_artifacts_without_stalling_the_daemon(
+        daemon: DaemonProcess, http: DaemonHTTP, tmp_path: Path) -> None:
+    # the job runs in the daemon and fetches the artifact from the daemon itself: off the loop, or it deadlocks
+    big = "from IPython.display import HTML, display\ndisplay(HTML('<p>' + 'big ' * 40_000 + '</p>'))"
+    src, flag = gated(tmp_path, big)
+    out = tmp_path / "out.ipynb"
+    run = http.post("/api/runs", json={"notebook": nbformat.read(str(src), 4), "options": {
+        "input_path": str(src), "output_path": str(out), "autosave_cell_every": 0}})
+
+    def html_of(cells: list[Any]) -> str:
+        return "".join(o.get("data", {}).get("text/html", "") for o in cells[0].get("outputs", []))
+
+    wait_until(lambda: out.exists() and html_of(nbformat.read(str(out), 4).cells), timeout=60, what="the autosave")
+    assert html_of(nbformat.read(str(out), 4).cells) == "<p>" + "big " * 40_000 + "</p>"
+    live = DaemonHTTP(daemon.endpoint, timeout=20)  # a stalled daemon would not answer this in time
+    try:
+        assert html_of(live.get(f"/api/runs/{run['id']}/notebook")["cells"]) == "<p>" + "big " * 40_000 + "</p>"
+        assert live.get(f"/api/runs/{run['id']}")["status"] == "running"
+    finally:
+        live.close()
+    flag.touch()
+    assert finished(http, run["id"])["status"] == "success"
+    assert outputs_text(out)[-1] == "after\n"

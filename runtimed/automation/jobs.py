@@ -318,12 +318,12 @@ class RunJobs:
                                                         fix_cell=failed.get("id"), set_source=set_source))
         return _public(record)
 
-    def notebook(self, run_id: str) -> dict[str, Any]:
+    async def notebook(self, run_id: str) -> dict[str, Any]:
         """The run's output notebook as far as it got (the daemon's copy, written when the run ends)."""
         self.get(run_id)
         control = self.controls.get(run_id)
         if control is not None and control.snapshot is not None:
-            return dict(control.snapshot())
+            return dict(await control.snapshot())
         path = self.dir / f"{run_id}.ipynb"
         if not path.exists():
             raise NotFoundError(f"run {run_id} has no output notebook yet", code="run_not_found")

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -116,7 +116,7 @@ class RunControl:
         self.on_progress = on_progress
         self.cancelled = False
         self.client: SyncClient | None = None
-        self.snapshot: Callable[[], nbformat.NotebookNode] | None = None
+        self.snapshot: Callable[[], Awaitable[nbformat.NotebookNode]] | None = None
         """The output notebook as far as the run got (set while it executes)."""
 
     def progress(self, done: int, total: int) -> None:
@@ -593,22 +593,41 @@ def _requests_for(cells: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[st
     return requests
 
 
-class _Autosave:
-    """papermill's autosave: the output notebook rewritten after a cell completes, at most every ``every`` s."""
+AUTOSAVE_ON_STOP_S = 30.0
+"""How long a stopped run (Ctrl-C, a lost connection) may take to write the output as far as it got."""
 
-    def __init__(self, save: Callable[[], None], every: float) -> None:
+
+class _Autosave:
+    """papermill's autosave: the output notebook rewritten after a cell completes, at most every ``every`` s.
+
+    A save runs as a task of the loop (it fetches artifacts and writes off the loop: inside the daemon a
+    blocking save would stall the daemon it asks), one at a time; ``settle`` waits for the one in flight so
+    an autosave never lands after the final write.
+    """
+
+    def __init__(self, save: Callable[[], Awaitable[None]], every: float) -> None:
         self.save = save
         self.every = max(0.0, every)
         self.last = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
 
     def cell_done(self) -> None:
-        if time.monotonic() - self.last >= self.every:
-            self.now()
+        if time.monotonic() - self.last >= self.every and (self._task is None or self._task.done()):
+            self.last = time.monotonic()
+            self._task = asyncio.get_running_loop().create_task(self._save())
 
-    def now(self) -> None:
+    async def now(self) -> None:
+        await self.settle()
         self.last = time.monotonic()
+        await self._save()
+
+    async def settle(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _save(self) -> None:
         try:
-            self.save()
+            await self.save()
         except Exception as exc:  # noqa: BLE001 - an autosave that fails must not fail the run; the final write reports
             print(f"runt run: autosave failed: {exc}", file=sys.stderr)
 
@@ -626,14 +645,17 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
     everything = previous + requests
     control = opts.control
 
-    def partial() -> nbformat.NotebookNode:
-        return _finish(client, prepared, everything, start_time, opts, http)
+    async def partial() -> nbformat.NotebookNode:
+        return _finish(client, prepared, everything, start_time, opts, await _fetch_artifacts(client, http))
+
+    async def save() -> None:
+        await asyncio.to_thread(write_output, await partial(), target)
 
     if control is not None:
         control.client = client
         control.snapshot = partial
 
-    autosave = _Autosave(lambda: write_output(partial(), target), opts.autosave_cell_every) \
+    autosave = _Autosave(save, opts.autosave_cell_every) \
         if target and opts.request_save_on_cell_execute else None
     finished = [0]
 
@@ -668,7 +690,7 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
                     check_after=checker.plan.variable_cells(), after_cell=checker.after_cell)
             except TimeoutError:
                 await client.commit([make_event("executionCancelRequested")])
-                nb = _finish(client, prepared, everything, start_time, opts, http)
+                nb = await partial()
                 return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
                                  message=f"no runtime started within --start-timeout {opts.start_timeout:g} s",
                                  requests=everything)
@@ -692,7 +714,7 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
                 phases.mark("start")
             except TimeoutError:
                 await client.commit([make_event("executionCancelRequested")])
-                nb = _finish(client, prepared, everything, start_time, opts, http)
+                nb = await partial()
                 return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
                                  message=f"no runtime started within --start-timeout {opts.start_timeout:g} s",
                                  requests=everything)
@@ -709,13 +731,15 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
             await asyncio.wait_for(client.push([make_event("executionCancelRequested")]), 5)
         if autosave is not None:
             with contextlib.suppress(Exception):
-                autosave.now()
+                await asyncio.wait_for(autosave.now(), AUTOSAVE_ON_STOP_S)
         raise
     finally:
         progress.close()
         if live_log is not None:
             live_log()
-    nb = _finish(client, prepared, everything, start_time, opts, http, await _fetch_artifacts(client, http))
+    if autosave is not None:
+        await autosave.settle()
+    nb = await partial()
     phases.mark("export")
     result = _outcome(nb, requests, _items(client, queue_ids), session, time.monotonic() - started, opts)
     result.requests = everything
@@ -784,7 +808,7 @@ async def _fetch_artifacts(client: Any, http: DaemonHTTP | None) -> Callable[[st
 
 
 def _finish(client: Any, prepared: nbformat.NotebookNode, requests: list[tuple[str, dict[str, Any]]],
-            start_time: datetime, opts: RunOptions, http: DaemonHTTP | None = None,
+            start_time: datetime, opts: RunOptions,
             resolve: Callable[[str], bytes] | None = None) -> nbformat.NotebookNode:
     """Export the projection and add papermill's notebook and per-cell metadata.
 
@@ -794,9 +818,6 @@ def _finish(client: Any, prepared: nbformat.NotebookNode, requests: list[tuple[s
     """
     from runtimed.formats import notebook_from_projection
 
-    if resolve is None and http is not None:
-        def resolve(sha: str) -> bytes:
-            return http.request("GET", f"/api/artifacts/{sha}").content
     nb = client.replica.view(notebook_from_projection, resolve_artifact=resolve)
     items = _items(client, {q for q, _ in requests})
     by_cell = {cell["id"]: (items[q], cell) for q, cell in requests if q in items}

@@ -37,7 +37,7 @@ class RunService(Protocol):
     async def cancel(self, run_id: str) -> dict[str, Any]: ...
     async def resume(self, run_id: str, *, set_source: str | None = None, from_start: bool = False
                      ) -> dict[str, Any]: ...
-    def notebook(self, run_id: str) -> dict[str, Any]: ...
+    async def notebook(self, run_id: str) -> dict[str, Any]: ...
 
 
 class RunSubmit(BaseModel):
@@ -104,7 +104,7 @@ def runs_router(daemon: Daemon) -> APIRouter:
 
     @router.get("/api/runs/{run_id}/notebook")
     async def notebook(run_id: str) -> dict[str, Any]:
-        return runs().notebook(run_id)
+        return await runs().notebook(run_id)
 
     @router.get("/api/schedules")
     async def list_schedules() -> dict[str, Any]:
