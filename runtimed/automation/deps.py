@@ -7,19 +7,11 @@ dependencies it declares (metadata, PEP 723) are approved as that person, so the
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
+from runtimed.client.actors import terminal_person
 from runtimed.client.http import DaemonHTTP
 from runtimed.schema.dependencies import resolve
-
-
-def _person() -> dict[str, str]:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "user"
-    return {"id": f"{user}-cli", "kind": "human", "name": user}
 
 
 def no_deps(nb: Any) -> None:
@@ -32,4 +24,4 @@ def approve_declared(http: DaemonHTTP, notebook_id: str, nb: Any) -> None:
     first = next((c.source for c in nb.cells if c.cell_type == "code"), None)
     if resolve(dict(nb.metadata), first) is None:  # a run records no notebook_dir: its cwd is papermill's
         return
-    http.request("POST", f"/api/notebooks/{notebook_id}/environment/approve", json={"actor": _person()})
+    http.request("POST", f"/api/notebooks/{notebook_id}/environment/approve", json={"actor": terminal_person()})

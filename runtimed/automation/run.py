@@ -651,6 +651,12 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
     async def save() -> None:
         await asyncio.to_thread(write_output, await partial(), target)
 
+    async def start_failed() -> RunResult:
+        await client.commit([make_event("executionCancelRequested")])
+        return RunResult(await partial(), "start_failed", session.notebook_id, session.url,
+                         time.monotonic() - started, requests=everything,
+                         message=f"no runtime started within --start-timeout {opts.start_timeout:g} s")
+
     if control is not None:
         control.client = client
         control.snapshot = partial
@@ -689,11 +695,7 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
                     is_failure=lambda item, cell: _counts_as_failure(item, cell, opts),
                     check_after=checker.plan.variable_cells(), after_cell=checker.after_cell)
             except TimeoutError:
-                await client.commit([make_event("executionCancelRequested")])
-                nb = await partial()
-                return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
-                                 message=f"no runtime started within --start-timeout {opts.start_timeout:g} s",
-                                 requests=everything)
+                return await start_failed()
             requests = outcome.requests(requests)
             queue_ids = {q for q, _ in requests}
             everything = previous + requests
@@ -713,11 +715,7 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
                                       opts.start_timeout)
                 phases.mark("start")
             except TimeoutError:
-                await client.commit([make_event("executionCancelRequested")])
-                nb = await partial()
-                return RunResult(nb, "start_failed", session.notebook_id, session.url, time.monotonic() - started,
-                                 message=f"no runtime started within --start-timeout {opts.start_timeout:g} s",
-                                 requests=everything)
+                return await start_failed()
             await client.wait_for(all_done, None)
             phases.mark("execute")
         items = _items(client, queue_ids)

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 import click
 
 from runtimed.cli.common import daemon_http, note, print_json, table
 from runtimed.cli.errors import NOT_FOUND, CliError
+from runtimed.client.actors import terminal_person
 from runtimed.errors import NotFoundError
-
-
-def _person() -> dict[str, str]:
-    """The person at this terminal, as the actor of a decision."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "user"
-    return {"id": f"{user}-cli", "kind": "human", "name": user}
 
 
 def _arguments_text(item: dict[str, Any]) -> str:
@@ -89,7 +80,7 @@ def approve(notebook_id: str, approval_id: str, decision: str | None) -> None:
     with daemon_http() as http:
         try:
             body = http.post(f"/api/notebooks/{notebook_id}/approvals/{approval_id}",
-                             json={"decision": decision, "actor": _person()})
+                             json={"decision": decision, "actor": terminal_person()})
         except NotFoundError as exc:
             raise CliError(exc.message, NOT_FOUND, hint=f"list them with `runt approvals {notebook_id}`") from None
     item = body["approval"]

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from runtimed.cli.approvals_cmd import _person
 from runtimed.cli.common import daemon_http, note, print_json, table, when
+from runtimed.client.actors import terminal_person
 from runtimed.schema.dependencies import add_dependency, remove_dependency
 
 
@@ -27,7 +27,7 @@ def _put(http: Any, notebook_id: str, settings: dict[str, Any]) -> dict[str, Any
     result: dict[str, Any] = http.put(
         f"/api/notebooks/{notebook_id}/dependencies",
         json={"dependencies": settings["dependencies"], "requires_python": settings.get("requires_python"),
-              "index_url": settings.get("index_url"), "actor": _person()})
+              "index_url": settings.get("index_url"), "actor": terminal_person()})
     return result
 
 
@@ -112,7 +112,7 @@ def rm(notebook_id: str, packages: tuple[str, ...], as_json: bool) -> None:
 def approve(notebook_id: str) -> None:
     """Approve the notebook's current dependency list for installing (e.g. after importing a file)."""
     with daemon_http() as http:
-        env = http.post(f"/api/notebooks/{notebook_id}/environment/approve", json={"actor": _person()})
+        env = http.post(f"/api/notebooks/{notebook_id}/environment/approve", json={"actor": terminal_person()})
         _show(env, False)
 
 

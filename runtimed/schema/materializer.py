@@ -470,18 +470,24 @@ def _output_added(p: Projection, env: Envelope, a: ev.OutputAdded) -> None:
     p._add_output(a.cell_id, a.output_id, a.queue_id, content, a.display_id, env.seq)
 
 
-@on("streamTextChanged")
-def _stream_text_changed(p: Projection, env: Envelope, a: ev.StreamTextChanged) -> None:
-    row = p._one("SELECT content, queue_id, cell_id FROM outputs WHERE id = ?", a.output_id)
+def _writable_stream(p: Projection, env: Envelope, output_id: str, event: str) -> dict[str, Any]:
+    """The content of stream output ``output_id``, once its writer is checked (the runtime running it)."""
+    row = p._one("SELECT content, queue_id, cell_id FROM outputs WHERE id = ?", output_id)
     if row is None:
-        raise reject("output_not_found", f"no output with id {a.output_id!r}")
-    content = loads(row[0])
+        raise reject("output_not_found", f"no output with id {output_id!r}")
+    content: dict[str, Any] = loads(row[0])
     if content["output_type"] != "stream":
-        raise reject("not_a_stream", f"output {a.output_id!r} is {content['output_type']}, not a stream")
+        raise reject("not_a_stream", f"output {output_id!r} is {content['output_type']}, not a stream")
     if row[1] is not None:
         p._require_running_by(row[1], env.actor)
     else:
-        p._fence_runtime(env.actor, "streamTextChanged")
+        p._fence_runtime(env.actor, event)
+    return content
+
+
+@on("streamTextChanged")
+def _stream_text_changed(p: Projection, env: Envelope, a: ev.StreamTextChanged) -> None:
+    content = _writable_stream(p, env, a.output_id, "streamTextChanged")
     text = content["text"]
     if a.offset > len(text):
         raise reject("bad_offset", f"offset {a.offset} is past the end of output {a.output_id!r} ({len(text)} characters)")
@@ -491,16 +497,7 @@ def _stream_text_changed(p: Projection, env: Envelope, a: ev.StreamTextChanged) 
 
 @on("streamTailSet")
 def _stream_tail_set(p: Projection, env: Envelope, a: ev.StreamTailSet) -> None:
-    row = p._one("SELECT content, queue_id, cell_id FROM outputs WHERE id = ?", a.output_id)
-    if row is None:
-        raise reject("output_not_found", f"no output with id {a.output_id!r}")
-    content = loads(row[0])
-    if content["output_type"] != "stream":
-        raise reject("not_a_stream", f"output {a.output_id!r} is {content['output_type']}, not a stream")
-    if row[1] is not None:
-        p._require_running_by(row[1], env.actor)
-    else:
-        p._fence_runtime(env.actor, "streamTailSet")
+    content = _writable_stream(p, env, a.output_id, "streamTailSet")
     content.update(text=a.text, omitted=a.omitted, omitted_bytes=a.omitted_bytes)
     if a.data:
         content["data"] = a.data
