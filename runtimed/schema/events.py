@@ -241,8 +241,12 @@ class DisplayUpdated(Args):
 
 
 class OutputsCleared(Args):
+    """``execution``: also reset the cell's execution count and its last run's status and duration, as
+    JupyterLab's "Clear Outputs" does (a kernel's ``clear_output`` leaves them)."""
+
     cell_id: Id
     wait: bool = False
+    execution: bool = False
 
 
 # --- runtimes -----------------------------------------------------------------------------------

@@ -524,6 +524,12 @@ def _outputs_cleared(p: Projection, env: Envelope, a: ev.OutputsCleared) -> None
     else:
         p.conn.execute("DELETE FROM outputs WHERE cell_id = ?", (a.cell_id,))
         p.conn.execute("UPDATE cells SET clear_pending = 0 WHERE id = ?", (a.cell_id,))
+    if a.execution:
+        p.conn.execute("UPDATE cells SET execution_count = NULL WHERE id = ?", (a.cell_id,))
+        # the last run's status goes too, unless a run is still to come (its result will show)
+        if p._one("SELECT 1 FROM execution_queue WHERE cell_id = ? AND status IN ('pending', 'assigned', 'running')",
+                  a.cell_id) is None:
+            p.conn.execute("UPDATE cells SET execution_cleared_seq = ? WHERE id = ?", (env.seq, a.cell_id))
 
 
 # --- runtimes -------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS cells (
     attachments         TEXT,
     execution_count     INTEGER,
     clear_pending       INTEGER NOT NULL DEFAULT 0,
+    execution_cleared_seq INTEGER,
     created_seq         INTEGER NOT NULL,
     updated_seq         INTEGER NOT NULL,
     ystate              BLOB
@@ -140,7 +141,7 @@ CREATE TABLE IF NOT EXISTS ai_settings (
 );
 """
 
-PROJECTION_VERSION = 5
+PROJECTION_VERSION = 6
 """The layout and rules of the projection. A store that finds an older one rebuilds it from the log before
 serving; bump it whenever a table or a materializer rule changes what a replay produces.
 

@@ -141,6 +141,12 @@ def clear_pending_cells(conn: Reader) -> set[str]:
     return {r[0] for r in conn.execute("SELECT id FROM cells WHERE clear_pending = 1")}
 
 
+def executions_cleared(conn: Reader) -> dict[str, int]:
+    """Cells whose count and last run were cleared ("Clear outputs"): the seq of that clear."""
+    sql = "SELECT id, execution_cleared_seq FROM cells WHERE execution_cleared_seq IS NOT NULL"
+    return {r[0]: r[1] for r in conn.execute(sql)}
+
+
 def cell_ystates(conn: Reader) -> dict[str, bytes]:
     """Each cell's Yjs state (for editors that join a notebook)."""
     return {r[0]: r[1] or b"" for r in conn.execute("SELECT id, ystate FROM cells")}
@@ -429,11 +435,15 @@ def notebook_view(conn: Reader, *, ystate: bool = False) -> dict[str, Any]:
             unfinished.append(item)
     states = cell_ystates(conn) if ystate else {}
     waiting_clears = clear_pending_cells(conn)
+    cleared = executions_cleared(conn)
     cells: list[dict[str, Any]] = []
     for c in ordered_cells(conn):
         entry: dict[str, Any] = dict(c)
         entry["outputs"] = outputs.get(c["id"], [])
-        entry["execution"] = latest.get(c["id"])
+        run = latest.get(c["id"])
+        # a run requested before a "Clear outputs" is not shown (it had finished then; see the materializer)
+        hidden = run is not None and run["requested_seq"] < cleared.get(c["id"], -1)
+        entry["execution"] = None if hidden else run
         entry["clear_pending"] = c["id"] in waiting_clears
         if ystate:
             import base64

@@ -3,6 +3,7 @@ import 'katex/dist/katex.css' // KaTeX's CSS and fonts are bundled: the page CSP
 import './style.css'
 import './responsive.css'
 import './theme.css'
+import './json_tree.js'
 import { listPage } from './list.js'
 import { notebookPage } from './notebook.js'
 

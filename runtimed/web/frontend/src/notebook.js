@@ -18,6 +18,7 @@ import { HistoryActions } from './history_actions.js'
 import { keyBetween } from './order.js'
 import { applyEvents, Changes, noteAuthors, noteOwnEdit, REMOTE, stateFromView } from './reducer.js'
 import { SyncClient } from './sync.js'
+import { PeerDirectory, peerKind } from './presence.js'
 import { CellUndo } from './undo.js'
 import { colorFor, el, localActor, newId, notice, toBase64 } from './util.js'
 import { initWidgets, widgetEvents, widgetHistory } from './widgets.js'
@@ -57,6 +58,7 @@ class NotebookPage {
     initWidgets(this, view)
     this.views = new Map() // cellId -> CellView
     this.peers = new Map() // connectionId -> {actor, cellId}
+    this.peerDirectory = new PeerDirectory(this) // every connection's client, for the kind shown
     this.ownSourceIds = new Set()
     this.sourceBuffer = new Map() // cellId -> [Uint8Array]
     this.flushScheduled = false
@@ -112,6 +114,7 @@ class NotebookPage {
         this.peers.clear()
         this.cursors.clear()
         this._renderPeers()
+        this.peerDirectory.refresh()
       },
       onFatal: (code, message) => this._onFatal(code, message),
     })
@@ -241,13 +244,14 @@ class NotebookPage {
     const chips = []
     for (const [connectionId, p] of this.peers) {
       const cellIndex = p.cellId ? this.state.order.indexOf(p.cellId) : -1
+      const kind = peerKind(p.actor, this.peerDirectory.clientOf(connectionId))
       chips.push(
-        el('span.peer-chip', {
-          testid: 'peer', 'data-connection-id': connectionId, 'data-cell-id': p.cellId || '',
+        el('span.peer-chip.kind-' + (p.actor.kind || 'unknown'), {
+          testid: 'peer', 'data-connection-id': connectionId, 'data-cell-id': p.cellId || '', 'data-kind': kind,
           style: `--c:${colorFor(p.actor.id)}`,
-          title: `${p.actor.name || p.actor.id} (${p.actor.kind})${cellIndex >= 0 ? ` in cell ${cellIndex + 1}` : ''}`,
-          text: (p.actor.name || p.actor.id) + (cellIndex >= 0 ? ` · ${cellIndex + 1}` : ''),
-        }),
+          title: `${p.actor.name || p.actor.id} (${kind})${cellIndex >= 0 ? ` in cell ${cellIndex + 1}` : ''}`,
+        }, (p.actor.name || p.actor.id) + (cellIndex >= 0 ? ` · ${cellIndex + 1}` : ''),
+        el('span.peer-kind', { testid: 'peer-kind', text: kind })),
       )
       if (p.cellId) {
         if (!byCell.has(p.cellId)) byCell.set(p.cellId, [])
@@ -592,13 +596,13 @@ class NotebookPage {
   }
 
   clearOutputs(cellId) {
-    this.push([{ name: 'outputsCleared', args: { cellId, wait: false } }])
+    this.push([{ name: 'outputsCleared', args: { cellId, wait: false, execution: true } }])
   }
 
   clearAll() {
     const events = [...this.state.cells.values()]
-      .filter((c) => c.outputs.length)
-      .map((c) => ({ name: 'outputsCleared', args: { cellId: c.id, wait: false } }))
+      .filter((c) => c.outputs.length || c.execution_count != null || c.execution)
+      .map((c) => ({ name: 'outputsCleared', args: { cellId: c.id, wait: false, execution: true } }))
     if (events.length) this.push(events)
   }
 

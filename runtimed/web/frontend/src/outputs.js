@@ -137,7 +137,10 @@ export function sandboxFrame(body, testid = 'output-frame') {
 
 function renderMime(mime, value, metadata, node) {
   const meta = (metadata && metadata[mime]) || {}
-  if (mime === 'text/html') {
+  const module = STANDARD.get(mime)
+  if (module) {
+    module(value, node, { metadata })
+  } else if (mime === 'text/html') {
     node.append(sandboxFrame(joinText(value)))
   } else if (mime === 'application/javascript') {
     node.append(sandboxFrame(`<div id="output"></div><script>${joinText(value).replace(/<\/script/gi, '<\\/script')}</script>`))
@@ -161,10 +164,13 @@ function renderMime(mime, value, metadata, node) {
 }
 
 const RENDERERS = new Map() // MIME -> render(value, node, output), preferred over the built-in ones
+const STANDARD = new Map() // MIME -> render(value, node, {metadata}), in MIME_ORDER's rank, inline or from an artifact
 
-/** Render a MIME type of the project's own (e.g. an AI cell's tool steps, ai.js) with `render(value, node, o)`. */
-export function registerMime(mime, render) {
-  RENDERERS.set(mime, render)
+/** Render a MIME type of the project's own (e.g. an AI cell's tool steps, ai.js) with `render(value, node, o)`.
+ * `standard: true`: a standard MIME type (e.g. JSON, json_tree.js), chosen in the usual order over the others
+ * and given its value once an artifact-backed one is fetched. */
+export function registerMime(mime, render, { standard = false } = {}) {
+  ;(standard ? STANDARD : RENDERERS).set(mime, render)
 }
 
 /** Render one output into a fresh element (its content signature lets callers skip unchanged ones). */

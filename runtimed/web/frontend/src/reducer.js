@@ -454,6 +454,11 @@ export const HANDLERS = {
     if (!cell) return
     if (a.wait) cell.clear_pending = true
     else clearOutputs(s, cell, ch)
+    if (a.execution) { // "Clear outputs" as in JupyterLab: the count and a finished run's status go too
+      cell.execution_count = null
+      if (!cell.execution || TERMINAL.has(cell.execution.status)) cell.execution = null
+      ch.cell(cell.id, 'status')
+    }
   },
 
   runtimeSessionStarted(s, a, env, ch) {
