@@ -150,3 +150,39 @@ async def test_presence_list_shows_each_peers_kind(daemon) -> None:
         await agent.close()
         await expect(chips.filter(has_text="Helper")).to_have_count(0, timeout=30_000)
         assert not alice.errors, alice.errors
+
+
+async def test_z_undoes_a_merge(daemon) -> None:
+    from tests.test_web_commands import command_mode_on, wait_cells
+
+    api = Api(daemon)
+    nb = api.create("Merge", [("code", "a = 1"), ("code", "b = 2"), ("markdown", "# c"), ("code", "d = 4")])
+    cells = {c["id"]: c for c in api.get(nb)["cells"]}
+    async with chromium() as browser:
+        page = await open_notebook(browser, daemon, nb)
+        await command_mode_on(page, "cell-1")
+        await page.keyboard.press("Shift+J")
+        await page.keyboard.press("Shift+M")
+        await wait_cells(page, 3)
+        await settled(page)
+        assert [c["source"] for c in api.get(nb)["cells"]] == ["a = 1", "b = 2\n\n# c", "d = 4"]
+
+        # Z: the merged cell gets its own text back and the merged-away cell returns in place, with its id and type.
+        await page.keyboard.press("z")
+        await wait_cells(page, 4)
+        await page.wait_for_function("() => window.__runtimed.state.cells.get('cell-1').text.toString() === 'b = 2'")
+        await settled(page)
+        after = api.get(nb)["cells"]
+        assert [(c["id"], c["cell_type"], c["source"]) for c in after] == [
+            (c["id"], c["cell_type"], c["source"]) for c in cells.values()]
+        # The log keeps the merge and its undo (nothing rewritten).
+        r = api.client.get(f"/api/notebooks/{nb}/events", params={"since": 0, "limit": 1000})
+        r.raise_for_status()
+        names = [e["name"] for e in r.json()["events"]]
+        assert names.count("cellDeleted") == 1 and names.count("cellCreated") == 5, names
+        # Typing after the undo is still the cell's own text (the undo is an ordinary edit).
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("End")
+        await page.keyboard.type("  # x")
+        await page.wait_for_function("() => window.__runtimed.state.cells.get('cell-1').text.toString() === 'b = 2  # x'")
+        assert not page.errors, page.errors

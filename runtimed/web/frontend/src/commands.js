@@ -26,7 +26,7 @@ export const SHORTCUTS = [
     ['Ctrl-A', 'select every cell'],
     ['A / B', 'insert a cell above / below'],
     ['D D', 'delete the selected cells'],
-    ['Z', 'undo the last cell deletion or move'],
+    ['Z', 'undo the last cell deletion, move or merge'],
     ['C / X', 'copy / cut the selected cells'],
     ['V / Shift-V', 'paste below / above'],
     ['Shift-M', 'merge the selected cells (or with the cell below)'],
@@ -382,8 +382,9 @@ export class CommandMode {
     }
     const [first, ...rest] = ids.map((id) => p.state.cells.get(id))
     if (!first?.text) return
-    const tail = rest.map((c) => c.text.toString())
-    first.doc.transact(() => first.text.insert(first.text.length, tail.map((t) => '\n\n' + t).join('')))
+    const appended = rest.map((c) => '\n\n' + c.text.toString()).join('')
+    p.undo.noteMerge(first.id, appended, rest.map((c) => c.id))
+    first.doc.transact(() => first.text.insert(first.text.length, appended))
     p.push(rest.map((c) => ({ name: 'cellDeleted', args: { cellId: c.id } })))
     this.select(first.id)
     this.focusCell(first.id)

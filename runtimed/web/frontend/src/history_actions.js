@@ -7,24 +7,8 @@
 // the export at that seq and the import endpoint (the fork's log starts at that state).
 import { api, notebookPath } from './api.js'
 import { cellSource } from './reducer.js'
-import { createEvents, outputArgs, Placer, snapshotCell } from './undo.js'
+import { createEvents, outputArgs, Placer, setText, snapshotCell } from './undo.js'
 import { el, notice } from './util.js'
-
-/** Replace a Y.Text's content by `target` with one edit (the common prefix and suffix are kept). */
-function setText(cell, target) {
-  const text = cell.text
-  const now = text.toString()
-  if (now === target) return false
-  let a = 0
-  while (a < now.length && a < target.length && now[a] === target[a]) a++
-  let b = 0
-  while (b < now.length - a && b < target.length - a && now[now.length - 1 - b] === target[target.length - 1 - b]) b++
-  cell.doc.transact(() => {
-    if (now.length - a - b) text.delete(a, now.length - a - b)
-    if (target.length - a - b) text.insert(a, target.slice(a, target.length - b))
-  })
-  return true
-}
 
 function sameOutputs(a, b) {
   const strip = (os) => JSON.stringify(os.map(({ output_id, ...rest }) => rest))

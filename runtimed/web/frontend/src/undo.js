@@ -1,7 +1,8 @@
-// Undo of cell deletions and moves, and re-creating cells from a snapshot (undo, paste, restore).
+// Undo of cell deletions, moves and merges, and re-creating cells from a snapshot (undo, paste, restore).
 //
 // Nothing is undone by rewriting the log: an undo appends new events (cellCreated with the old id,
-// source, type, metadata, attachments and outputs; cellMoved back to the old place), so the log keeps
+// source, type, metadata, attachments and outputs; cellMoved back to the old place; a merge's appended text
+// removed), so the log keeps
 // both the deletion and the restore. This page's own deletions go on the
 // undo stack when it pushes them (Z in command mode, or "Undo" in the toast); other people's, seen in the
 // log's events, get a toast with "Restore".
@@ -10,6 +11,22 @@ import { cellSource } from './reducer.js'
 import { el, newId } from './util.js'
 
 const MAX_UNDO = 100
+
+/** Replace a Y.Text's content by `target` with one edit (the common prefix and suffix are kept). */
+export function setText(cell, target) {
+  const text = cell.text
+  const now = text.toString()
+  if (now === target) return false
+  let a = 0
+  while (a < now.length && a < target.length && now[a] === target[a]) a++
+  let b = 0
+  while (b < now.length - a && b < target.length - a && now[now.length - 1 - b] === target[target.length - 1 - b]) b++
+  cell.doc.transact(() => {
+    if (now.length - a - b) text.delete(a, now.length - a - b)
+    if (target.length - a - b) text.insert(a, target.slice(a, target.length - b))
+  })
+  return true
+}
 
 /** What it takes to re-create a cell: its content, outputs and neighbours at the time. */
 export function snapshotCell(state, cellId, order = state.order) {
@@ -112,6 +129,14 @@ export class CellUndo {
 
   /** This page deletes these cells: remember them (one undo step), and offer Undo in a toast. */
   noteDelete(ids) {
+    const snaps = this._snaps(ids)
+    if (!snaps.length) return
+    const entry = { kind: 'delete', snaps }
+    this._push(entry)
+    toast(`${snaps.length === 1 ? 'Cell' : `${snaps.length} cells`} deleted`, 'Undo', () => this.undo(entry))
+  }
+
+  _snaps(ids) {
     const state = this.page.state
     const order = [...state.order]
     const snaps = []
@@ -120,10 +145,12 @@ export class CellUndo {
       snaps.push(snapshotCell(state, id, order))
       order.splice(order.indexOf(id), 1) // the next one's neighbours are those left after this one
     }
-    if (!snaps.length) return
-    const entry = { kind: 'delete', snaps }
-    this._push(entry)
-    toast(`${snaps.length === 1 ? 'Cell' : `${snaps.length} cells`} deleted`, 'Undo', () => this.undo(entry))
+    return snaps
+  }
+
+  /** Shift-M: `appended` was added to the end of `cellId` and the cells `ids` are about to be deleted. */
+  noteMerge(cellId, appended, ids) {
+    this._push({ kind: 'merge', cellId, appended, snaps: this._snaps(ids) })
   }
 
   /** Before the reducer applies log events: someone else's deletions get a toast with "Restore". */
@@ -177,6 +204,18 @@ export class CellUndo {
       this.page.pendingFocus = entry.snaps[0].id
       this.page.pendingEdit = false
       return true
+    }
+    if (entry.kind === 'merge') {
+      // The merged cell loses the text the merge appended (wherever it is now), the others come back.
+      const cell = state.cells.get(entry.cellId)
+      const now = cell?.text ? cell.text.toString() : null
+      const at = now == null ? -1 : now.lastIndexOf(entry.appended)
+      if (at >= 0) setText(cell, now.slice(0, at) + now.slice(at + entry.appended.length))
+      const events = restoreDeletedEvents(state, entry.snaps)
+      if (events.length) this.page.push(events)
+      this.page.pendingFocus = entry.cellId
+      this.page.pendingEdit = false
+      return at >= 0 || events.length > 0
     }
     if (entry.kind === 'move' && state.cells.has(entry.cellId)) {
       this.page.push([{ name: 'cellMoved', args: { cellId: entry.cellId, fractionalIndex: entry.key } }])
