@@ -257,6 +257,8 @@ async def test_a_failing_resolution_is_a_clear_error_on_the_execution(
         assert "runtimed-surely-no-such-package-3141" in result.error.evalue
         env = await s.get_environment()
         assert env["status"]["state"] == "failed" and not env["built"]
+        # the kernel started while uv was installing is stopped, not left running
+        await _wait(lambda: not _kernels_in_unbuilt_environments(daemon))
         await s.set_dependencies(["six==1.16.0", "six==1.15.0"])  # conflicting pins
         with pytest.raises(RuntimedError) as info:
             await s.sync_environment()
@@ -264,6 +266,33 @@ async def test_a_failing_resolution_is_a_clear_error_on_the_execution(
         assert "six" in info.value.message
     assert not list((daemon.home.path / "envs").glob("*/runtimed-kernels")) or all(
         (p.parent / "runtimed-env.json").exists() for p in (daemon.home.path / "envs").glob("*/runtimed-kernels"))
+
+
+def _kernels_in_unbuilt_environments(daemon: DaemonProcess) -> list[str]:
+    """Command lines of running processes whose Python is that of an environment not (or no longer) built."""
+    envs = str(daemon.home.path / "envs") + "/"
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+            if argv and argv[0].startswith(envs):
+                env = Path(argv[0]).parent.parent
+                if not (env / "runtimed-env.json").exists():
+                    found.append(" ".join(argv))
+    return found
+
+
+async def test_a_package_the_kernel_machinery_already_imported_is_the_notebooks_version(
+        daemon: DaemonProcess, rest: DaemonHTTP) -> None:
+    """The first kernel of a new environment starts while uv installs; if the notebook pins a package that
+    kernel already imported (traitlets, from the kernel base), it is replaced by one started after the install."""
+    async with person_on("env-pin") as s:
+        await s.set_dependencies(["traitlets==5.14.3"])
+        result = await s.run("import traitlets, ipykernel; print(traitlets.__version__, "
+                             "ipykernel.__file__.startswith(traitlets.__file__.split('traitlets')[0]))",
+                             timeout_secs=300)
+        assert result.success, result.error
+        assert result.stdout.split() == ["5.14.3", "False"]  # the pin, installed in the notebook's env
 
 
 def _runt(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:

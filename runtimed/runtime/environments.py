@@ -33,11 +33,15 @@ from typing import Any
 from runtimed.errors import RuntimedError
 from runtimed.schema.dependencies import KERNEL_PACKAGE, EnvRequest
 
-__all__ = ["Environment", "EnvironmentError_", "EnvironmentStore", "env_timeout_setting", "uv_bin"]
+__all__ = ["EarlyStart", "Environment", "EnvironmentError_", "EnvironmentStore", "env_timeout_setting", "site_packages",
+           "uv_bin"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], Awaitable[None]]
+EarlyStart = Callable[["Environment"], None]
+"""Called once a new environment's interpreter can start (venv, ``.pth`` and kernelspec written), before
+its packages are installed: the daemon starts the kernel then, overlapping the install."""
 META = "runtimed-env.json"
 LAST_USED = "last-used"
 SPEC_DIR = "runtimed-kernels"
@@ -107,15 +111,19 @@ class EnvironmentStore:
         env = Environment(request.key, self.root / request.key, request.names)
         return env if (env.path / META).is_file() else None
 
-    async def ensure(self, request: EnvRequest, progress: Progress | None = None) -> Environment:
-        """The built environment of ``request`` (building it, and its kernel base, once; bounded by ``timeout``)."""
+    async def ensure(self, request: EnvRequest, progress: Progress | None = None,
+                     early: EarlyStart | None = None) -> Environment:
+        """The built environment of ``request`` (building it, and its kernel base, once; bounded by ``timeout``).
+
+        ``early`` is called only if this call builds the environment, when its interpreter can start and
+        before uv installs its packages; the environment counts as built (``get``) only once they are."""
         lock = self._locks.setdefault(request.key, asyncio.Lock())
         async with lock:
             env = self.get(request)
             started = time.monotonic()
             base = await self._base(request, progress or _quiet, started)
             if env is None:
-                env = await self._build(request, base, progress or _quiet, started)
+                env = await self._build(request, base, progress or _quiet, started, early)
             env.touch()
             base.touch()
             return env
@@ -135,35 +143,38 @@ class EnvironmentStore:
             await self._create(base, kernel, [KERNEL_PACKAGE], say, started, pth=None)
             return base
 
-    async def _build(self, request: EnvRequest, base: Environment, say: Progress, started: float) -> Environment:
+    async def _build(self, request: EnvRequest, base: Environment, say: Progress, started: float,
+                     early: EarlyStart | None) -> Environment:
         env = Environment(request.key, self.root / request.key, request.names)
         n = len(request.dependencies)
         await say(f"installing {n} package{'s' if n != 1 else ''}… ({', '.join(request.dependencies)})")
-        await self._create(env, request, list(request.dependencies), say, started, pth=base)
+        await self._create(env, request, list(request.dependencies), say, started, pth=base, early=early)
         await say(f"environment ready ({n} package{'s' if n != 1 else ''}, {time.monotonic() - started:.1f} s)")
         log.info("built environment %s (%s) in %.1f s", env.key, ", ".join(request.dependencies),
                  time.monotonic() - started)
         return env
 
     async def _create(self, env: Environment, request: EnvRequest, packages: list[str], say: Progress,
-                      started: float, pth: Environment | None) -> None:
-        """``uv venv`` + ``uv pip install packages`` (+ the ``.pth`` onto ``pth``'s site-packages), then the
-        kernelspec and, last, the meta file that marks it complete."""
+                      started: float, pth: Environment | None, early: EarlyStart | None = None) -> None:
+        """``uv venv``, the ``.pth`` onto ``pth``'s site-packages and the kernelspec (then ``early``), ``uv pip
+        install packages`` and, last, the meta file that marks it complete."""
         await asyncio.to_thread(shutil.rmtree, env.path, True)  # a build that died half way
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             python = pth.python if pth is not None else (request.requires_python or sys.executable)
             await self._uv(["venv", "--quiet", "--no-project", "--python", python, str(env.path)], say,
                            started, request)
+            if pth is not None:
+                (site_packages(env.path) / BASE_PTH).write_text(str(site_packages(pth.path)) + "\n")
+            _write_kernelspec(env)
+            if early is not None:
+                early(env)
             install = ["pip", "install", "--python", env.python, *packages]
             if pth is None:  # the kernel base: compiled once here rather than by every first kernel start
                 install.append("--compile-bytecode")
             if request.index_url:
                 install += ["--index-url", request.index_url]
             await self._uv(install, say, started, request)
-            if pth is not None:
-                (_site_packages(env.path) / BASE_PTH).write_text(str(_site_packages(pth.path)) + "\n")
-            _write_kernelspec(env)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, env.path, True)
             raise
@@ -259,7 +270,8 @@ async def _quiet(_message: str) -> None:
     return None
 
 
-def _site_packages(prefix: Path) -> Path:
+def site_packages(prefix: Path) -> Path:
+    """The ``lib/pythonX.Y/site-packages`` of a virtual environment."""
     found = sorted(prefix.glob("lib/python*/site-packages"))
     if not found:
         raise EnvironmentError_(f"{prefix} has no lib/pythonX.Y/site-packages: not a virtual environment uv made")

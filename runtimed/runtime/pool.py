@@ -163,9 +163,20 @@ class KernelPool:
         found = self._environments.get(key)
         if found is None:
             return await KernelSession.start(key, cwd=cwd, env=self._env, startup_timeout=self._startup_timeout)
-        kernel_name, environment = found
-        return await KernelSession.start(kernel_name, cwd=cwd, env={**(self._env or {}), **environment.kernel_env()},
+        return await self.start_in(*found, cwd)
+
+    async def start_in(self, kernel_name: str, environment: Environment,
+                       cwd: str | os.PathLike[str] | None) -> KernelSession:
+        """A fresh kernel in ``environment``, without creating its pool: the daemon starts a new environment's
+        first kernel while uv still installs into it (``adopt`` creates the pool once it is built)."""
+        return await KernelSession.start(canonical_kernel_name(kernel_name), cwd=cwd if cwd is not None else self._cwd,
+                                         env={**(self._env or {}), **environment.kernel_env()},
                                          startup_timeout=self._startup_timeout, spec_dirs=environment.spec_dirs)
+
+    def adopt(self, kernel_name: str, environment: Environment) -> None:
+        """Create the pool of a just built environment and start warming it, as a ``take`` would have."""
+        if not self._closed:
+            self._refill(self._environment_pool(canonical_kernel_name(kernel_name), environment))
 
     def _environment_pool(self, kernel_name: str, environment: Environment) -> str:
         """The pool key of a kernel in a notebook environment, creating that pool on first use."""

@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from runtimed.errors import RuntimedError
-from runtimed.runtime.environments import Environment, EnvironmentStore
+from runtimed.runtime.environments import EarlyStart, Environment, EnvironmentStore, site_packages
+from runtimed.runtime.kernel import KernelSession
 from runtimed.runtime.pool import KernelPool
 from runtimed.schema import approvals, views
 from runtimed.schema.dependencies import APPROVAL_TOOL, EnvRequest, resolve
@@ -124,10 +125,39 @@ class NotebookEnvironments:
                                          arguments=arguments)], SYSTEM_ACTOR)
         return approval_id
 
-    async def prepare(self, service: NotebookService, kernel_name: str) -> Environment | None:
+    async def start_kernel(self, service: NotebookService, kernel_name: str,
+                           cwd: str | os.PathLike[str] | None) -> KernelSession:
+        """The notebook's kernel, in its environment (``prepare``). A new environment's kernel starts as soon as
+        its interpreter can (the base holds ipykernel), while uv installs the notebook's packages; it is handed
+        out only once the install succeeded and the kernel picked the new packages up (``_pick_up``). A failed
+        install fails like before, and that kernel is stopped."""
+        early: list[asyncio.Task[KernelSession]] = []  # set by ``start`` if the environment is built now
+        before: set[str] = set()
+
+        def start(env: Environment) -> None:
+            before.update(os.listdir(site_packages(env.path)))
+            early.append(asyncio.get_running_loop().create_task(self.pool.start_in(kernel_name, env, cwd)))
+
+        try:
+            environment = await self.prepare(service, kernel_name, start)
+            if environment is None or not early:
+                return await self.pool.take(kernel_name, cwd=cwd, environment=environment)
+            kernel = await early[0]
+            if not await _pick_up(kernel, environment, before):
+                await kernel.shutdown(now=True)
+                kernel = await self.pool.start_in(kernel_name, environment, cwd)
+        except BaseException:
+            for task in early:
+                await _discard(task)
+            raise
+        self.pool.adopt(kernel_name, environment)
+        return kernel
+
+    async def prepare(self, service: NotebookService, kernel_name: str,
+                      early: EarlyStart | None = None) -> Environment | None:
         """The environment the notebook's kernel must run in (None: the daemon's own), built if needed.
 
-        Raises a ``RuntimedError`` (``dependencies_not_approved``, ``invalid_dependency``,
+        ``early``: see ``EnvironmentStore.ensure``. Raises a ``RuntimedError`` (``dependencies_not_approved``, ``invalid_dependency``,
         ``environment_failed``, ``environment_timeout``) that the caller turns into failed executions."""
         notebook_id = service.notebook_id
         try:
@@ -147,7 +177,7 @@ class NotebookEnvironments:
             env = self.store.get(request)
             if env is None:
                 async with self._progress_session(service, kernel_name, request) as say:
-                    env = await self.store.ensure(request, say)
+                    env = await self.store.ensure(request, say, early)
             else:
                 env = await self.store.ensure(request)  # built: a stat or two (and its kernel base is there)
         except RuntimedError as exc:
@@ -201,3 +231,48 @@ class NotebookEnvironments:
             if removed:
                 log.info("removed %d environments unused for %g days: %s", len(removed), max_age_days,
                          ", ".join(removed))
+
+
+_PICK_UP = """\
+def _runtimed_pick_up(site_dir, names, pth):
+    import importlib, site, sys
+    if pth:
+        site.addsitedir(site_dir)
+    importlib.invalidate_caches()
+    clash = sorted(name for name in names if name in sys.modules)
+    if clash:
+        raise ImportError("imported before the install: " + ", ".join(clash))
+try:
+    _runtimed_pick_up({site!r}, {names!r}, {pth!r})
+finally:
+    del _runtimed_pick_up
+"""
+
+
+async def _pick_up(kernel: KernelSession, environment: Environment, before: set[str]) -> bool:
+    """Make a kernel started before the install see the installed packages as one started after it would:
+    fresh import caches, new ``.pth`` files processed. False if it already imported a module of the same
+    name from elsewhere (e.g. the notebook pins a package the kernel machinery uses): it must be replaced."""
+    site = site_packages(environment.path)
+    added = set(await asyncio.to_thread(os.listdir, site)) - before
+    names = sorted({entry.split(".")[0] for entry in added
+                    if not entry.endswith((".dist-info", ".egg-info", ".data", ".pth")) and entry != "__pycache__"})
+    errors: list[str] = []
+
+    def collect(kind: str, content: dict[str, Any]) -> None:
+        if kind == "error":
+            errors.append(f"{content['ename']}: {content['evalue']}")
+
+    code = _PICK_UP.format(site=str(site), names=names, pth=any(entry.endswith(".pth") for entry in added))
+    reply = await kernel.execute(code, collect, silent=True)
+    if reply.status != "ok":
+        log.info("replacing the kernel started during the install of %s: %s", environment.key, "; ".join(errors))
+    return reply.status == "ok"
+
+
+async def _discard(task: asyncio.Task[KernelSession]) -> None:
+    """Stop a kernel that is starting or started (its environment failed, or the caller gave up)."""
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        kernel = await task
+        await kernel.shutdown(now=True)

@@ -176,8 +176,7 @@ class RuntimeManager:
             if cwd is not None and not os.path.isdir(cwd):  # checked first: a pooled kernel would be wasted
                 raise RuntimedError(f"the notebook's working directory {cwd!r} (metadata runtimed.cwd) does not "
                                     "exist on the daemon's machine", code="bad_cwd")
-            environment = await self.environments.prepare(service, kernel_name)
-            kernel = await self.pool.take(kernel_name, cwd=cwd, environment=environment)
+            kernel = await self.environments.start_kernel(service, kernel_name, cwd)
         except Exception as exc:
             log.warning("cannot start kernel %r for %s: %s", kernel_name, notebook_id, exc)
             await self._fail_pending(service, kernel_name, exc)
