@@ -27,10 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtimed.automation.options import submittable
 from runtimed.errors import NotFoundError, RuntimedError
 
 if TYPE_CHECKING:  # the executor (nbformat, the client) loads after the daemon serves: see RunJobs.start
-    from runtimed.automation.run import RunControl, RunOptions, RunResult
+    from runtimed.automation.options import RunControl, RunOptions
+    from runtimed.automation.run import RunResult
     from runtimed.client.discovery import DaemonEndpoint
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ def options_from(spec: dict[str, Any], notebook: dict[str, Any] | None) -> RunOp
     """A submitted options object as RunOptions; unknown or non-submittable fields are a clear error."""
     import nbformat
 
-    from runtimed.automation.run import SUBMITTED_FIELDS, RunOptions
+    from runtimed.automation.options import SUBMITTED_FIELDS, RunOptions
     known = {f.name for f in dataclasses.fields(RunOptions)} - set(SUBMITTED_FIELDS)
     unknown = sorted(set(spec) - known)
     if unknown:
@@ -78,12 +80,6 @@ def options_from(spec: dict[str, Any], notebook: dict[str, Any] | None) -> RunOp
             raise RuntimedError(f"the submitted notebook is not a valid notebook: {exc}",
                                 code="invalid_request") from None
     return opts
-
-
-def submittable(opts: RunOptions) -> dict[str, Any]:
-    """RunOptions as the JSON ``POST /api/runs`` takes (the notebook travels separately)."""
-    from runtimed.automation.run import SUBMITTED_FIELDS, RunOptions
-    return {f.name: getattr(opts, f.name) for f in dataclasses.fields(RunOptions) if f.name not in SUBMITTED_FIELDS}
 
 
 class RunJobs:
@@ -196,7 +192,7 @@ class RunJobs:
         return _public(record)
 
     def _launch(self, record: dict[str, Any], opts: RunOptions, make: Callable[[], Any]) -> None:
-        from runtimed.automation.run import RunControl
+        from runtimed.automation.options import RunControl
 
         control = RunControl(on_progress=lambda done, total: self._progress(record, done, total))
         opts.control = control

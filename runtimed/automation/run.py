@@ -25,6 +25,12 @@ import nbformat
 from runtimed import __version__
 from runtimed.automation import deps, expectations, papermill_compat, steps
 from runtimed.automation.notify import notify
+from runtimed.automation.options import (
+    CellProgress,
+    RunOptions,
+    is_local,
+    load_input,
+)
 from runtimed.automation.parameters import ERROR_MARKER_TAG, parameterize_path, prepare_notebook
 from runtimed.client.discovery import DaemonEndpoint, ensure_daemon
 from runtimed.client.http import DaemonHTTP, prefetch_artifacts
@@ -48,86 +54,6 @@ ERROR_STYLE = 'style="color:red; font-family:Helvetica Neue, Helvetica, Arial, s
 ERROR_MESSAGE_TEMPLATE = f"<span {ERROR_STYLE}>An Exception was encountered at '<a href=\"#papermill-error-cell\">In [%s]</a>'.</span>"
 ERROR_ANCHOR_MSG = (f'<span id="papermill-error-cell" {ERROR_STYLE}>'
                     "Execution using papermill encountered an exception here and stopped:</span>")
-
-
-@dataclass
-class RunOptions:
-    input_path: str
-    output_path: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    kernel_name: str | None = None
-    cwd: str | None = None
-    start_timeout: float = 60.0
-    execution_timeout: float | None = None
-    allow_errors: bool = False
-    prepare_only: bool = False
-    report_mode: bool = False
-    log_output: bool = False
-    stdout_file: str | None = None
-    stderr_file: str | None = None
-    progress_bar: bool = False
-    inject_paths: bool = False
-    inject_input_path: bool = False
-    inject_output_path: bool = False
-    notebook_id: str | None = None
-    notify_url: str | None = None
-    approve: tuple[str, ...] = ()
-    """``--approve``: agent tools (AI cells') that need no person's approval in this run; ``("all",)`` for all."""
-    notify_on: str = "always"
-    """When ``notify_url`` hears of the run: always, success or failure."""
-    retries: int = 0
-    """``--retries``: run again from the start this many times when the kernel dies or the runtime is lost."""
-    expect_file: str | None = None
-    """``--expect``: a YAML file of expectations about the cells' results (see automation/expectations.py)."""
-    language: str | None = None
-    """papermill's ``-l``: the notebook's language for parameter injection (overrides the notebook's)."""
-    request_save_on_cell_execute: bool = True
-    """papermill's ``--request-save-on-cell-execute``: save the output after each cell."""
-    keep_runtime: bool = False
-    no_deps: bool = False
-    """Ignore the notebook's declared dependencies: run in the daemon's own environment (docs/environments.md)."""
-    """Leave the notebook's runtime (and kernel) running after the run; by default it is stopped."""
-    home: str | None = None
-    input_notebook: nbformat.NotebookNode | None = None
-    """Already-read input (stdin); ``input_path`` then only names it."""
-    client_cwd: str | None = None
-    """Where the submitting client runs: relative output paths and the kernel's default cwd resolve there
-    (a run executes in the daemon, whose own working directory means nothing to the user)."""
-    autosave_cell_every: float = 30.0
-    """papermill's autosave: the output notebook is rewritten after a cell completes, at most every N seconds."""
-    write_output_file: bool = True
-    """False when the client writes the output itself (``-``, or a daemon that cannot reach the path)."""
-    keep_runtime_on_failure: bool = False
-    """Leave the runtime of a failed or cancelled run running (the daemon's jobs keep it for resume)."""
-    control: RunControl | None = None
-    """Progress and cancellation from the daemon's job runner (not serialized)."""
-    endpoint: DaemonEndpoint | None = None
-    """The daemon to run on (the daemon's own, for jobs); else found or started from ``home``."""
-
-
-SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook")
-"""RunOptions fields that do not travel in ``POST /api/runs`` as they are (the notebook goes as content)."""
-
-
-class RunControl:
-    """What a run's owner (the daemon's job runner) sees of it while it runs and how it stops it."""
-
-    def __init__(self, on_progress: Callable[[int, int], None] | None = None) -> None:
-        self.on_progress = on_progress
-        self.cancelled = False
-        self.client: SyncClient | None = None
-        self.snapshot: Callable[[], Awaitable[nbformat.NotebookNode]] | None = None
-        """The output notebook as far as the run got (set while it executes)."""
-
-    def progress(self, done: int, total: int) -> None:
-        if self.on_progress is not None:
-            self.on_progress(done, total)
-
-    async def cancel(self) -> None:
-        """Cancel the run: its queued cells are dropped and the running one interrupted; the output is kept."""
-        self.cancelled = True
-        if self.client is not None and self.client.is_connected:
-            await self.client.push([make_event("executionCancelRequested")], timeout=10)
 
 
 @dataclass
@@ -184,17 +110,6 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 def _notebook_id_for(input_path: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", PurePath(input_path.split("://")[-1]).stem or "stdin").strip("-.")[:40]
     return f"run-{stem or 'notebook'}-{uuid.uuid4().hex[:8]}"
-
-
-def load_input(opts: RunOptions) -> nbformat.NotebookNode:
-    if opts.input_notebook is not None:
-        return opts.input_notebook
-    from runtimed.formats.files import load_notebook
-
-    try:
-        return load_notebook(opts.input_path)
-    except FileNotFoundError:
-        raise RuntimedError(f"input notebook {opts.input_path!r} not found", code="not_found") from None
 
 
 def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
@@ -255,18 +170,12 @@ def _absolute_cwd(cwd: str | None, client_cwd: str | None = None) -> str | None:
     return os.path.abspath(os.path.join(client_cwd or os.getcwd(), os.path.expanduser(cwd)))
 
 
-def _is_local(endpoint: DaemonEndpoint) -> bool:
-    from urllib.parse import urlsplit
-
-    return (urlsplit(endpoint.url).hostname or "") in ("127.0.0.1", "localhost", "::1")
-
-
 def _default_cwd(nb: nbformat.NotebookNode, endpoint: DaemonEndpoint, client_cwd: str | None) -> None:
     """Without --cwd the kernel runs where runt runs, as papermill's does (for a daemon on this machine)."""
     import os
 
     settings = nb.metadata.get("runtimed") or {}
-    if "cwd" not in settings and (client_cwd or _is_local(endpoint)):
+    if "cwd" not in settings and (client_cwd or is_local(endpoint)):
         nb.metadata["runtimed"] = {**settings, "cwd": client_cwd or os.getcwd()}
 
 
@@ -638,7 +547,7 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
     client = session.client
     batch_id = new_id("b-")
     start_time = datetime.now(UTC)
-    progress = _Progress(len(requests), enabled=opts.progress_bar)
+    progress = CellProgress(len(requests), enabled=opts.progress_bar)
     kernel_name = (prepared.metadata.get("kernelspec") or {}).get("name")
     live_log = client.on_events(_LiveLog(client, kernel_name)) if opts.log_output else None
     queue_ids = {q for q, _ in requests}
@@ -874,31 +783,6 @@ def _write_stream_files(nb: nbformat.NotebookNode, opts: RunOptions) -> None:
                            if o.get("output_type") == "stream" and o.get("name") == name)
             with fsspec.open(path, "w", encoding="utf-8") as f:
                 f.write(text)
-
-
-class _Progress:
-    """A rich progress bar over executed cells (on stderr), or nothing."""
-
-    def __init__(self, total: int, *, enabled: bool) -> None:
-        self._bar = None
-        self._done = 0
-        if enabled and total:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("Executing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=Console(stderr=True))
-            self._task = self._bar.add_task("cells", total=total)
-            self._bar.start()
-
-    def update(self, done: int) -> None:
-        if self._bar is not None and done != self._done:
-            self._done = done
-            self._bar.update(self._task, completed=done)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 async def run_many(options: list[RunOptions], parallel: int = 1, *, report: Reporter | None = None) -> list[RunResult]:

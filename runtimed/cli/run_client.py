@@ -55,9 +55,9 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
                  log_to_stderr: bool = False, on_change: Callable[[dict[str, Any]], None] | None = None,
                  say: Callable[[str], None] = lambda _l: None) -> dict[str, Any]:
     """Wait for the run to end, showing progress; Ctrl-C cancels it and waits (bounded) for its output."""
-    from runtimed.automation.run import _Progress
+    from runtimed.automation.options import CellProgress
 
-    progress: _Progress | None = None
+    progress: CellProgress | None = None
     log_task = None
     if log_output:
         log_task = asyncio.create_task(_stream_log(client.endpoint, run["notebook_id"], log_to_stderr))
@@ -67,7 +67,7 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
                 run = await client.call("GET", f"/api/runs/{run['id']}",
                                         params={"version": run["version"], "wait": POLL_S})
                 if progress is None and progress_bar and run.get("total"):
-                    progress = _Progress(run["total"], enabled=True)
+                    progress = CellProgress(run["total"], enabled=True)
                 if progress is not None:
                     progress.update(run.get("done") or 0)
                 if on_change is not None:

@@ -150,8 +150,9 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
          inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel, output_dir,
          notify_url, approve, no_deps, keep_runtime, notebook_id, detach, as_json, notify_on, retries,
          expect_file, language, engine, log_level, autosave_cell_every, request_save_on_cell_execute) -> int:
+    from runtimed.automation.notify import notify
+    from runtimed.automation.options import RunOptions
     from runtimed.automation.parameters import collect_parameters, parse_grid
-    from runtimed.automation.run import RunOptions, notify, run_async
 
     if help_notebook:
         return _print_parameters(notebooks[0], as_json)
@@ -216,6 +217,8 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
         opts.input_notebook = _read_stdin_notebook()
     if prepare_only:  # nothing runs: no daemon needed
         _say(f"Input notebook:  {input_path}")
+        from runtimed.automation.run import run_async
+
         result = asyncio.run(run_async(opts, report=_say))
         _say(f"runt run: {result.message}")
         return result.exit_code
@@ -224,8 +227,7 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
 
 async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
     """Submit the run to the daemon (a job there) and, unless --detach, follow it to its end."""
-    from runtimed.automation.jobs import submittable
-    from runtimed.automation.run import _is_local, load_input
+    from runtimed.automation.options import is_local, load_input, submittable
     from runtimed.cli.run_client import RunClient, fetch_notebook, follow, write_notebook
     from runtimed.client.discovery import ensure_daemon
     from runtimed.home import Home
@@ -233,7 +235,7 @@ async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
     notebook = load_input(opts)  # read here: the daemon may not see this machine's files or stdin
     endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
     opts.client_cwd = os.getcwd()
-    client_writes = opts.output_path == "-" or not _is_local(endpoint)
+    client_writes = opts.output_path == "-" or not is_local(endpoint)
     opts.write_output_file = not client_writes
     from runtimed.automation.papermill_compat import check_output_dir
     from runtimed.automation.parameters import parameterize_path
@@ -273,8 +275,7 @@ async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
 
 async def _submit_many(options: list[Any], parallel: int) -> list[dict[str, Any]]:
     """Batch and grid runs: each a daemon job, at most ``parallel`` going at once; one bad run stops no other."""
-    from runtimed.automation.jobs import submittable
-    from runtimed.automation.run import _is_local, load_input
+    from runtimed.automation.options import is_local, load_input, submittable
     from runtimed.cli.run_client import RunClient, follow
     from runtimed.client.discovery import ensure_daemon
     from runtimed.errors import RuntimedError
@@ -289,7 +290,7 @@ async def _submit_many(options: list[Any], parallel: int) -> list[dict[str, Any]
             try:
                 notebook = load_input(opts)
                 opts.client_cwd = os.getcwd()
-                opts.write_output_file = _is_local(endpoint)
+                opts.write_output_file = is_local(endpoint)
                 run = await client.call("POST", "/api/runs", json={"options": submittable(opts), "notebook": notebook})
                 _say(f"Run {run['id']}: {opts.input_path} {json.dumps(opts.parameters)} -> {run['url']}")
                 return _summary(await follow(client, run, say=_say))
