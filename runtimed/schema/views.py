@@ -144,7 +144,10 @@ def clear_pending_cells(conn: Reader) -> set[str]:
 def executions_cleared(conn: Reader) -> dict[str, int]:
     """Cells whose count and last run were cleared ("Clear outputs"): the seq of that clear."""
     sql = "SELECT id, execution_cleared_seq FROM cells WHERE execution_cleared_seq IS NOT NULL"
-    return {r[0]: r[1] for r in conn.execute(sql)}
+    try:
+        return {r[0]: r[1] for r in conn.execute(sql)}
+    except sqlite3.OperationalError:  # a projection older than v6, read before its rebuild: nothing was cleared
+        return {}
 
 
 def cell_ystates(conn: Reader) -> dict[str, bytes]:
