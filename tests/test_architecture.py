@@ -19,15 +19,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "runtimed"
 # package -> the packages it may import (besides itself); the top-level modules count as packages
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "settings": set(),
     "home": {"errors"},
     "durations": {"errors"},
-    "schema": {"errors"},
+    "schema": {"errors", "settings"},
     "store": {"schema", "errors"},
     "formats": {"schema", "errors"},
     "client": {"schema", "formats", "errors", "home"},
-    "runtime": {"client", "schema", "errors", "home"},
+    "runtime": {"client", "schema", "errors", "home", "settings"},
     "agents": {"client", "formats", "schema", "errors", "home"},
-    "automation": {"client", "runtime", "formats", "schema", "errors", "home"},
+    "automation": {"client", "runtime", "formats", "schema", "errors", "home", "settings"},
     # the daemon hosts the store, the supervised runtimes and the MCP endpoint (which speaks as a client)
     "server": {"store", "schema", "runtime", "client", "formats", "agents", "errors", "home", "durations"},
     "cli": {"server", "runtime", "client", "agents", "automation", "formats", "schema", "store", "errors", "home",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtimed.automation.options import submittable
 from runtimed.errors import NotFoundError, RuntimedError
+from runtimed.settings import env_number
 
 if TYPE_CHECKING:  # the executor (nbformat, the client) loads after the daemon serves: see RunJobs.start
     from runtimed.automation.options import RunControl, RunOptions
@@ -45,7 +46,7 @@ MAX_WAIT_S = 60.0
 
 
 def resume_grace_setting() -> float:
-    return float(os.environ.get("RUNTIMED_RUN_RESUME_GRACE", DEFAULT_RESUME_GRACE))
+    return env_number("RUNTIMED_RUN_RESUME_GRACE", float(DEFAULT_RESUME_GRACE), float, allow_zero=True)
 
 
 def _now() -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 from runtimed.errors import RuntimedError
 from runtimed.schema.dependencies import KERNEL_PACKAGE, EnvRequest
+from runtimed.settings import env_number
 
 __all__ = ["EarlyStart", "Environment", "EnvironmentError_", "EnvironmentStore", "env_timeout_setting", "site_packages",
            "uv_bin"]
@@ -59,11 +60,7 @@ class EnvironmentError_(RuntimedError):  # noqa: N801 (the builtin name is taken
 
 def env_timeout_setting() -> float:
     """Seconds one environment build may take (``RUNTIMED_ENV_TIMEOUT``, default 600)."""
-    try:
-        value = float(os.environ.get("RUNTIMED_ENV_TIMEOUT", "") or 600)
-    except ValueError:
-        value = 600.0
-    return value if value > 0 else 600.0
+    return env_number("RUNTIMED_ENV_TIMEOUT", 600.0, float)
 
 
 def uv_bin() -> str:

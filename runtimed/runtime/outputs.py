@@ -53,6 +53,7 @@ from runtimed.schema.artifact_refs import offload, threshold_setting
 from runtimed.schema.events import make_event
 from runtimed.schema.ids import new_id
 from runtimed.schema.limits import Limits
+from runtimed.settings import env_number
 
 Emit = Callable[[dict[str, Any]], None]
 Blob = tuple[str, bytes | Path, str]
@@ -75,12 +76,7 @@ STREAM_TEXT_TYPE = "text/plain; charset=utf-8"
 
 
 def stream_cap_setting() -> int:
-    raw = os.environ.get("RUNTIMED_STREAM_CAP", "").strip()
-    try:
-        value = int(raw) if raw else DEFAULT_STREAM_CAP
-    except ValueError:
-        value = DEFAULT_STREAM_CAP
-    return value if value > 0 else DEFAULT_STREAM_CAP
+    return env_number("RUNTIMED_STREAM_CAP", DEFAULT_STREAM_CAP, int)
 
 MAX_REWRITE_INTERVAL = 0.5
 """Seconds between the events of a stream that keeps rewriting its tail (progress bars)."""

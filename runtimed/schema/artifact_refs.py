@@ -15,10 +15,11 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
+
+from runtimed.settings import env_number
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_THRESHOLD = 64 * 1024
@@ -32,12 +33,7 @@ COMM_EVENTS = frozenset({"commOpened", "commStateChanged", "commCustomMessage", 
 
 
 def threshold_setting() -> int:
-    raw = os.environ.get("RUNTIMED_ARTIFACT_THRESHOLD", "").strip()
-    try:
-        value = int(raw) if raw else DEFAULT_THRESHOLD
-    except ValueError:
-        value = DEFAULT_THRESHOLD
-    return value if value > 0 else DEFAULT_THRESHOLD
+    return env_number("RUNTIMED_ARTIFACT_THRESHOLD", DEFAULT_THRESHOLD, int)
 
 
 def is_ref(value: Any) -> bool:
