@@ -29,7 +29,6 @@ import asyncio
 import base64
 import json
 import random
-import statistics
 import struct
 import sys
 import tempfile
@@ -45,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 import test_web as web  # noqa: E402
-from common import Figure  # noqa: E402
+from common import Figure, report  # noqa: E402
 from conftest import DaemonProcess  # noqa: E402
 
 from runtimed.client.discovery import DaemonEndpoint  # noqa: E402
@@ -184,11 +183,7 @@ def main() -> int:
     p.add_argument("--json", default=None, help="write the results as JSON to this path")
     args = p.parse_args()
     results = bench(args)
-    for f in results["figures"]:
-        mark = f" ({f['target']}: {'met' if f['met'] else 'MISSED'})" if f.get("target") else ""
-        print(f"{f['group']}: {f['name']} = {statistics.median(f['samples']):.3f} {f['unit']}{mark}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    report(results, args.json)
     return 0
 
 

@@ -30,7 +30,6 @@ import glob
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from common import Figure  # noqa: E402
+from common import Figure, report  # noqa: E402
 from conftest import DaemonProcess  # noqa: E402
 
 from runtimed.client.discovery import DaemonEndpoint  # noqa: E402
@@ -183,11 +182,7 @@ def main() -> int:
     p.add_argument("--json", default=None, help="write the results as JSON to this path")
     args = p.parse_args()
     results = bench(args)
-    for f in results["figures"]:
-        mark = f" ({f['target']}: {'met' if f['met'] else 'MISSED'})" if f.get("target") else ""
-        print(f"{f['group']}: {f['name']} = {statistics.median(f['samples']):.3f} {f['unit']}{mark}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    report(results, args.json)
     return 0
 
 

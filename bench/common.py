@@ -166,6 +166,15 @@ def verdict(f: Mapping[str, Any]) -> str:
     return ("met " if f.get("met") else "MISSED ") + f"(target {f['target']})"
 
 
+def report(results: Mapping[str, Any], json_path: str | None) -> None:
+    """Print every figure with its verdict, and write the results as JSON when asked."""
+    for f in results["figures"]:
+        mark = f" ({f['target']}: {'met' if f['met'] else 'MISSED'})" if f.get("target") else ""
+        print(f"{f['group']}: {f['name']} = {fmt_figure(f)}{mark}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2))
+
+
 # -- running tools ----------------------------------------------------------------------------------
 
 
