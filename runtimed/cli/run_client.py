@@ -23,6 +23,8 @@ from runtimed.client.discovery import DaemonEndpoint
 FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared", "expectations_failed"}
 POLL_S = 30.0
 CANCEL_WAIT_S = 60.0
+LOG_OPEN_WAIT_S = 60.0
+"""How long ``--log-output`` waits for the run's notebook to open in the daemon (the run goes on regardless)."""
 
 
 class RunClient:
@@ -107,15 +109,19 @@ async def _stream_log(endpoint: DaemonEndpoint, notebook_id: str, to_stderr: boo
 
     actor = {"id": f"runt-log-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run --log-output"}
     client = SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run")
-    for _ in range(600):  # the daemon imports the notebook just after the submit: wait for it, bounded
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LOG_OPEN_WAIT_S
+    while True:  # the daemon imports the notebook just after the submit: wait for it, bounded
         try:
-            await client.connect(30.0)
+            await client.connect(max(0.1, min(30.0, deadline - loop.time())))
             break
         except Exception:  # noqa: BLE001 - not there yet
             await client.close()
+            if loop.time() >= deadline:
+                break
             client = SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run")
             await asyncio.sleep(0.05)
-    else:
+    if not client.is_connected:
         await client.close()
         sys.stderr.write(f"runt run: no live log: notebook {notebook_id} did not open in the daemon; "
                          "the output notebook still has every output\n")
