@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +12,13 @@ from typing import Any
 import pytest
 
 from runtimed.errors import RuntimedError
-from runtimed.runtime.kernel import KernelSession, UnknownKernelError, list_kernelspecs
+from runtimed.runtime.kernel import (
+    OUTPUT_MESSAGE_CHARS,
+    OUTPUT_WINDOW_CHARS,
+    KernelSession,
+    UnknownKernelError,
+    list_kernelspecs,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -218,6 +225,49 @@ async def test_set_cwd(kernel: KernelSession, tmp_path: Any) -> None:
     assert out[0][1]["data"]["text/plain"] == repr(str(tmp_path))
 
 
+async def test_a_huge_write_reaches_the_runtime_in_bounded_messages(kernel: KernelSession) -> None:
+    """ipykernel would send one 3.5 MB message (all that was buffered); installed, it sends messages of at most
+    OUTPUT_MESSAGE_CHARS, with the same text in the same order, and sys.stdout still looks like ipykernel's."""
+    code = ("import sys\nfrom ipykernel.iostream import OutStream\nprint('start')\n"
+            "sys.stdout.write(''.join(f'{i:07d}\\n' for i in range(437_500)))\n"
+            "print(isinstance(sys.stdout, OutStream), type(sys.stdout).__name__)")
+    reply, out = await run(kernel, code)
+    assert reply.status == "ok"
+    assert all(kind == "stream" and len(content["text"]) <= OUTPUT_MESSAGE_CHARS for kind, content in out)
+    assert len(out) >= 4
+    text = "".join(content["text"] for _, content in out)
+    assert text == "start\n" + "".join(f"{i:07d}\n" for i in range(437_500)) + "True OutStream\n"
+
+
+async def test_a_fast_writer_waits_for_a_slow_runtime(tmp_path: Any) -> None:
+    """The kernel runs at most about OUTPUT_WINDOW_CHARS ahead of what the runtime has handled: a cell writing
+    48 MB as fast as it can, read by a runtime that is far slower, is held back instead of piling up the
+    whole print in the runtime's socket buffers."""
+    progress = tmp_path / "written"
+    mb = 1024 * 1024
+    code = (f"import sys\nchunk = 'x' * ({mb} - 1) + '\\n'\n"
+            f"for i in range(1, 49):\n    sys.stdout.write(chunk)\n"
+            f"    open({str(progress)!r}, 'w').write(str(i))\n")
+    received, lead = 0, []
+
+    def slow_runtime(kind: str, content: dict[str, Any]) -> None:
+        nonlocal received
+        data = content["text"].encode()
+        for _ in range(20):  # a runtime much slower than the writer (hashing is only the work it does)
+            hashlib.sha256(data).digest()
+        received += len(data)
+        written = int(progress.read_text() or 0) if progress.exists() else 0
+        lead.append(written * mb - received)
+
+    session = await KernelSession.start("python3")
+    try:
+        reply = await session.execute(code, slow_runtime)
+    finally:
+        await session.shutdown(now=True)
+    assert reply.status == "ok" and received == 48 * mb
+    assert max(lead) <= OUTPUT_WINDOW_CHARS + 4 * OUTPUT_MESSAGE_CHARS  # without flow control: tens of MB
+
+
 async def test_kernel_death_then_restart(tmp_path: Any) -> None:
     session = await KernelSession.start(cwd=tmp_path, env={"RUNTIMED_TEST_VAR": "yes"})
     try:
@@ -238,6 +288,8 @@ async def test_kernel_death_then_restart(tmp_path: Any) -> None:
         assert reply.ename == "NameError"
         reply, out = await run(session, "2 + 2")
         assert reply.status == "ok" and out[0][1]["data"]["text/plain"] == "4"
+        _, out = await run(session, "import sys; print(getattr(sys.stdout, '_runtimed_flow', False))")
+        assert out[0][1]["text"] == "True\n"  # the restarted kernel's output is bounded again
     finally:
         await session.shutdown(now=True)
     assert not os.path.exists(session.connection_file)

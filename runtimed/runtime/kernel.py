@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import struct
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -47,6 +49,12 @@ CommCallback = Callable[[str, dict[str, Any], list[bytes], str | None], None]
 CaptureCallback = Callable[[str | None, str, dict[str, Any]], bool]
 """Offered every output (parent msg_id, type, normalized content) first; True: it took it (an Output widget)."""
 COMM_MESSAGES = frozenset({"comm_open", "comm_msg", "comm_close"})
+
+OUTPUT_MESSAGE_CHARS = 1024 * 1024
+"""Characters of stream text an ipykernel puts in one IOPub message at most (``kernel_side.py``)."""
+OUTPUT_WINDOW_CHARS = 16 * 1024 * 1024
+"""Stream characters an ipykernel may have sent ahead of what the runtime has handled (``kernel_side.py``)."""
+_KERNEL_SIDE = (Path(__file__).with_name("kernel_side.py")).read_text(encoding="utf-8")
 
 _WATCHDOG_INTERVAL = 0.2  # how often the kernel process is polled
 _INTERRUPT_GRACE = 2.0  # how long to wait for the reply after interrupting a timed-out cell
@@ -222,6 +230,9 @@ class KernelSession:
     def __init__(self, km: AsyncKernelManager, kernel_name: str, language: str) -> None:
         self._km = km
         self._kc: Any = None
+        self._ack_path = os.path.splitext(km.connection_file)[0] + "-ack"
+        self._ack_fd: int | None = None
+        self._acked = 0  # stream characters handled, told to the kernel (``kernel_side.py``)
         self._kernel_name = kernel_name
         self._language = language
         self._pending: dict[str, _Execution] = {}
@@ -302,6 +313,11 @@ class KernelSession:
             loop.create_task(self._read(kc.stdin_channel, self._on_stdin)),
             loop.create_task(self._watchdog()),
         ]
+        if self._language == "python":
+            self._acknowledge(0)  # a restarted kernel counts from zero
+            install = (f"install({OUTPUT_MESSAGE_CHARS}, {OUTPUT_WINDOW_CHARS}, {self._ack_path!r})")
+            code = f"exec({_KERNEL_SIDE + chr(10) + install!r}, {{'__name__': '_runtimed_kernel_side'}})"
+            await self.execute(code, lambda _kind, _content: None, silent=True, timeout=timeout)
 
     async def _disconnect(self, reason: str) -> None:
         tasks, self._tasks = self._tasks, []
@@ -312,6 +328,23 @@ class KernelSession:
         if self._kc is not None:
             self._kc.stop_channels()
             self._kc = None
+
+    def _acknowledge(self, chars: int) -> None:
+        """Tell the kernel how many stream characters are handled (it waits when too far ahead)."""
+        self._acked = chars
+        try:
+            if self._ack_fd is None:
+                self._ack_fd = os.open(self._ack_path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.pwrite(self._ack_fd, struct.pack("<Q", chars), 0)
+        except OSError:  # the kernel then waits at most its max_wait per window
+            log.debug("could not write %s", self._ack_path, exc_info=True)
+
+    def _release_ack(self) -> None:
+        if self._ack_fd is not None:
+            os.close(self._ack_fd)
+            self._ack_fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._ack_path)
 
     async def restart(self) -> None:
         """Restart the kernel process; all its state is gone, the working directory is kept."""
@@ -330,11 +363,13 @@ class KernelSession:
             await self._km.shutdown_kernel(now=now)
         else:
             self._km.cleanup_resources()
+        self._release_ack()
 
     async def _kill(self) -> None:
         await self._disconnect("The kernel failed to start.")
         with contextlib.suppress(Exception):
             await self._km.shutdown_kernel(now=True)
+        self._release_ack()
 
     async def interrupt(self) -> None:
         await self._km.interrupt_kernel()
@@ -436,8 +471,8 @@ class KernelSession:
         while True:
             frames = await socket.recv_multipart()
             try:
-                _, frames = session.feed_identities(frames)
-                msg = session.deserialize(frames)
+                msg = session.deserialize(session.feed_identities(frames)[1])
+                del frames  # the raw message: a large output is held once (parsed) while it is handled
                 handle(msg)
             except Exception:
                 log.exception("Dropped a malformed or unhandled kernel message")
@@ -460,10 +495,14 @@ class KernelSession:
         content = _normalize(msg_type, msg["content"])
         if content is None:
             return
-        if self.capture is not None and self.capture(parent_id, msg_type, content):
-            return
-        if ex is not None:
-            ex.emit(msg_type, content)
+        try:
+            if self.capture is not None and self.capture(parent_id, msg_type, content):
+                return
+            if ex is not None:
+                ex.emit(msg_type, content)
+        finally:
+            if msg_type == "stream" and self._language == "python":
+                self._acknowledge(self._acked + len(content["text"]))
 
     def _on_shell(self, msg: dict[str, Any]) -> None:
         ex = self._pending.get(msg["parent_header"].get("msg_id"))

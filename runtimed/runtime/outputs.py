@@ -226,12 +226,22 @@ class OutputWriter:
         if stream is None or stream.name != name:
             self._end_stream()
             stream = self._stream = _Stream(name)
+        if len(text) > SPOOL_CHARS and self.stage is not None:  # a huge message that will spill (a kernel that
+            # sends all it buffered at once): in slices, so the terminal and the spool copy one slice at a time
+            for start in range(0, len(text), SPOOL_CHARS):
+                self._feed(stream, text[start : start + SPOOL_CHARS])
+        else:
+            self._feed(stream, text)
+
+    def _feed(self, stream: _Stream, text: str) -> None:
         stream.terminal.feed(text)
         self.stream_chars += len(text)
         terminal = stream.terminal
         if stream.spill is not None and terminal.final_length - terminal.released > SPOOL_CHARS:
             terminal.take_change()  # a spilled stream's tail is read whole (held_text), not from the change
             self._spool(terminal, stream.spill, end=False)  # between tail events: memory holds a bounded amount
+        elif stream.spill is None and self.stage is not None and terminal.final_length > self.stream_cap:
+            self.flush()  # past the cap: spill now rather than hold the text until the next flush
         if not stream.announced:
             self.flush()  # the first chunk goes out at once: output appears without delay
         elif self._timer is None and stream.spill is not None:
