@@ -7,10 +7,12 @@ likes, and the runtime, which must hold each message while it renders and spools
 Installed, the kernel's ``stdout``/``stderr``:
 
 - send at most ``limit`` characters per message (a larger buffer goes out as several messages);
-- flush as soon as ``limit`` characters are buffered, rather than at the next tick;
-- wait, after such a flush, while more than ``window`` characters are sent but not yet acknowledged by the
+- before each message, wait while more than ``window`` characters are sent but not yet acknowledged by the
   runtime, which writes the count of stream characters it has handled to ``ack_path`` (8 bytes, little-endian).
-  A wait lasts at most ``max_wait`` seconds: a runtime that stops reading slows the cell down, never hangs it.
+  A wait lasts at most ``max_wait`` seconds, and after one runs out the kernel stops waiting until the runtime
+  reads on: a runtime that stops reading slows a cell down, never hangs it;
+- make the writer itself flush (and so wait for the IO thread, which waits for the runtime) once ``limit``
+  characters are buffered, checked every 64 writes so that a plain write pays almost nothing.
 
 Only the message boundaries change: the text, its order and its parent are the same. Kernels other than an
 ipykernel with ``_flush_buffers`` (ipykernel 7) are left as they are.
@@ -39,6 +41,7 @@ def install(limit: int, window: int, ack_path: str, max_wait: float = 10.0) -> N
     except OSError:
         return
     sent = [0]  # stream characters sent by both streams (counted in the IO thread)
+    stalled = [-1]  # the acknowledged count when a wait last ran out: the runtime is not reading
 
     def acknowledged() -> int:
         try:
@@ -47,10 +50,17 @@ def install(limit: int, window: int, ack_path: str, max_wait: float = 10.0) -> N
             return sent[0]  # unreadable: do not wait
 
     def wait_for_runtime() -> None:
+        acked = acknowledged()
+        if sent[0] - acked <= window or acked == stalled[0]:
+            return
         deadline, delay = time.monotonic() + max_wait, 0.001
-        while sent[0] - acknowledged() > window and time.monotonic() < deadline:
+        while sent[0] - acked > window:
+            if time.monotonic() > deadline:
+                stalled[0] = acked  # do not wait again until the runtime reads on
+                return
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+            acked = acknowledged()
 
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name, None)
@@ -60,26 +70,30 @@ def install(limit: int, window: int, ack_path: str, max_wait: float = 10.0) -> N
 
         class Bounded(base):
             _runtimed_flow = True
+            _runtimed_writes = 0
+            _runtimed_sent = sent
 
             def _flush_buffers(self) -> Iterator[tuple[dict[str, Any], str]]:
                 for parent, data in super()._flush_buffers():
                     for start in range(0, len(data), limit):
+                        wait_for_runtime()  # in the IO thread: a huge buffer goes out at the runtime's pace
                         piece = data[start : start + limit]
                         sent[0] += len(piece)
                         yield parent, piece
 
             def _schedule_flush(self) -> None:
                 super()._schedule_flush()
-                io_thread = getattr(self.pub_thread, "thread", None)
-                if io_thread is None or threading.current_thread() is io_thread:
+                self._runtimed_writes += 1
+                if self._runtimed_writes % 64:  # every write pays only this; the buffer is measured now and then
+                    return
+                if threading.get_ident() == getattr(getattr(self.pub_thread, "thread", None), "ident", None):
                     return
                 try:
                     buffered = sum(buffer.tell() for buffer in list(self._buffers.values()))
                 except (AttributeError, RuntimeError, ValueError):
                     return
                 if buffered >= limit:
-                    self.flush()
-                    wait_for_runtime()
+                    self.flush()  # the writer waits until the IO thread has sent it, at the runtime's pace
 
         Bounded.__name__, Bounded.__qualname__, Bounded.__module__ = base.__name__, base.__qualname__, base.__module__
         stream.__class__ = Bounded
