@@ -151,9 +151,18 @@ def test_only_the_session_owner_may_act_for_it(doc):
 
 def test_terminal_states_are_sticky(doc):
     doc.session()
-    # cancelled while assigned: the runtime's late start and completion cannot resurrect it
+    # cancelled while pending: a late claim, start and completion cannot resurrect it
+    doc.run_to("q0", "c1", "pending")
+    doc.ok("executionCancelRequested", queueId="q0")
+    assert doc.status("q0") == "cancelled"
+    doc.err("executionAssigned", "not_pending", RT1, queueId="q0", sessionId="s1")
+    doc.err("executionStarted", "not_assigned", RT1, queueId="q0", sessionId="s1", source="")
+    doc.err("executionCompleted", "terminal_state", RT1, queueId="q0", status="success")
+    # cancelled while claimed (assigned, not started): flagged; its runtime completes it as cancelled
     doc.run_to("q1", "c1", "assigned")
     doc.ok("executionCancelRequested", queueId="q1")
+    assert doc.status("q1") == "assigned" and doc.execution("q1")["cancel_requested"]
+    doc.ok("executionCompleted", RT1, queueId="q1", status="cancelled")
     assert doc.status("q1") == "cancelled"
     doc.err("executionStarted", "not_assigned", RT1, queueId="q1", sessionId="s1", source="")
     doc.err("executionCompleted", "terminal_state", RT1, queueId="q1", status="success")
@@ -172,9 +181,10 @@ def test_cancel_everything(doc):
     doc.run_to("q2", "c2", "assigned")
     doc.run_to("q3", "c3", "pending")
     doc.ok("executionCancelRequested")
-    assert [doc.status(q) for q in ("q1", "q2", "q3")] == ["running", "cancelled", "cancelled"]
-    assert doc.execution("q1")["cancel_requested"]
-    assert doc.execution("q2")["session_id"] is None
+    # pending work ends at once; claimed and running work is flagged for its runtime (it may be starting it)
+    assert [doc.status(q) for q in ("q1", "q2", "q3")] == ["running", "assigned", "cancelled"]
+    assert doc.execution("q1")["cancel_requested"] and doc.execution("q2")["cancel_requested"]
+    assert doc.execution("q3")["session_id"] is None
 
 
 def test_events_of_a_displaced_session_are_fenced(doc):
@@ -303,6 +313,36 @@ def test_batch_stops_on_error(doc):
     assert doc.execution("b1-1")["error"]["ename"] == "ZeroDivisionError"
 
 
+def test_a_cancelled_claim_stops_nothing_else(doc):
+    """A claimed-ahead execution cancelled before it started ends as cancelled without stopping its batch
+    (as a pending one would); a session that ends cancels its flagged claims and requeues the others."""
+    doc.session()
+    doc.run_to("b1-1", "c1", "running", batch="b1")
+    doc.run_to("b1-2", "c2", "assigned", batch="b1")
+    doc.run_to("b1-3", "c3", "assigned", batch="b1")
+    doc.ok("executionCancelRequested", queueId="b1-2")
+    doc.ok("executionCompleted", RT1, queueId="b1-2", status="cancelled")
+    assert [doc.status(q) for q in ("b1-1", "b1-2", "b1-3")] == ["running", "cancelled", "assigned"]
+    doc.ok("executionCompleted", RT1, queueId="b1-1", status="success")
+    doc.ok("executionStarted", RT1, queueId="b1-3", sessionId="s1", source="")  # a claimed one starts
+    doc.run_to("q4", "c4", "assigned")
+    doc.run_to("q5", "c4", "assigned")
+    doc.ok("executionCancelRequested", queueId="q4")
+    doc.ok("runtimeSessionEnded", RT1, sessionId="s1", reason="shutdown")
+    assert [doc.status(q) for q in ("b1-3", "q4", "q5")] == ["error", "cancelled", "pending"]
+    assert doc.execution("q5")["session_id"] is None
+
+
+def test_requeue_of_a_cancelled_claim_cancels_it(doc):
+    doc.session()
+    doc.run_to("q1", "c1", "assigned")
+    doc.run_to("q2", "c2", "assigned")
+    doc.ok("executionCancelRequested", queueId="q1")
+    doc.ok("executionRequeued", SYSTEM, queueId="q1", reason="runtime lost")
+    doc.ok("executionRequeued", SYSTEM, queueId="q2", reason="runtime lost")
+    assert [doc.status(q) for q in ("q1", "q2")] == ["cancelled", "pending"]
+
+
 def test_batch_success_does_not_cancel(doc):
     doc.session()
     doc.run_to("b1-1", "c1", "running", batch="b1")
@@ -327,7 +367,9 @@ def test_cell_deleted_cancels_its_pending_work_and_drops_outputs(doc):
     doc.run_to("q3", "c2", "pending")
     doc.stream("o1", "c1", None, "x", actor=HUMAN)
     doc.ok("cellDeleted", cellId="c1")
-    assert [doc.status(q) for q in ("q1", "q2", "q3")] == ["cancelled", "cancelled", "pending"]
+    assert [doc.status(q) for q in ("q1", "q2", "q3")] == ["cancelled", "assigned", "pending"]
+    assert doc.execution("q2")["cancel_requested"]  # claimed: its runtime completes it as cancelled
+    doc.ok("executionCompleted", RT1, queueId="q2", status="cancelled")
     assert doc.log.query("SELECT COUNT(*) FROM outputs WHERE cell_id = 'c1'").rows == [(0,)]
     doc.err("cellDeleted", "cell_not_found", cellId="c1")
     # a running execution of a deleted cell is flagged; its outputs have nowhere to go

@@ -315,7 +315,7 @@ async def test_cancel_one_pending_request(rt: DaemonProcess) -> None:
         _, third = await queue(s, "print('third')")
         await wait_status(s, first, "running")
         await s.client.commit([make_event("executionCancelRequested", queue_id=second)])
-        assert status_of(s, second) == "cancelled"
+        await wait_status(s, second, "cancelled")  # at once if pending; claimed ahead: its runtime completes it
         assert (await s.wait_for_execution(first)).success
         assert (await s.wait_for_execution(third)).success
         assert status_of(s, second) == "cancelled"
@@ -329,7 +329,9 @@ async def test_cancel_all_interrupts_the_running_cell_and_drops_the_queue(rt: Da
         await s.client.wait_for(lambda: views.outputs_by_cell(s.client.replica.conn, cell_id).get(cell_id), 30)
         started = time.monotonic()
         await s.client.commit([make_event("executionCancelRequested")])
-        assert all(status_of(s, q) == "cancelled" for q in rest)
+        for q in rest:  # pending: cancelled at once; claimed ahead: completed as cancelled by the runtime
+            await wait_status(s, q, "cancelled", timeout=10)
+        assert not [e for e in log_events(s, "executionStarted") if e["args"]["queueId"] in rest]
         result = await s.wait_for_execution(running, 10)
         assert time.monotonic() - started < 2
         assert result.status == "cancelled"
@@ -358,6 +360,68 @@ async def test_cancel_while_waiting_for_input(rt: DaemonProcess) -> None:
         assert result.status == "cancelled"
         assert views.pending_inputs(s.client.replica.conn) == []
         assert (await s.run("'fine'")).success
+
+
+def gate(path: Path) -> str:
+    """Code that runs until ``path`` exists (at most 60 s): the test decides when the cell ends."""
+    return (f"import os, time\nfor _ in range(6000):\n    if os.path.exists({str(path)!r}):\n        break\n"
+            "    time.sleep(0.01)")
+
+
+def claimed_by(s: AsyncSession, queue_id: str) -> str | None:
+    """The session an execution is claimed by while it waits (assigned, not started), else None."""
+    found = views.executions(s.client.replica.conn, queue_id=queue_id)
+    return found[0]["session_id"] if found and found[0]["status"] == "assigned" else None
+
+
+async def test_queued_cells_are_claimed_ahead_and_run_in_order(rt: DaemonProcess, tmp_path: Path) -> None:
+    """While a cell runs, the runtime claims the cells queued behind it (executionAssigned, no start yet); each
+    then starts without a claim of its own, in request order, exactly once."""
+    async with session(rt, "rt-claim-ahead") as s:
+        go = tmp_path / "go"
+        _, first = await queue(s, "order = []\n" + gate(go))
+        rest = [(await queue(s, f"order.append({i})"))[1] for i in range(1, 6)]
+        await wait_status(s, first, "running")
+        active = await s.client.wait_for(lambda: views.active_session(s.client.replica.conn), 30)
+        await s.client.wait_for(lambda: all(claimed_by(s, q) == active["session_id"] for q in rest), 30)
+        assert not [e for e in log_events(s, "executionStarted") if e["args"]["queueId"] in rest]
+        go.touch()
+        for q in rest:
+            assert (await s.wait_for_execution(q, 30)).success
+        assert (await s.run("print(order)")).stdout == "[1, 2, 3, 4, 5]\n"
+        events = log_events(s, "executionAssigned", "executionStarted", "executionCompleted")
+        first_done = next(e["seq"] for e in events if e["name"] == "executionCompleted" and e["args"]["queueId"] == first)
+        for q in rest:
+            assigned = [e["seq"] for e in events if e["name"] == "executionAssigned" and e["args"]["queueId"] == q]
+            assert len(assigned) == 1 and assigned[0] < first_done  # claimed ahead, once
+        starts = [e["args"]["queueId"] for e in events if e["name"] == "executionStarted"]
+        assert [q for q in starts if q in rest] == rest
+
+
+async def test_cancel_of_a_claimed_ahead_cell(rt: DaemonProcess, tmp_path: Path) -> None:
+    """A cancel of a claimed (not started) cell of a run-all ends it as cancelled without running it; as for a
+    pending cell, the rest of its batch still runs."""
+    async with session(rt, "rt-claim-cancel") as s:
+        go = tmp_path / "go"
+        cells = [await s.create_cell("marks = []\n" + gate(go))]
+        cells += [await s.create_cell(f"marks.append({i})") for i in range(1, 4)]
+        queue_ids = [f"q-claim-cancel-{i}" for i in range(4)]
+        await s.client.commit([make_event("executionRequested", queue_id=q, cell_id=c, batch_id="b-claim-cancel")
+                               for q, c in zip(queue_ids, cells, strict=True)])
+        await wait_status(s, queue_ids[0], "running")
+        active = await s.client.wait_for(lambda: views.active_session(s.client.replica.conn), 30)
+        await s.client.wait_for(lambda: all(claimed_by(s, q) == active["session_id"] for q in queue_ids[1:]), 30)
+        await s.client.commit([make_event("executionCancelRequested", queue_id=queue_ids[2])])
+        assert await wait_status(s, queue_ids[2], "cancelled", "success", "error") == "cancelled"
+        assert status_of(s, queue_ids[0]) == "running"  # nothing else changed
+        assert claimed_by(s, queue_ids[3]) == active["session_id"]
+        ended = [e for e in log_events(s, "executionCompleted") if e["args"]["queueId"] == queue_ids[2]]
+        assert ended[0]["args"]["status"] == "cancelled"
+        go.touch()
+        assert (await s.wait_for_execution(queue_ids[3], 30)).success
+        assert (await s.wait_for_execution(queue_ids[1], 30)).success
+        assert (await s.run("print(marks)")).stdout == "[1, 3]\n"
+        assert not [e for e in log_events(s, "executionStarted") if e["args"]["queueId"] == queue_ids[2]]
 
 
 async def test_run_all_stops_on_error(rt: DaemonProcess) -> None:

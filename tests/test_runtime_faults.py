@@ -214,6 +214,36 @@ async def test_killed_external_runtime_is_lost_and_the_next_request_runs_on_a_ma
         assert any(r["runtime_id"] == now["runtime_id"] for r in api(managed, "GET", "/api/runtimes"))
 
 
+async def test_a_lost_runtimes_claimed_ahead_cells_run_on_the_next_runtime(managed: DaemonProcess, tmp_path: Path
+                                                                          ) -> None:
+    """Cells a runtime claimed ahead go back to the queue when it is lost, and run once, on another runtime."""
+    notebook = "faults-claims"
+    async with session(managed, notebook) as s:
+        external = External(managed, notebook)
+        try:
+            runtime_id = await external.ready()
+            active = await s.client.wait_for(lambda: views.active_session(s.client.replica.conn), 30)
+            blocked = await s.create_cell(f"import os, time\nprint('working', flush=True)\nfor _ in range(6000):\n"
+                                          f"    if os.path.exists({str(tmp_path / 'never')!r}):\n        break\n"
+                                          f"    time.sleep(0.01)")
+            running = await s.queue_cell(blocked)
+            queued = [await s.queue_cell(await s.create_cell(f"print('cell {i}')")) for i in range(3)]
+            await s.client.wait_for(lambda: views.outputs_by_cell(s.client.replica.conn, blocked).get(blocked), 30)
+            await s.client.wait_for(lambda: all(item(s, q)["status"] == "assigned"
+                                                and item(s, q)["session_id"] == active["session_id"] for q in queued), 30)
+            external.proc.send_signal(signal.SIGKILL)
+            results = [await s.wait_for_execution(q, 60) for q in queued]
+        finally:
+            external.close()
+        assert item(s, running)["status"] == "error" and item(s, running)["error"]["ename"] == "RuntimeLost"
+        assert [r.stdout for r in results] == [f"cell {i}\n" for i in range(3)]
+        for q in queued:
+            starts = [e for e in log_events(s, "executionStarted") if e["args"]["queueId"] == q]
+            assert len(starts) == 1 and starts[0]["actor"]["id"] != f"runtime:{runtime_id}"
+        requeued = {e["args"]["queueId"] for e in log_events(s, "executionRequeued")}
+        assert requeued == set(queued)
+
+
 async def test_brief_disconnect_within_the_grace_period_keeps_the_session(bare: DaemonProcess) -> None:
     notebook = "faults-blip"
     async with session(bare, notebook) as s, in_process_runtime(bare, notebook) as (_, agents):

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 SIZED_EVENTS = frozenset({"outputAdded", "streamTextChanged", "streamTailSet", "displayUpdated", "commOpened",
                           "commStateChanged", "commCustomMessage"})
 """Events that may be large: measured, so that one push stays under the message size limit."""
+CLAIM_AHEAD = 32
+"""Pending requests a runtime claims ahead of the cell it runs, so that the next one starts without a round trip."""
 IDLE_REPORT_DELAY = 0.1
 """Seconds an agent waits before reporting 'idle', so that back-to-back cells stay 'busy'."""
 CONTROL_EVENTS = frozenset({"runtimeInterruptRequested", "runtimeRestartRequested", "runtimeSessionEnded"})
@@ -240,7 +242,11 @@ class RuntimeAgent:
         self._restarting: asyncio.Task | None = None
         self._control_tasks: set[asyncio.Task] = set()
         self._reported_status = "idle"  # the last status pushed to the log
-        self._claimed_seq = 0
+        self._start: asyncio.Future[list[dict[str, Any]]] | None = None
+        """The answer to the last executionStarted (claimed-ahead starts are not waited for)."""
+        self._claiming: set[str] = set()  # queue ids of claims pushed and not yet seen applied
+        self._handled_claims: set[str] = set()
+        """Claimed-ahead executions this agent started or completed as cancelled, until the replica shows it."""
         self._idle_timer: asyncio.TimerHandle | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.end_reason: str | None = None
@@ -355,7 +361,10 @@ class RuntimeAgent:
             elif isinstance(env.args, ev.CommUpdateRequested) and self.comms is not None \
                     and env.args.comm_id in self.comms.live:
                 forward(self.kernel, env.args)  # a viewer changed a widget: the kernel hears it as a comm_msg
+        self._cancel_claims()
         running = self.running_queue_id
+        if running is not None and self._ai_task is None and any(env.name == "executionRequested" for env in envs):
+            self._claim_ahead()  # work queued behind a running cell (an AI cell serves its own requests)
         if running is not None and not self._interrupted_by_cancel and self._cancel_requested(running):
             # cancelled while running: executionCancelRequested, or its cell deleted or no longer code
             self._interrupted_by_cancel = True
@@ -464,23 +473,38 @@ class RuntimeAgent:
 
     # -- the work loop ---------------------------------------------------------------------------
 
-    def _next_pending(self) -> tuple[str, str] | None:
-        return self.client.replica.view(views.next_pending)
+    def _next_work(self) -> views.NextWork | None:
+        return self.client.replica.view(views.next_work, self.session_id)
 
     async def _work(self) -> None:
         try:
             while self.session_active():
-                job = await self.client.wait_for(lambda: self._next_pending() or not self.session_active(), None)
-                if not isinstance(job, tuple) or not self.session_active():
-                    break
-                queue_id, cell_id = job
-                source = await self._claim(queue_id, cell_id)
+                await self.client.wait_for(lambda: self._next_work() is not None or not self.session_active(), None)
+                job = self._next_work()  # read again, now: events may have been applied since the wait saw it
+                if job is None or not self.session_active():
+                    if not self.session_active():
+                        break
+                    continue
+                if job.claimed and (job.cancel_requested or job.queue_id in self._handled_claims):
+                    self._cancel_claims()  # cancelled before it started: completed as such, never run
+                    await self._settled(job.queue_id, "assigned")
+                    continue
+                if not job.claimed and job.queue_id in self._claiming:  # our claim is on its way: wait for it
+                    await self._settled(job.queue_id, "pending")
+                    self._claiming.discard(job.queue_id)
+                    continue
+                if job.claimed:  # claimed ahead: start at once, the claim is already ours
+                    source: str | None = self._start_claimed(job.queue_id, job.cell_id)
+                else:
+                    source = await self._claim(job.queue_id, job.cell_id)
                 if source is not None:
-                    await self._execute(queue_id, cell_id, source)
+                    self._claim_ahead()
+                    status = await self._execute(job.queue_id, job.cell_id, source)
                     self.last_activity = time.monotonic()
-                    claimed = self._claimed_seq
-                    await self.client.wait_for(lambda: self.client.replica.head >= claimed, 30)  # noqa: B023
-                if self._next_pending() is None and self.status == "busy":
+                    await self._started_applied()
+                    if status != "success":  # a failure may stop its batch: the server says what is left to run
+                        await self._caught_up()
+                if self._next_work() is None and self.status == "busy":
                     self._report_idle_soon()
         except asyncio.CancelledError:
             raise
@@ -512,8 +536,80 @@ class RuntimeAgent:
                 await self.client.wait_for(
                     lambda: self._queue_status(queue_id) != "pending" or not self.session_active(), 5)
             return None
-        self._claimed_seq = results[-1]["seq"]  # the replica catches up while the kernel runs
+        self._start = asyncio.get_running_loop().create_future()
+        self._start.set_result(results)  # the replica catches up while the kernel runs
         return source
+
+    def _start_claimed(self, queue_id: str, cell_id: str) -> str:
+        """Start an execution this session claimed ahead, without waiting for the server's answer.
+
+        The claim was acknowledged, and a claimed execution is only ever flagged by a cancel (the materializer
+        leaves the decision to its runtime), so the start cannot lose unless the session ends. Its result is
+        awaited after the cell (:meth:`_started_applied`): at most one start is ever unconfirmed.
+        """
+        assert self.pipe is not None
+        cell = self.client.replica.view(views.cell, cell_id)
+        source = cell["source"] if cell else ""
+        events = [make_event("executionStarted", queue_id=queue_id, session_id=self.session_id, source=source)]
+        self._cancel_idle_report()
+        if self._reported_status != "busy":
+            events.append(make_event("runtimeStatusChanged", session_id=self.session_id, status="busy"))
+            self._reported_status = "busy"
+        self.status = "busy"
+        self._handled_claims.add(queue_id)  # started: a cancel from now on interrupts it (_on_events)
+        self._start = self.pipe.submit(events)
+        return source
+
+    async def _started_applied(self) -> None:
+        """Wait for the last start's answer and for the replica to show it (so that the cell is not picked again)."""
+        start, self._start = self._start, None
+        if start is None:
+            return
+        results = await asyncio.wait_for(asyncio.shield(start), 30)
+        if "error" in results[0]:
+            log.warning("runtime %s: start of a claimed execution refused: %s", self.runtime_id, results[0]["error"])
+        seq = max((r.get("seq", 0) for r in results), default=0)
+        if self.client.replica.head < seq:
+            await self.client.wait_for(lambda: self.client.replica.head >= seq, 30)
+
+    async def _caught_up(self) -> None:
+        """Everything this agent pushed is acknowledged and applied to its replica."""
+        assert self.pipe is not None
+        await self.pipe.drain()
+        acked = self.pipe.acked_seq
+        if self.client.replica.head < acked:
+            await self.client.wait_for(lambda: self.client.replica.head >= acked, 30)
+
+    def _claim_ahead(self) -> None:
+        """Claim the next pending requests (up to ``CLAIM_AHEAD``) while a cell runs: ``executionAssigned`` rides
+        in the pipe with the outputs, and the next cell then starts without a round trip to the server."""
+        if self.pipe is None or not self.session_active():
+            return
+        replica = self.client.replica
+        self._claiming = {q for q in self._claiming if self._queue_status(q) == "pending"}
+        room = CLAIM_AHEAD - replica.view(views.claimed_count, self.session_id) - len(self._claiming)
+        if room <= 0:
+            return
+        for queue_id in replica.view(views.pending_queue_ids, room + len(self._claiming)):
+            if queue_id not in self._claiming and room > 0:
+                room -= 1
+                self._claiming.add(queue_id)
+                self.pipe.emit(make_event("executionAssigned", queue_id=queue_id, session_id=self.session_id))
+
+    def _cancel_claims(self) -> None:
+        """Complete as ``cancelled`` the claimed-ahead executions a cancel flagged (they never started)."""
+        if self.pipe is None or not self.session_active():
+            return
+        self._handled_claims = {q for q in self._handled_claims if self._queue_status(q) == "assigned"}
+        for queue_id in self.client.replica.view(views.claims_to_cancel, self.session_id):
+            if queue_id not in self._handled_claims:
+                self._handled_claims.add(queue_id)
+                self.pipe.emit(make_event("executionCompleted", queue_id=queue_id, status="cancelled", duration_ms=0.0))
+
+    async def _settled(self, queue_id: str, status: str) -> None:
+        """Wait (bounded) until the replica shows an execution leave ``status`` (or the session end)."""
+        with contextlib.suppress(TimeoutError):
+            await self.client.wait_for(lambda: self._queue_status(queue_id) != status or not self.session_active(), 30)
 
     def _queue_status(self, queue_id: str) -> str | None:
         item = self.client.replica.view(views.execution, queue_id)
@@ -528,7 +624,8 @@ class RuntimeAgent:
         item = self.client.replica.view(views.execution, queue_id)
         return item is not None and item["cancel_requested"]
 
-    async def _execute(self, queue_id: str, cell_id: str, source: str) -> None:
+    async def _execute(self, queue_id: str, cell_id: str, source: str) -> str:
+        """Run a started execution and complete it; returns the completion's status."""
         assert self.pipe is not None
         self.running_queue_id = queue_id
         self._running_cell_id = cell_id
@@ -569,7 +666,8 @@ class RuntimeAgent:
             self._running_cell_id = None
         duration_ms = (time.perf_counter() - started) * 1000
         restarted = self._restart_during == queue_id
-        self.pipe.emit(self._completion(queue_id, reply, duration_ms, timeout, writer, restarted=restarted))
+        completion = self._completion(queue_id, reply, duration_ms, timeout, writer, restarted=restarted)
+        self.pipe.emit(completion)
         if writer.stream_chars >= LARGE_OUTPUT_BYTES:
             self._spawn(self._release_after_outputs())
         if restarted:
@@ -579,6 +677,7 @@ class RuntimeAgent:
         elif (reply.timed_out or reply.input_timed_out) and reply.execution_count is None:
             # no execute_reply even after the interrupt: the cell ignores KeyboardInterrupt; free the kernel
             await self._restart("the cell did not stop when interrupted")
+        return str(completion["args"]["status"])
 
     async def _run_ai(self, queue_id: str, cell_id: str, writer: OutputWriter, timeout: float | None) -> ExecuteReply:
         """Run an AI cell with the injected executor, bounded by the execution timeout; an interrupt or a cancel
@@ -633,10 +732,12 @@ class RuntimeAgent:
             job = await self.client.wait_for(wanted, None)
             assert job is not None  # wait_for returns a truthy value
             queue_id, cell_id = job
-            saved = self._interrupted_by_cancel
+            saved, saved_start = self._interrupted_by_cancel, self._start
             source = await self._claim(queue_id, cell_id)
             if source is not None:
                 await self._execute(queue_id, cell_id, source)
+                await self._started_applied()
+            self._start = saved_start
             self.running_queue_id, self._interrupted_by_cancel = ai_queue_id, saved
             if self._cancel_requested(ai_queue_id) and self._ai_task is not None:  # cancelled while that ran
                 self._interrupted_by_cancel = True

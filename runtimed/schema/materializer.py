@@ -225,14 +225,33 @@ class Projection:
             (env.actor.id, env.actor.kind, env.actor.name, env.seq, env.seq),
         )
 
-    def _cancel_queue(self, where: str, params: tuple[Any, ...], ts: str) -> None:
-        """Cancel queued work that has not started; flag running work for the runtime to interrupt."""
+    def _cancel_queue(self, where: str, params: tuple[Any, ...], ts: str, *, claimed: str = "flag") -> None:
+        """Cancel pending work; flag running work for the runtime to interrupt.
+
+        Work a runtime has claimed but not started (``assigned``: claimed ahead, runtime/agent.py) is flagged
+        too (``claimed="flag"``): its runtime may be starting it right now without waiting for an answer, so
+        only the runtime decides, and it completes the execution as ``cancelled`` (never started) or interrupts
+        it. A run-all batch stopped by its own runtime's failed completion cancels claimed work outright
+        (``claimed="cancel"``): that runtime waits for its completion to be applied before it starts more.
+        """
+        states = "('pending', 'assigned')" if claimed == "cancel" else "('pending')"
         self.conn.execute(
             f"UPDATE execution_queue SET status = 'cancelled', session_id = NULL, completed_at = ? "
-            f"WHERE status IN ('pending', 'assigned') AND {where}",
+            f"WHERE status IN {states} AND {where}",
             (ts, *params),
         )
-        self.conn.execute(f"UPDATE execution_queue SET cancel_requested = 1 WHERE status = 'running' AND {where}", params)
+        flagged = "('assigned', 'running')" if claimed == "flag" else "('running')"
+        self.conn.execute(f"UPDATE execution_queue SET cancel_requested = 1 WHERE status IN {flagged} AND {where}",
+                          params)
+
+    def _release_claims(self, where: str, params: tuple[Any, ...], ts: str) -> None:
+        """Claimed work whose runtime is gone goes back to the queue, unless a cancel was asked for it."""
+        self.conn.execute(
+            f"UPDATE execution_queue SET status = 'cancelled', session_id = NULL, completed_at = ? "
+            f"WHERE status = 'assigned' AND cancel_requested = 1 AND {where}", (ts, *params))
+        self.conn.execute(
+            f"UPDATE execution_queue SET status = 'pending', session_id = NULL WHERE status = 'assigned' AND {where}",
+            params)
 
     def _add_output(self, cell_id: str, output_id: str, queue_id: str | None, content: dict[str, Any], display_id: str | None, seq: int) -> None:
         if self._value("SELECT clear_pending FROM cells WHERE id = ?", cell_id):
@@ -421,8 +440,8 @@ def _execution_completed(p: Projection, env: Envelope, a: ev.ExecutionCompleted)
     if a.execution_count is not None:
         p.conn.execute("UPDATE cells SET execution_count = ? WHERE id = ?", (a.execution_count, cell_id))
     p.conn.execute("DELETE FROM inputs WHERE queue_id = ? AND replied_seq IS NULL", (queue_id,))
-    if a.status in STOPS_BATCH and batch_id is not None:
-        p._cancel_queue("batch_id = ? AND queue_id != ?", (batch_id, queue_id), env.ts)
+    if a.status in STOPS_BATCH and batch_id is not None and status == "running":  # a claim never started stops nothing
+        p._cancel_queue("batch_id = ? AND queue_id != ?", (batch_id, queue_id), env.ts, claimed="cancel")
 
 
 @on("executionCancelRequested")
@@ -441,7 +460,7 @@ def _execution_requeued(p: Projection, env: Envelope, a: ev.ExecutionRequeued) -
     row = p._require_queue(a.queue_id)
     if row[2] != "assigned":
         raise reject("not_assigned", f"execution {a.queue_id!r} is {row[2]}; only assigned work can be requeued")
-    p.conn.execute("UPDATE execution_queue SET status = 'pending', session_id = NULL WHERE queue_id = ?", (a.queue_id,))
+    p._release_claims("queue_id = ?", (a.queue_id,), env.ts)
 
 
 # --- outputs --------------------------------------------------------------------------------------
@@ -580,11 +599,8 @@ def _runtime_session_ended(p: Projection, env: Envelope, a: ev.RuntimeSessionEnd
         )
         p.conn.execute("DELETE FROM inputs WHERE queue_id = ? AND replied_seq IS NULL", (queue_id,))
         if batch_id is not None:  # an error stops its run-all batch, whatever caused it
-            p._cancel_queue("batch_id = ? AND queue_id != ?", (batch_id, queue_id), env.ts)
-    p.conn.execute(
-        "UPDATE execution_queue SET status = 'pending', session_id = NULL WHERE session_id = ? AND status = 'assigned'",
-        (a.session_id,),
-    )
+            p._cancel_queue("batch_id = ? AND queue_id != ?", (batch_id, queue_id), env.ts, claimed="cancel")
+    p._release_claims("session_id = ?", (a.session_id,), env.ts)
     p.conn.execute("UPDATE comms SET live = 0 WHERE session_id = ?", (a.session_id,))  # the widgets keep their state
 
 

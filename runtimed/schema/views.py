@@ -9,8 +9,9 @@ a client's replica); callers run it with ``NotebookLog.view(fn, ...)`` or
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from runtimed.schema.materializer import loads
 
@@ -323,6 +324,42 @@ def next_pending(conn: Reader) -> tuple[str, str] | None:
     return None if row is None else (row[0], row[1])
 
 
+class NextWork(NamedTuple):
+    queue_id: str
+    cell_id: str
+    claimed: bool
+    """Already assigned to the asking session (claimed ahead); else pending."""
+    cancel_requested: bool
+
+
+def next_work(conn: Reader, session_id: str) -> NextWork | None:
+    """What a runtime session runs next: the oldest request that is pending or that it has claimed ahead."""
+    row = conn.execute("SELECT queue_id, cell_id, status, cancel_requested FROM execution_queue "
+                       "WHERE status = 'pending' OR (status = 'assigned' AND session_id = ?) "
+                       "ORDER BY requested_seq LIMIT 1", (session_id,)).fetchone()
+    return None if row is None else NextWork(row[0], row[1], row[2] == "assigned", bool(row[3]))
+
+
+def pending_queue_ids(conn: Reader, limit: int) -> list[str]:
+    """The oldest pending requests' queue ids (what a runtime claims ahead), at most ``limit``."""
+    rows = conn.execute("SELECT queue_id FROM execution_queue WHERE status = 'pending' ORDER BY requested_seq LIMIT ?",
+                        (limit,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def claimed_count(conn: Reader, session_id: str) -> int:
+    """How many executions the session has claimed ahead (assigned to it, not started)."""
+    return int(conn.execute("SELECT count(*) FROM execution_queue WHERE session_id = ? AND status = 'assigned'",
+                            (session_id,)).fetchone()[0])
+
+
+def claims_to_cancel(conn: Reader, session_id: str) -> list[str]:
+    """Work the session claimed ahead and has not started, on which a cancel was asked (it completes it)."""
+    rows = conn.execute("SELECT queue_id FROM execution_queue WHERE session_id = ? AND status = 'assigned' "
+                        "AND cancel_requested = 1 ORDER BY requested_seq", (session_id,)).fetchall()
+    return [r[0] for r in rows]
+
+
 def pending_requests(conn: Reader) -> list[tuple[str, str]]:
     """Every pending request as ``(queue id, the cell's current source)``, in queue order."""
     rows = conn.execute("SELECT q.queue_id, c.source FROM execution_queue q JOIN cells c ON c.id = q.cell_id "
@@ -343,8 +380,9 @@ def needs_runtime(conn: Reader) -> bool:
 def count_finished(conn: Reader, queue_ids: set[str]) -> int:
     if not queue_ids:
         return 0
-    finished = conn.execute("SELECT queue_id FROM execution_queue WHERE status IN ('success', 'error', 'cancelled')")
-    return sum(1 for (q,) in finished if q in queue_ids)
+    row = conn.execute("SELECT count(*) FROM execution_queue WHERE status IN ('success', 'error', 'cancelled') "
+                       "AND queue_id IN (SELECT value FROM json_each(?))", (json.dumps(sorted(queue_ids)),)).fetchone()
+    return int(row[0])
 
 
 def session_work(conn: Reader, session_id: str) -> list[tuple[str, str]]:

@@ -206,20 +206,34 @@ function clearOutputs(s, cell, ch) {
   cell.clear_pending = false
 }
 
-/** Cancel queued work that has not started (ended at `ts`); flag running work for the runtime to interrupt. */
-function cancelQueue(s, pred, ts, ch) {
+/** Cancel pending work (ended at `ts`); flag running work for the runtime to interrupt. Claimed work
+ * (`assigned`) is flagged too, for its runtime to complete as cancelled, except when a failed completion stops
+ * its batch (`claimed` = 'cancel'). As the materializer's `_cancel_queue`. */
+function cancelQueue(s, pred, ts, ch, claimed = 'flag') {
   for (const q of s.queues.values()) {
     if (!pred(q)) continue
-    if (q.status === 'pending' || q.status === 'assigned') {
+    if (q.status === 'pending' || (q.status === 'assigned' && claimed === 'cancel')) {
       q.status = 'cancelled'
       q.session_id = null
       q.completed_at = ts
       ch.cell(q.cell_id, 'status')
-    } else if (q.status === 'running') {
+    } else if (q.status === 'running' || q.status === 'assigned') {
       q.cancel_requested = true
       ch.cell(q.cell_id, 'status')
     }
   }
+}
+
+/** Claimed work whose runtime is gone goes back to the queue, unless a cancel was asked for it. */
+function releaseClaim(q, ts, ch) {
+  if (q.cancel_requested) {
+    q.status = 'cancelled'
+    q.completed_at = ts
+  } else {
+    q.status = 'pending'
+  }
+  q.session_id = null
+  ch.cell(q.cell_id, 'status')
 }
 
 function dropInput(s, queueId, ch) {
@@ -381,6 +395,7 @@ export const HANDLERS = {
   executionCompleted(s, a, env, ch) {
     const q = s.queues.get(a.queueId)
     if (!q || TERMINAL.has(q.status)) return
+    const wasRunning = q.status === 'running'
     q.status = a.status
     q.execution_count = a.executionCount ?? null
     q.duration_ms = a.durationMs ?? 0
@@ -390,8 +405,8 @@ export const HANDLERS = {
     if (cell && a.executionCount != null) cell.execution_count = a.executionCount
     ch.cell(q.cell_id, 'status')
     dropInput(s, q.queue_id, ch)
-    if (STOPS_BATCH.has(a.status) && q.batch_id != null) {
-      cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, env.ts, ch)
+    if (STOPS_BATCH.has(a.status) && q.batch_id != null && wasRunning) {  // a claim never started stops nothing
+      cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, env.ts, ch, 'cancel')
     }
   },
 
@@ -403,9 +418,7 @@ export const HANDLERS = {
   executionRequeued(s, a, env, ch) {
     const q = s.queues.get(a.queueId)
     if (!q) return
-    q.status = 'pending'
-    q.session_id = null
-    ch.cell(q.cell_id, 'status')
+    releaseClaim(q, env.ts, ch)
   },
 
   outputAdded(s, a, env, ch) {
@@ -489,11 +502,9 @@ export const HANDLERS = {
         q.completed_at = env.ts
         ch.cell(q.cell_id, 'status')
         dropInput(s, q.queue_id, ch)
-        if (q.batch_id != null) cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, env.ts, ch)
+        if (q.batch_id != null) cancelQueue(s, (o) => o.batch_id === q.batch_id && o.queue_id !== q.queue_id, env.ts, ch, 'cancel')
       } else if (q.status === 'assigned') {
-        q.status = 'pending'
-        q.session_id = null
-        ch.cell(q.cell_id, 'status')
+        releaseClaim(q, env.ts, ch)
       }
     }
   },
