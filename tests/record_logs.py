@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from runtimed.schema.ordering import key_for_position  # noqa: E402
 
 LOGS = Path(__file__).resolve().parent / "fixtures" / "logs"
 MAX_BYTES = 200_000
+SPILL_CAP = 4096  # RUNTIMED_STREAM_CAP of the recording daemon
 WAIT = 90.0  # seconds: bound of every wait (the first run of a notebook starts its kernel)
 ALICE = {"id": "alice", "kind": "human", "name": "Alice"}
 BOB = {"id": "bob", "kind": "human", "name": "Bob"}
@@ -396,6 +398,48 @@ async def imported(rec: Recording) -> None:
     await s.shutdown_kernel()
 
 
+async def spill(rec: Recording) -> None:
+    """Streams past the cap (RUNTIMED_STREAM_CAP=4096 while recording): the head output, a live tail set
+    again and again (streamTailSet) while the cell prints, then the omitted middle as an artifact; a stderr
+    stream that spills after stdout ended; a re-run of a spilled cell; a stream that stays under the cap."""
+    s = await rec.session(ALICE)
+    live = await s.create_cell(
+        "import sys, time\nfor block in range(6):\n"
+        "    print('\\n'.join(f'{block}.{i:03d} ünïcødé ✓' for i in range(200)), flush=True)\n"
+        "    time.sleep(0.6)\n")
+    both = await s.create_cell(
+        "import sys\nprint('x' * 5000)\nprint('\\n'.join(f'err {i} ⚠' for i in range(700)), file=sys.stderr)")
+    small = await s.create_cell("print('small 🙂')")
+    await run(s, live)
+    await run(s, both)
+    await run(s, small)
+    await run(s, both)  # a re-run replaces the spilled outputs
+    await settle(s)
+
+
+async def cleared(rec: Recording) -> None:
+    """"Clear outputs" as in JupyterLab (outputsCleared with execution): the count and a finished run's
+    status go; a clear while the cell still runs keeps the running execution, and its result shows; a
+    clear without execution keeps the count; a cell cleared then run again."""
+    s = await rec.session(ALICE)
+    done = await s.create_cell("print('done ✓')\n41 + 1")
+    failed = await s.create_cell("raise KeyError('gone')")
+    slow = await s.create_cell("import time\nprint('working', flush=True)\ntime.sleep(1)\n'finished'")
+    kept = await s.create_cell("print('count stays')")
+    await run(s, done)
+    await run(s, failed, "error", "KeyError")
+    await run(s, kept)
+    await push(s, "outputsCleared", cell_id=done, wait=False, execution=True)
+    await push(s, "outputsCleared", cell_id=failed, wait=False, execution=True)
+    await push(s, "outputsCleared", cell_id=kept, wait=False)
+    running = await s.queue_cell(slow)
+    await until_output(s, slow, "working")
+    await push(s, "outputsCleared", cell_id=slow, wait=False, execution=True)
+    await until_status(s, running, "success")
+    await run(s, done)
+    await settle(s)
+
+
 SCENARIOS: dict[str, Callable[[Recording], Awaitable[None]]] = {
     "outputs": outputs,
     "progress": progress,
@@ -404,6 +448,8 @@ SCENARIOS: dict[str, Callable[[Recording], Awaitable[None]]] = {
     "collab": collab,
     "input_runtime": input_runtime,
     "imported": imported,
+    "spill": spill,
+    "cleared": cleared,
 }
 
 
@@ -456,6 +502,8 @@ def main(argv: list[str]) -> int:
         print(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
     LOGS.mkdir(parents=True, exist_ok=True)
+    os.environ["RUNTIMED_STREAM_CAP"] = str(SPILL_CAP)  # small enough for the spill scenario's log (the others
+    # print far less, so they are recorded as with the default)
     with tempfile.TemporaryDirectory(prefix="runtimed-record-") as tmp:
         daemon = DaemonProcess(Path(tmp))
         daemon.start()

@@ -177,9 +177,9 @@ def mismatches(events: list[dict[str, Any]], expected: dict[int, View], actual: 
 
 def test_recorded_logs_are_present_and_cover_what_the_page_shows() -> None:
     """The fixtures exist and still hold the cases they were recorded for (a regeneration must not lose one)."""
-    assert 5 <= len(LOGS) <= 8, [p.name for p in LOGS]
+    assert 5 <= len(LOGS) <= 12, [p.name for p in LOGS]
     names: set[str] = set()
-    rewrites = wait_clears = concurrent_edits = 0
+    rewrites = wait_clears = concurrent_edits = execution_clears = spilled = 0
     for path in LOGS:
         assert path.stat().st_size < 200_000, f"{path.name} is too large for a fixture"
         _, events = load(path)
@@ -187,13 +187,15 @@ def test_recorded_logs_are_present_and_cover_what_the_page_shows() -> None:
         names |= {e["name"] for e in events}
         rewrites += sum(e["name"] == "streamTextChanged" and e["args"]["offset"] > 0 for e in events)
         wait_clears += sum(e["name"] == "outputsCleared" and e["args"].get("wait", False) for e in events)
+        execution_clears += sum(e["name"] == "outputsCleared" and e["args"].get("execution", False) for e in events)
+        spilled += sum(e["name"] == "streamTailSet" and "data" in e["args"] for e in events)  # the artifact's ref
         editors = {(e["args"]["cellId"], e["actor"]["id"]) for e in events if e["name"] == "cellSourceEdited"}
         concurrent_edits += len({cell for cell, _ in editors}) < len(editors)
     assert {"streamTextChanged", "displayUpdated", "outputsCleared", "cellMoved", "cellTypeChanged", "cellDeleted",
             "cellMetadataSet", "cellAttachmentsSet", "notebookMetadataSet", "executionCancelRequested",
             "runtimeInterruptRequested", "runtimeRestartRequested", "inputRequested", "inputReplied",
-            "runtimeSessionEnded"} <= names
-    assert rewrites and wait_clears and concurrent_edits
+            "runtimeSessionEnded", "streamTailSet"} <= names
+    assert rewrites and wait_clears and concurrent_edits and execution_clears and spilled
     for gap in VIEW_GAPS:  # the gap tests below need a page load in each case
         assert any(load_points(*load(path))[gap] for path in LOGS), f"no recorded log opens in the {gap} case"
 
