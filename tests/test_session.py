@@ -275,9 +275,14 @@ def test_metadata(session: Session) -> None:
 
 def test_clear_outputs(session: Session) -> None:
     result = session.run("print('x')")
-    assert session.get_cell(result.cell_id).outputs
-    session.clear_outputs(result.cell_id)
-    assert session.get_cell(result.cell_id).outputs == []
+    assert session.get_cell(result.cell_id).outputs and session.get_cell(result.cell_id).execution_count
+    session.clear_outputs(result.cell_id)  # as JupyterLab's Clear Outputs: the count goes too
+    cleared = session.get_cell(result.cell_id)
+    assert cleared.outputs == [] and cleared.execution_count is None
+    kept = session.run("print('y')")
+    count = session.get_cell(kept.cell_id).execution_count
+    session.clear_outputs(kept.cell_id, keep_execution_count=True)
+    assert session.get_cell(kept.cell_id).outputs == [] and session.get_cell(kept.cell_id).execution_count == count
 
 
 def test_to_ipynb_and_save(session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

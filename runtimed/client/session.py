@@ -582,11 +582,13 @@ class AsyncSession(AsyncAiSettings):
                 index = [i for i, _ in others].index(after_cell_id) + 1
         await self._commit([make_event("cellMoved", cell_id=cell_id, fractional_index=key_for_position(keys, index))])
 
-    async def clear_outputs(self, cell_id: str) -> None:
-        """Remove a cell's outputs."""
+    async def clear_outputs(self, cell_id: str, *, keep_execution_count: bool = False) -> None:
+        """Remove a cell's outputs, and its execution count and finished run's status as JupyterLab's "Clear
+        Outputs" and nbconvert's ``ClearOutputPreprocessor`` do (``keep_execution_count=True``: only the outputs)."""
         await self._connected()
         self._require_cell(cell_id)
-        await self._commit([make_event("outputsCleared", cell_id=cell_id, wait=False)])
+        await self._commit([make_event("outputsCleared", cell_id=cell_id, wait=False,
+                                       execution=not keep_execution_count)])
 
     async def set_metadata(self, key: str, value: Any, cell_id: str | None = None) -> None:
         """Set a notebook metadata key (or a cell's, with ``cell_id``) to a JSON value; ``None`` deletes it."""
@@ -1454,9 +1456,9 @@ class Session(SyncAiSettings):
         """Move a cell just after ``after_cell_id`` (``None``: to the top), or to position ``index``."""
         self._run(self._async.move_cell(cell_id, after_cell_id, index=index))
 
-    def clear_outputs(self, cell_id: str) -> None:
-        """Remove a cell's outputs."""
-        self._run(self._async.clear_outputs(cell_id))
+    def clear_outputs(self, cell_id: str, *, keep_execution_count: bool = False) -> None:
+        """Remove a cell's outputs and execution count (``keep_execution_count=True``: only the outputs)."""
+        self._run(self._async.clear_outputs(cell_id, keep_execution_count=keep_execution_count))
 
     def set_metadata(self, key: str, value: Any, cell_id: str | None = None) -> None:
         """Set a notebook metadata key (or a cell's, with ``cell_id``) to a JSON value; ``None`` deletes it."""
