@@ -96,19 +96,34 @@ class DaemonHTTP:
         self.client.close()
 
 
+def _referenced_artifacts(replica: Replica) -> set[str]:
+    """The artifacts an export of ``replica``'s notebook would read."""
+    from runtimed.formats import notebook_from_projection
+
+    found: set[str] = set()
+
+    def note(sha: str) -> bytes:
+        found.add(sha)
+        return b""
+
+    replica.view(notebook_from_projection, resolve_artifact=note)
+    return found
+
+
+PREFETCH_ROUNDS = 8
+"""Scans of a notebook for artifacts ``prefetch_artifacts`` makes at most (each after fetching what the last found)."""
+
+
 async def prefetch_artifacts(replica: Replica, fetch: Callable[[str], bytes]) -> Callable[[str], bytes]:
     """A ``resolve_artifact`` for exporting ``replica``: the artifacts its notebook references, each fetched
     with ``fetch`` (a blocking request) in a worker thread first. A client may live in the daemon it asks
     (MCP over HTTP, run jobs), where a blocking request on the event loop would wait for itself."""
-    from runtimed.formats import notebook_from_projection
-
-    wanted: set[str] = set()
-
-    def note(sha: str) -> bytes:
-        wanted.add(sha)
-        return b""
-
-    replica.view(notebook_from_projection, resolve_artifact=note)
-    fetched = {sha: await asyncio.to_thread(fetch, sha) for sha in wanted}
-    # an output that arrived during the fetches is fetched as it is met (rare; blocking)
+    fetched: dict[str, bytes] = {}
+    for _ in range(PREFETCH_ROUNDS):  # outputs that arrive during the fetches are found by the next round
+        missing = _referenced_artifacts(replica) - fetched.keys()
+        if not missing:  # the caller exports right away, with no await between: it sees this very state
+            break
+        for sha in missing:
+            fetched[sha] = await asyncio.to_thread(fetch, sha)
+    # a notebook that kept gaining artifacts through every round: the newest are fetched as they are met
     return lambda sha: fetched[sha] if sha in fetched else fetch(sha)
