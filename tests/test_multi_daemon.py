@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,73 @@ async def test_execution_is_exactly_once_and_one_daemon_runs_the_runtime(deploym
         assert len(running) == 1, running  # exactly one daemon started the managed runtime
     finally:
         for c in clients:
+            await c.close()
+
+
+SLOW_KERNEL = ("import os, sys, time\nopen(os.environ['SLOW_KERNEL_LAUNCHES'], 'a').write(f'{os.getpid()}\\n')\n"
+               "time.sleep(4)\nsys.argv = [sys.argv[0], '-f', sys.argv[1]]\n"
+               "from ipykernel.kernelapp import launch_new_instance\nlaunch_new_instance()\n")
+
+
+async def test_the_runtime_lease_is_kept_while_a_kernel_starts_slowly(deployment: Deployment, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon renews its lease on a notebook's runtime while the kernel starts (building an environment can
+    take minutes): with a 1 s lease and a kernel that takes 4 s to start, the other daemon, woken again and
+    again by new requests meanwhile, never starts a second runtime."""
+    spec = tmp_path / "jupyter" / "kernels" / "slow"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", SLOW_KERNEL, "{connection_file}"], "display_name": "Slow", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("RUNTIMED_RUNTIME_LEASE_TTL", "1")
+    launches = tmp_path / "launches"  # one line per slow kernel started, by either daemon
+    monkeypatch.setenv("SLOW_KERNEL_LAUNCHES", str(launches))
+    daemons = deployment.start(2, "--pool-size", "0")
+    first, second = client(daemons[0], "slow", "alice"), client(daemons[1], "slow", "bob")
+    for c in (first, second):
+        await c.connect()
+    try:
+        await first.commit([make_event("notebookCreated", title="Slow kernel"),
+                            make_event("notebookMetadataSet", key="kernelspec",
+                                       value={"name": "slow", "display_name": "Slow", "language": "python"}),
+                            make_event("cellCreated", cellId="c0", cellType="code", fractionalIndex="a0",
+                                       source="print('first')"),
+                            make_event("executionRequested", queueId="q0", cellId="c0")])
+        await caught_up([first, second], 4)
+        queue_ids, index = ["q0"], "a0"
+
+        def started() -> bool | None:
+            return second.replica.view(views.active_session) is not None or None
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while started() is None and loop.time() < deadline:  # the other daemon is woken by each request
+            index = key_between(index, None)
+            n = len(queue_ids)
+            await second.commit([make_event("cellCreated", cellId=f"c{n}", cellType="code", fractionalIndex=index,
+                                             source=f"print({n})"),
+                                 make_event("executionRequested", queueId=f"q{n}", cellId=f"c{n}")])
+            queue_ids.append(f"q{n}")
+            with contextlib.suppress(TimeoutError):
+                await second.wait_for(started, timeout=0.3)
+        assert len(queue_ids) > 5  # requests kept arriving while the kernel started (4 s, the lease 1 s)
+
+        def all_done() -> bool | None:
+            rows = second.replica.view(views.executions)
+            return (len(rows) == len(queue_ids) and all(r["status"] == "success" for r in rows)) or None
+
+        await second.wait_for(all_done, timeout=120)
+        events = rest_events(daemons[1], "slow")
+        assert [e["name"] for e in events].count("runtimeSessionStarted") == 1
+        running = []
+        for d in daemons:
+            reply = httpx.get(f"{d.url}/api/runtimes", headers={"Authorization": f"Bearer {d.token}"}, timeout=30)
+            reply.raise_for_status()
+            running += [d.url for r in reply.json() if r["notebook_id"] == "slow"]
+        assert running == [daemons[0].url]  # the daemon that claimed it first runs it
+        assert len(launches.read_text().split()) == 1  # and the other never started a kernel of its own
+    finally:
+        for c in (first, second):
             await c.close()
 
 

@@ -40,25 +40,26 @@ from runtimed.server.local import local_connection
 from runtimed.server.local_artifacts import StoreSink
 from runtimed.server.release import RuntimeRelease, release_grace_setting
 from runtimed.server.service import NotebookService
+from runtimed.settings import env_number
 
 log = logging.getLogger(__name__)
 
 WAKE_EVENTS = frozenset({"executionRequested", "executionRequeued", "runtimeSessionEnded"})
 WATCHDOG_INTERVAL = 2.0
 RUNTIME_LEASE_TTL = 30.0
-"""Seconds a daemon's claim on a notebook's managed runtime lasts without renewal (the watchdog renews it):
-of several daemons sharing a store, only the holder starts the runtime; a dead holder's claim expires."""
+"""Seconds a daemon's claim on a notebook's managed runtime lasts without renewal (``RUNTIMED_RUNTIME_LEASE_TTL``;
+renewed every third of it while the runtime starts, then by the watchdog): of several daemons sharing a store,
+only the holder starts the runtime; a dead holder's claim expires."""
 
 
 def input_timeout_setting() -> float:
     """Seconds a managed runtime waits for an answer to ``input()`` (``RUNTIMED_INPUT_TIMEOUT``, default 300)."""
-    raw = os.environ.get("RUNTIMED_INPUT_TIMEOUT", "")
-    try:
-        value = float(raw) if raw else 300.0
-    except ValueError:
-        log.warning("RUNTIMED_INPUT_TIMEOUT=%r is not a number; using 300 s", raw)
-        value = 300.0
-    return value if value > 0 else 300.0
+    return env_number("RUNTIMED_INPUT_TIMEOUT", 300.0, float)
+
+
+def lease_ttl_setting() -> float:
+    """``RUNTIMED_RUNTIME_LEASE_TTL`` in seconds (default ``RUNTIME_LEASE_TTL``)."""
+    return env_number("RUNTIMED_RUNTIME_LEASE_TTL", RUNTIME_LEASE_TTL, float)
 
 
 class RuntimeSupervisor(Protocol):
@@ -97,6 +98,7 @@ class RuntimeManager:
         self.environments = NotebookEnvironments(EnvironmentStore(daemon.home.envs_dir), self.pool)
         self.idle_timeout = settings.idle_timeout
         self.input_timeout = input_timeout_setting()
+        self.lease_ttl = lease_ttl_setting()
         self.agents: dict[str, RuntimeAgent] = {}
         self.release = RuntimeRelease(self, release_grace_setting())
         self._starting: dict[str, asyncio.Task] = {}
@@ -171,6 +173,23 @@ class RuntimeManager:
         if not await self._claim(notebook_id):
             log.info("the runtime for %s is run by another daemon sharing the store", notebook_id)
             return
+        keeping = asyncio.create_task(self._keep_claim(notebook_id), name=f"claim-runtime-{notebook_id}")
+        try:
+            await self._start_claimed(service)
+        finally:
+            keeping.cancel()
+
+    async def _keep_claim(self, notebook_id: str) -> None:
+        """Renew the lease while the runtime starts: building its environment can take minutes, far longer than
+        the lease, and another daemon sharing the store would start a second runtime once it lapsed."""
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            if not await self._claim(notebook_id):
+                log.warning("another daemon took the runtime lease of %s while its kernel was starting", notebook_id)
+                return
+
+    async def _start_claimed(self, service: NotebookService) -> None:
+        notebook_id = service.notebook_id
         kernel_name, cwd = await service.view(views.kernel_settings)
         try:
             if cwd is not None and not os.path.isdir(cwd):  # checked first: a pooled kernel would be wasted
@@ -224,7 +243,7 @@ class RuntimeManager:
     async def _claim(self, notebook_id: str) -> bool:
         """Take or renew this daemon's lease on the notebook's managed runtime (False: another daemon has it)."""
         return await asyncio.to_thread(self.daemon.store.acquire_lease, f"runtime:{notebook_id}", self._holder(),
-                                       RUNTIME_LEASE_TTL)
+                                       self.lease_ttl)
 
     async def _unclaim(self, notebook_id: str) -> None:
         await asyncio.to_thread(self.daemon.store.release_lease, f"runtime:{notebook_id}", self._holder())
@@ -236,7 +255,7 @@ class RuntimeManager:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        interval = min(WATCHDOG_INTERVAL, max(0.25, self.idle_timeout / 4))
+        interval = min(WATCHDOG_INTERVAL, max(0.25, self.idle_timeout / 4), max(0.1, self.lease_ttl / 3))
         while True:
             await asyncio.sleep(interval)
             await self._check_agents()
