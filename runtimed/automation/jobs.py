@@ -55,8 +55,6 @@ def _now() -> str:
 
 def options_from(spec: dict[str, Any], notebook: dict[str, Any] | None) -> RunOptions:
     """A submitted options object as RunOptions; unknown or non-submittable fields are a clear error."""
-    import nbformat
-
     from runtimed.automation.options import SUBMITTED_FIELDS, RunOptions
     known = {f.name for f in dataclasses.fields(RunOptions)} - set(SUBMITTED_FIELDS)
     unknown = sorted(set(spec) - known)
@@ -75,8 +73,13 @@ def options_from(spec: dict[str, Any], notebook: dict[str, Any] | None) -> RunOp
     except TypeError as exc:
         raise RuntimedError(f"bad run options: {exc}", code="invalid_request") from None
     if notebook is not None:
-        try:
-            opts.input_notebook = nbformat.reads(json.dumps(notebook), as_version=4)
+        from runtimed.formats import read_ipynb
+
+        try:  # the reader a local file goes through: any nbformat version, upgraded and validated
+            opts.input_notebook = read_ipynb(json.dumps(notebook))
+        except RuntimedError as exc:
+            raise RuntimedError(f"the submitted notebook ({opts.input_path}) is not a valid notebook: {exc.message}",
+                                code="invalid_request") from None
         except Exception as exc:  # noqa: BLE001 - any malformed notebook is the caller's input error
             raise RuntimedError(f"the submitted notebook is not a valid notebook: {exc}",
                                 code="invalid_request") from None
@@ -87,7 +90,9 @@ class RunJobs:
     """The daemon's runs: submit, watch, cancel, resume, export; schedules fire through :meth:`submit`."""
 
     def __init__(self, home_path: Path, endpoint: Callable[[], DaemonEndpoint], *,
-                 resume_grace: float | None = None) -> None:
+                 resume_grace: float | None = None, transport: Callable[[str], Any] | None = None) -> None:
+        self.transport = transport
+        """An in-process connection to a notebook of the daemon, for the runs' sync clients (else a WebSocket)."""
         self.dir = home_path / "runs"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.endpoint = endpoint
@@ -156,17 +161,26 @@ class RunJobs:
         runs = sorted(self.records.values(), key=lambda r: r["created_at"], reverse=True)
         return [_public(r) for r in runs[:limit]]
 
-    async def wait(self, run_id: str, version: int, timeout: float) -> dict[str, Any]:
-        """The run once its record changed past ``version`` (or as it is after ``timeout``): a long poll."""
+    async def wait(self, run_id: str, version: int, timeout: float, settle: float = 0.0) -> dict[str, Any]:
+        """The run once its record changed past ``version`` (or as it is after ``timeout``): a long poll.
+
+        With ``settle``, a change that does not end the run is answered no sooner than ``settle`` seconds after
+        the request, so that a client without a progress bar does not poll once per cell."""
         self.get(run_id)
-        deadline = time.monotonic() + min(max(timeout, 0.0), MAX_WAIT_S)
+        now = time.monotonic()
+        deadline = now + min(max(timeout, 0.0), MAX_WAIT_S)
+        earliest = now + min(max(settle, 0.0), MAX_WAIT_S)
         async with self.changed:
-            while self.records[run_id]["version"] <= version:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            while True:
+                record = self.records[run_id]
+                now = time.monotonic()
+                if record["version"] > version and (record["status"] in FINAL or now >= earliest):
+                    break
+                until = min(deadline, earliest) if record["version"] > version else deadline
+                if now >= deadline or until <= now:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), remaining)
+                    await asyncio.wait_for(self.changed.wait(), until - now)
         return self.get(run_id)
 
     # -- submit, cancel, resume --------------------------------------------------------------------------
@@ -198,6 +212,7 @@ class RunJobs:
         control = RunControl(on_progress=lambda done, total: self._progress(record, done, total))
         opts.control = control
         opts.endpoint = self.endpoint()
+        opts.transport = self.transport
         opts.keep_runtime_on_failure = True
         opts.progress_bar = False
         opts.log_output = False  # the attached client streams the log itself

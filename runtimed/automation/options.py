@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,9 +75,11 @@ class RunOptions:
     """Progress and cancellation from the daemon's job runner (not serialized)."""
     endpoint: DaemonEndpoint | None = None
     """The daemon to run on (the daemon's own, for jobs); else found or started from ``home``."""
+    transport: Callable[[str], AbstractAsyncContextManager[Any]] | None = None
+    """Opens an in-process connection to a notebook of the daemon (its jobs); else a WebSocket to the endpoint."""
 
 
-SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook")
+SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook", "transport")
 """RunOptions fields that do not travel in ``POST /api/runs`` as they are (the notebook goes as content)."""
 
 
@@ -117,6 +120,25 @@ def load_input(opts: RunOptions) -> nbformat.NotebookNode:
         return load_notebook(opts.input_path)
     except FileNotFoundError:
         raise RuntimedError(f"input notebook {opts.input_path!r} not found", code="not_found") from None
+
+
+def submitted_notebook(opts: RunOptions) -> dict[str, Any]:
+    """The input notebook as ``POST /api/runs`` takes it. A local ``.ipynb`` is sent as its plain JSON (the
+    daemon reads it with the full reader, which upgrades and validates it), so the client needs neither
+    nbformat nor the catalog; YAML, URLs, stdin and a file that is not JSON go through the reader here."""
+    if opts.input_notebook is None and "://" not in opts.input_path and opts.input_path.lower().endswith(".ipynb"):
+        import json
+        from pathlib import Path
+
+        try:
+            data = json.loads(Path(opts.input_path).read_bytes())
+        except FileNotFoundError:
+            raise RuntimedError(f"input notebook {opts.input_path!r} not found", code="not_found") from None
+        except (ValueError, OSError):
+            data = None  # the reader says what is wrong with it
+        if isinstance(data, dict):
+            return data
+    return dict(load_input(opts))
 
 
 def is_local(endpoint: DaemonEndpoint) -> bool:

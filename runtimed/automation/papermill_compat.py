@@ -67,23 +67,32 @@ def kernel_info_language(reply: dict[str, Any]) -> dict[str, Any] | None:
     return dict(info) if isinstance(info, dict) and info.get("name") else None
 
 
-async def update_language_info(client: Any, http: Any, notebook_id: str) -> None:
-    """As nbclient does after a run: the notebook's ``language_info`` becomes the kernel's (an event, so the
-    live notebook has it too). Nothing when the kernel is gone or does not answer."""
+async def kernel_language(http: Any, notebook_id: str) -> dict[str, Any] | None:
+    """The running kernel's ``language_info`` (None when it is gone or does not answer in time). A run asks
+    while its cells run, so that the answer is there when they end."""
     import asyncio
 
     import httpx
 
-    from runtimed.schema import views
-    from runtimed.schema.events import make_event
-
-    if client.replica.view(views.active_session) is None:
-        return
     try:
         response = await asyncio.to_thread(http.request, "POST", f"/api/notebooks/{notebook_id}/kernel-info",
                                            timeout=httpx.Timeout(5.0, read=15.0))
     except (RuntimedError, httpx.HTTPError):
-        return
-    info = kernel_info_language(response.json())
+        return None
+    return kernel_info_language(response.json())
+
+
+async def update_language_info(client: Any, http: Any, notebook_id: str, asked: Any = None) -> None:
+    """As nbclient does after a run: the notebook's ``language_info`` becomes the kernel's (an event, so the
+    live notebook has it too). Nothing when the kernel is gone or does not answer. ``asked``: the answer to
+    a :func:`kernel_language` asked earlier (a task), else the kernel is asked now."""
+    from runtimed.schema import views
+    from runtimed.schema.events import make_event
+
+    info = await asked if asked is not None else None
+    if info is None:
+        if client.replica.view(views.active_session) is None:
+            return
+        info = await kernel_language(http, notebook_id)
     if info is not None and info != client.replica.view(views.notebook_metadata).get("language_info"):
         await client.commit([make_event("notebookMetadataSet", key="language_info", value=info)])

@@ -14,14 +14,14 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import fsspec
-import nbformat
-import yaml
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
 from runtimed.errors import RuntimedError
+
+if TYPE_CHECKING:  # nbformat, yaml and fsspec load when used: `runt run` parses -p without them
+    import nbformat
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,25 @@ def resolve_type(value: str) -> Any:
     return value
 
 
-class _NoDatesSafeLoader(yaml.SafeLoader):
+@cache
+def _no_dates_loader() -> Any:
     """papermill's YAML loader: dates stay strings (``2024-01-01`` is not turned into a ``date``)."""
+    import yaml
 
-    yaml_implicit_resolvers = {
-        key: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
-        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
+    class NoDatesSafeLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers = {
+            key: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+            for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+
+    return NoDatesSafeLoader
 
 
 def _yaml_mapping(text: str | bytes, where: str) -> dict[str, Any]:
+    import yaml
+
     try:
-        value = yaml.load(text, Loader=_NoDatesSafeLoader)  # noqa: S506 (a SafeLoader)
+        value = yaml.load(text, Loader=_no_dates_loader())  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ParameterError(f"{where}: not valid YAML ({exc})") from None
     if value is None:
@@ -92,6 +99,8 @@ def collect_parameters(
             raise ParameterError(f"-b: not base64-encoded YAML ({exc})") from None
         merged.update(_yaml_mapping(decoded, "-b"))
     for path in files:
+        import fsspec
+
         try:
             with fsspec.open(path, "r", encoding="utf-8") as f:
                 text = f.read()
@@ -273,6 +282,8 @@ def _inspect_lines(source: str) -> list[Parameter]:
 
 def ensure_papermill_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Upgrade to the latest nbformat and add papermill's notebook and cell metadata skeleton."""
+    import nbformat
+
     nb = nbformat.v4.upgrade(nb) or nb
     nb.metadata.setdefault("papermill", {
         "default_parameters": {}, "parameters": {}, "environment_variables": {}, "version": __version__,
@@ -300,6 +311,8 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], 
     for name in parameters:
         if declared is not None and name not in declared:
             log.warning("Passed unknown parameter: %s", name)
+    import nbformat
+
     cell = nbformat.v4.new_code_cell(source=codify(parameters))
     cell.metadata["tags"] = [INJECTED_TAG]
     if report_mode:
@@ -321,6 +334,8 @@ def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *
                      output_path: str | None, report_mode: bool = False, kernel_name: str | None = None,
                      language: str | None = None) -> nbformat.NotebookNode:
     """Everything papermill does before executing: parameters, report mode, paths, no old error markers."""
+    import nbformat
+
     nb = copy.deepcopy(nb)
     if kernel_name:
         from runtimed.runtime.kernel import canonical_kernel_name, list_kernelspecs

@@ -355,7 +355,7 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
                                 content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": RUN_IMPORT_ACTOR})
         await asyncio.to_thread(deps.approve_declared, http, notebook_id, nb)
         phases.mark("import")
-        session = await _connect(endpoint, notebook_id)
+        session = await _connect(endpoint, notebook_id, opts)
         phases.mark("connect")
         say(f"Live notebook: {session.url}")
         result = await _run_session(session, nb, _requests_for(session.client.replica.view(views.ordered_cells)),
@@ -383,7 +383,7 @@ async def resume_async(opts: RunOptions, notebook_id: str, previous: list[tuple[
     target = output_target(output_path, opts.client_cwd) if opts.write_output_file else None
     http = DaemonHTTP(endpoint)
     try:
-        session = await _connect(endpoint, notebook_id)
+        session = await _connect(endpoint, notebook_id, opts)
         client = session.client
         if from_cell is not None and client.replica.view(views.active_session) is None:
             await session.close()
@@ -418,9 +418,11 @@ async def _endpoint(opts: RunOptions) -> DaemonEndpoint:
     return await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
 
 
-async def _connect(endpoint: DaemonEndpoint, notebook_id: str) -> _RunSession:
+async def _connect(endpoint: DaemonEndpoint, notebook_id: str, opts: RunOptions) -> _RunSession:
     actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
-    session = _RunSession(SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run"),
+    transport = opts.transport
+    session = _RunSession(SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run",
+                                     transport=(lambda: transport(notebook_id)) if transport is not None else None),
                           notebook_id, f"{endpoint.url}/?notebook={notebook_id}")
     await session.client.connect(30.0)
     return session
@@ -438,7 +440,9 @@ async def _run_session(session: _RunSession, prepared: nbformat.NotebookNode,
         runtime = session.client.replica.view(views.active_session) if session.is_connected else None
         await session.close()
         keep = opts.keep_runtime or (opts.keep_runtime_on_failure and (result is None or not result.success))
-        if runtime is not None and not keep:
+        if runtime is not None and not keep and opts.control is not None:  # a job: the daemon lives on, no wait
+            asyncio.get_running_loop().run_in_executor(None, stop_runtime, http.endpoint, runtime["runtime_id"])
+        elif runtime is not None and not keep:
             await asyncio.to_thread(_stop_runtime, http, runtime["runtime_id"])
         elif runtime is not None and result is not None:
             result.runtime_id = runtime["runtime_id"]
@@ -588,6 +592,7 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
     evaluate = steps.http_evaluator(http, session.notebook_id, opts.start_timeout)
     checker = expectations.Checker(expectations.load(prepared, opts.expect_file), evaluate)
     stepwise = steps.needed(requests, opts.retries, checker.plan.variable_cells())
+    language: asyncio.Future[dict[str, Any] | None] | None = None
     try:
         if control is not None and control.cancelled:  # cancelled before it started: nothing is requested
             requests, queue_ids, stepwise = [], set(), False
@@ -625,6 +630,8 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
                 phases.mark("start")
             except TimeoutError:
                 return await start_failed()
+            if client.replica.view(views.active_session) is not None:  # asked while the cells run: ready at the end
+                language = asyncio.ensure_future(papermill_compat.kernel_language(http, session.notebook_id))
             await client.wait_for(all_done, None)
             phases.mark("execute")
         items = _items(client, queue_ids)
@@ -632,7 +639,7 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
                 _counts_as_failure(items[q], c, opts) for q, c in requests if q in items):
             await checker.at_end()
         if queue_ids:
-            await papermill_compat.update_language_info(client, http, session.notebook_id)
+            await papermill_compat.update_language_info(client, http, session.notebook_id, language)
     except BaseException:  # Ctrl-C or a lost connection: nothing stays queued, and the output shows how far it got
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.push([make_event("executionCancelRequested")]), 5)
@@ -644,6 +651,8 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
         progress.close()
         if live_log is not None:
             live_log()
+        if language is not None and not language.done():
+            language.cancel()
     if autosave is not None:
         await autosave.settle()
     nb = await partial()

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 def install_runs(daemon: Daemon) -> None:
     from runtimed.automation.jobs import RunJobs
     from runtimed.client.discovery import DaemonEndpoint
+    from runtimed.server.local import local_connection
 
-    daemon.runs = RunJobs(daemon.home.path, lambda: DaemonEndpoint(daemon.url, daemon.home.daemon_token()))
+    # a job's sync client reaches its notebook in process (as managed runtimes do): no WebSocket to itself
+    daemon.runs = RunJobs(daemon.home.path, lambda: DaemonEndpoint(daemon.url, daemon.home.daemon_token()),
+                          transport=lambda notebook_id: local_connection(daemon, notebook_id))
 
 
 def main(argv: list[str] | None = None) -> int:

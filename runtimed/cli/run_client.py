@@ -16,41 +16,46 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from runtimed.client.discovery import DaemonEndpoint
 
 FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared", "expectations_failed"}
 POLL_S = 30.0
+SETTLE_S = 1.0
+"""Without a progress bar, the daemon answers a follow's long poll before the run's end at most once a second
+(the end itself at once): a poll per cell would cost the daemon an HTTP request per cell."""
+PROGRESS_SETTLE_S = 0.2
 CANCEL_WAIT_S = 60.0
 LOG_OPEN_WAIT_S = 60.0
 """How long ``--log-output`` waits for the run's notebook to open in the daemon (the run goes on regardless)."""
 
 
 class RunClient:
-    """Async REST calls about runs, with the daemon's errors as RuntimedError."""
+    """Async REST calls about runs, with the daemon's errors as RuntimedError.
+
+    Each call is one standard-library request in a worker thread (``client/light_http.py``): ``runt run``
+    makes a handful of them, and httpx's import would cost more than a small run."""
 
     def __init__(self, endpoint: DaemonEndpoint) -> None:
         self.endpoint = endpoint
-        self.http = httpx.AsyncClient(base_url=endpoint.url, headers=endpoint.headers(), timeout=POLL_S + 30,
-                                      verify=not endpoint.url.startswith("http://"))
 
-    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        from runtimed.client.http import daemon_timeout, raise_for_error
+    async def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                   timeout: float = POLL_S + 30) -> Any:
+        from runtimed.client import light_http
         from runtimed.errors import DaemonNotRunningError
 
         try:
-            response = await self.http.request(method, path, **kwargs)
-        except httpx.ConnectError:
+            status, content = await asyncio.to_thread(
+                light_http.request, self.endpoint.url, method, path, headers=self.endpoint.headers(), body=json,
+                params=params, timeout=timeout)
+        except DaemonNotRunningError:
             raise DaemonNotRunningError(f"cannot reach the daemon at {self.endpoint.url}; "
                                         "start it with `runt daemon start`") from None
-        except httpx.TimeoutException:
-            raise daemon_timeout(self.endpoint.url, method, path, kwargs.get("timeout", POLL_S + 30)) from None
-        raise_for_error(response)
-        return response.json()
+        except light_http.Timeout:
+            raise light_http.daemon_timeout(self.endpoint.url, method, path, timeout) from None
+        return light_http.json_or_error(status, content)
 
     async def close(self) -> None:
-        await self.http.aclose()
+        """Nothing to close: every call has its own connection."""
 
 
 async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool = False, log_output: bool = False,
@@ -66,8 +71,8 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
     try:
         try:
             while run["status"] not in FINAL:
-                run = await client.call("GET", f"/api/runs/{run['id']}",
-                                        params={"version": run["version"], "wait": POLL_S})
+                run = await client.call("GET", f"/api/runs/{run['id']}", params={
+                    "version": run["version"], "wait": POLL_S, "settle": PROGRESS_SETTLE_S if progress_bar else SETTLE_S})
                 if progress is None and progress_bar and run.get("total"):
                     progress = CellProgress(run["total"], enabled=True)
                 if progress is not None:

@@ -227,12 +227,12 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
 
 async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
     """Submit the run to the daemon (a job there) and, unless --detach, follow it to its end."""
-    from runtimed.automation.options import is_local, load_input, submittable
+    from runtimed.automation.options import is_local, submittable, submitted_notebook
     from runtimed.cli.run_client import RunClient, fetch_notebook, follow, write_notebook
     from runtimed.client.discovery import ensure_daemon
     from runtimed.home import Home
 
-    notebook = load_input(opts)  # read here: the daemon may not see this machine's files or stdin
+    notebook = submitted_notebook(opts)  # read here: the daemon may not see this machine's files or stdin
     endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(opts.home))
     opts.client_cwd = os.getcwd()
     client_writes = opts.output_path == "-" or not is_local(endpoint)
@@ -275,7 +275,7 @@ async def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
 
 async def _submit_many(options: list[Any], parallel: int) -> list[dict[str, Any]]:
     """Batch and grid runs: each a daemon job, at most ``parallel`` going at once; one bad run stops no other."""
-    from runtimed.automation.options import is_local, load_input, submittable
+    from runtimed.automation.options import is_local, submittable, submitted_notebook
     from runtimed.cli.run_client import RunClient, follow
     from runtimed.client.discovery import ensure_daemon
     from runtimed.errors import RuntimedError
@@ -288,7 +288,7 @@ async def _submit_many(options: list[Any], parallel: int) -> list[dict[str, Any]
     async def one(opts: Any) -> dict[str, Any]:
         async with limit:
             try:
-                notebook = load_input(opts)
+                notebook = submitted_notebook(opts)
                 opts.client_cwd = os.getcwd()
                 opts.write_output_file = is_local(endpoint)
                 run = await client.call("POST", "/api/runs", json={"options": submittable(opts), "notebook": notebook})

@@ -6,7 +6,6 @@ that answers and fails over to another when its daemon dies (``DaemonEndpoint.al
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -14,8 +13,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import httpx
 
 from runtimed.errors import DaemonNotRunningError, DaemonStartError, ExitCode
 from runtimed.home import Home, pid_alive
@@ -48,9 +45,11 @@ class DaemonEndpoint:
 
 
 def _healthy(url: str, timeout: float = 1.0) -> bool:
+    from runtimed.client.light_http import Timeout, request
+
     try:
-        return httpx.get(f"{url}/health", timeout=timeout, verify=not url.startswith("http://")).status_code == 200
-    except httpx.HTTPError:
+        return request(url, "GET", "/health", timeout=timeout)[0] == 200
+    except (Timeout, DaemonNotRunningError, OSError):
         return False
 
 
@@ -95,6 +94,8 @@ class Failover:
         self.endpoint = endpoint
 
     async def __call__(self) -> tuple[str, str] | None:
+        import asyncio
+
         found = await asyncio.to_thread(failover, self.endpoint)
         if found is None:
             return None

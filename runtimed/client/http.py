@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from runtimed.client.discovery import DaemonEndpoint, failover
-from runtimed.errors import DaemonNotRunningError, DaemonTimeoutError, from_dict
+from runtimed.client.light_http import daemon_timeout, json_or_error
+from runtimed.errors import DaemonNotRunningError
 
 if TYPE_CHECKING:
     from runtimed.schema.replica import Replica
@@ -22,21 +23,8 @@ if TYPE_CHECKING:
 
 def raise_for_error(response: httpx.Response) -> None:
     """Raise the daemon's error body (``{"error": {code, message}}``) of a 4xx/5xx answer as RuntimedError."""
-    if response.status_code < 400:
-        return
-    try:
-        error = response.json()["error"]
-        error = {"code": error["code"], "message": error["message"]}
-    except (ValueError, KeyError, TypeError):
-        error = {"code": "http_error", "message": f"{response.status_code} {response.text[:200]}"}
-    raise from_dict(error, response.status_code)
-
-
-def daemon_timeout(url: str, method: str, path: str, timeout: float | None) -> DaemonTimeoutError:
-    """The error for a request the daemon took too long to answer (it may still act on it: not retried)."""
-    within = f" within {timeout:g} s" if isinstance(timeout, int | float) else ""
-    return DaemonTimeoutError(f"the daemon at {url} did not answer {method} {path}{within}; it is overloaded or "
-                              "stuck: retry, and see `runt daemon status` and `runt daemon logs`")
+    if response.status_code >= 400:
+        json_or_error(response.status_code, response.content)
 
 
 class DaemonHTTP:

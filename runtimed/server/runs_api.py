@@ -33,7 +33,7 @@ class RunService(Protocol):
                      schedule_id: str | None = None) -> dict[str, Any]: ...
     def get(self, run_id: str) -> dict[str, Any]: ...
     def list_runs(self, limit: int = 200) -> list[dict[str, Any]]: ...
-    async def wait(self, run_id: str, version: int, timeout: float) -> dict[str, Any]: ...
+    async def wait(self, run_id: str, version: int, timeout: float, settle: float = 0.0) -> dict[str, Any]: ...
     async def cancel(self, run_id: str) -> dict[str, Any]: ...
     async def resume(self, run_id: str, *, set_source: str | None = None, from_start: bool = False
                      ) -> dict[str, Any]: ...
@@ -88,10 +88,12 @@ def runs_router(daemon: Daemon) -> APIRouter:
 
     @router.get("/api/runs/{run_id}")
     async def get_run(run_id: str, version: int = Query(-1, description="long poll: answer once past it"),
-                      wait: float = Query(0.0, ge=0, le=60, description="seconds to wait for a change")
+                      wait: float = Query(0.0, ge=0, le=60, description="seconds to wait for a change"),
+                      settle: float = Query(0.0, ge=0, le=60, description="answer a change before the run's end "
+                                            "no sooner than this many seconds after the request (fewer polls)")
                       ) -> dict[str, Any]:
         if wait > 0:
-            return await runs().wait(run_id, version, wait)
+            return await runs().wait(run_id, version, wait, settle)
         return runs().get(run_id)
 
     @router.post("/api/runs/{run_id}/cancel")
