@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +191,28 @@ def test_stale_daemon_json_after_kill_9_is_ignored(home: Path, started: list[Dae
     assert new.pid != old.pid and new.token == old.token
     assert Home(home).read_daemon_info()["pid"] == new.pid
     assert httpx.get(f"{new.url}/api/status", headers=new.headers()).status_code == 200
+
+
+def test_a_port_taken_by_another_program_is_not_a_daemon() -> None:
+    """daemon.json may point at a port that a program speaking another protocol has taken since (a ZMQ socket
+    answers with its 0xFF greeting): the health check says no daemon, and a request says what is wrong."""
+    from runtimed.client.discovery import _healthy
+    from runtimed.client.light_http import request
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+
+        def answer_not_http() -> None:
+            for _ in range(2):
+                peer, _ = server.accept()
+                with peer:
+                    peer.sendall(b"\xff" + b"\x00" * 8 + b"\x7f\x03\x00NULL" + b"\x00" * 16 + b"\r\n")
+
+        thread = threading.Thread(target=answer_not_http, daemon=True)
+        thread.start()
+        assert not _healthy(url, timeout=10)
+        with pytest.raises(DaemonNotRunningError, match="did not answer as a runtimed daemon"):
+            request(url, "GET", "/health", timeout=10)
+        thread.join(10)

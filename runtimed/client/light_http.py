@@ -24,7 +24,8 @@ def request(url: str, method: str, path: str, *, headers: dict[str, str] | None 
             params: dict[str, Any] | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
     """``(status, body)`` of one request to ``url`` (``http://`` or ``https://``, certificates verified).
 
-    Raises DaemonNotRunningError when no connection can be made, :class:`Timeout` when no answer comes."""
+    Raises DaemonNotRunningError when no connection can be made or what answers is not HTTP, :class:`Timeout`
+    when no answer comes."""
     parts = urlsplit(url)
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = connection_class(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
@@ -42,6 +43,9 @@ def request(url: str, method: str, path: str, *, headers: dict[str, str] | None 
         return response.status, response.read()
     except TimeoutError:
         raise Timeout(f"{method} {path}") from None
+    except http.client.HTTPException as exc:  # not HTTP: the port now belongs to another program
+        raise DaemonNotRunningError(f"{url} did not answer as a runtimed daemon ({exc!r}); is its port now used by "
+                                    "another program? Start the daemon with `runt daemon start`") from None
     finally:
         connection.close()
 
