@@ -43,6 +43,9 @@ def request(url: str, method: str, path: str, *, headers: dict[str, str] | None 
         return response.status, response.read()
     except TimeoutError:
         raise Timeout(f"{method} {path}") from None
+    except ConnectionError as exc:  # the daemon closed the connection or went away before it answered
+        raise DaemonNotRunningError(f"the daemon at {url} closed the connection before answering {method} {path}: "
+                                    f"{exc}; see `runt daemon status`") from None
     except http.client.HTTPException as exc:  # not HTTP: the port now belongs to another program
         raise DaemonNotRunningError(f"{url} did not answer as a runtimed daemon ({exc!r}); is its port now used by "
                                     "another program? Start the daemon with `runt daemon start`") from None
