@@ -215,6 +215,9 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
                       progress_bar=progress_bar, notify_url=notify_url, notify_on=notify_on, **common)
     if input_path == "-":
         opts.input_notebook = _read_stdin_notebook()
+    from runtimed.cli.main import skip_teardown
+
+    skip_teardown()  # a thin client: nothing to clean up once the run's output is written
     if prepare_only:  # nothing runs: no daemon needed
         _say(f"Input notebook:  {input_path}")
         from runtimed.automation.run import run_async
