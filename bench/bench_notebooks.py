@@ -53,6 +53,21 @@ NOTES = [
     "first cell* is from the launch of `runt run` to the cell's start as the log records it (its "
     "`executionStarted`), *after the last cell* from the cell's completion to the exit of `runt run`. Both include "
     "Python's own start and exit (about 0.02-0.03 s here) and the client's imports.",
+    "**Where the fixed cost goes** (issue 16, measured 2026-11-30 at load 2-4 with timestamps in the client and the "
+    "run's log): Python's start 0.02-0.03 s; the client's imports 0.24 s (click 0.04, asyncio 0.06, http.client "
+    "0.02, runtimed's CLI modules; it was 1.06 s before the client stopped importing httpx, nbformat, yaml and the "
+    "catalog); submit to the cell's start 0.05-0.06 s in the daemon (import of the notebook over loopback HTTP "
+    "0.03, the job's in-process connection 0.005, request 0.003, the pooled kernel's runtime session and first "
+    "claim 0.02-0.04); the cell's end to the client's exit 0.02-0.04 s (export, writing the output, the long "
+    "poll's answer), plus Python's teardown (0.1-0.2 s, skipped since `runt run` ends with `os._exit` after "
+    "flushing). What is left above 0.1 s before the first cell is mostly the Python client itself "
+    "(`python -c 'import http.client'` alone takes 0.09 s here).",
+    "**Per cell** (trivial200): claim-ahead removed the claim's round trip between cells (the agent waited 7 ms "
+    "per cell for it; now 0.2 ms), but the daemon's CPU per cell (about 13 ms of CPU per trivial cell on this "
+    "machine, 2.75 s for 200 cells: appending and materializing each event in the daemon's store and in the "
+    "runtime's and the job's replicas, jupyter_client's message parsing, the job's views) competes with the "
+    "kernel on 2 shared cores, so a cell's kernel time grows from 12 to 16 ms: the ratio to the raw loop is where "
+    "that shows.",
 ]
 LABELS = {
     "runt_warm": "runt run (warm daemon)",

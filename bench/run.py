@@ -169,7 +169,8 @@ def notebooks_section(entry: dict[str, Any]) -> list[str]:
              "- **runt run (cold daemon)**: `runt run IN OUT -p …` with a fresh `RUNTIMED_HOME` every run, so "
              "the daemon's start and the kernel's start are inside the measurement;",
              "- **runt run (warm daemon)**: the same command against a daemon that is already running, its "
-             "prewarmed kernel pool ready (the default pool: one python3 kernel, no preimports);",
+             "prewarmed kernel pool ready (the default pool: one python3 kernel that has already imported "
+             "numpy, pandas and matplotlib, those installed);",
              "- **papermill**: `papermill IN OUT -p …`;",
              "- **jupyter execute (nbclient)**: `jupyter execute --output=OUT IN` on the notebook with the same "
              "injected parameters cell (nbclient takes no parameters);",
@@ -182,10 +183,11 @@ def notebooks_section(entry: dict[str, Any]) -> list[str]:
         groups.setdefault(f["group"], []).append(f)
     for group, figures in groups.items():
         lines += [f"### {group}", ""]
-        lines += figures_table([f for f in figures if f["unit"] == "s"])
-        lines += [""]
-        lines += figures_table([f for f in figures if f["unit"] == "x"])
-        lines += [""]
+        for unit in ("s", "x"):
+            if any(f["unit"] == unit for f in figures):
+                lines += [*figures_table([f for f in figures if f["unit"] == unit]), ""]
+    for note in data.get("notes") or []:  # the suite's own prose: part of its section, so a regeneration keeps it
+        lines += [str(note), ""]
     return lines
 
 
