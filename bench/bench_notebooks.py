@@ -24,6 +24,7 @@ When a target is missed (or with --profile) a profiling pass explains where runt
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -528,7 +529,13 @@ def main() -> int:
     data: dict[str, Any] = {"suite": "notebooks", "machine": machine_info(), "quick": args.quick,
                             "rounds": 1 if args.quick else args.rounds, "times": results,
                             "figures": [f.to_json() for f in figures], "notes": NOTES}
-    if args.profile == "always" or (args.profile == "auto" and missed and not args.quick):
+    profiling = args.profile == "always" or (args.profile == "auto" and missed and not args.quick)
+    if profiling and importlib.util.find_spec("pyinstrument") is None:
+        print("not profiling: pyinstrument is not installed (pip install -e '.[bench]')", flush=True)
+        if args.profile == "always":
+            return 2
+        profiling = False
+    if profiling:
         names = [n for n in args.notebooks if args.profile == "always"
                  or any(f.group.startswith(NOTEBOOKS[n]["file"]) for f in missed)]
         print(f"profiling runt run on {', '.join(names)} ...", flush=True)
