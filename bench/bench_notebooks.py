@@ -502,6 +502,8 @@ def main() -> int:
     p.add_argument("--no-preimport", action="store_true", help="skip the preimport variant of the warm daemon")
     p.add_argument("--raw-loop", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.profile == "always" and importlib.util.find_spec("pyinstrument") is None:
+        p.error("--profile always needs pyinstrument: pip install -e '.[bench]'")
     if args.raw_loop:
         return raw_loop(*args.raw_loop)
     args.notebooks = [n for n in args.notebooks.split(",") if n]
@@ -532,8 +534,6 @@ def main() -> int:
     profiling = args.profile == "always" or (args.profile == "auto" and missed and not args.quick)
     if profiling and importlib.util.find_spec("pyinstrument") is None:
         print("not profiling: pyinstrument is not installed (pip install -e '.[bench]')", flush=True)
-        if args.profile == "always":
-            return 2
         profiling = False
     if profiling:
         names = [n for n in args.notebooks if args.profile == "always"
