@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "agents": {"client", "formats", "schema", "errors", "home"},
     "automation": {"client", "runtime", "formats", "schema", "errors", "home", "settings"},
     # the daemon hosts the store, the supervised runtimes and the MCP endpoint (which speaks as a client)
-    "server": {"store", "schema", "runtime", "client", "formats", "agents", "errors", "home", "durations"},
+    "server": {"store", "schema", "runtime", "client", "formats", "agents", "errors", "home", "durations", "settings"},
     "cli": {"server", "runtime", "client", "agents", "automation", "formats", "schema", "store", "errors", "home",
             "durations"},
     "web": set(),
