@@ -127,7 +127,8 @@ def prepare(opts: RunOptions) -> tuple[nbformat.NotebookNode, str | None]:
     source = load_input(opts)
     try:
         nb = prepare_notebook(source, parameters, input_path=input_path, output_path=output_path,
-                              report_mode=opts.report_mode, kernel_name=opts.kernel_name, language=opts.language)
+                              report_mode=opts.report_mode, kernel_name=opts.kernel_name, language=opts.language,
+                              warn=opts.control.warn if opts.control is not None else None)
     except RuntimedError as exc:
         if exc.code != "unknown_kernel" or opts.prepare_only:
             raise
@@ -523,11 +524,22 @@ class _Autosave:
         self.every = max(0.0, every)
         self.last = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._again = False  # a cell completed while a save was in flight
 
     def cell_done(self) -> None:
-        if time.monotonic() - self.last >= self.every and (self._task is None or self._task.done()):
+        if self._task is not None and not self._task.done():
+            self._again = True  # saved again when the save in flight ends (claimed-ahead cells end back to back)
+        elif time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
-            self._task = asyncio.get_running_loop().create_task(self._save())
+            self._task = asyncio.get_running_loop().create_task(self._saves())
+
+    async def _saves(self) -> None:
+        while True:
+            self._again = False
+            await self._save()
+            if not self._again or time.monotonic() - self.last < self.every:
+                return
+            self.last = time.monotonic()
 
     async def now(self) -> None:
         await self.settle()
