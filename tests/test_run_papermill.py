@@ -60,6 +60,25 @@ def test_papermills_remaining_flags_are_accepted(daemon: Any, fancy_nb: Path, tm
     assert bad.returncode == 2 and "Python notebooks only" in text(bad)
 
 
+def test_warnings_about_parameters_reach_the_user_like_papermills(daemon: Any, fancy_nb: Path, tmp_path: Path) -> None:
+    """The run is a daemon job, but its warnings (an unknown parameter, no parameters cell) are printed by
+    `runt run` as papermill prints them, and --log-level ERROR hides them as papermill's does."""
+    warning = "Passed unknown parameter: typo"
+    theirs = papermill(str(fancy_nb), str(tmp_path / "pm.ipynb"), "-p", "typo", "1")
+    assert theirs.returncode == 0 and warning in theirs.stderr.decode()
+    ours = runt("run", str(fancy_nb), str(tmp_path / "ours.ipynb"), "-p", "typo", "1", env=daemon.env())
+    assert ours.returncode == 0 and ours.stderr.decode().count(warning) == 1, text(ours)
+    quiet = runt("run", str(fancy_nb), str(tmp_path / "q.ipynb"), "-p", "typo", "1", "--log-level", "ERROR",
+                 env=daemon.env())
+    assert quiet.returncode == 0 and warning not in text(quiet)
+    plain = nbformat.v4.new_notebook()
+    plain.metadata.kernelspec = FANCY
+    plain.cells = [nbformat.v4.new_code_cell("print(x)")]
+    no_cell = runt("run", str(write(plain, tmp_path / "plain.ipynb")), str(tmp_path / "p.ipynb"), "-p", "x", "2",
+                   env=daemon.env())
+    assert no_cell.returncode == 0 and "does not contain a cell with tag 'parameters'" in no_cell.stderr.decode()
+
+
 def test_version_like_papermills() -> None:
     pattern = re.compile(r"^\S+ from \S+ \(\d+\.\d+\.\d+\)$")
     assert pattern.match(papermill("--version").stdout.decode().strip())

@@ -199,7 +199,7 @@ class RunJobs:
             "total": None, "failed_cell": None, "message": "", "exit_code": None, "created_at": _now(),
             "started_at": None, "ended_at": None, "duration_s": None,
             "url": f"{endpoint.url}/?notebook={opts.notebook_id}", "runtime_id": None, "resumable_until": None,
-            "schedule_id": schedule_id, "attempts": 1, "options": submittable(opts), "requests": [],
+            "schedule_id": schedule_id, "attempts": 1, "options": submittable(opts), "requests": [], "warnings": [],
         }
         self.records[run_id] = record
         await self._changed(record)
@@ -209,7 +209,8 @@ class RunJobs:
     def _launch(self, record: dict[str, Any], opts: RunOptions, make: Callable[[], Any]) -> None:
         from runtimed.automation.options import RunControl
 
-        control = RunControl(on_progress=lambda done, total: self._progress(record, done, total))
+        control = RunControl(on_progress=lambda done, total: self._progress(record, done, total),
+                             on_warning=lambda message: self._warned(record, message))
         opts.control = control
         opts.endpoint = self.endpoint()
         opts.transport = self.transport
@@ -228,6 +229,13 @@ class RunJobs:
             self._save(record)
         else:
             record["version"] = record.get("version", 0) + 1
+        asyncio.get_running_loop().create_task(self._notify())
+
+    def _warned(self, record: dict[str, Any], message: str) -> None:
+        """A warning for the user (the attached `runt run` prints it, as papermill logs it); the daemon logs it too."""
+        log.info("run %s: %s", record["id"], message)
+        record.setdefault("warnings", []).append(message)
+        record["version"] = record.get("version", 0) + 1
         asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:

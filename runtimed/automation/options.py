@@ -86,8 +86,10 @@ SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook", "transport")
 class RunControl:
     """What a run's owner (the daemon's job runner) sees of it while it runs and how it stops it."""
 
-    def __init__(self, on_progress: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, on_progress: Callable[[int, int], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         self.on_progress = on_progress
+        self.on_warning = on_warning
         self.cancelled = False
         self.client: SyncClient | None = None
         self.snapshot: Callable[[], Awaitable[nbformat.NotebookNode]] | None = None
@@ -96,6 +98,11 @@ class RunControl:
     def progress(self, done: int, total: int) -> None:
         if self.on_progress is not None:
             self.on_progress(done, total)
+
+    def warn(self, message: str) -> None:
+        """A warning about the run (papermill's "Passed unknown parameter"): its owner shows it to the user."""
+        if self.on_warning is not None:
+            self.on_warning(message)
 
     async def cancel(self) -> None:
         """Cancel the run: its queued cells are dropped and the running one interrupted; the output is kept."""

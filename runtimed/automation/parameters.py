@@ -12,7 +12,7 @@ import copy
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # nbformat, yaml and fsspec load when used: `runt run` parses
     import nbformat
 
 log = logging.getLogger(__name__)
+
+Warn = Callable[[str], None]
+"""Where papermill's warnings about a notebook's parameters go (the log by default; a daemon job's record)."""
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
@@ -295,7 +298,7 @@ def ensure_papermill_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNod
 
 
 def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *, report_mode: bool = False,
-                      language: str | None = None) -> nbformat.NotebookNode:
+                      language: str | None = None, warn: Warn | None = None) -> nbformat.NotebookNode:
     """Add the ``injected-parameters`` cell after the ``parameters`` cell (or replace an earlier one).
 
     ``language`` (papermill's ``-l``) overrides the notebook's."""
@@ -310,7 +313,7 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], 
         declared = None
     for name in parameters:
         if declared is not None and name not in declared:
-            log.warning("Passed unknown parameter: %s", name)
+            (warn or log.warning)(f"Passed unknown parameter: {name}")
     import nbformat
 
     cell = nbformat.v4.new_code_cell(source=codify(parameters))
@@ -324,7 +327,7 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], 
     elif declared_at >= 0:
         nb.cells = nb.cells[: declared_at + 1] + [cell] + nb.cells[declared_at + 1:]
     else:
-        log.warning("Input notebook does not contain a cell with tag 'parameters'")
+        (warn or log.warning)("Input notebook does not contain a cell with tag 'parameters'")
         nb.cells = [cell, *nb.cells]
     nb.metadata.papermill["parameters"] = dict(parameters)
     return nb
@@ -332,7 +335,7 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], 
 
 def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *, input_path: str | None,
                      output_path: str | None, report_mode: bool = False, kernel_name: str | None = None,
-                     language: str | None = None) -> nbformat.NotebookNode:
+                     language: str | None = None, warn: Warn | None = None) -> nbformat.NotebookNode:
     """Everything papermill does before executing: parameters, report mode, paths, no old error markers."""
     import nbformat
 
@@ -348,7 +351,7 @@ def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *
         nb.metadata["kernelspec"] = nbformat.from_dict({
             "name": kernel_name, "display_name": specs[kernel_name]["display_name"],
             "language": specs[kernel_name]["language"]})
-    nb = inject_parameters(nb, parameters, report_mode=report_mode, language=language) if parameters \
+    nb = inject_parameters(nb, parameters, report_mode=report_mode, language=language, warn=warn) if parameters \
         else ensure_papermill_metadata(nb)
     if report_mode:
         for cell in nb.cells:

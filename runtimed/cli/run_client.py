@@ -65,6 +65,7 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
     from runtimed.automation.options import CellProgress
 
     progress: CellProgress | None = None
+    warned = 0  # the run's warnings shown so far
     log_task = None
     if log_output:
         log_task = asyncio.create_task(_stream_log(client.endpoint, run["notebook_id"], log_to_stderr))
@@ -73,6 +74,7 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
             while run["status"] not in FINAL:
                 run = await client.call("GET", f"/api/runs/{run['id']}", params={
                     "version": run["version"], "wait": POLL_S, "settle": PROGRESS_SETTLE_S if progress_bar else SETTLE_S})
+                warned = _show_warnings(run, warned)
                 if progress is None and progress_bar and run.get("total"):
                     progress = CellProgress(run["total"], enabled=True)
                 if progress is not None:
@@ -84,6 +86,7 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
                 f"`runt runs resume {run['id']}` continues it)")
             run = await asyncio.shield(_cancel_and_wait(client, run))
     finally:
+        _show_warnings(run, warned)  # a run that ended before the first poll
         if progress is not None:
             progress.close()
         if log_task is not None:
@@ -94,6 +97,20 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
             with contextlib.suppress(BaseException):
                 await log_task
     return run
+
+
+def _show_warnings(run: dict[str, Any], shown: int) -> int:
+    """Log the run's warnings not shown yet on the CLI's logger (papermill's ``--log-level`` applies); how many
+    are shown now."""
+    warnings = run.get("warnings") or []
+    if len(warnings) > shown:
+        import logging
+
+        from runtimed.automation.papermill_compat import LOGGER
+
+        for message in warnings[shown:]:
+            logging.getLogger(LOGGER).warning(message)
+    return max(shown, len(warnings))
 
 
 async def _cancel_and_wait(client: RunClient, run: dict[str, Any]) -> dict[str, Any]:
