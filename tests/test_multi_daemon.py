@@ -293,7 +293,7 @@ async def test_the_runtime_lease_is_kept_while_a_kernel_starts_slowly(deployment
             reply = httpx.get(f"{d.url}/api/runtimes", headers={"Authorization": f"Bearer {d.token}"}, timeout=30)
             reply.raise_for_status()
             running += [d.url for r in reply.json() if r["notebook_id"] == "slow"]
-        assert running == [daemons[0].url]  # the daemon that claimed it first runs it
+        assert len(running) == 1, running  # the daemon that claimed it first (either) runs it
         assert len(launches.read_text().split()) == 1  # and the other never started a kernel of its own
     finally:
         for c in (first, second):

@@ -307,7 +307,7 @@ def test_live_url_is_printed_before_the_first_cell_runs(daemon: Any, tmp_path: P
             view = http.get(f"/api/notebooks/{notebook_id}")
             statuses = [(c["execution"] or {}).get("status") for c in view["cells"]]
             assert statuses[0] in (None, "pending", "assigned", "running"), statuses
-            assert statuses[1] in (None, "pending"), statuses
+            assert statuses[1] in (None, "pending", "assigned"), statuses  # maybe claimed ahead, not started
         finally:
             http.close()
         flag.touch()
