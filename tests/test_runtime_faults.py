@@ -31,6 +31,7 @@ from runtimed.runtime.agent import RuntimeAgent
 from runtimed.runtime.external import run_external_runtime
 from runtimed.schema import views
 from runtimed.schema.events import make_event
+from runtimed.tasks import cancel_and_wait
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -169,9 +170,7 @@ async def in_process_runtime(d: DaemonProcess, notebook_id: str, *, displace: bo
     try:
         yield task, agents
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await cancel_and_wait(task, timeout=60)
 
 
 # -- a lost runtime ----------------------------------------------------------------------------------

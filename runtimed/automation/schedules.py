@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from croniter import croniter
 
 from runtimed.errors import NotFoundError, RuntimedError
+from runtimed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,7 @@ class Scheduler:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def _write(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from runtimed.errors import AuthError, ConnectionLostError, EventRejected, RuntimedError
 from runtimed.schema.materializer import Envelope
 from runtimed.schema.replica import Replica
+from runtimed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,7 @@ class SyncClient:
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._runner
+        await cancel_and_wait(self._runner)
         self._connected.clear()
         for _, fut in self._unacked.values():
             if not fut.done():

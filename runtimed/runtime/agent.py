@@ -48,6 +48,7 @@ from runtimed.schema.ids import new_id
 from runtimed.schema.limits import Limits
 from runtimed.schema.materializer import Envelope
 from runtimed.schema.replica import Replica
+from runtimed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +184,7 @@ class EventPipe:
         await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         for _, _, future in self._queue:
             if future is not None and not future.done():
                 future.set_exception(ConnectionLostError("the runtime stopped before the events were pushed"))
@@ -319,9 +318,7 @@ class RuntimeAgent:
                 task.cancel()
         for pending in (self._task, self._restarting):
             if pending is not None and pending is not asyncio.current_task():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pending
+                await cancel_and_wait(pending)
         if self.comms is not None:
             self.comms.flush_all()  # the widgets' last states (the session's end marks them not live)
         if self.pipe is not None and self.client.is_connected:
@@ -696,10 +693,7 @@ class RuntimeAgent:
             done, _ = await asyncio.wait({task}, timeout=timeout)
         finally:
             server.cancel()
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
             self._ai_task = self._ai_queue_id = None
             self.running_queue_id = queue_id
         if self._interrupted_by_cancel:

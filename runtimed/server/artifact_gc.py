@@ -21,6 +21,7 @@ from typing import Any
 from runtimed.durations import parse_duration
 from runtimed.errors import RuntimedError
 from runtimed.schema import views
+from runtimed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,4 @@ class ArtifactCollector:
                 log.exception("artifact gc failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

@@ -19,6 +19,7 @@ from typing import Any
 from runtimed.durations import parse_duration
 from runtimed.errors import RuntimedError
 from runtimed.schema.events import RUN_IMPORT_ACTOR
+from runtimed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,4 @@ class RunRetention:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

@@ -22,6 +22,7 @@ from runtimed.schema.ids import new_id
 from runtimed.server.people import Principal
 from runtimed.server.service import NotebookService, Peer
 from runtimed.store.sqlite import check_notebook_id
+from runtimed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,7 @@ class SyncConnection:
                 self.peer.closed = True
                 self.service.leave(self.peer)
             if sender is not None:
-                sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await sender
+                await cancel_and_wait(sender)
 
     async def _welcome(self, hello: dict[str, Any]) -> Peer:
         if hello["type"] != "hello":
