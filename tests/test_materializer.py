@@ -537,3 +537,39 @@ def test_approvals(doc):
     doc.ok("toolApprovalResolved", approvalId="a1", decision="denied")
     doc.err("toolApprovalResolved", "approval_resolved", approvalId="a1", decision="approved")
     doc.err("toolApprovalResolved", "approval_not_found", approvalId="a2", decision="approved")
+
+
+def test_a_request_to_an_idle_session_that_asks_for_it_is_assigned_at_once(doc):
+    """``assign_when_idle``: a request queued while the session has no work is claimed by the request itself
+    (its runtime starts it with no claim round trip); anything queued behind work stays pending to be claimed."""
+    doc.ok("runtimeSessionStarted", RT1, sessionId="s1", runtimeId="rt1", kernelName="python3",
+           capabilities={"assign_when_idle": True})
+    assert views.active_session(doc.log._conn)["assign_when_idle"]
+    doc.ok("executionRequested", queueId="q1", cellId="c1")
+    assert (doc.status("q1"), doc.execution("q1")["session_id"]) == ("assigned", "s1")
+    doc.err("executionAssigned", "not_pending", RT1, queueId="q1", sessionId="s1")  # already its own
+    doc.ok("executionRequested", queueId="q2", cellId="c2")  # behind q1: left for the runtime to claim ahead
+    assert doc.status("q2") == "pending"
+    doc.ok("executionStarted", RT1, queueId="q1", sessionId="s1", source="x = 0")
+    doc.ok("executionCompleted", RT1, queueId="q1", status="success")
+    doc.ok("executionRequested", queueId="q3", cellId="c3")  # q2 is still pending: not idle
+    assert doc.status("q3") == "pending"
+    doc.ok("executionCancelRequested", queueId="q2")
+    doc.ok("executionCancelRequested", queueId="q3")
+    doc.ok("executionRequested", queueId="q4", cellId="c4")  # idle again
+    assert doc.status("q4") == "assigned"
+    # a cancel flags it (its runtime may be starting it), and a session that ends puts it back in the queue
+    doc.ok("executionCancelRequested", queueId="q4")
+    assert doc.status("q4") == "assigned" and doc.execution("q4")["cancel_requested"]
+    doc.ok("executionRequested", queueId="q5", cellId="c1")
+    doc.ok("runtimeSessionEnded", RT1, sessionId="s1", reason="shutdown")
+    assert [doc.status(q) for q in ("q4", "q5")] == ["cancelled", "pending"]
+    doc.ok("executionRequested", queueId="q6", cellId="c2")  # no active session: pending
+    assert doc.status("q6") == "pending"
+
+
+def test_a_session_that_does_not_ask_for_assignment_claims_everything(doc):
+    doc.session()
+    assert not views.active_session(doc.log._conn)["assign_when_idle"]
+    doc.ok("executionRequested", queueId="q1", cellId="c1")
+    assert doc.status("q1") == "pending"

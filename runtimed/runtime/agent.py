@@ -272,7 +272,8 @@ class RuntimeAgent:
         started = make_event(
             "runtimeSessionStarted", session_id=self.session_id, runtime_id=self.runtime_id,
             kernel_name=self.kernel.kernel_name, language=self.kernel.language or "",
-            capabilities={"interrupt": True, "restart": True, "input": True, "pid": self.kernel.pid},
+            capabilities={"interrupt": True, "restart": True, "input": True, "pid": self.kernel.pid,
+                          ev.ASSIGN_WHEN_IDLE: True},
             host=socket.gethostname(),
         )
         idle = make_event("runtimeStatusChanged", session_id=self.session_id, status="idle")

@@ -252,6 +252,12 @@ class OutputsCleared(Args):
 # --- runtimes -----------------------------------------------------------------------------------
 
 
+ASSIGN_WHEN_IDLE = "assign_when_idle"
+"""A runtime session capability: a request queued while the session has no work at all (nothing pending, claimed
+or running) is assigned to it by the ``executionRequested`` itself, as if claimed in the same append; the runtime
+starts it with no claim round trip (a lone ``execute_cell``). Runtimes that do not declare it claim everything."""
+
+
 class RuntimeSessionStarted(Args):
     session_id: Id
     runtime_id: Id

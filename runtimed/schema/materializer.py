@@ -169,6 +169,21 @@ class Projection:
     def _active_session(self) -> tuple[Any, ...] | None:
         return self._one("SELECT session_id, actor_id FROM runtime_sessions WHERE active = 1")
 
+    def _idle_assignable_session(self) -> str | None:
+        """The active session a new request is assigned to at once, if any (``ASSIGN_WHEN_IDLE``).
+
+        Only a session whose runtime declared the capability, and only while no execution is pending, claimed or
+        running: then nothing can be ahead of the request in the queue, and its runtime starts it without a claim
+        round trip. Work queued behind a running cell is left for the runtime to claim ahead (runtime/agent.py),
+        and so are the requests an AI cell serves itself while it runs.
+        """
+        row = self._one("SELECT session_id, capabilities FROM runtime_sessions WHERE active = 1")
+        if row is None or not loads(row[1]).get(ev.ASSIGN_WHEN_IDLE):
+            return None
+        if self._one("SELECT 1 FROM execution_queue WHERE status IN ('pending', 'assigned', 'running') LIMIT 1"):
+            return None
+        return str(row[0])
+
     def _require_active_session(self, session_id: str, actor: ev.Actor) -> None:
         row = self._one("SELECT active, actor_id FROM runtime_sessions WHERE session_id = ?", session_id)
         if row is None:
@@ -392,10 +407,12 @@ def _execution_requested(p: Projection, env: Envelope, a: ev.ExecutionRequested)
         raise reject("not_executable", f"cell {a.cell_id!r} is a {row[1]} cell; only code, ai and sql cells execute")
     if p._one("SELECT 1 FROM execution_queue WHERE queue_id = ?", a.queue_id) is not None:
         raise reject("queue_id_exists", f"queueId {a.queue_id!r} is already used; choose a new id")
+    session_id = p._idle_assignable_session()
     p.conn.execute(
-        "INSERT INTO execution_queue (queue_id, cell_id, batch_id, status, requested_by, requested_seq, requested_at) "
-        "VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-        (a.queue_id, a.cell_id, a.batch_id, env.actor.id, env.seq, env.ts),
+        "INSERT INTO execution_queue (queue_id, cell_id, batch_id, status, session_id, requested_by, requested_seq, "
+        "requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (a.queue_id, a.cell_id, a.batch_id, "pending" if session_id is None else "assigned", session_id,
+         env.actor.id, env.seq, env.ts),
     )
 
 

@@ -13,6 +13,7 @@ import json
 import sqlite3
 from typing import Any, NamedTuple, TypedDict
 
+from runtimed.schema.events import ASSIGN_WHEN_IDLE
 from runtimed.schema.materializer import loads
 
 Reader = sqlite3.Connection
@@ -59,6 +60,8 @@ class SessionRow(TypedDict):
     started_at: str
     active: bool
     ended_reason: str | None
+    assign_when_idle: bool
+    """New requests are assigned to it while it has no work (``events.ASSIGN_WHEN_IDLE``)."""
 
 
 class NotebookInfo(TypedDict, total=False):
@@ -407,13 +410,14 @@ def event_names(conn: Reader, after_seq: int) -> list[str]:
 # -- runtimes and inputs -----------------------------------------------------------------
 
 SESSION_COLUMNS = ("session_id, runtime_id, actor_id, kernel_name, language, status, detail, host, started_at, "
-                   "active, ended_reason")
+                   "active, ended_reason, capabilities")
 
 
 def _session(row: tuple[Any, ...]) -> SessionRow:
     names = [n.strip() for n in SESSION_COLUMNS.split(",")]
     item = dict(zip(names, row, strict=True))
     item["active"] = bool(item["active"])
+    item["assign_when_idle"] = bool(loads(item.pop("capabilities")).get(ASSIGN_WHEN_IDLE))
     return item  # type: ignore[return-value]
 
 

@@ -209,6 +209,16 @@ function clearOutputs(s, cell, ch) {
 /** Cancel pending work (ended at `ts`); flag running work for the runtime to interrupt. Claimed work
  * (`assigned`) is flagged too, for its runtime to complete as cancelled, except when a failed completion stops
  * its batch (`claimed` = 'cancel'). As the materializer's `_cancel_queue`. */
+/** The active session a new request is assigned to at once (runtimed.schema.materializer._idle_assignable_session):
+ * one whose runtime declared assign_when_idle, while nothing is pending, claimed or running. */
+function idleAssignableSession(s) {
+  if (!s.runtime?.active || !s.runtime.assign_when_idle) return null
+  for (const q of s.queues.values()) {
+    if (q.status === 'pending' || q.status === 'assigned' || q.status === 'running') return null
+  }
+  return s.runtime.session_id
+}
+
 function cancelQueue(s, pred, ts, ch, claimed = 'flag') {
   for (const q of s.queues.values()) {
     if (!pred(q)) continue
@@ -357,8 +367,10 @@ export const HANDLERS = {
   },
 
   executionRequested(s, a, env, ch) {
+    const assignTo = idleAssignableSession(s)
     const q = {
-      queue_id: a.queueId, cell_id: a.cellId, batch_id: a.batchId ?? null, status: 'pending', session_id: null,
+      queue_id: a.queueId, cell_id: a.cellId, batch_id: a.batchId ?? null,
+      status: assignTo ? 'assigned' : 'pending', session_id: assignTo,
       cancel_requested: false, execution_count: null, duration_ms: null, error: null,
       requested_by: env.actor?.id, requested_seq: env.seq, requested_at: env.ts, started_at: null, completed_at: null,
     }
@@ -478,6 +490,7 @@ export const HANDLERS = {
     s.runtime = {
       session_id: a.sessionId, runtime_id: a.runtimeId, actor_id: env.actor?.id, kernel_name: a.kernelName,
       language: a.language, status: 'starting', detail: null, host: a.host, started_at: env.ts, active: true,
+      assign_when_idle: Boolean(a.capabilities?.assign_when_idle),
     }
     ch.runtime = true
   },
