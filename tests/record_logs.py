@@ -267,6 +267,7 @@ async def run_all(rec: Recording) -> None:
     await until_output(s, sleeper, "sleeping")
     queued = await s.queue_cell(last)
     await push(s, "executionCancelRequested", queue_id=queued)
+    await until_status(s, queued, "cancelled")  # claimed ahead: its runtime completes it as cancelled
     expect(s, queued, "cancelled")
     await push(s, "executionCancelRequested")
     await until_status(s, again, "cancelled")

@@ -179,7 +179,7 @@ def test_recorded_logs_are_present_and_cover_what_the_page_shows() -> None:
     """The fixtures exist and still hold the cases they were recorded for (a regeneration must not lose one)."""
     assert 5 <= len(LOGS) <= 12, [p.name for p in LOGS]
     names: set[str] = set()
-    rewrites = wait_clears = concurrent_edits = execution_clears = spilled = 0
+    rewrites = wait_clears = concurrent_edits = execution_clears = spilled = assigned_by_request = 0
     for path in LOGS:
         assert path.stat().st_size < 200_000, f"{path.name} is too large for a fixture"
         _, events = load(path)
@@ -189,13 +189,16 @@ def test_recorded_logs_are_present_and_cover_what_the_page_shows() -> None:
         wait_clears += sum(e["name"] == "outputsCleared" and e["args"].get("wait", False) for e in events)
         execution_clears += sum(e["name"] == "outputsCleared" and e["args"].get("execution", False) for e in events)
         spilled += sum(e["name"] == "streamTailSet" and "data" in e["args"] for e in events)  # the artifact's ref
+        claimed = {e["args"]["queueId"] for e in events if e["name"] == "executionAssigned"}
+        assigned_by_request += sum(e["name"] == "executionStarted" and e["args"]["queueId"] not in claimed
+                                   for e in events)  # assign_when_idle: started with no claim of its own
         editors = {(e["args"]["cellId"], e["actor"]["id"]) for e in events if e["name"] == "cellSourceEdited"}
         concurrent_edits += len({cell for cell, _ in editors}) < len(editors)
     assert {"streamTextChanged", "displayUpdated", "outputsCleared", "cellMoved", "cellTypeChanged", "cellDeleted",
             "cellMetadataSet", "cellAttachmentsSet", "notebookMetadataSet", "executionCancelRequested",
             "runtimeInterruptRequested", "runtimeRestartRequested", "inputRequested", "inputReplied",
             "runtimeSessionEnded", "streamTailSet"} <= names
-    assert rewrites and wait_clears and concurrent_edits and execution_clears and spilled
+    assert rewrites and wait_clears and concurrent_edits and execution_clears and spilled and assigned_by_request
     for gap in VIEW_GAPS:  # the gap tests below need a page load in each case
         assert any(load_points(*load(path))[gap] for path in LOGS), f"no recorded log opens in the {gap} case"
 
