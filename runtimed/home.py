@@ -7,9 +7,7 @@ without importing the server stack.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,14 @@ PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 PRIVATE_UMASK = 0o077
 
-log = logging.getLogger("runtimed")
+
+def _warn(message: str, *args: Any) -> None:
+    """A warning on runtimed's logger (logging loads only then: ``runt run`` starts without it)."""
+    import logging
+
+    logging.getLogger("runtimed").warning(message, *args)
+
+
 _user_umask: int | None = None
 
 
@@ -102,6 +107,8 @@ class Home:
             os.chmod(self.token_file, 0o600)
             return token
         self._mkdir()
+        import secrets
+
         token = secrets.token_urlsafe(32)
         fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -144,8 +151,8 @@ def make_private(root: Path) -> None:
     user's home folder (or above it) is refused: that would lock up unrelated files."""
     resolved, user_home = root.resolve(), Path.home().resolve()
     if resolved == user_home or resolved in user_home.parents:
-        log.warning("not making %s private: it is (or contains) your home folder; "
-                    "set RUNTIMED_HOME to a folder of its own", root)
+        _warn("not making %s private: it is (or contains) your home folder; "
+              "set RUNTIMED_HOME to a folder of its own", root)
         return
     _chmod(root, PRIVATE_DIR)
     for folder, dirs, files in os.walk(root, onerror=_walk_error):
@@ -170,11 +177,11 @@ def _chmod(path: Path, mode: int) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        log.warning("cannot make %s private (mode %o): %s; change its owner or mode by hand", path, mode, exc)
+        _warn("cannot make %s private (mode %o): %s; change its owner or mode by hand", path, mode, exc)
 
 
 def _walk_error(exc: OSError) -> None:
-    log.warning("cannot make %s private: %s", exc.filename, exc.strerror)
+    _warn("cannot make %s private: %s", exc.filename, exc.strerror)
 
 
 def user_umask() -> int:

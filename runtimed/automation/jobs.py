@@ -90,9 +90,12 @@ class RunJobs:
     """The daemon's runs: submit, watch, cancel, resume, export; schedules fire through :meth:`submit`."""
 
     def __init__(self, home_path: Path, endpoint: Callable[[], DaemonEndpoint], *,
-                 resume_grace: float | None = None, transport: Callable[[str], Any] | None = None) -> None:
+                 resume_grace: float | None = None, transport: Callable[[str], Any] | None = None,
+                 importer: Callable[..., Any] | None = None) -> None:
         self.transport = transport
         """An in-process connection to a notebook of the daemon, for the runs' sync clients (else a WebSocket)."""
+        self.importer = importer
+        """Imports a run's notebook into the daemon in process (``RunOptions.importer``; else over HTTP)."""
         self.dir = home_path / "runs"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.endpoint = endpoint
@@ -214,6 +217,7 @@ class RunJobs:
         opts.control = control
         opts.endpoint = self.endpoint()
         opts.transport = self.transport
+        opts.importer = self.importer
         opts.keep_runtime_on_failure = True
         opts.progress_bar = False
         opts.log_output = False  # the attached client streams the log itself

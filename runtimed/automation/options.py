@@ -77,9 +77,11 @@ class RunOptions:
     """The daemon to run on (the daemon's own, for jobs); else found or started from ``home``."""
     transport: Callable[[str], AbstractAsyncContextManager[Any]] | None = None
     """Opens an in-process connection to a notebook of the daemon (its jobs); else a WebSocket to the endpoint."""
+    importer: Callable[[str, nbformat.NotebookNode, dict[str, Any]], Awaitable[Any]] | None = None
+    """Imports ``(notebook_id, notebook, actor)`` into the daemon in process (its jobs); else over HTTP."""
 
 
-SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook", "transport")
+SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook", "transport", "importer")
 """RunOptions fields that do not travel in ``POST /api/runs`` as they are (the notebook goes as content)."""
 
 

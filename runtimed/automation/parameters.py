@@ -6,9 +6,6 @@ notebooks and tooling written for papermill keep working.
 
 from __future__ import annotations
 
-import ast
-import base64
-import copy
 import logging
 import math
 import re
@@ -20,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from runtimed import __version__
 from runtimed.errors import RuntimedError
 
-if TYPE_CHECKING:  # nbformat, yaml and fsspec load when used: `runt run` parses -p without them
+if TYPE_CHECKING:  # nbformat, yaml, fsspec (and ast, copy, base64) load when used: `runt run` parses -p without them
     import nbformat
 
 log = logging.getLogger(__name__)
@@ -96,6 +93,8 @@ def collect_parameters(
     """Merge parameters with papermill's precedence: ``base`` < -b < -f < -y < -p < -r."""
     merged: dict[str, Any] = dict(base or {})
     for item in base64_yaml:
+        import base64
+
         try:
             decoded = base64.b64decode(item, validate=True).decode()
         except (ValueError, UnicodeDecodeError) as exc:
@@ -215,6 +214,8 @@ def inspect_parameters(nb: nbformat.NotebookNode) -> list[Parameter]:
     source = nb.cells[index].source
     # IPython magics and shell escapes are not Python: blank them out (keeping line numbers)
     source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
+    import ast
+
     try:
         tree = ast.parse(source)
     except SyntaxError:  # papermill reads such a cell line by line, and so do we
@@ -302,6 +303,8 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], 
     """Add the ``injected-parameters`` cell after the ``parameters`` cell (or replace an earlier one).
 
     ``language`` (papermill's ``-l``) overrides the notebook's."""
+    import copy
+
     nb = ensure_papermill_metadata(copy.deepcopy(nb))
     language = (language or nb.metadata.get("kernelspec", {}).get("language")
                 or nb.metadata.get("language_info", {}).get("name") or "python")
@@ -337,6 +340,8 @@ def prepare_notebook(nb: nbformat.NotebookNode, parameters: Mapping[str, Any], *
                      output_path: str | None, report_mode: bool = False, kernel_name: str | None = None,
                      language: str | None = None, warn: Warn | None = None) -> nbformat.NotebookNode:
     """Everything papermill does before executing: parameters, report mode, paths, no old error markers."""
+    import copy
+
     import nbformat
 
     nb = copy.deepcopy(nb)

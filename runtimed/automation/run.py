@@ -48,6 +48,8 @@ STATUS_EXIT_CODES = {
     "cancelled": ExitCode.FAILURE,
     "expectations_failed": ExitCode.FAILURE,
 }
+IMPORT_ACTOR = {"id": RUN_IMPORT_ACTOR, "kind": "human", "name": "import"}
+"""Who imports a run's notebook (the import endpoint records this actor for the owner's ``x-runtimed-actor``)."""
 FAILURE_KINDS = {"KernelDied": "kernel_died", "ExecutionTimeout": "timeout", "KernelStartFailed": "start_failed"}
 
 ERROR_STYLE = 'style="color:red; font-family:Helvetica Neue, Helvetica, Arial, sans-serif; font-size:2em;"'
@@ -352,8 +354,11 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
     notebook_id = opts.notebook_id or _notebook_id_for(opts.input_path)
     http = DaemonHTTP(endpoint)
     try:
-        await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
-                                content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": RUN_IMPORT_ACTOR})
+        if opts.importer is not None:  # a job of the daemon: in process, the notebook as it is
+            await opts.importer(notebook_id, nb, IMPORT_ACTOR)
+        else:
+            await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
+                                    content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": IMPORT_ACTOR["id"]})
         await asyncio.to_thread(deps.approve_declared, http, notebook_id, nb)
         phases.mark("import")
         session = await _connect(endpoint, notebook_id, opts)

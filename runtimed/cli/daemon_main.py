@@ -17,11 +17,15 @@ if TYPE_CHECKING:
 def install_runs(daemon: Daemon) -> None:
     from runtimed.automation.jobs import RunJobs
     from runtimed.client.discovery import DaemonEndpoint
+    from runtimed.server.imports import import_notebook
     from runtimed.server.local import local_connection
 
-    # a job's sync client reaches its notebook in process (as managed runtimes do): no WebSocket to itself
+    # a job's sync client reaches its notebook in process (as managed runtimes do): no WebSocket to itself;
+    # and its notebook is imported in process, not sent to itself over HTTP
     daemon.runs = RunJobs(daemon.home.path, lambda: DaemonEndpoint(daemon.url, daemon.home.daemon_token()),
-                          transport=lambda notebook_id: local_connection(daemon, notebook_id))
+                          transport=lambda notebook_id: local_connection(daemon, notebook_id),
+                          importer=lambda notebook_id, nb, actor: import_notebook(
+                              daemon, nb, notebook_id=notebook_id, actor=actor))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,14 +9,14 @@ shows how far it got.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtimed.client.discovery import DaemonEndpoint
+if TYPE_CHECKING:
+    from runtimed.client.discovery import DaemonEndpoint
 
 FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared", "expectations_failed"}
 POLL_S = 30.0
@@ -30,29 +30,35 @@ LOG_OPEN_WAIT_S = 60.0
 
 
 class RunClient:
-    """Async REST calls about runs, with the daemon's errors as RuntimedError.
+    """REST calls about runs (blocking, or async in a worker thread), with the daemon's errors as RuntimedError.
 
-    Each call is one standard-library request in a worker thread (``client/light_http.py``): ``runt run``
-    makes a handful of them, and httpx's import would cost more than a small run."""
+    Each call is one standard-library request (``client/light_http.py``): ``runt run`` makes a handful of them, and httpx's import would cost more than a small run.
+    This module imports asyncio only where it is used: ``runt run`` submits before it needs it."""
 
     def __init__(self, endpoint: DaemonEndpoint) -> None:
         self.endpoint = endpoint
 
-    async def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                   timeout: float = POLL_S + 30) -> Any:
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                timeout: float = POLL_S + 30) -> Any:
+        """One blocking call (``runt run`` submits this way, before it imports asyncio)."""
         from runtimed.client import light_http
         from runtimed.errors import DaemonNotRunningError
 
         try:
-            status, content = await asyncio.to_thread(
-                light_http.request, self.endpoint.url, method, path, headers=self.endpoint.headers(), body=json,
-                params=params, timeout=timeout)
+            status, content = light_http.request(self.endpoint.url, method, path, headers=self.endpoint.headers(),
+                                                 body=json, params=params, timeout=timeout)
         except DaemonNotRunningError:
             raise DaemonNotRunningError(f"cannot reach the daemon at {self.endpoint.url}; "
                                         "start it with `runt daemon start`") from None
         except light_http.Timeout:
             raise light_http.daemon_timeout(self.endpoint.url, method, path, timeout) from None
         return light_http.json_or_error(status, content)
+
+    async def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                   timeout: float = POLL_S + 30) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(self.request, method, path, json=json, params=params, timeout=timeout)
 
     async def close(self) -> None:
         """Nothing to close: every call has its own connection."""
@@ -62,6 +68,8 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
                  log_to_stderr: bool = False, on_change: Callable[[dict[str, Any]], None] | None = None,
                  say: Callable[[str], None] = lambda _l: None) -> dict[str, Any]:
     """Wait for the run to end, showing progress; Ctrl-C cancels it and waits (bounded) for its output."""
+    import asyncio
+
     from runtimed.automation.options import CellProgress
 
     progress: CellProgress | None = None
@@ -114,6 +122,8 @@ def _show_warnings(run: dict[str, Any], shown: int) -> int:
 
 
 async def _cancel_and_wait(client: RunClient, run: dict[str, Any]) -> dict[str, Any]:
+    import asyncio
+
     run = await client.call("POST", f"/api/runs/{run['id']}/cancel")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CANCEL_WAIT_S
@@ -124,6 +134,7 @@ async def _cancel_and_wait(client: RunClient, run: dict[str, Any]) -> dict[str, 
 
 async def _stream_log(endpoint: DaemonEndpoint, notebook_id: str, to_stderr: bool) -> None:
     """``--log-output``: the run's cell output as it arrives (a replica of the run's notebook)."""
+    import asyncio
     import uuid
 
     from runtimed.automation.run import _LiveLog

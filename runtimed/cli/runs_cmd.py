@@ -77,7 +77,7 @@ def attach(run_id: str, log_output: bool, progress_bar: bool | None, as_json: bo
 async def _attach(run_id: str, log_output: bool, progress_bar: bool | None, as_json: bool) -> int:
     from runtimed.cli.common import ensure_endpoint
     from runtimed.cli.run_client import RunClient, follow
-    from runtimed.cli.run_cmd import _report_run, _say
+    from runtimed.cli.run_flow import _report_run, _say
 
     client = RunClient(ensure_endpoint())
     try:

@@ -7,7 +7,6 @@ that answers and fails over to another when its daemon dies (``DaemonEndpoint.al
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -142,6 +141,8 @@ def start_daemon(home: Home, *, timeout: float = 30.0, extra_args: list[str] | N
     home.ensure()
     log_path = home.log_file
     stderr_path = home.path / "daemon.stderr"
+    import subprocess
+
     with open(stderr_path, "ab") as err:
         start_offset = err.tell()
         proc = subprocess.Popen(

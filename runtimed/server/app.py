@@ -24,6 +24,8 @@ from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.server.access import ActorBody, bound_actor, needs, needs_everywhere, owner_only, principal
 from runtimed.server.daemon import Daemon
+from runtimed.server.imports import import_notebook as import_into
+from runtimed.server.imports import push_all
 from runtimed.server.openapi import document_errors
 from runtimed.server.people import Principal, forbidden
 from runtimed.server.retention import RunRetention, collect_runs, retention_setting
@@ -141,11 +143,7 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         return daemon.service(notebook_id)
 
     async def _push_all(notebook_id: str, events: list[dict[str, Any]], actor: dict[str, Any]) -> list[Any]:
-        results = await daemon.service(notebook_id).append(events, actor)
-        failed = [r for r in results if "error" in r]
-        if failed:
-            raise RuntimedError(failed[0]["error"]["message"], code=failed[0]["error"]["code"])
-        return results
+        return await push_all(daemon, notebook_id, events, actor)
 
     queries = asyncio.Semaphore(MAX_CONCURRENT_QUERIES)
 
@@ -194,28 +192,12 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
     @app.post("/api/notebooks/import", tags=["notebooks"], status_code=201)
     async def import_notebook(request: Request, id: str | None = None, title: str | None = None,
                               caller: Principal = needs_everywhere("editor", "import notebooks")) -> dict[str, Any]:
-        from runtimed.formats import notebook_to_events, read_ipynb
-        from runtimed.schema.ids import new_id
-        from runtimed.server.local_artifacts import offload_events
+        from runtimed.formats import read_ipynb
 
-        notebook_id = check_notebook_id(id) if id else new_id("nb-")
-        if _exists(notebook_id):
-            raise RuntimedError(f"notebook {notebook_id!r} already exists; pick another id", code="notebook_exists")
         nb = read_ipynb(await request.body())
-        events = offload_events(notebook_to_events(nb, title=title), daemon.artifacts)
         actor = bound_actor(caller, {"id": request.headers.get("x-runtimed-actor", "import"), "kind": "human",
                                      "name": "import"})
-        limit = daemon.limits.max_batch_events
-        try:
-            for i in range(0, len(events), limit):
-                await _push_all(notebook_id, events[i : i + limit], actor)
-        except RuntimedError:
-            if daemon.store.exists(notebook_id):  # a partial import is removed: nothing half-stored
-                daemon.forget_service(notebook_id)
-                daemon.store.delete(notebook_id)
-            raise
-        info = await daemon.service(notebook_id).view(views.notebook_summary)
-        return dict(info) if info is not None else {}
+        return await import_into(daemon, nb, notebook_id=id, actor=actor, title=title)
 
     @app.get("/api/notebooks/{notebook_id}/export", dependencies=[needs("viewer", "export")], tags=["notebooks"])
     async def export_notebook(notebook_id: str, at: int | None = Query(None, ge=0)) -> Response:
