@@ -61,8 +61,13 @@ NOTES = [
     "0.03, the job's in-process connection 0.005, request 0.003, the pooled kernel's runtime session and first "
     "claim 0.02-0.04); the cell's end to the client's exit 0.02-0.04 s (export, writing the output, the long "
     "poll's answer), plus Python's teardown (0.1-0.2 s, skipped since `runt run` ends with `os._exit` after "
-    "flushing). What is left above 0.1 s before the first cell is mostly the Python client itself "
-    "(`python -c 'import http.client'` alone takes 0.09 s here).",
+    "flushing). Since then (h16d, 2026-11-30 ~12:15): the plain `runt run IN OUT [-p NAME VALUE]...` skips click "
+    "and submits before it imports asyncio, the client's path imports no subprocess, secrets, ast, copy or base64, "
+    "and a run job imports its notebook in process (no loopback request). Side by side against the code before, "
+    "the client's CPU until the submit went from 0.31 s to 0.24 s (medians at load 7-11, where every figure is "
+    "about 3x the quiet one); what is left there is Python itself (start, typing, dataclasses, json, logging, "
+    "http.client with email and ssl: `python -c 'import http.client'` alone takes 0.09 s here) and runtimed's "
+    "errors and options modules.",
     "**Per cell** (trivial200): claim-ahead removed the claim's round trip between cells (the agent waited 7 ms "
     "per cell for it; now 0.2 ms), but the daemon's CPU per cell (about 13 ms of CPU per trivial cell on this "
     "machine, 2.75 s for 200 cells: appending and materializing each event in the daemon's store and in the "

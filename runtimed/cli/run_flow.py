@@ -91,7 +91,6 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
          inject_paths, inject_input_path, inject_output_path, help_notebook, grid, batch, parallel, output_dir,
          notify_url, approve, no_deps, keep_runtime, notebook_id, detach, as_json, notify_on, retries,
          expect_file, language, engine, log_level, autosave_cell_every, request_save_on_cell_execute) -> int:
-    from runtimed.automation.notify import notify
     from runtimed.automation.options import RunOptions
     from runtimed.automation.parameters import collect_parameters, parse_grid
 
@@ -150,6 +149,8 @@ def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_tim
         _print_summary(summaries, as_json)
         failed = sum(1 for r in summaries if r["exit_code"] != 0)
         if notify_url:
+            from runtimed.automation.notify import notify
+
             notify(notify_url, {"runs": summaries, "total": len(summaries), "failed": failed,
                                 "status": "success" if not failed else "failed"}, notify_on)
         return 0 if not failed else 1
