@@ -160,9 +160,16 @@ def figures_table(figures: list[dict[str, Any]], with_group: bool = False) -> li
     return lines
 
 
-def notebooks_section(entry: dict[str, Any]) -> list[str]:
+def measured_line(machine: dict[str, Any]) -> list[str]:
+    """Each section says when it was measured and under what load: a partial run carries the other sections
+    over as they are, so the report's machine table alone would date them wrongly."""
+    load = ", ".join(str(x) for x in machine["load_average"]) if machine.get("load_average") else "n/a"
+    return [f"_Measured {machine['date']}, load average at start {load}._", ""]
+
+
+def notebooks_section(entry: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     data = entry["data"]
-    lines = [f"## {entry['title']}", "",
+    lines = [f"## {entry['title']}", "", *measured_line(machine),
              f"`bench/bench_notebooks.py`, {data['rounds']} alternating round(s) per notebook"
              f"{' (quick smoke run)' if data.get('quick') else ''}. Each tool runs as a user runs it, as a "
              "subprocess of its command line, and its wall time is measured from launch to exit:", "",
@@ -191,8 +198,8 @@ def notebooks_section(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
-def generic_section(entry: dict[str, Any]) -> list[str]:
-    lines = [f"## {entry['title']}", "", f"`{entry['script']}`" + (" (quick smoke run)" if entry.get("quick") else "")
+def generic_section(entry: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    lines = [f"## {entry['title']}", "", *measured_line(machine), f"`{entry['script']}`" + (" (quick smoke run)" if entry.get("quick") else "")
              + ", folded from its JSON.", ""]
     if entry.get("error"):
         return [*lines, f"Not measured: {entry['error']}.", ""]
@@ -428,9 +435,9 @@ def write_doc(path: Path, machine: dict[str, Any], suites: list[dict[str, Any]],
         if entry is None:
             lines += carried.get(name, [])
         elif entry["suite"] == "notebooks" and entry.get("data"):
-            lines += notebooks_section(entry)
+            lines += notebooks_section(entry, machine)
         else:
-            lines += generic_section(entry)
+            lines += generic_section(entry, machine)
     for entry in suites:
         if entry["suite"] == "notebooks" and entry.get("data"):
             lines += profile_section(entry)
