@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -183,10 +184,13 @@ def test_kernel_death_exits_6_and_timeout_exits_7(daemon: Any, tmp_path: Path) -
     ["run", "PARAMS", "--grid", "nonsense"],
     ["run", "PARAMS", "same.ipynb", "--grid", "a=1,2"],
 ])
-def test_usage_errors_exit_2(args: list[str], params_nb: Path) -> None:
-    proc = runt(*[str(params_nb) if a == "PARAMS" else a for a in args])
+def test_usage_errors_exit_2(args: list[str], params_nb: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc = runt(*[str(params_nb) if a == "PARAMS" else a for a in args],
+                env={**os.environ, "RUNTIMED_HOME": str(home)}, cwd=tmp_path)
     assert proc.returncode == 2, text(proc)
     assert "Traceback" not in text(proc)
+    assert not (home / "daemon.json").exists(), "a usage error must not start a daemon"
 
 
 def test_stdin_to_stdout(daemon: Any, params_nb: Path) -> None:

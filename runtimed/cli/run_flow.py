@@ -186,15 +186,16 @@ def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
     from runtimed.client.discovery import ensure_daemon
     from runtimed.home import Home
 
+    from runtimed.automation.papermill_compat import check_output_dir
+    from runtimed.automation.parameters import parameterize_path
+
     notebook = submitted_notebook(opts)  # read here: the daemon may not see this machine's files or stdin
+    # as papermill, before anything runs: a bad template or output directory starts no daemon either
+    check_output_dir(parameterize_path(opts.output_path, opts.parameters))
     endpoint = ensure_daemon(Home.resolve(opts.home))
     opts.client_cwd = os.getcwd()
     client_writes = opts.output_path == "-" or not is_local(endpoint)
     opts.write_output_file = not client_writes
-    from runtimed.automation.papermill_compat import check_output_dir
-    from runtimed.automation.parameters import parameterize_path
-
-    check_output_dir(parameterize_path(opts.output_path, opts.parameters))  # as papermill, before anything runs
     client = RunClient(endpoint)
     run = client.request("POST", "/api/runs", json={"options": submittable(opts), "notebook": notebook})
     if detach:
