@@ -130,3 +130,33 @@ def test_a_second_connection_sees_only_committed_batches(tmp_path):
     assert seen == [4]  # listeners run after the commit, when the whole batch is visible
     other.close()
     store.close()
+
+
+def test_a_new_notebook_database_is_a_copy_of_the_blank_one_and_the_same_as_one_made_from_scratch(tmp_path):
+    """``SQLiteEventStore._seed``: same tables, indexes, projection version and WAL mode as creating them in place."""
+    from runtimed.schema.tables import create_tables, record_projection_version
+
+    store = SQLiteEventStore(tmp_path / "store")
+    try:
+        store.log("seeded").append([make_event("notebookCreated", title="T")], HUMAN)
+        scratch = sqlite3.connect(tmp_path / "scratch.db")
+        create_tables(scratch)
+        scratch.execute("CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+        record_projection_version(scratch)
+        seeded = sqlite3.connect(tmp_path / "store" / "notebooks" / "seeded.db")
+
+        def schema(conn):
+            return sorted(conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+
+        assert schema(seeded) == schema(scratch)
+        assert seeded.execute("SELECT key, value FROM projection_meta").fetchall() == \
+            scratch.execute("SELECT key, value FROM projection_meta").fetchall()
+        assert seeded.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert [p.name for p in (tmp_path / "store").glob("blank-*.db")] != []
+        assert not list((tmp_path / "store" / "notebooks").glob(".*.tmp"))
+        # a seed never replaces a database that is already there
+        store._seed(tmp_path / "store" / "notebooks" / "seeded.db")
+        assert seeded.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+        assert [n["id"] for n in store.list_notebooks()] == ["seeded"]
+    finally:
+        store.close()

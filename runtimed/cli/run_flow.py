@@ -182,12 +182,11 @@ def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
     The submit is plain blocking code: the run's first cell starts once the daemon has it, so everything
     this process can do later (asyncio's import, the follow) waits until then."""
     from runtimed.automation.options import is_local, submittable, submitted_notebook
+    from runtimed.automation.papermill_compat import check_output_dir
+    from runtimed.automation.parameters import parameterize_path
     from runtimed.cli.run_client import RunClient
     from runtimed.client.discovery import ensure_daemon
     from runtimed.home import Home
-
-    from runtimed.automation.papermill_compat import check_output_dir
-    from runtimed.automation.parameters import parameterize_path
 
     notebook = submitted_notebook(opts)  # read here: the daemon may not see this machine's files or stdin
     # as papermill, before anything runs: a bad template or output directory starts no daemon either
