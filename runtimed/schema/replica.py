@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from runtimed.schema.materializer import Envelope, Projection
-from runtimed.schema.tables import PROJECTION_TABLES, create_tables
+from runtimed.schema.tables import PROJECTION_TABLES, create_tables, new_memory_database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -21,8 +21,7 @@ class Replica:
     def __init__(self, notebook_id: str, *, record_events: bool = True) -> None:
         self.notebook_id = notebook_id
         self.record_events = record_events
-        self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        create_tables(self.conn)
+        self.conn = new_memory_database()
         self.projection = Projection(self.conn, notebook_id)
         self.head = 0
 

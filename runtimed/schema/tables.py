@@ -8,6 +8,7 @@ JSON text (sorted keys) so that replicas are byte-identical.
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -178,6 +179,25 @@ def create_tables(conn: sqlite3.Connection) -> None:
     for statement in (EVENTS_DDL + PROJECTION_DDL + META_DDL).split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+_blank: sqlite3.Connection | None = None
+_blank_lock = threading.Lock()
+
+
+def new_memory_database() -> sqlite3.Connection:
+    """A new in-memory database with every table made: a page copy of a blank one made once per process.
+
+    Every replica (each client, runtime and run job, and each past state) starts from one; making the tables
+    takes ~6 ms of CPU (forty-odd statements), the copy ~0.3 ms."""
+    global _blank
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    with _blank_lock:
+        if _blank is None:
+            _blank = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            create_tables(_blank)
+        _blank.backup(conn)
+    return conn
 
 
 def stored_projection_version(conn: sqlite3.Connection) -> int:
