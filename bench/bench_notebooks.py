@@ -74,6 +74,16 @@ NOTES = [
     "runtime's and the job's replicas, jupyter_client's message parsing, the job's views) competes with the "
     "kernel on 2 shared cores, so a cell's kernel time grows from 12 to 16 ms: the ratio to the raw loop is where "
     "that shows.",
+    "**Where the daemon's CPU goes** (trivial200, 2026-11-30, per-function thread CPU inside the daemon, load "
+    "5-10): the runtime's and the job's replicas applying ~1000 events each 0.35-0.45 s together (was 0.45-0.85 s: "
+    "the job's replica no longer records the events, which it never reads), the store's appends 0.33-0.41 s, "
+    "the job's wait for its cells 0.08 s (was 0.15-0.19 s: its count over the run's queue ids is taken only when "
+    "the notebook's finished count moved), kernel messages 0.03 s per 800 (was 0.17 s: jupyter_client parsed "
+    "both header dates of each with dateutil, which nothing reads), a full garbage collection 0.15-0.5 s in about "
+    "one run of two (the daemon now freezes its ~165k startup objects), nbformat's serializing of the output "
+    "notebook for the output file and again for the run's copy (40-50 ms each; the copy now reuses the "
+    "output's text). Side by side with the code before (8 rounds, load 8-10): the daemon's "
+    "CPU per run 2.72 s -> 2.49 s (median), runt run's wall 0.89x of before (0.65-1.22).",
 ]
 LABELS = {
     "runt_warm": "runt run (warm daemon)",

@@ -294,3 +294,31 @@ async def test_kernel_death_then_restart(tmp_path: Any) -> None:
     finally:
         await session.shutdown(now=True)
     assert not os.path.exists(session.connection_file)
+
+
+def test_kernel_messages_keep_jupyter_clients_checks_and_leave_dates_as_text() -> None:
+    """The runtime's reader is Session.deserialize without the dateutil parse of the header dates."""
+    from jupyter_client.session import Session
+
+    from runtimed.runtime.kernel import deserialize
+
+    session = Session(key=b"secret")
+    request = session.msg("execute_request", {"code": "x = 1"})
+    reply = session.msg("status", {"execution_state": "idle"}, parent=request["header"])
+    frames = session.serialize(reply)
+    parts = frames[frames.index(b"<IDS|MSG>") + 1:]
+
+    ours = deserialize(session, list(parts))
+    assert isinstance(ours["header"]["date"], str) and isinstance(ours["parent_header"]["date"], str)
+    theirs = Session(key=b"secret").deserialize(list(parts))
+    for part in ("header", "parent_header"):
+        assert {k: v for k, v in ours[part].items() if k != "date"} == \
+            {k: v for k, v in theirs[part].items() if k != "date"}
+        assert theirs[part]["date"].isoformat().replace("+00:00", "Z") == ours[part]["date"]
+    assert (ours["content"], ours["metadata"], ours["msg_type"]) == (theirs["content"], theirs["metadata"], "status")
+
+    with pytest.raises(ValueError, match="Duplicate Signature"):  # replay protection is jupyter_client's
+        deserialize(session, list(parts))
+    forged = [parts[0], *parts[1:4], b'{"execution_state": "busy"}']
+    with pytest.raises(ValueError, match="Invalid Signature"):
+        deserialize(Session(key=b"secret"), forged)

@@ -573,3 +573,34 @@ def test_a_session_that_does_not_ask_for_assignment_claims_everything(doc):
     assert not views.active_session(doc.log._conn)["assign_when_idle"]
     doc.ok("executionRequested", queueId="q1", cellId="c1")
     assert doc.status("q1") == "pending"
+
+
+def test_the_notebooks_finished_count_determines_a_runs(doc):
+    """automation/run.py recounts a run's finished executions only when ``finished_total`` moved: along a
+    log, each value of it must stand for one set of finished executions (terminal states never change)."""
+    doc.session()
+    run = {"b-1", "b-2", "b-3", "q5"}
+    doc.run_to("b-1", "c1", "running", batch="b")
+    doc.run_to("b-2", "c2", "assigned", batch="b")
+    doc.run_to("b-3", "c3", "pending", batch="b")
+    doc.run_to("other", "c4", "pending")  # not the run's
+    doc.ok("executionCompleted", RT1, queueId="b-1", status="success")
+    doc.ok("executionCancelRequested", queueId="other")
+    doc.ok("executionStarted", RT1, queueId="b-2", sessionId="s1", source="")
+    doc.ok("executionCompleted", RT1, queueId="b-2", status="error")  # stops the batch: b-3 cancelled with it
+    doc.run_to("q5", "c4", "assigned")
+    doc.ok("runtimeSessionEnded", RT1, sessionId="s1", reason="shutdown")  # q5 back to pending
+    doc.session("s2")
+    doc.run_to("q6", "c1", "pending")
+    doc.ok("executionAssigned", RT1, queueId="q5", sessionId="s2")
+    doc.ok("executionStarted", RT1, queueId="q5", sessionId="s2", source="")
+    doc.ok("executionCompleted", RT1, queueId="q5", status="success")
+    seen: dict[int, int] = {}
+    last = (0, 0)
+    for seq in range(1, doc.log.head + 1):
+        state = doc.log.state_at(seq)
+        total, mine = state.view(views.finished_total), state.view(views.count_finished, run)
+        assert seen.setdefault(total, mine) == mine, f"seq {seq}: {total} finished stands for two counts"
+        assert (total, mine) >= last and mine >= last[1]
+        last = (total, mine)
+    assert last == (5, 4)

@@ -152,6 +152,8 @@ def test_the_output_is_written_as_the_run_goes(daemon: DaemonProcess, http: Daem
     flag.touch()
     assert finished(http, run["id"])["status"] == "success"
     assert outputs_text(out)[-1] == "after\n"
+    # the run's own copy (runt runs export) is the notebook of the output file, serialized once for both
+    assert http.get(f"/api/runs/{run['id']}/notebook") == json.loads(out.read_text())
 
 
 def test_resume_continues_in_the_same_kernel_after_the_fix(daemon: DaemonProcess, http: DaemonHTTP,
@@ -368,3 +370,5 @@ def test_the_autosave_and_the_live_notebook_of_a_run_inline_artifacts_without_st
     flag.touch()
     assert finished(http, run["id"])["status"] == "success"
     assert outputs_text(out)[-1] == "after\n"
+    # the run's own copy (runt runs export) is the notebook of the output file, serialized once for both
+    assert http.get(f"/api/runs/{run['id']}/notebook") == json.loads(out.read_text())

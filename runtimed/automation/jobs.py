@@ -281,7 +281,7 @@ class RunJobs:
                                                           for q, c in result.requests])
         if result.url:
             record["url"] = result.url
-        write_output(result.notebook, str(self.dir / f"{record['id']}.ipynb"))
+        write_output(result.notebook, str(self.dir / f"{record['id']}.ipynb"), ipynb_text=result.ipynb_text)
         if result.runtime_id is not None and not record["options"].get("keep_runtime"):
             if result.status in RESUMABLE:
                 record["resumable_until"] = datetime.fromtimestamp(time.time() + self.resume_grace, UTC).isoformat()

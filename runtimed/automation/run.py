@@ -76,6 +76,8 @@ class RunResult:
     """The runtime left running (``--keep-runtime``, or a failed run kept for resume)."""
     failed_expectations: list[dict[str, Any]] = field(default_factory=list)
     """``{cell_id, index, check, message}`` of each failed expectation (automation/expectations.py)."""
+    ipynb_text: str | None = field(default=None, repr=False)
+    """``notebook`` as the ``.ipynb`` text written to the output (the run record's copy reuses it)."""
 
     @property
     def exit_code(self) -> int:
@@ -191,20 +193,24 @@ def output_target(path: str | None, client_cwd: str | None) -> str | None:
     return os.path.join(client_cwd, os.path.expanduser(path))
 
 
-def write_output(nb: nbformat.NotebookNode, output_path: str | None) -> None:
+def write_output(nb: nbformat.NotebookNode, output_path: str | None, *,
+                 ipynb_text: str | None = None) -> str | None:
+    """Write the output notebook; return its ``.ipynb`` text when it wrote one (``ipynb_text``: that text
+    from an earlier write of the same notebook, reused instead of serializing it again)."""
     if output_path is None:
-        return
+        return None
     if output_path == "-":
         sys.stdout.write(nbformat.writes(nb))
         sys.stdout.flush()
-        return
+        return None
     import json
 
     from runtimed.formats.files import notebook_format, save_notebook
 
     if notebook_format(output_path) == "yaml":  # the YAML writer cannot represent NotebookNode values
-        nb = json.loads(json.dumps(nb))
-    save_notebook(nb, output_path)
+        save_notebook(json.loads(json.dumps(nb)), output_path)
+        return None
+    return save_notebook(nb, output_path, ipynb_text=ipynb_text)
 
 
 class _LiveLog:
@@ -427,8 +433,10 @@ async def _endpoint(opts: RunOptions) -> DaemonEndpoint:
 async def _connect(endpoint: DaemonEndpoint, notebook_id: str, opts: RunOptions) -> _RunSession:
     actor = {"id": f"runt-run-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run"}
     transport = opts.transport
+    # the run reads the state only (no view of the events table): its replica does not keep the events
     session = _RunSession(SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run",
-                                     transport=(lambda: transport(notebook_id)) if transport is not None else None),
+                                     transport=(lambda: transport(notebook_id)) if transport is not None else None,
+                                     record_events=False),
                           notebook_id, f"{endpoint.url}/?notebook={notebook_id}")
     await session.client.connect(30.0)
     return session
@@ -458,7 +466,7 @@ async def _run_session(session: _RunSession, prepared: nbformat.NotebookNode,
 
 async def _conclude(result: RunResult, opts: RunOptions, phases: _Phases, started: float,
                     target: str | None) -> RunResult:
-    write_output(result.notebook, target)
+    result.ipynb_text = write_output(result.notebook, target)
     if opts.stdout_file or opts.stderr_file:
         _write_stream_files(result.notebook, opts)
     phases.mark("write")
@@ -594,9 +602,16 @@ async def _execute(session: _RunSession, prepared: nbformat.NotebookNode, reques
     autosave = _Autosave(save, opts.autosave_cell_every) \
         if target and opts.request_save_on_cell_execute else None
     finished = [0]
+    total = [-1]  # the notebook's finished executions when the run's were last counted
 
     def all_done() -> bool:
-        done = client.replica.view(views.count_finished, queue_ids)  # (a resync replaces the replica)
+        # called after every change the client sees: the run's own count (a query over its queue ids) is
+        # taken again only when the notebook's count moved, which determines it (views.finished_total)
+        now = client.replica.view(views.finished_total)  # (a resync replaces the replica)
+        if now == total[0]:
+            return finished[0] == len(queue_ids)
+        total[0] = now
+        done = client.replica.view(views.count_finished, queue_ids)
         if done != finished[0]:
             finished[0] = done
             progress.update(done)

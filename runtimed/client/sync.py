@@ -48,6 +48,7 @@ class SyncClient:
         max_message_bytes: int = 32 * 1024 * 1024,
         transport: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
         rediscover: Callable[[], Awaitable[tuple[str, str] | None]] | None = None,
+        record_events: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
@@ -61,7 +62,10 @@ class SyncClient:
         self.rediscover = rediscover
         """Called when the daemon cannot be reached: the ``(url, token)`` of the daemon to use now (the
         embedded default found or started again), or None to keep trying the same one."""
-        self.replica = Replica(notebook_id)
+        self.record_events = record_events
+        """Whether the replica keeps the events themselves (views of the ``events`` table: ``status_history``,
+        ``artifact_refs``); a client that reads only the state passes False and applies each event faster."""
+        self.replica = Replica(notebook_id, record_events=record_events)
         self.connection_id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self._ws: ClientConnection | Any | None = None
@@ -193,7 +197,7 @@ class SyncClient:
             self._fatal = cls(f"the server closed the connection ({FATAL_CLOSE_CODES[code]}): {reason}")
         elif code == 4409:  # our replica is ahead of the server: start again from nothing
             self.replica.close()
-            self.replica = Replica(self.notebook_id)
+            self.replica = Replica(self.notebook_id, record_events=self.record_events)
 
     def _open(self) -> contextlib.AbstractAsyncContextManager[Any]:
         if self.transport is not None:

@@ -47,9 +47,15 @@ def load_notebook(path_or_url: str) -> nbformat.NotebookNode:
     return nb
 
 
-def save_notebook(nb: Any, path_or_url: str) -> None:
-    """Write ``nb`` as ``.ipynb`` or YAML (by extension). Writing to stdout ("-") is the caller's job."""
+def save_notebook(nb: Any, path_or_url: str, *, ipynb_text: str | None = None) -> str:
+    """Write ``nb`` as ``.ipynb`` or YAML (by extension) and return the text written. Writing to stdout
+    ("-") is the caller's job. ``ipynb_text``: ``nb`` already serialized by ``write_ipynb`` (a second copy
+    of one notebook is written without serializing it again)."""
     fmt = notebook_format(path_or_url)
-    text = write_ipynb(nb) if fmt == "ipynb" else write_yaml_notebook(nb)
+    if fmt == "ipynb":
+        text = ipynb_text if ipynb_text is not None else write_ipynb(nb)
+    else:
+        text = write_yaml_notebook(nb)
     with fsspec.open(path_or_url, "wb") as f:
         f.write(text.encode("utf-8"))
+    return text

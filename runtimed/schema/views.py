@@ -9,9 +9,10 @@ a client's replica); callers run it with ``NotebookLog.view(fn, ...)`` or
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any, NamedTuple, TypedDict
+
+import orjson
 
 from runtimed.schema.events import ASSIGN_WHEN_IDLE
 from runtimed.schema.materializer import loads
@@ -384,7 +385,18 @@ def count_finished(conn: Reader, queue_ids: set[str]) -> int:
     if not queue_ids:
         return 0
     row = conn.execute("SELECT count(*) FROM execution_queue WHERE status IN ('success', 'error', 'cancelled') "
-                       "AND queue_id IN (SELECT value FROM json_each(?))", (json.dumps(sorted(queue_ids)),)).fetchone()
+                       "AND queue_id IN (SELECT value FROM json_each(?))", (orjson.dumps(list(queue_ids)).decode(),)).fetchone()
+    return int(row[0])
+
+
+def finished_total(conn: Reader) -> int:
+    """How many executions of the notebook have finished (one index count).
+
+    A finished execution never leaves its status, so along a log this count only grows, and each value
+    of it is one set of finished executions: a waiter recounts its own (``count_finished``) only when
+    this number changed (automation/run.py).
+    """
+    row = conn.execute("SELECT count(*) FROM execution_queue WHERE status IN ('success', 'error', 'cancelled')").fetchone()
     return int(row[0])
 
 
