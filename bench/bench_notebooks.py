@@ -83,7 +83,9 @@ NOTES = [
     "one run of two (the daemon now freezes its ~165k startup objects), nbformat's serializing of the output "
     "notebook for the output file and again for the run's copy (40-50 ms each; the copy now reuses the "
     "output's text). Side by side with the code before (8 rounds, load 8-10): the daemon's "
-    "CPU per run 2.72 s -> 2.49 s (median), runt run's wall 0.89x of before (0.65-1.22).",
+    "CPU per run 2.72 s -> 2.49 s (median), runt run's wall 0.89x of before (0.65-1.22); two passes after landing, "
+    "against a main that had meanwhile gained other savings, showed no lower total daemon CPU (2.35 -> 2.35 s, "
+    "2.35 -> 2.43 s at load 4-6): the savings are within the run-to-run spread at that load.",
 ]
 LABELS = {
     "runt_warm": "runt run (warm daemon)",
