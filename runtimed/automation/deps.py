@@ -19,9 +19,14 @@ def no_deps(nb: Any) -> None:
     nb.metadata["runtimed"] = {**nb.metadata.get("runtimed", {}), "dependencies": []}
 
 
+def declares_dependencies(nb: Any) -> bool:
+    """Whether a run's notebook declares an environment of its own (metadata or the first cell's magics)."""
+    first = next((c.source for c in nb.cells if c.cell_type == "code"), None)
+    return resolve(dict(nb.metadata), first) is not None  # a run records no notebook_dir: its cwd is papermill's
+
+
 def approve_declared(http: DaemonHTTP, notebook_id: str, nb: Any) -> None:
     """Approve the imported notebook's dependencies as the person at this terminal (nothing when it has none)."""
-    first = next((c.source for c in nb.cells if c.cell_type == "code"), None)
-    if resolve(dict(nb.metadata), first) is None:  # a run records no notebook_dir: its cwd is papermill's
+    if not declares_dependencies(nb):
         return
     http.request("POST", f"/api/notebooks/{notebook_id}/environment/approve", json={"actor": terminal_person()})

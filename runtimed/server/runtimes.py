@@ -75,6 +75,9 @@ class RuntimeSupervisor(Protocol):
     async def start_runtime(self, notebook_id: str) -> dict[str, Any]:
         """Start (or return) a notebook's runtime; its description."""
 
+    def prestart(self, notebook_id: str) -> None:
+        """Begin starting a notebook's runtime before its work arrives (a run job, right after its import)."""
+
     async def stop_notebook(self, notebook_id: str) -> bool: ...
 
     async def stop_runtime(self, runtime_id: str) -> bool: ...
@@ -130,7 +133,7 @@ class RuntimeManager:
         if any(env.name in WAKE_EVENTS for env in stored):
             self.ensure_runtime(service)
 
-    def ensure_runtime(self, service: NotebookService) -> None:
+    def ensure_runtime(self, service: NotebookService, *, without_work: bool = False) -> None:
         notebook_id = service.notebook_id
         if notebook_id in self._starting:
             self._recheck.add(notebook_id)  # work that arrived while a start fails must not wait forever
@@ -138,8 +141,18 @@ class RuntimeManager:
         agent = self.agents.get(notebook_id)
         if agent is not None and agent.status != "dead":
             return
-        if not service.log.view(views.needs_runtime):
+        if not without_work and not service.log.view(views.needs_runtime):
             return
+        self._begin_start(service)
+
+    def prestart(self, notebook_id: str) -> None:
+        """Start the runtime now, while the job connects and queues its cells (which needs it next): the two
+        overlap instead of one waiting for the other. Idle, it is reclaimed like any managed runtime."""
+        self.ensure_runtime(self.daemon.service(notebook_id), without_work=True)
+
+    def _begin_start(self, service: NotebookService) -> asyncio.Task[None]:
+        """The one start of a notebook's runtime (``_starting``): work that arrives meanwhile waits for it."""
+        notebook_id = service.notebook_id
         task = asyncio.create_task(self._start_agent(service), name=f"start-runtime-{notebook_id}")
         self._starting[notebook_id] = task
 
@@ -151,6 +164,7 @@ class RuntimeManager:
                     self.ensure_runtime(service)
 
         task.add_done_callback(started)
+        return task
 
     async def start_runtime(self, notebook_id: str) -> dict[str, Any]:
         """Start (or return) the managed runtime of a notebook, whether or not work is pending."""
@@ -159,10 +173,7 @@ class RuntimeManager:
         if agent is not None and agent.status != "dead":
             return agent.describe()
         pending = self._starting.get(notebook_id)
-        if pending is not None:
-            await pending
-        else:
-            await self._start_agent(service)
+        await (pending if pending is not None else self._begin_start(service))
         agent = self.agents.get(notebook_id)
         if agent is None:
             raise RuntimedError(f"the runtime for {notebook_id!r} did not start; see the daemon log", code="runtime_failed")
