@@ -467,6 +467,9 @@ async def test_killing_the_runtimes_daemon_mid_execution_loses_nothing(deploymen
             assert agent.client.url in (b.url, c.url) and agent.session_id == session_id
             await watchers[1].commit([make_event("executionRequested", queueId="q2", cellId="c2")])
             await watchers[1].wait_for(lambda: cell_text(watchers[1], "c2") == "still here\n" or None, DEADLINE)
+            # its output comes before its completion: wait for that too before counting the completions
+            await watchers[1].wait_for(
+                lambda: (row := execution(watchers[1], "q2")) and row["status"] == "success" or None, DEADLINE)
             await assert_converged([writer, *watchers], b, "nb", acknowledged)
             names = [e["name"] for e in rest_events(c, "nb")]
             assert "runtimeSessionEnded" not in names
