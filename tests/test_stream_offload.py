@@ -444,10 +444,11 @@ async def test_200_mb_printed_keeps_the_log_and_the_daemon_small(big: DaemonProc
     # the kernel sends at most 1 MiB per message and runs at most 16 MiB ahead of the runtime (kernel_side.py),
     # and the writer spools as it goes: the daemon's memory does not grow with the print (+16..+23 MB measured
     # for 100 MB to 1 GB printed on an idle machine; without flow control +476 / +547 / +791 MB for 100 / 200 /
-    # 400 MB). This test's own measure (idle after a warm-up cell, peak sampled) gave +81 MB on the code of
-    # 3f0abfc and +101 / +111 MB on 456cf17 (not bisected yet: see the closing note); 150 MB still fails
-    # without flow control by far
-    assert grew < 150, f"daemon RSS went from {idle:.0f} MB to {peak:.0f} MB while 200 MB were printed"
+    # 400 MB). This test's own measure (idle after a warm-up cell, peak sampled, the suite's load) spreads from
+    # +56 to +142 MB over six runs of one afternoon on several commits, in no order of the commits: up to the
+    # window (16 MiB) of 1 MiB messages queued and parsed in the runtime. 200 MB still fails without flow
+    # control by far
+    assert grew < 200, f"daemon RSS went from {idle:.0f} MB to {peak:.0f} MB while 200 MB were printed"
 
 
 JSON_CODE = """
