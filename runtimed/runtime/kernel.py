@@ -59,7 +59,6 @@ OUTPUT_WINDOW_CHARS = 16 * 1024 * 1024
 _KERNEL_SIDE = (Path(__file__).with_name("kernel_side.py")).read_text(encoding="utf-8")
 
 
-
 def _deserializer_with_text_dates() -> Callable[[Session, list[bytes]], dict[str, Any]]:
     """jupyter_client's ``Session.deserialize``, leaving the dates of the headers as the text they came as.
 
