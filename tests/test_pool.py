@@ -105,6 +105,25 @@ async def test_take_while_starting_claims_that_kernel() -> None:
         await pool.shutdown()
 
 
+async def test_a_take_that_waits_gets_the_kernel_before_its_preimports() -> None:
+    """A waiting take is handed the starting kernel as soon as it is up: its cells import what they need, rather
+    than wait for the pool's preimports (seconds for numpy, pandas and matplotlib). Kernels that wait in the pool
+    still preimport."""
+    pool = KernelPool(size=1, preimport=["fractions"])
+    await pool.start()
+    taken: list[KernelSession] = []
+    try:
+        taken.append(await pool.take("python3"))  # the pool's first kernel is still starting
+        assert await evaluate(taken[0], "'fractions' in __import__('sys').modules") == "False"
+        await wait_until(lambda: ready(pool) == 1)
+        taken.append(await pool.take("python3"))
+        assert await evaluate(taken[1], "'fractions' in __import__('sys').modules") == "True"
+    finally:
+        await pool.shutdown()
+        for kernel in taken:
+            await kernel.shutdown(now=True)
+
+
 async def test_cold_pool_starts_a_kernel(tmp_path: Path) -> None:
     pool = KernelPool(size=0)
     await pool.start()

@@ -145,6 +145,9 @@ def test_language_info_from_the_kernel_and_display_name_kept(daemon: Any, fancy_
     pm, us = (nbformat.read(str(tmp_path / name), 4).metadata for name in ("pm.ipynb", "ours.ipynb"))
     assert us.language_info == pm.language_info and us.language_info["version"] != "2.7.0"
     assert us.kernelspec == pm.kernelspec == FANCY
+    # the job asked its kernel over HTTP; the daemon's log has the runtime's start, not a line per request
+    log_text = daemon.home.log_file.read_text()
+    assert "started runtime" in log_text and "HTTP Request:" not in log_text
 
 
 def test_missing_output_folder_is_an_error_like_papermills(daemon: Any, fancy_nb: Path, tmp_path: Path) -> None:

@@ -263,6 +263,8 @@ class KernelPool:
             if self._waiters.get(name):
                 self._waiters[name].popleft().set_exception(exc)
             return
+        if self._hand_over(name, session, generation):  # someone waits: its cells import what they need
+            return
         try:
             await self._preimport(session)
             found = self._environments.get(name)
@@ -271,15 +273,21 @@ class KernelPool:
         except BaseException:
             await session.shutdown(now=True)
             raise
+        if not self._hand_over(name, session, generation):
+            self._ready[name].append(session)
+
+    def _hand_over(self, name: str, session: KernelSession, generation: int) -> bool:
+        """Give a just started kernel to the first take waiting for one (True), or drop it when the pool moved
+        on (closed, flushed, reclaimed; True), else keep it (False)."""
         if self._closed or generation != self._generation or name not in self._ready:
-            await session.shutdown(now=True)
-            return
+            self._spawn(session.shutdown(now=True))
+            return True
         while self._waiters[name]:
             waiter = self._waiters[name].popleft()
             if not waiter.done():
                 waiter.set_result(session)
-                return
-        self._ready[name].append(session)
+                return True
+        return False
 
     async def _preimport(self, session: KernelSession) -> None:
         if not self.preimport or session.language != "python":

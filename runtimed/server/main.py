@@ -80,6 +80,8 @@ def setup_logging(home: Home, foreground: bool) -> None:
         handlers.append(logging.StreamHandler(sys.stderr))
     logging.basicConfig(level=os.environ.get("RUNTIMED_LOG_LEVEL", "INFO"), handlers=handlers,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    if logging.getLogger().level > logging.DEBUG:  # httpx logs each request at INFO: the runtimes' calls home
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def check_bind(args: argparse.Namespace) -> str | None:
