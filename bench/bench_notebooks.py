@@ -144,6 +144,22 @@ def raw_loop(input_path: str, output_path: str) -> int:
     return status
 
 
+def _execution_time(path: Path, key: str) -> float:
+    """The first cell's ``metadata.execution`` timestamp ``key`` (papermill's and nbclient's), as epoch seconds."""
+    from datetime import datetime
+
+    stamp = json.loads(path.read_text())["cells"][0]["metadata"]["execution"][key]
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _cell_start(path: Path) -> float:
+    return _execution_time(path, "iopub.execute_input")
+
+
+def _cell_end(path: Path) -> float:
+    return _execution_time(path, "shell.execute_reply")
+
+
 # -- daemons --------------------------------------------------------------------------------------------------
 
 
@@ -344,8 +360,6 @@ class Bench:
 
     def fixed_cost(self) -> list[Figure]:
         """``runt run`` of one ``pass`` cell on the warm daemon: the time before the cell starts and after it ends."""
-        from datetime import datetime
-
         assert self.warm is not None
         before, after, wall = [], [], []
         for r in range(3 if self.args.quick else max(5, self.args.rounds)):
@@ -355,9 +369,7 @@ class Bench:
             subprocess.run([bin_path("runt"), "run", str(self.inputs / FIXED), str(out)], env=self.warm.env(),
                            check=True, capture_output=True, timeout=120)
             exited = time.time()
-            execution = json.loads(out.read_text())["cells"][0]["metadata"]["execution"]
-            started, ended = (datetime.fromisoformat(execution[k].replace("Z", "+00:00")).timestamp()
-                              for k in ("iopub.execute_input", "shell.execute_reply"))
+            started, ended = _cell_start(out), _cell_end(out)
             before.append(started - launched)
             after.append(exited - ended)
             wall.append(exited - launched)
@@ -367,6 +379,27 @@ class Bench:
         return [Figure(group, "runt run: launch -> the cell starts", "s", before).check(FIXED_TARGET_S),
                 Figure(group, "runt run: the cell ends -> exit", "s", after).check(FIXED_TARGET_S),
                 Figure(group, "runt run: wall time", "s", wall)]
+
+    def back_to_back(self) -> list[Figure]:
+        """``runt run`` of one ``pass`` cell ten times without a pause: runs come faster than the pool refills, so
+        each run's cell also waits for (part of) a kernel start; papermill's one-cell run alongside, which always
+        starts a kernel."""
+        assert self.warm is not None
+        self.quiesce()
+        before = []
+        runs = 4 if self.args.quick else 10
+        for r in range(runs):
+            out = self.work / f"b2b-{r}.ipynb"
+            launched = time.time()
+            subprocess.run([bin_path("runt"), "run", str(self.inputs / FIXED), str(out)], env=self.warm.env(),
+                           check=True, capture_output=True, timeout=120)
+            before.append(_cell_start(out) - launched)
+        papermill = [timed([bin_path("papermill"), str(self.inputs / FIXED), str(self.work / f"b2b-pm-{r}.ipynb")])[0]
+                     for r in range(1 if self.args.quick else 3)]
+        print(f"  back to back: before the cell {' '.join(f'{b:.2f}' for b in before)} s", flush=True)
+        group = f"{FIXED}, {runs} runs back to back (warm daemon, no pause)"
+        return [Figure(group, "runt run: launch -> the cell starts", "s", before),
+                Figure(group, "papermill: wall time of one run", "s", papermill)]
 
     # -- the profile ---------------------------------------------------------------------------------------------
 
@@ -538,7 +571,7 @@ def main() -> int:
             bench.preimport = WarmDaemon("--preimport", PREIMPORT)
             bench.preimport.start()
         results = bench.measure()
-        fixed = bench.fixed_cost()
+        fixed = bench.fixed_cost() + bench.back_to_back()
     finally:
         for daemon in (bench.warm, bench.preimport):
             if daemon is not None:
