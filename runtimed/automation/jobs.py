@@ -22,7 +22,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,11 +91,14 @@ class RunJobs:
 
     def __init__(self, home_path: Path, endpoint: Callable[[], DaemonEndpoint], *,
                  resume_grace: float | None = None, transport: Callable[[str], Any] | None = None,
-                 importer: Callable[..., Any] | None = None) -> None:
+                 importer: Callable[..., Any] | None = None,
+                 runtime_stopper: Callable[[str], Awaitable[Any]] | None = None) -> None:
         self.transport = transport
         """An in-process connection to a notebook of the daemon, for the runs' sync clients (else a WebSocket)."""
         self.importer = importer
         """Imports a run's notebook into the daemon in process (``RunOptions.importer``; else over HTTP)."""
+        self.runtime_stopper = runtime_stopper
+        """Stops a run's runtime in process (``RunOptions.runtime_stopper``; else over HTTP)."""
         self.dir = home_path / "runs"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.endpoint = endpoint
@@ -218,6 +221,7 @@ class RunJobs:
         opts.endpoint = self.endpoint()
         opts.transport = self.transport
         opts.importer = self.importer
+        opts.runtime_stopper = self.runtime_stopper
         opts.keep_runtime_on_failure = True
         opts.progress_bar = False
         opts.log_output = False  # the attached client streams the log itself

@@ -79,9 +79,11 @@ class RunOptions:
     """Opens an in-process connection to a notebook of the daemon (its jobs); else a WebSocket to the endpoint."""
     importer: Callable[[str, nbformat.NotebookNode, dict[str, Any]], Awaitable[Any]] | None = None
     """Imports ``(notebook_id, notebook, actor)`` into the daemon in process (its jobs); else over HTTP."""
+    runtime_stopper: Callable[[str], Awaitable[Any]] | None = None
+    """Stops a notebook's runtime in process, one still starting included (its jobs); else over HTTP by id."""
 
 
-SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook", "transport", "importer")
+SUBMITTED_FIELDS = ("control", "endpoint", "input_notebook", "transport", "importer", "runtime_stopper")
 """RunOptions fields that do not travel in ``POST /api/runs`` as they are (the notebook goes as content)."""
 
 

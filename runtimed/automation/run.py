@@ -365,9 +365,14 @@ async def run_async(opts: RunOptions, *, report: Reporter | None = None) -> RunR
         else:
             await asyncio.to_thread(http.request, "POST", "/api/notebooks/import", params={"id": notebook_id},
                                     content=nbformat.writes(nb).encode(), headers={"x-runtimed-actor": IMPORT_ACTOR["id"]})
-        await asyncio.to_thread(deps.approve_declared, http, notebook_id, nb)
-        phases.mark("import")
-        session = await _connect(endpoint, notebook_id, opts)
+        try:
+            await asyncio.to_thread(deps.approve_declared, http, notebook_id, nb)
+            phases.mark("import")
+            session = await _connect(endpoint, notebook_id, opts)
+        except BaseException:  # cancelled or failed after the import: a job's prestarted runtime must not idle on
+            if not opts.keep_runtime:
+                _stop_in_process(opts, notebook_id)
+            raise
         phases.mark("connect")
         say(f"Live notebook: {session.url}")
         result = await _run_session(session, nb, _requests_for(session.client.replica.view(views.ordered_cells)),
@@ -442,6 +447,17 @@ async def _connect(endpoint: DaemonEndpoint, notebook_id: str, opts: RunOptions)
     return session
 
 
+_stopping: set[asyncio.Future[Any]] = set()
+"""The jobs' runtime stops under way (referenced until done; the job does not wait for them)."""
+
+
+def _stop_in_process(opts: RunOptions, notebook_id: str) -> None:
+    """A job's stop of its notebook's runtime, in the background (``RunOptions.runtime_stopper``)."""
+    if opts.runtime_stopper is not None:
+        _stopping.add(task := asyncio.ensure_future(opts.runtime_stopper(notebook_id)))
+        task.add_done_callback(_stopping.discard)
+
+
 async def _run_session(session: _RunSession, prepared: nbformat.NotebookNode,
                        requests: list[tuple[str, dict[str, Any]]], opts: RunOptions, started: float,
                        http: DaemonHTTP, phases: _Phases, target: str | None,
@@ -454,7 +470,11 @@ async def _run_session(session: _RunSession, prepared: nbformat.NotebookNode,
         runtime = session.client.replica.view(views.active_session) if session.is_connected else None
         await session.close()
         keep = opts.keep_runtime or (opts.keep_runtime_on_failure and (result is None or not result.success))
-        if runtime is not None and not keep and opts.control is not None:  # a job: the daemon lives on, no wait
+        # a job stops in process, the runtime still starting included: a run cancelled before its runtime's session
+        # began has no kernel state to resume, and its prestarted runtime would idle until the idle timeout
+        if opts.runtime_stopper is not None and not opts.keep_runtime and (not keep or runtime is None):
+            _stop_in_process(opts, session.notebook_id)
+        elif runtime is not None and not keep and opts.control is not None:  # a job: the daemon lives on, no wait
             asyncio.get_running_loop().run_in_executor(None, stop_runtime, http.endpoint, runtime["runtime_id"])
         elif runtime is not None and not keep:
             await asyncio.to_thread(_stop_runtime, http, runtime["runtime_id"])

@@ -33,7 +33,8 @@ def install_runs(daemon: Daemon) -> None:
     # and its notebook is imported in process, not sent to itself over HTTP
     daemon.runs = RunJobs(daemon.home.path, lambda: DaemonEndpoint(daemon.url, daemon.home.daemon_token()),
                           transport=lambda notebook_id: local_connection(daemon, notebook_id),
-                          importer=import_for_job)
+                          importer=import_for_job,
+                          runtime_stopper=daemon.runtimes.stop_notebook if daemon.runtimes is not None else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,11 +41,14 @@ from runtimed.server.local_artifacts import StoreSink
 from runtimed.server.release import RuntimeRelease, release_grace_setting
 from runtimed.server.service import NotebookService
 from runtimed.settings import env_number
+from runtimed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 WAKE_EVENTS = frozenset({"executionRequested", "executionRequeued", "runtimeSessionEnded"})
 WATCHDOG_INTERVAL = 2.0
+STOP_PENDING_START_WAIT = 10.0
+"""Seconds a stop waits for the notebook's runtime start under way before it cancels the start."""
 RUNTIME_LEASE_TTL = 30.0
 """Seconds a daemon's claim on a notebook's managed runtime lasts without renewal (``RUNTIMED_RUNTIME_LEASE_TTL``;
 renewed every third of it while the runtime starts, then by the watchdog): of several daemons sharing a store,
@@ -223,10 +226,13 @@ class RuntimeManager:
                              ai_executor=AiCellExecutor(DaemonEndpoint(self.daemon.url, self.daemon.auth.token)))
         try:
             await agent.start()
-        except Exception:
-            log.exception("runtime agent for %s failed to start", notebook_id)
-            await agent.stop("error")
+        except BaseException as exc:  # a failure, or a stop that cancelled the start: the kernel must not leak
+            if isinstance(exc, Exception):
+                log.exception("runtime agent for %s failed to start", notebook_id)
+            await agent.stop("error" if isinstance(exc, Exception) else "shutdown")
             await self._unclaim(notebook_id)
+            if not isinstance(exc, Exception):
+                raise
             return
         self.agents[notebook_id] = agent
         log.info("started runtime %s (%s, pid %s) for %s", runtime_id, kernel_name, kernel.pid, notebook_id)
@@ -306,6 +312,14 @@ class RuntimeManager:
         return not busy and time.monotonic() - agent.last_activity > self.idle_timeout
 
     async def stop_notebook(self, notebook_id: str) -> bool:
+        """Stop the notebook's managed runtime (True if there was one). A start under way (a run's prestart, work
+        that just arrived) is waited for and its runtime stopped; one that takes longer (an environment still
+        building) is cancelled: else a deleted notebook or a cancelled run would get a runtime after the stop."""
+        pending = self._starting.get(notebook_id)
+        if pending is not None:
+            done, _ = await asyncio.wait({pending}, timeout=STOP_PENDING_START_WAIT)
+            if not done:
+                await cancel_and_wait(pending)
         agent = self.agents.pop(notebook_id, None)
         if agent is None:
             return False
