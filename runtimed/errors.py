@@ -151,6 +151,7 @@ class ErrorCode(enum.Enum):
     SINCE_AHEAD = ("since_ahead", 409, _F, "discard the replica and resync from 0")
     SLOW_CONSUMER = ("slow_consumer", 408, _F, "reconnect with since=<last seq>")
     NOTEBOOK_DELETED = ("notebook_deleted", 410, _N, "")
+    NOTEBOOK_CLOSED = ("notebook_closed", 503, _F, "retry: the next request opens the notebook again")
     OUTBOX_OVERFLOW = ("outbox_overflow", 429, _F, "read messages faster; reconnect with since=<last seq>")
     # -- runtimes and kernels ----------------------------------------------------------------
     RUNTIME_NOT_FOUND = ("runtime_not_found", 404, _N, "list them with `runt ps`")

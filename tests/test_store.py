@@ -160,3 +160,28 @@ def test_a_new_notebook_database_is_a_copy_of_the_blank_one_and_the_same_as_one_
         assert [n["id"] for n in store.list_notebooks()] == ["seeded"]
     finally:
         store.close()
+
+
+def test_listing_notebooks_keeps_none_of_them_open(tmp_path):
+    """Each open log holds three files: a listing (``runt notebooks``, the daemon's status) must not open every
+    notebook for good, and a closed log opens again on its next use."""
+    import os
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    store = SQLiteEventStore(tmp_path / "home")
+    for i in range(20):
+        store.log(f"nb-{i}").append([make_event("notebookCreated", title=f"N{i}")], HUMAN)
+    store.close()
+    store = SQLiteEventStore(tmp_path / "home")
+    try:
+        before = open_files()
+        assert len(store.list_notebooks()) == 20 and store.exists("nb-3") and not store.exists("nb-99")
+        assert open_files() == before
+        assert store.log("nb-3").head == 1 and open_files() > before
+        store.close_log("nb-3")
+        assert open_files() == before
+        assert store.log("nb-3").info()["title"] == "N3"  # opened again
+    finally:
+        store.close()

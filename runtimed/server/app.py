@@ -24,6 +24,7 @@ from runtimed.schema import views
 from runtimed.schema.events import make_event
 from runtimed.server.access import ActorBody, bound_actor, needs, needs_everywhere, owner_only, principal
 from runtimed.server.daemon import Daemon
+from runtimed.server.idle_notebooks import IdleNotebooks, max_open_setting, notebook_idle_setting
 from runtimed.server.imports import import_notebook as import_into
 from runtimed.server.imports import push_all
 from runtimed.server.openapi import document_errors
@@ -78,9 +79,12 @@ def create_app(daemon: Daemon, policy: SecurityPolicy | None = None) -> FastAPI:
         collector = RunRetention(daemon, retention) if retention is not None else None
         if collector is not None:
             collector.start()
+        idle_notebooks = IdleNotebooks(daemon, notebook_idle_setting(), max_open_setting())
+        idle_notebooks.start()
         try:
             yield
         finally:
+            await idle_notebooks.stop()
             if collector is not None:
                 await collector.stop()
             if daemon.runs is not None:

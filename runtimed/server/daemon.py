@@ -58,6 +58,8 @@ class Daemon:
         self.people = People(self.home.path / "people.json", token)
         self.auth = Auth(token, people=self.people)
         self.services: dict[str, NotebookService] = {}
+        self.notebook_closer: Any = None
+        """Closes notebooks nobody uses (``server/idle_notebooks.IdleNotebooks``, while the app runs)."""
         self.started_at = datetime.now(UTC).isoformat()
         self.started_monotonic = time.monotonic()
         self.url = f"http://{settings.host}:{settings.port}"
@@ -82,6 +84,9 @@ class Daemon:
             self.artifact_check.attach(service)
             if self.runtimes is not None:
                 self.runtimes.watch(service)
+            if self.notebook_closer is not None:
+                self.notebook_closer.opened()
+        service.last_used = time.monotonic()  # handed out: not closed as idle under its user (idle_notebooks.py)
         return service
 
     def forget_service(self, notebook_id: str, reason: tuple[str, str] | None = None) -> None:

@@ -260,6 +260,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+OPEN_FILES_WANTED = 65536
+
+
+def raise_open_files_limit() -> None:
+    """Raise this process's soft limit of open files toward its hard limit (as servers do): each open notebook,
+    connection and kernel holds files, and desktop defaults are low (1024 on Linux, 256 on macOS)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:  # e.g. macOS caps it below the hard limit: keep the default
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, wanted, exc)
+
+
 def main(argv: list[str] | None = None, extensions: Sequence[Extension] = ()) -> int:
     """The bare daemon (``python -m runtimed.server.main``): no run jobs unless ``extensions`` attach them."""
     args = parser().parse_args(argv)
@@ -268,6 +285,7 @@ def main(argv: list[str] | None = None, extensions: Sequence[Extension] = ()) ->
             int(args.port)
         except ValueError:
             parser().error(f"--port must be a number or 'auto', got {args.port!r}")
+    raise_open_files_limit()
     try:
         return asyncio.run(serve(args, extensions))
     except AlreadyRunning as exc:

@@ -83,6 +83,9 @@ class RuntimeSupervisor(Protocol):
 
     async def stop_notebook(self, notebook_id: str) -> bool: ...
 
+    def holds(self, notebook_id: str) -> bool:
+        """A runtime of the notebook runs or starts (its notebook stays open)."""
+
     async def stop_runtime(self, runtime_id: str) -> bool: ...
 
     async def interrupt_runtime(self, runtime_id: str) -> bool: ...
@@ -326,6 +329,9 @@ class RuntimeManager:
         await agent.stop("shutdown")
         await self._unclaim(notebook_id)
         return True
+
+    def holds(self, notebook_id: str) -> bool:
+        return notebook_id in self.agents or notebook_id in self._starting
 
     async def stop_runtime(self, runtime_id: str) -> bool:
         for notebook_id, agent in list(self.agents.items()):

@@ -21,6 +21,7 @@ import asyncio
 import collections
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -123,7 +124,15 @@ class NotebookService:
         self.peer_hooks: list[PeerHook] = []
         self.closed: tuple[str, str] | None = None
         """Why the service was closed (code, message): its live connections are ended with that reason."""
+        self.last_used = time.monotonic()
+        """When a store call or a connection last came or went (``Daemon.close_idle_notebooks``)."""
+        self._calls = 0  # store calls under way in worker threads
         self._unsubscribe = nb_log.subscribe(self._on_commit)
+
+    @property
+    def in_use(self) -> bool:
+        """Someone is connected, or a store call is under way."""
+        return bool(self.peers) or self._calls > 0
 
     @property
     def head(self) -> int:
@@ -139,8 +148,14 @@ class NotebookService:
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call: inline for a local store, in a worker thread for one that waits on I/O."""
         self._check_loop()
+        self.last_used = time.monotonic()
         if self.log.blocking:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            self._calls += 1
+            try:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            finally:
+                self._calls -= 1
+                self.last_used = time.monotonic()
         return fn(*args, **kwargs)
 
     async def append(self, events: Sequence[Any], actor: Any, *, principal: Principal | None = None
@@ -262,6 +277,7 @@ class NotebookService:
 
     def join(self, peer: Peer) -> None:
         self.peers[peer.connection_id] = peer
+        self.last_used = time.monotonic()
         self._peer_event("join", peer)
         for other in self.peers.values():
             if other is not peer and other.presence is not None:
@@ -269,6 +285,7 @@ class NotebookService:
 
     def leave(self, peer: Peer) -> None:
         self.peers.pop(peer.connection_id, None)
+        self.last_used = time.monotonic()
         if not self.peers:  # nobody reads: the caches of encoded events would only pin memory
             self._recent.clear()
             self._recent_bytes = 0

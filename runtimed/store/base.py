@@ -126,7 +126,10 @@ class EventStore(Protocol):
         """The log of an existing notebook, or NotFoundError."""
 
     def list_notebooks(self) -> list[dict[str, Any]]:
-        """``info()`` of every notebook, most recently updated first."""
+        """``info()`` of every notebook, most recently updated first (opening no log it keeps open)."""
+
+    def close_log(self, notebook_id: str) -> None:
+        """Close the notebook's log if it is open (the next ``log()`` opens it again); its user must be gone."""
 
     def delete(self, notebook_id: str) -> None:
         """Remove a notebook with its whole log (NotFoundError if there is none)."""

@@ -391,6 +391,7 @@ class PostgresEventStore(SQLiteEventStore):
         self.limits = limits
         self.poll_interval = poll_interval
         self._logs: dict[str, PostgresNotebookLog] = {}  # type: ignore[assignment]
+        self._infos = {}  # unused: the listing reads the shared table
         self._lock = threading.Lock()
         self._closed = threading.Event()
         try:
@@ -479,11 +480,15 @@ class PostgresEventStore(SQLiteEventStore):
             if gone is None:
                 raise NotFoundError(f"no notebook with id {notebook_id!r}", code="notebook_not_found")
             pg.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{notebook_id}:0"))
+        self.close_log(notebook_id)
+        self._remove(notebook_id)
+
+    def close_log(self, notebook_id: str) -> None:
+        """Close the notebook's cached log (other daemons write to it: nothing of it is kept)."""
         with self._lock:
             nb_log = self._logs.pop(notebook_id, None)
         if nb_log is not None:
             nb_log.close()
-        self._remove(notebook_id)
 
     def migrate(self) -> list[str]:
         """The shared schema is migrated when the store opens; each cache rebuilds its projection when opened."""

@@ -465,6 +465,10 @@ class _Leases:
             self._conn.close()
 
 
+def _has_events(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
+
+
 def _fsync(path: Path) -> None:
     """Flush a file's (or a folder's entries') writes to the disk (about 1 ms here)."""
     fd = os.open(path, os.O_RDONLY)
@@ -484,6 +488,8 @@ class SQLiteEventStore:
         self.snapshot_every = snapshot_every
         self.limits = limits
         self._logs: dict[str, SQLiteNotebookLog] = {}
+        self._infos: dict[str, views.NotebookInfo | None] = {}
+        """``info()`` of the notebooks whose log is not open, as last read: nothing else writes to them."""
         self._lock = threading.Lock()  # two opens of one notebook would fork its head and its caches
         self._leases = _Leases(self.root / "leases.db")
 
@@ -500,9 +506,9 @@ class SQLiteEventStore:
         """Start a new notebook's database as a copy of a blank one (tables made, WAL mode on, version recorded).
 
         Making them in a new file costs ~40 ms on this project's machines (switching to WAL syncs the file, and
-        forty-odd statements); a copy, synced to disk with its name, costs a few. Every ``runt run`` creates a notebook. The blank is
-        made once per schema (its name has the DDL's digest), and the copy is linked in under the final name, so
-        it never replaces a database that appeared meanwhile.
+        forty-odd statements); a copy, synced to disk with its name, costs a few. Every ``runt run`` creates a
+        notebook. The blank is made once per schema (its name has the DDL's digest), and the copy is linked in
+        under the final name, so it never replaces a database that appeared meanwhile.
         """
         blank = self.root / f"blank-{_SCHEMA_DIGEST}.db"
         if not blank.exists():
@@ -538,6 +544,7 @@ class SQLiteEventStore:
             if nb_log is None:
                 nb_log = self._open(notebook_id)
                 self._logs[notebook_id] = nb_log
+                self._infos.pop(notebook_id, None)  # the open log answers from now on
             return nb_log
 
     def exists(self, notebook_id: str) -> bool:
@@ -545,7 +552,7 @@ class SQLiteEventStore:
         if nb_log is not None:
             return nb_log.head > 0
         # a bare connection creates an empty database: only a log with events is a notebook
-        return ev.is_valid_id(notebook_id) and self._has_file(notebook_id) and self.log(notebook_id).head > 0
+        return ev.is_valid_id(notebook_id) and self._has_file(notebook_id) and self._peek(notebook_id, _has_events)
 
     def require(self, notebook_id: str) -> SQLiteNotebookLog:
         check_notebook_id(notebook_id)
@@ -557,17 +564,56 @@ class SQLiteEventStore:
     def list_notebooks(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for notebook_id in self._stored_ids():
-            info = self.log(notebook_id).info()
+            info = self._info(notebook_id)
             if info is not None:
                 out.append(dict(info))
         out.sort(key=lambda i: i["updated_at"], reverse=True)
         return out
+
+    def _peek(self, notebook_id: str, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read`` over the notebook's projection without keeping it open: a listing of every notebook (``runt
+        notebooks``, the daemon's status) must not hold three files per notebook. A log that is not open is read
+        through a read-only connection, closed after it (an older projection is opened properly: that rebuilds
+        it)."""
+        with self._lock:
+            nb_log = self._logs.get(notebook_id)
+        if nb_log is None:
+            conn = sqlite3.connect(f"file:{quote(str(self._path(notebook_id).resolve()))}?mode=ro", uri=True)
+            try:
+                if stored_projection_version(conn) == PROJECTION_VERSION:
+                    return read(conn)
+            finally:
+                conn.close()
+            nb_log = self.log(notebook_id)
+        return nb_log.view(read)
+
+    def _info(self, notebook_id: str) -> views.NotebookInfo | None:
+        with self._lock:
+            nb_log = self._logs.get(notebook_id)
+            if nb_log is None and notebook_id in self._infos:
+                return self._infos[notebook_id]
+        if nb_log is not None:
+            return nb_log.info()
+        info = self._peek(notebook_id, views.notebook_summary)
+        with self._lock:
+            if notebook_id not in self._logs:
+                self._infos[notebook_id] = info
+        return info
+
+    def close_log(self, notebook_id: str) -> None:
+        with self._lock:
+            nb_log = self._logs.pop(notebook_id, None)
+            if nb_log is not None:
+                self._infos[notebook_id] = nb_log.info()
+        if nb_log is not None:
+            nb_log.close()
 
     def delete(self, notebook_id: str) -> None:
         if not self.exists(notebook_id):
             raise NotFoundError(f"no notebook with id {notebook_id!r}", code="notebook_not_found")
         with self._lock:
             nb_log = self._logs.pop(notebook_id, None)
+            self._infos.pop(notebook_id, None)
         if nb_log is not None:
             nb_log.close()
         self._remove(notebook_id)
@@ -611,6 +657,7 @@ class MemoryEventStore(SQLiteEventStore):
         self.snapshot_every = snapshot_every
         self.limits = limits
         self._logs = {}
+        self._infos = {}
         self._lock = threading.Lock()
         self._leases = _Leases(None)
 
@@ -624,6 +671,9 @@ class MemoryEventStore(SQLiteEventStore):
 
     def _has_file(self, notebook_id: str) -> bool:
         return False
+
+    def close_log(self, notebook_id: str) -> None:
+        """Nothing to close: an in-memory log is the notebook itself."""
 
     def _remove(self, notebook_id: str) -> None:
         pass
