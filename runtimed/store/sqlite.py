@@ -578,12 +578,15 @@ class SQLiteEventStore:
         with self._lock:
             nb_log = self._logs.get(notebook_id)
         if nb_log is None:
-            conn = sqlite3.connect(f"file:{quote(str(self._path(notebook_id).resolve()))}?mode=ro", uri=True)
             try:
-                if stored_projection_version(conn) == PROJECTION_VERSION:
-                    return read(conn)
-            finally:
-                conn.close()
+                conn = sqlite3.connect(f"file:{quote(str(self._path(notebook_id).resolve()))}?mode=ro", uri=True)
+                try:
+                    if stored_projection_version(conn) == PROJECTION_VERSION:
+                        return read(conn)
+                finally:
+                    conn.close()
+            except sqlite3.Error:  # e.g. a WAL left by a crash that a read-only connection cannot recover
+                log.debug("notebook %s: read-only peek failed; opening it", notebook_id, exc_info=True)
             nb_log = self.log(notebook_id)
         return nb_log.view(read)
 
