@@ -3,7 +3,7 @@
 An open notebook holds its service and its log's database connection (three files with WAL), and every
 ``runt run`` and every scheduled run creates a notebook. With nothing closed, a daemon under the usual limit of
 open files (1024 on Linux desktops, 256 on macOS) failed once it had opened a few hundred notebooks (under a
-limit of 256, the 90th new notebook got a 500). A notebook not in use (nobody connected, no runtime running or
+limit of 256, the 81st new notebook got a 500). A notebook not in use (nobody connected, no runtime running or
 starting, no store call under way) is closed once idle for ``RUNTIMED_NOTEBOOK_IDLE`` seconds (default 300),
 and sooner, least recently used first, while more than ``RUNTIMED_MAX_OPEN_NOTEBOOKS`` (default 64) are open.
 The next request opens it again (a few milliseconds).

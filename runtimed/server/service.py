@@ -125,7 +125,7 @@ class NotebookService:
         self.closed: tuple[str, str] | None = None
         """Why the service was closed (code, message): its live connections are ended with that reason."""
         self.last_used = time.monotonic()
-        """When a store call or a connection last came or went (``Daemon.close_idle_notebooks``)."""
+        """When the service was last handed out, called or connected to (``server/idle_notebooks.py``)."""
         self._calls = 0  # store calls under way in worker threads
         self._unsubscribe = nb_log.subscribe(self._on_commit)
 

@@ -479,7 +479,7 @@ def _fsync(path: Path) -> None:
 
 
 class SQLiteEventStore:
-    """Notebook logs under ``root/notebooks/<id>.db``, opened on first use and kept open."""
+    """Notebook logs under ``root/notebooks/<id>.db``, opened on first use and kept open until ``close_log``."""
 
     def __init__(self, root: Path | str, *, snapshot_every: int = 5000, limits: Limits | None = None) -> None:
         self.root = Path(root)
