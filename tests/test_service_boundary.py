@@ -155,3 +155,17 @@ def test_commits_reported_from_another_thread_reach_the_loop_in_order() -> None:
         return seen
 
     assert asyncio.run(main()) == list(range(1, 22))
+
+
+def test_the_servers_own_warnings_reach_the_daemon_log(debug_daemon: DaemonProcess) -> None:
+    """uvicorn's messages (a malformed request here; an exception in a request likewise) are in daemon.log, where
+    `runt daemon logs` shows them, not only on a stderr nobody reads."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(debug_daemon.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        sock.recv(1024)  # the server answers 400 and closes
+    log_file = Path(debug_daemon.home.path) / "daemon.log"
+    wait_for(lambda: "Invalid HTTP request received" in log_file.read_text())

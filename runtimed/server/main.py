@@ -159,7 +159,10 @@ async def serve(args: argparse.Namespace, extensions: Sequence[Extension] = ()) 
                                                        max_body_bytes=args.max_body_bytes))
     # Headroom above the protocol's limit, so that the sync endpoint answers a too-large message with a
     # clear error and close code 4413; uvicorn's own cap (close 1009) stays as the hard backstop.
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=2 * daemon.limits.max_message_bytes,
+    # log_config=None: uvicorn's own messages (an exception in a request, a malformed request) go through the
+    # daemon's handlers into daemon.log, not to a stderr nobody reads
+    config = uvicorn.Config(app, log_level="warning", log_config=None,
+                            ws_max_size=2 * daemon.limits.max_message_bytes,
                             ws_ping_interval=20.0, ws_ping_timeout=30.0, timeout_graceful_shutdown=5, lifespan="on",
                             ws_per_message_deflate=False,  # loopback: compression costs more than it saves
                             http=header_timeout_protocol(AutoHTTPProtocol, args.header_timeout),
