@@ -213,6 +213,11 @@ def write_output(nb: nbformat.NotebookNode, output_path: str | None, *,
     return save_notebook(nb, output_path, ipynb_text=ipynb_text)
 
 
+def _skipped(count: int) -> str:
+    """The live log's note for ``count`` characters of a spilled stream that left the log before it was logged."""
+    return f"\n[… {count:,} characters not logged live …]\n"
+
+
 class _LiveLog:
     """``--log-output``: cell output streamed to stderr as it arrives, between papermill's banners.
 
@@ -247,9 +252,10 @@ class _LiveLog:
         for item in items:
             self._started(item["queue_id"])
             for output in self.client.replica.view(views.execution_outputs, item["cell_id"], item["queue_id"]):
-                if output.get("output_type") == "stream":
-                    self.lengths[output["output_id"]] = len(output.get("text") or "")
-                    self._write(output.get("text") or "")
+                if output.get("output_type") == "stream":  # a spilled one: its tail, after what left the log
+                    text, omitted = output.get("text") or "", int(output.get("omitted") or 0)
+                    self.lengths[output["output_id"]] = omitted + len(text)
+                    self._write((_skipped(omitted) if omitted else "") + text)
                 elif output.get("output_type") == "error":
                     self._write("\n".join(output.get("traceback") or []) + "\n")
                 elif isinstance((output.get("data") or {}).get("text/plain"), str):
@@ -301,7 +307,7 @@ class _LiveLog:
         before it was logged is said to be skipped (the output notebook has it all)."""
         logged = self.lengths[args.output_id]
         if logged < args.omitted:
-            self._write(f"\n[… {args.omitted - logged:,} characters not logged live …]\n{args.text}")
+            self._write(_skipped(args.omitted - logged) + args.text)
         else:
             self._write(args.text[logged - args.omitted :])
         self.lengths[args.output_id] = max(logged, args.omitted + len(args.text))
