@@ -296,6 +296,60 @@ async def test_kernel_death_then_restart(tmp_path: Any) -> None:
     assert not os.path.exists(session.connection_file)
 
 
+async def test_a_request_sent_ahead_runs_after_the_current_one_and_its_outputs_wait_for_wait(
+        kernel: KernelSession) -> None:
+    first, second = Outputs(), Outputs()
+    running = kernel.send("import time\ntime.sleep(0.3)\nprint('first')", first)
+    ahead = kernel.send("print('second')")  # no callback: sent ahead, held
+    assert kernel.aborts_queue_on_error
+    reply = await kernel.wait(running, 30)
+    assert reply.status == "ok" and first.coalesced() == [("stream", {"name": "stdout", "text": "first\n"})]
+    third = Outputs()
+    assert (await kernel.execute("print('third')", third)).status == "ok"  # queued behind it: it ran before
+    assert second == [] and third.coalesced() == [("stream", {"name": "stdout", "text": "third\n"})]
+    second_reply = await kernel.wait(ahead, 30, on_output=second)
+    assert second_reply.status == "ok" and second_reply.execution_count == reply.execution_count + 1  # type: ignore
+    assert second.coalesced() == [("stream", {"name": "stdout", "text": "second\n"})]
+
+
+async def test_a_failure_with_stop_on_error_aborts_the_requests_sent_ahead(kernel: KernelSession) -> None:
+    await kernel.execute("ran = []", Outputs())
+    failing = kernel.send("raise ValueError('boom')", Outputs(), stop_on_error=True)
+    behind = [kernel.send(f"ran.append({i})", stop_on_error=True) for i in range(5)]
+    assert (await kernel.wait(failing, 30)).ename == "ValueError"
+    replies = [await kernel.wait(request, 30, on_output=Outputs()) for request in behind]
+    assert [r.status for r in replies] == ["aborted"] * 5
+    seen = Outputs()
+    await kernel.execute("print(ran)", seen)
+    assert seen.coalesced() == [("stream", {"name": "stdout", "text": "[]\n"})]
+
+
+async def test_without_stop_on_error_the_requests_sent_ahead_still_run(kernel: KernelSession) -> None:
+    failing = kernel.send("raise ValueError('boom')", Outputs(), stop_on_error=False)
+    behind = kernel.send("1 + 1")
+    assert (await kernel.wait(failing, 30)).ename == "ValueError"
+    result = Outputs()
+    assert (await kernel.wait(behind, 30, on_output=result)).status == "ok"
+    assert result.kinds() == ["execute_result"] and result[0][1]["data"]["text/plain"] == "2"
+
+
+async def test_replies_to_requests_sent_while_others_are_awaited_all_arrive(kernel: KernelSession) -> None:
+    """Regression: jupyter_client sends through a synchronous shadow of the asyncio socket, which could swallow the
+    wake-up of the pending receive; a reply then sat unread (about one run in two hung, more often while another
+    kernel started, as when the pool refills)."""
+    import zmq.asyncio
+
+    assert hasattr(zmq.asyncio.Socket, "_schedule_remaining_events")  # what kernel._wake_reader relies on
+    other = asyncio.ensure_future(KernelSession.start("python3"))
+    try:
+        for round_ in range(12):
+            requests = [kernel.send(f"y{i} = {i}", Outputs(), stop_on_error=False) for i in range(17 * round_, 17 * round_ + 17)]
+            for request in requests:
+                assert (await kernel.wait(request, 20)).status == "ok"
+    finally:
+        await (await other).shutdown(now=True)
+
+
 def test_kernel_messages_keep_jupyter_clients_checks_and_leave_dates_as_text() -> None:
     """The runtime's reader is Session.deserialize without the dateutil parse of the header dates."""
     from jupyter_client.session import Session

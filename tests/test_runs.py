@@ -178,6 +178,55 @@ def test_resume_continues_in_the_same_kernel_after_the_fix(daemon: DaemonProcess
     assert again.returncode == 5 and "only a failed or cancelled run resumes" in again.stderr
 
 
+def resume_shows_what_ran(daemon: DaemonProcess, http: DaemonHTTP, out: Path, behind: int) -> None:
+    """Resume a stopped run with its stopped cell printing ``ran``: none of the ``behind`` cells the kernel was sent
+    ahead of their turn ran (each appends to ``ran``); after it they all run, in order."""
+    run = http.get("/api/runs")["runs"][0]
+    assert run["status"] in ("error", "cancelled") and run["resumable_until"]
+    assert outputs_text(out)[-behind:] == [""] * behind
+    sent_ahead = [r["sent_ahead"] for r in http.get("/api/runtimes") if r["notebook_id"] == run["notebook_id"]]
+    assert sent_ahead and sent_ahead[0] >= behind  # they were in the kernel's queue when the run stopped
+    resumed = runt(daemon, "runs", "resume", run["id"], "--set-source", "print('ran', ran)")
+    assert resumed.returncode == 0, resumed.stderr
+    texts = outputs_text(out)
+    assert texts[-behind - 1:] == ["ran []\n", *(f"{i}\n" for i in range(behind))]
+
+
+def test_a_failure_stops_the_cells_the_kernel_was_sent_ahead(daemon: DaemonProcess, http: DaemonHTTP,
+                                                             tmp_path: Path) -> None:
+    nb = make_notebook(("code", "ran = []"), ("code", "print('one')"), ("code", "raise ValueError('broken')"),
+                       *(("code", f"ran.append({i})\nprint({i})") for i in range(12)))
+    out = tmp_path / "out.ipynb"
+    proc = runt(daemon, "run", str(write(nb, tmp_path / "fails.ipynb")), str(out))
+    assert proc.returncode == 1 and "ValueError" in proc.stderr
+    resume_shows_what_ran(daemon, http, out, 12)
+
+
+def test_a_cancel_stops_the_cells_the_kernel_was_sent_ahead(daemon: DaemonProcess, http: DaemonHTTP,
+                                                            tmp_path: Path) -> None:
+    src, _flag = gated(tmp_path, "ran = []", "print('one')", after="ran.append(0)\nprint(0)")
+    nb = nbformat.read(str(src), 4)
+    nb.cells.extend(nbformat.v4.new_code_cell(f"ran.append({i})\nprint({i})") for i in range(1, 8))
+    out = tmp_path / "out.ipynb"
+    run_id = runt(daemon, "run", str(write(nb, src)), str(out), "--detach").stdout.strip()
+    wait_until(lambda: (run_of(http, run_id).get("done") or 0) >= 2, what="the gated cell to start")
+    assert runt(daemon, "runs", "cancel", run_id).returncode == 0
+    assert finished(http, run_id)["status"] == "cancelled"
+    resume_shows_what_ran(daemon, http, out, 8)
+
+
+def test_a_run_of_many_cells_keeps_each_cells_outputs_and_counts_in_order(daemon: DaemonProcess, http: DaemonHTTP,
+                                                                          tmp_path: Path) -> None:
+    cells = [("code", f"print('out', {i})\n{i} * 10") for i in range(40)]
+    out = tmp_path / "out.ipynb"
+    proc = runt(daemon, "run", str(write(make_notebook(*cells), tmp_path / "many.ipynb")), str(out))
+    assert proc.returncode == 0, proc.stderr
+    nb = nbformat.read(str(out), 4)
+    assert [c.execution_count for c in nb.cells] == list(range(1, 41))
+    assert [[o.get("text") or o["data"]["text/plain"] for o in c.outputs] for c in nb.cells] == \
+        [[f"out {i}\n", str(i * 10)] for i in range(40)]
+
+
 @pytest.fixture
 def short_grace_daemon(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DaemonProcess]:
     monkeypatch.setenv("RUNTIMED_RUN_RESUME_GRACE", "0.5")

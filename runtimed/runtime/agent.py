@@ -14,6 +14,10 @@ and as an external ``runt runtime connect`` process.
 - A running execution whose ``cancel_requested`` flag turns on (executionCancelRequested,
   its cell deleted or made non-code) is interrupted, again if needed, and completes as
   ``cancelled``.
+- The claimed requests of a run job's batch queued behind the cell that starts are sent to an ipykernel with it
+  (``SEND_AHEAD``), so the kernel goes from cell to cell without waiting for the runtime; what it answers to
+  them is held until each is started in the log. A failure makes the kernel abort them (``stop_on_error``),
+  as the log cancels the rest of the batch. A cancel of one of them interrupts it once it runs.
 - Kernel death fails the running cell (``KernelDied``) and restarts the kernel; a requested
   restart fails it as ``KernelRestarted``; a cell that ignores the interrupt sent at its
   timeout gets the kernel restarted. Restarts are shared and work waits for them.
@@ -24,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +44,7 @@ from runtimed.errors import ConnectionLostError, RuntimedError
 from runtimed.runtime.artifact_sink import ArtifactSink
 from runtimed.runtime.cell_policy import cell_timeout
 from runtimed.runtime.comms import CommRelay, forward
-from runtimed.runtime.kernel import ExecuteReply, KernelSession
+from runtimed.runtime.kernel import ExecuteReply, KernelSession, SentRequest
 from runtimed.runtime.memory import LARGE_OUTPUT_BYTES, release_memory_soon
 from runtimed.runtime.outputs import Blob, OutputWriter, artifact_not_stored
 from runtimed.schema import events as ev
@@ -57,6 +63,13 @@ SIZED_EVENTS = frozenset({"outputAdded", "streamTextChanged", "streamTailSet", "
 """Events that may be large: measured, so that one push stays under the message size limit."""
 CLAIM_AHEAD = 32
 """Pending requests a runtime claims ahead of the cell it runs, so that the next one starts without a round trip."""
+SEND_AHEAD = 16
+"""Claimed requests of a batch sent to the kernel at once behind the cell that starts (Jupyter frontends send a
+whole run-all at once): the kernel then runs them back to back while the runtime records each. The daemon's own
+runtimes do (they cannot lose the daemon and keep their kernel); an external runtime sends none by default, so that a
+lost connection leaves at most one cell run that the log does not show."""
+AHEAD_ABORT_WAIT = 10.0
+"""Seconds a runtime waits for the kernel to abort the requests sent ahead of a failed cell before it sends more."""
 IDLE_REPORT_DELAY = 0.1
 """Seconds an agent waits before reporting 'idle', so that back-to-back cells stay 'busy'."""
 CONTROL_EVENTS = frozenset({"runtimeInterruptRequested", "runtimeRestartRequested", "runtimeSessionEnded"})
@@ -64,6 +77,15 @@ AiExecutor = Callable[..., Awaitable[dict[str, Any] | None]]
 """Runs an AI cell (``runtimed.agents.ai_cell.AiCellExecutor``, injected: the runtime does not import agents).
 Called with ``client``, ``cell_id``, ``queue_id``, ``output`` (the writer's ``on_output``) and ``serve`` (given an
 actor id, this agent runs that actor's requests while the AI cell runs); returns None or ``{ename, evalue}``."""
+
+
+@dataclass
+class _SentAhead:
+    """A request sent to the kernel ahead of its start in the log."""
+
+    request: SentRequest
+    source: str
+    stop_on_error: bool
 
 
 def _remove_spools(artifacts: list[Blob]) -> None:
@@ -209,6 +231,7 @@ class RuntimeAgent:
         stdin_allowed: Callable[[str], bool] | None = None,
         artifacts: ArtifactSink | None = None,
         ai_executor: AiExecutor | None = None,
+        send_ahead: int = 0,
     ) -> None:
         self.client = client
         self.kernel = kernel
@@ -222,6 +245,8 @@ class RuntimeAgent:
         self.artifacts = artifacts
         """Where large output values go (None: a value too large for an event becomes an error output)."""
         self.ai_executor = ai_executor
+        self.send_ahead = send_ahead
+        """How many requests of a run job's batch go to the kernel ahead of their start (0: none; ``SEND_AHEAD``)."""
         """Runs ``ai`` cells (None: they fail with UnsupportedCellType)."""
         self._ai_task: asyncio.Task | None = None
         self._ai_queue_id: str | None = None
@@ -233,6 +258,8 @@ class RuntimeAgent:
         self.started_at = time.time()
         self.last_activity = time.monotonic()
         self.executions = 0
+        self.sent_ahead = 0
+        """Requests sent to the kernel ahead of their start (``SEND_AHEAD``)."""
         self._task: asyncio.Task | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -247,6 +274,12 @@ class RuntimeAgent:
         self._handled_claims: set[str] = set()
         """Claimed-ahead executions this agent started or completed as cancelled, until the replica shows it."""
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._ahead: dict[str, _SentAhead] = {}
+        """Requests sent to the kernel behind the running cell, in the kernel's order (queue id -> request)."""
+        self._aborting: set[asyncio.Task[None]] = set()
+        """Waits for the kernel's answers to requests it aborts after a failure (nothing is sent before)."""
+        self._running_request: SentRequest | None = None
+        self._running_stops_on_error = False
         self._unsubscribe: Callable[[], None] | None = None
         self.end_reason: str | None = None
         self._max_event_bytes = Limits.from_env().max_event_bytes
@@ -375,6 +408,9 @@ class RuntimeAgent:
             self._ai_task.cancel()  # an AI cell stops at once: it runs no kernel code of its own
             return
         for _ in range(attempts):
+            request = self._running_request
+            if request is not None and request.done.done():
+                return  # it ended: an interrupt now would land in what the kernel runs next
             try:
                 await self.kernel.interrupt()
             except Exception:
@@ -423,6 +459,7 @@ class RuntimeAgent:
 
     async def _do_restart(self, detail: str) -> None:
         self._set_status("restarting", detail)
+        self._abandon_ahead()  # the restart loses them: they are sent again when their turn comes
         if self.comms is not None:
             self.comms.kernel_gone()
         try:
@@ -483,21 +520,27 @@ class RuntimeAgent:
                     if not self.session_active():
                         break
                     continue
-                if job.claimed and (job.cancel_requested or job.queue_id in self._handled_claims):
+                if self._ahead and next(iter(self._ahead)) != job.queue_id:  # never expected: the kernel's order is
+                    log.warning("runtime %s: %s is next, not the request sent ahead", self.runtime_id, job.queue_id)
+                    self._abandon_ahead()  # no longer the log's
+                ahead = self._ahead.get(job.queue_id)
+                if ahead is not None:  # the kernel has it: it is started, cancelled or not (a cancel interrupts it)
+                    source: str | None = self._start_claimed(job.queue_id, job.cell_id, ahead.source)
+                elif job.claimed and (job.cancel_requested or job.queue_id in self._handled_claims):
                     self._cancel_claims()  # cancelled before it started: completed as such, never run
                     await self._settled(job.queue_id, "assigned")
                     continue
-                if not job.claimed and job.queue_id in self._claiming:  # our claim is on its way: wait for it
+                elif not job.claimed and job.queue_id in self._claiming:  # our claim is on its way: wait for it
                     await self._settled(job.queue_id, "pending")
                     self._claiming.discard(job.queue_id)
                     continue
-                if job.claimed:  # claimed ahead: start at once, the claim is already ours
-                    source: str | None = self._start_claimed(job.queue_id, job.cell_id)
+                elif job.claimed:  # claimed ahead: start at once, the claim is already ours
+                    source = self._start_claimed(job.queue_id, job.cell_id)
                 else:
                     source = await self._claim(job.queue_id, job.cell_id)
                 if source is not None:
                     self._claim_ahead()
-                    status = await self._execute(job.queue_id, job.cell_id, source)
+                    status = await self._execute(job.queue_id, job.cell_id, source, send_ahead=True)
                     self.last_activity = time.monotonic()
                     await self._started_applied()
                     if status != "success":  # a failure may stop its batch: the server says what is left to run
@@ -538,16 +581,18 @@ class RuntimeAgent:
         self._start.set_result(results)  # the replica catches up while the kernel runs
         return source
 
-    def _start_claimed(self, queue_id: str, cell_id: str) -> str:
+    def _start_claimed(self, queue_id: str, cell_id: str, source: str | None = None) -> str:
         """Start an execution this session claimed ahead, without waiting for the server's answer.
 
         The claim was acknowledged, and a claimed execution is only ever flagged by a cancel (the materializer
         leaves the decision to its runtime), so the start cannot lose unless the session ends. Its result is
-        awaited after the cell (:meth:`_started_applied`): at most one start is ever unconfirmed.
+        awaited after the cell (:meth:`_started_applied`): at most one start is ever unconfirmed. ``source``: what
+        the kernel was sent ahead; else the cell's source now.
         """
         assert self.pipe is not None
-        cell = self.client.replica.view(views.cell, cell_id)
-        source = cell["source"] if cell else ""
+        if source is None:
+            cell = self.client.replica.view(views.cell, cell_id)
+            source = cell["source"] if cell else ""
         events = [make_event("executionStarted", queue_id=queue_id, session_id=self.session_id, source=source)]
         self._cancel_idle_report()
         if self._reported_status != "busy":
@@ -600,7 +645,7 @@ class RuntimeAgent:
             return
         self._handled_claims = {q for q in self._handled_claims if self._queue_status(q) == "assigned"}
         for queue_id in self.client.replica.view(views.claims_to_cancel, self.session_id):
-            if queue_id not in self._handled_claims:
+            if queue_id not in self._handled_claims and queue_id not in self._ahead:  # the kernel runs those
                 self._handled_claims.add(queue_id)
                 self.pipe.emit(make_event("executionCompleted", queue_id=queue_id, status="cancelled", duration_ms=0.0))
 
@@ -622,13 +667,15 @@ class RuntimeAgent:
         item = self.client.replica.view(views.execution, queue_id)
         return item is not None and item["cancel_requested"]
 
-    async def _execute(self, queue_id: str, cell_id: str, source: str) -> str:
-        """Run a started execution and complete it; returns the completion's status."""
+    async def _execute(self, queue_id: str, cell_id: str, source: str, *, send_ahead: bool = False) -> str:
+        """Run a started execution and complete it; returns the completion's status. ``send_ahead``: send the
+        claimed requests of its batch queued behind it to the kernel with it (the work loop's cells only)."""
         assert self.pipe is not None
         self.running_queue_id = queue_id
         self._running_cell_id = cell_id
         self._interrupted_by_cancel = False
         self._restart_during = None
+        self._running_stops_on_error = False
         self.executions += 1
         cell = self.client.replica.view(views.cell, cell_id)
         writer = OutputWriter(self.pipe.emit, cell_id=cell_id, queue_id=queue_id, flush_interval=self.flush_interval,
@@ -638,7 +685,10 @@ class RuntimeAgent:
         timeout = (cell_timeout(cell["metadata"]) if cell is not None else None) or self._execution_timeout()
         try:
             await self._kernel_ready()
-            if self._cancel_requested(queue_id):  # cancelled between the claim and now: do not run it
+            ahead = self._ahead.pop(queue_id, None)
+            if ahead is not None:
+                reply = await self._run_sent_ahead(queue_id, ahead, writer, timeout)
+            elif self._cancel_requested(queue_id):  # cancelled between the claim and now: do not run it
                 self._interrupted_by_cancel = True
                 reply = ExecuteReply(status="aborted")
             elif cell is not None and cell["cell_type"] == "ai" and self.ai_executor is not None:
@@ -647,11 +697,7 @@ class RuntimeAgent:
                 reply = ExecuteReply(status="error", ename="UnsupportedCellType",
                                      evalue=f"this runtime runs code cells; {cell['cell_type']} cells need another runtime")
             else:
-                asks = self.stdin_allowed is None or self.stdin_allowed(queue_id)  # no: StdinNotImplementedError
-                reply = await self.kernel.execute(
-                    source, writer.on_output, on_input=(lambda p, pw: self._ask_input(queue_id, p, pw)) if asks else None,
-                    timeout=timeout, input_timeout=self.input_timeout,
-                )
+                reply = await self._run_code(queue_id, source, writer, timeout, send_ahead=send_ahead)
         except Exception as exc:  # the runtime itself failed: say so on this cell and go on
             log.exception("runtime %s failed to run %s", self.runtime_id, queue_id)
             reply = ExecuteReply(status="error", ename="RuntimeError",
@@ -662,6 +708,9 @@ class RuntimeAgent:
                 self.comms.flush_all()  # the widgets' states are in the log before the completion
             self.running_queue_id = None
             self._running_cell_id = None
+            self._running_request = None
+        if reply.status == "error" and self._running_stops_on_error and self._ahead:
+            self._abort_ahead()  # the kernel aborts what it queued behind a failure, as the log cancels the batch
         duration_ms = (time.perf_counter() - started) * 1000
         restarted = self._restart_during == queue_id
         completion = self._completion(queue_id, reply, duration_ms, timeout, writer, restarted=restarted)
@@ -676,6 +725,92 @@ class RuntimeAgent:
             # no execute_reply even after the interrupt: the cell ignores KeyboardInterrupt; free the kernel
             await self._restart("the cell did not stop when interrupted")
         return str(completion["args"]["status"])
+
+    def _input_for(self, queue_id: str) -> Callable[[str, bool], Awaitable[str]] | None:
+        """How the kernel's ``input()`` is answered for this execution (None: StdinNotImplementedError)."""
+        if self.stdin_allowed is not None and not self.stdin_allowed(queue_id):
+            return None
+        return functools.partial(self._ask_input, queue_id)
+
+    async def _run_code(self, queue_id: str, source: str, writer: OutputWriter, timeout: float | None, *,
+                        send_ahead: bool) -> ExecuteReply:
+        """Send a code cell to the kernel (with what is queued behind it, if ``send_ahead``) and wait for it."""
+        if self._aborting:  # sent now, it could be aborted with them
+            await asyncio.wait(self._aborting, timeout=AHEAD_ABORT_WAIT)
+        item = self.client.replica.view(views.execution, queue_id)
+        batch_id = item["batch_id"] if item else None
+        reply = ExecuteReply(status="aborted")
+        for _attempt in range(3):
+            request = self.kernel.send(source, writer.on_output, on_input=self._input_for(queue_id),
+                                       input_timeout=self.input_timeout, stop_on_error=batch_id is not None)
+            self._running_request, self._running_stops_on_error = request, batch_id is not None
+            if send_ahead:
+                self._send_ahead(queue_id, batch_id)
+                send_ahead = False
+            reply = await self.kernel.wait(request, timeout)
+            if reply.status != "aborted" or self._interrupted_by_cancel:
+                break
+            log.info("runtime %s: the kernel aborted %s (an earlier failure's abort); sending it again",
+                     self.runtime_id, queue_id)
+        return reply
+
+    def _send_ahead(self, queue_id: str, batch_id: str | None) -> None:
+        """Send the kernel, right behind ``queue_id``, the claimed requests of the same batch that follow it: all
+        at once, so that a failure finds them queued and the kernel aborts them all (``stop_on_error``).
+
+        Only a run job's batches (requested by an ``automation`` actor): nobody edits a run's cells while it runs,
+        and it is cancelled as a whole. A cancel of one cell the kernel already has can only interrupt it."""
+        if self._ahead or not self.send_ahead or not self.kernel.aborts_queue_on_error:
+            return
+        for item in self.client.replica.view(views.queued_behind, self.session_id, queue_id, self.send_ahead):
+            if not item.claimed or item.cancel_requested or item.batch_id is None or item.batch_id != batch_id \
+                    or item.cell_type != "code" or item.requester_kind != "automation" \
+                    or item.queue_id in self._handled_claims:
+                break
+            request = self.kernel.send(item.source, on_input=self._input_for(item.queue_id),
+                                       input_timeout=self.input_timeout, stop_on_error=batch_id is not None)
+            self._ahead[item.queue_id] = _SentAhead(request, item.source, batch_id is not None)
+            self.sent_ahead += 1
+
+    async def _run_sent_ahead(self, queue_id: str, ahead: _SentAhead, writer: OutputWriter,
+                              timeout: float | None) -> ExecuteReply:
+        """Wait for a request sent ahead, now started in the log: its held outputs go out first. Cancelled, it is
+        interrupted if it still runs; aborted by the kernel though the log still wants it, it is sent again."""
+        request = ahead.request
+        self._running_request, self._running_stops_on_error = request, ahead.stop_on_error
+        self.kernel.release(request, writer.on_output)
+        if self._cancel_requested(queue_id) and not request.done.done() and not self._interrupted_by_cancel:
+            self._interrupted_by_cancel = True
+            self._spawn(self._interrupt_until_stopped(queue_id))
+        reply = await self.kernel.wait(request, timeout)
+        if reply.status == "aborted" and not self._interrupted_by_cancel:
+            log.info("runtime %s: the kernel aborted %s, sent ahead; sending it again", self.runtime_id, queue_id)
+            return await self._run_code(queue_id, ahead.source, writer, timeout, send_ahead=False)
+        return reply
+
+    def _abort_ahead(self) -> None:
+        """After a failure with ``stop_on_error``: the kernel aborts the requests sent ahead. They are the log's
+        again (cancelled with their batch, or sent anew); their answers are awaited before anything is sent."""
+        for queue_id, ahead in list(self._ahead.items()):
+            task = asyncio.ensure_future(self._await_abort(queue_id, ahead.request))
+            self._aborting.add(task)
+            task.add_done_callback(self._aborting.discard)
+        self._ahead.clear()
+
+    async def _await_abort(self, queue_id: str, request: SentRequest) -> None:
+        self.kernel.release(request)  # what it answers is dropped
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(request.done), AHEAD_ABORT_WAIT)
+        if request.reply is not None and request.reply.get("status") != "aborted":
+            log.warning("runtime %s: the kernel ran %s, sent ahead, after a failure that stopped its batch "
+                        "(it arrived after the kernel's abort); its outputs were dropped", self.runtime_id, queue_id)
+        self.kernel.discard(request)
+
+    def _abandon_ahead(self) -> None:
+        """Forget the requests sent ahead (the kernel restarts and loses them); they are sent again in turn."""
+        for ahead in self._ahead.values():
+            self.kernel.discard(ahead.request)
+        self._ahead.clear()
 
     async def _run_ai(self, queue_id: str, cell_id: str, writer: OutputWriter, timeout: float | None) -> ExecuteReply:
         """Run an AI cell with the injected executor, bounded by the execution timeout; an interrupt or a cancel
@@ -804,4 +939,5 @@ class RuntimeAgent:
             "connection_file": self.kernel.connection_file,
             "started_at": self.started_at,
             "executions": self.executions,
+            "sent_ahead": self.sent_ahead,
         }

@@ -5,6 +5,10 @@ runtime agent uses: one background reader per channel dispatches messages by par
 ``msg_id`` (cheaper than a reader per execution and nothing is lost between cells), and
 a watchdog turns a vanished kernel process into a prompt ``kernel_died`` reply instead of
 a hang.
+
+A request can be sent ahead (``send`` without ``on_output``) and waited for later: the kernel
+queues it behind the one it runs, and whatever it answers to it is held back until ``wait``
+releases it, so that its outputs follow the completion of the cell before.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = [
     "InputCallback",
     "KernelSession",
     "OutputCallback",
+    "SentRequest",
     "UnknownKernelError",
     "list_kernelspecs",
 ]
@@ -144,19 +149,26 @@ class _Execution:
     __slots__ = (
         "died",
         "done",
+        "held",
         "idle",
         "input_task",
         "input_timed_out",
         "input_timeout",
+        "msg_id",
         "on_input",
         "on_output",
         "reply",
     )
 
     def __init__(
-        self, on_output: OutputCallback, on_input: InputCallback | None, input_timeout: float
+        self, on_output: OutputCallback | None, on_input: InputCallback | None, input_timeout: float
     ) -> None:
-        self.on_output = on_output
+        self.msg_id = ""
+        self.on_output: OutputCallback = on_output if on_output is not None else _ignore_output
+        self.held: list[tuple[Callable[[dict[str, Any]], None], dict[str, Any]]] | None = (
+            [] if on_output is None else None
+        )
+        """The kernel's messages for a request sent ahead, until ``KernelSession.wait`` releases them."""
         self.on_input = on_input
         self.input_timeout = input_timeout
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -206,6 +218,26 @@ class _Execution:
             out.status, out.ename = "error", "ExecutionTimeout"
             out.evalue = f"The execution exceeded its {timeout:g} s timeout; the kernel was interrupted."
         return out
+
+
+SentRequest = _Execution
+"""A request sent to the kernel (``KernelSession.send``), to wait for with ``KernelSession.wait``."""
+
+
+def _wake_reader(channel: Any) -> None:
+    """After a send on ``channel``: have pyzmq look for messages waiting on its socket.
+
+    jupyter_client sends through a synchronous shadow of the asyncio socket; the send can take the edge that would
+    have woken the pending receive on that socket, and a reply then sits unread (seen with requests sent while a reply
+    was awaited: execute_requests sent ahead, a widget change, an input reply). pyzmq's own asyncio sends do this
+    check; ``tests/test_kernel.py`` checks that the method still exists."""
+    schedule = getattr(channel.socket, "_schedule_remaining_events", None)
+    if schedule is not None:
+        schedule()
+
+
+def _ignore_output(_kind: str, _content: dict[str, Any]) -> None:
+    pass
 
 
 def _normalize(msg_type: str, c: dict[str, Any]) -> dict[str, Any] | None:
@@ -420,6 +452,13 @@ class KernelSession:
         return self._km.connection_file
 
     @property
+    def aborts_queue_on_error(self) -> bool:
+        """An ipykernel: a request that fails with ``stop_on_error`` aborts every request queued behind it
+        (the Jupyter protocol asks it of every kernel; ipykernel is the one checked here)."""
+        spec = self._km.kernel_spec
+        return spec is not None and any("ipykernel" in part for part in spec.argv)
+
+    @property
     def execution_state(self) -> str:
         """'starting' | 'idle' | 'busy' | 'dead', from IOPub status and the watchdog."""
         return self._state
@@ -438,29 +477,72 @@ class KernelSession:
     ) -> ExecuteReply:
         """Run ``code``; returns once the reply and the final IOPub idle have both arrived."""
         async with self._lock:
-            ex = _Execution(on_output, on_input, input_timeout)
-            if self._dead is not None or self._kc is None:
-                ex.died = self._dead or "The kernel is not running."
-                return ex.result(timeout, False)
-            msg_id = self._kc.execute(
-                code, silent=silent, store_history=not silent, allow_stdin=on_input is not None
-            )
-            self._pending[msg_id] = ex
-            timed_out = False
-            try:
-                if timeout is None:
-                    await ex.done
-                else:
-                    done, _ = await asyncio.wait((ex.done,), timeout=timeout)
-                    if not done:
-                        timed_out = True
-                        await self.interrupt()
-                        await asyncio.wait((ex.done,), timeout=_INTERRUPT_GRACE)
-            finally:
-                self._pending.pop(msg_id, None)
-                if ex.input_task is not None and not ex.input_task.done():
-                    ex.input_task.cancel()
-            return ex.result(timeout, timed_out)
+            request = self.send(code, on_output, on_input=on_input, input_timeout=input_timeout, silent=silent)
+            return await self.wait(request, timeout)
+
+    def send(
+        self,
+        code: str,
+        on_output: OutputCallback | None = None,
+        *,
+        on_input: InputCallback | None = None,
+        input_timeout: float = 60.0,
+        silent: bool = False,
+        stop_on_error: bool = True,
+    ) -> SentRequest:
+        """Send an execute_request now and wait for it later (``wait``). Without ``on_output`` it is sent ahead:
+        the kernel runs it after what it runs now, and its messages are held until ``wait`` gives them a
+        callback. ``stop_on_error``: if it fails, the kernel aborts the requests queued behind it."""
+        ex = _Execution(on_output, on_input, input_timeout)
+        if self._dead is not None or self._kc is None:
+            ex.died = self._dead or "The kernel is not running."
+            ex.finish()
+            return ex
+        ex.msg_id = self._kc.execute(
+            code, silent=silent, store_history=not silent, allow_stdin=on_input is not None,
+            stop_on_error=stop_on_error,
+        )
+        _wake_reader(self._kc.shell_channel)
+        self._pending[ex.msg_id] = ex
+        return ex
+
+    async def wait(
+        self, request: SentRequest, timeout: float | None, *, on_output: OutputCallback | None = None
+    ) -> ExecuteReply:
+        """Wait for a sent request (``timeout`` counts from now); a request sent ahead gets its ``on_output``
+        here, and what the kernel answered to it so far is handled first."""
+        ex = request
+        self.release(ex, on_output)
+        timed_out = False
+        try:
+            if timeout is None:
+                await ex.done
+            else:
+                done, _ = await asyncio.wait((ex.done,), timeout=timeout)
+                if not done:
+                    timed_out = True
+                    await self.interrupt()
+                    await asyncio.wait((ex.done,), timeout=_INTERRUPT_GRACE)
+        finally:
+            self._pending.pop(ex.msg_id, None)
+            if ex.input_task is not None and not ex.input_task.done():
+                ex.input_task.cancel()
+        return ex.result(timeout, timed_out)
+
+    def release(self, request: SentRequest, on_output: OutputCallback | None = None) -> None:
+        """Hand a request sent ahead its kernel messages held so far, and the next ones as they come."""
+        if on_output is not None:
+            request.on_output = on_output
+        held, request.held = request.held, None
+        for handle, msg in held or ():
+            handle(msg)
+
+    def discard(self, request: SentRequest) -> None:
+        """Forget a sent request: whatever the kernel still answers to it is dropped."""
+        self._pending.pop(request.msg_id, None)
+        request.held = None
+        if request.input_task is not None and not request.input_task.done():
+            request.input_task.cancel()
 
     def send_comm(self, comm_id: str, data: dict[str, Any], buffers: list[bytes] | None = None) -> str | None:
         """Send a comm_msg to the kernel (a widget change from a viewer); its msg_id, or None if not running.
@@ -470,6 +552,7 @@ class KernelSession:
             return None
         msg = self._kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
         self._kc.session.send(self._kc.shell_channel.socket, msg, buffers=buffers or None)
+        _wake_reader(self._kc.shell_channel)
         return str(msg["header"]["msg_id"])
 
     async def set_cwd(self, path: str | os.PathLike[str]) -> None:
@@ -501,10 +584,19 @@ class KernelSession:
             except Exception:
                 log.exception("Dropped a malformed or unhandled kernel message")
 
+    def _held(self, ex: _Execution | None, handle: Callable[[dict[str, Any]], None], msg: dict[str, Any]) -> bool:
+        """Hold a message for a request sent ahead (True), until it is released."""
+        if ex is None or ex.held is None:
+            return False
+        ex.held.append((handle, msg))
+        return True
+
     def _on_iopub(self, msg: dict[str, Any]) -> None:
         msg_type = msg["header"]["msg_type"]
         parent_id = msg["parent_header"].get("msg_id")
         ex = self._pending.get(parent_id)
+        if self._held(ex, self._on_iopub, msg):
+            return
         if msg_type == "status":
             self._state = msg["content"].get("execution_state", self._state)
             if ex is not None and self._state == "idle":
@@ -530,12 +622,16 @@ class KernelSession:
 
     def _on_shell(self, msg: dict[str, Any]) -> None:
         ex = self._pending.get(msg["parent_header"].get("msg_id"))
+        if self._held(ex, self._on_shell, msg):
+            return
         if ex is not None and msg["header"]["msg_type"] == "execute_reply":
             ex.reply = msg["content"]
             ex.maybe_finish()
 
     def _on_stdin(self, msg: dict[str, Any]) -> None:
         ex = self._pending.get(msg["parent_header"].get("msg_id"))
+        if self._held(ex, self._on_stdin, msg):
+            return
         if ex is None or ex.on_input is None or msg["header"]["msg_type"] != "input_request":
             return
         content = msg["content"]
@@ -557,6 +653,7 @@ class KernelSession:
             return
         if self._kc is not None and not ex.done.done():
             self._kc.input(str(value))
+            _wake_reader(self._kc.stdin_channel)
 
     async def _watchdog(self) -> None:
         while True:

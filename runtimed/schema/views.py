@@ -344,6 +344,30 @@ def next_work(conn: Reader, session_id: str) -> NextWork | None:
     return None if row is None else NextWork(row[0], row[1], row[2] == "assigned", bool(row[3]))
 
 
+class QueuedBehind(NamedTuple):
+    queue_id: str
+    cell_id: str
+    cell_type: str | None
+    source: str
+    batch_id: str | None
+    claimed: bool
+    cancel_requested: bool
+    requester_kind: str | None
+
+
+def queued_behind(conn: Reader, session_id: str, queue_id: str, limit: int) -> list[QueuedBehind]:
+    """What a runtime session runs after ``queue_id``, in order (``next_work``'s order), at most ``limit``: the
+    runtime sends the claimed ones of its batch to the kernel ahead."""
+    rows = conn.execute(
+        "SELECT q.queue_id, q.cell_id, c.cell_type, c.source, q.batch_id, q.status, q.cancel_requested, a.kind "
+        "FROM execution_queue q LEFT JOIN cells c ON c.id = q.cell_id LEFT JOIN actors a ON a.id = q.requested_by "
+        "WHERE (q.status = 'pending' OR (q.status = 'assigned' AND q.session_id = ?)) "
+        "AND q.requested_seq > (SELECT requested_seq FROM execution_queue WHERE queue_id = ?) "
+        "ORDER BY q.requested_seq LIMIT ?", (session_id, queue_id, limit)).fetchall()
+    return [QueuedBehind(q, cell, cell_type, source or "", batch, status == "assigned", bool(cancel), kind)
+            for q, cell, cell_type, source, batch, status, cancel, kind in rows]
+
+
 def pending_queue_ids(conn: Reader, limit: int) -> list[str]:
     """The oldest pending requests' queue ids (what a runtime claims ahead), at most ``limit``."""
     rows = conn.execute("SELECT queue_id FROM execution_queue WHERE status = 'pending' ORDER BY requested_seq LIMIT ?",

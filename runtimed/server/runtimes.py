@@ -20,7 +20,7 @@ from runtimed.agents.ai_cell import AiCellExecutor
 from runtimed.client.discovery import DaemonEndpoint
 from runtimed.client.sync import SyncClient
 from runtimed.errors import RuntimedError
-from runtimed.runtime.agent import RuntimeAgent
+from runtimed.runtime.agent import SEND_AHEAD, RuntimeAgent
 from runtimed.runtime.environments import EnvironmentStore
 from runtimed.runtime.pool import KernelPool
 from runtimed.schema import views
@@ -226,7 +226,8 @@ class RuntimeManager:
         agent = RuntimeAgent(client, kernel, runtime_id=runtime_id, displace=False, input_timeout=self.input_timeout,
                              stdin_allowed=lambda queue_id: stdin_answerable(self.daemon, notebook_id, queue_id),
                              artifacts=StoreSink(self.daemon.artifacts),
-                             ai_executor=AiCellExecutor(DaemonEndpoint(self.daemon.url, self.daemon.auth.token)))
+                             ai_executor=AiCellExecutor(DaemonEndpoint(self.daemon.url, self.daemon.auth.token)),
+                             send_ahead=SEND_AHEAD)
         try:
             await agent.start()
         except BaseException as exc:  # a failure, or a stop that cancelled the start: the kernel must not leak
