@@ -245,9 +245,9 @@ class RuntimeAgent:
         self.artifacts = artifacts
         """Where large output values go (None: a value too large for an event becomes an error output)."""
         self.ai_executor = ai_executor
+        """Runs ``ai`` cells (None: they fail with UnsupportedCellType)."""
         self.send_ahead = send_ahead
         """How many requests of a run job's batch go to the kernel ahead of their start (0: none; ``SEND_AHEAD``)."""
-        """Runs ``ai`` cells (None: they fail with UnsupportedCellType)."""
         self._ai_task: asyncio.Task | None = None
         self._ai_queue_id: str | None = None
         self.pipe: EventPipe | None = None
@@ -520,7 +520,7 @@ class RuntimeAgent:
                     if not self.session_active():
                         break
                     continue
-                if self._ahead and next(iter(self._ahead)) != job.queue_id:  # never expected: the kernel's order is
+                if self._ahead and next(iter(self._ahead)) != job.queue_id:  # never expected: they are next in the queue
                     log.warning("runtime %s: %s is next, not the request sent ahead", self.runtime_id, job.queue_id)
                     self._abandon_ahead()  # no longer the log's
                 ahead = self._ahead.get(job.queue_id)
