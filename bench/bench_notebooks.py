@@ -69,11 +69,13 @@ NOTES = [
     "http.client with email and ssl: `python -c 'import http.client'` alone takes 0.09 s here) and runtimed's "
     "errors and options modules.",
     "**Per cell** (trivial200): claim-ahead removed the claim's round trip between cells (the agent waited 7 ms "
-    "per cell for it; now 0.2 ms), but the daemon's CPU per cell (about 13 ms of CPU per trivial cell on this "
-    "machine, 2.75 s for 200 cells: appending and materializing each event in the daemon's store and in the "
-    "runtime's and the job's replicas, jupyter_client's message parsing, the job's views) competes with the "
-    "kernel on 2 shared cores, so a cell's kernel time grows from 12 to 16 ms: the ratio to the raw loop is where "
-    "that shows.",
+    "per cell for it; now 0.2 ms), but the kernel still waited between two cells while the daemon recorded the "
+    "first (about 13 ms of the daemon's CPU per trivial cell: appending and materializing each event in the "
+    "store and in the runtime's and the job's replicas, jupyter_client's message parsing, the job's views), and "
+    "runt run took 1.18x the raw loop (4.72 s, 2026-11-30 15:22). Since the cells of a run job's batch go to the "
+    "kernel up to 16 at a time (sent ahead, held until each starts in the log; docs/architecture.md), the kernel "
+    "runs them back to back while the daemon records them on the other core: 2.69 s, 0.76x the raw loop, in the "
+    "run of 2026-11-30 19:50 (3 rounds, load about 1 at start). The daemon's CPU per cell is unchanged.",
     "**Where the daemon's CPU goes** (trivial200, 2026-11-30, per-function thread CPU inside the daemon, load "
     "5-10): the runtime's and the job's replicas applying ~1000 events each 0.35-0.45 s together (was 0.45-0.85 s: "
     "the job's replica no longer records the events, which it never reads), the store's appends 0.33-0.41 s, "
