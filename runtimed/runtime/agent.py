@@ -33,7 +33,6 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +76,6 @@ AiExecutor = Callable[..., Awaitable[dict[str, Any] | None]]
 """Runs an AI cell (``runtimed.agents.ai_cell.AiCellExecutor``, injected: the runtime does not import agents).
 Called with ``client``, ``cell_id``, ``queue_id``, ``output`` (the writer's ``on_output``) and ``serve`` (given an
 actor id, this agent runs that actor's requests while the AI cell runs); returns None or ``{ename, evalue}``."""
-
-
-@dataclass
-class _SentAhead:
-    """A request sent to the kernel ahead of its start in the log."""
-
-    request: SentRequest
-    source: str
-    stop_on_error: bool
 
 
 def _remove_spools(artifacts: list[Blob]) -> None:
@@ -274,12 +264,11 @@ class RuntimeAgent:
         self._handled_claims: set[str] = set()
         """Claimed-ahead executions this agent started or completed as cancelled, until the replica shows it."""
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._ahead: dict[str, _SentAhead] = {}
+        self._ahead: dict[str, SentRequest] = {}
         """Requests sent to the kernel behind the running cell, in the kernel's order (queue id -> request)."""
         self._aborting: set[asyncio.Task[None]] = set()
         """Waits for the kernel's answers to requests it aborts after a failure (nothing is sent before)."""
         self._running_request: SentRequest | None = None
-        self._running_stops_on_error = False
         self._unsubscribe: Callable[[], None] | None = None
         self.end_reason: str | None = None
         self._max_event_bytes = Limits.from_env().max_event_bytes
@@ -525,7 +514,7 @@ class RuntimeAgent:
                     self._abandon_ahead()  # no longer the log's
                 ahead = self._ahead.get(job.queue_id)
                 if ahead is not None:  # the kernel has it: it is started, cancelled or not (a cancel interrupts it)
-                    source: str | None = self._start_claimed(job.queue_id, job.cell_id, ahead.source)
+                    source: str | None = self._start_claimed(job.queue_id, job.cell_id, ahead.code)
                 elif job.claimed and (job.cancel_requested or job.queue_id in self._handled_claims):
                     self._cancel_claims()  # cancelled before it started: completed as such, never run
                     await self._settled(job.queue_id, "assigned")
@@ -675,7 +664,6 @@ class RuntimeAgent:
         self._running_cell_id = cell_id
         self._interrupted_by_cancel = False
         self._restart_during = None
-        self._running_stops_on_error = False
         self.executions += 1
         cell = self.client.replica.view(views.cell, cell_id)
         writer = OutputWriter(self.pipe.emit, cell_id=cell_id, queue_id=queue_id, flush_interval=self.flush_interval,
@@ -708,8 +696,8 @@ class RuntimeAgent:
                 self.comms.flush_all()  # the widgets' states are in the log before the completion
             self.running_queue_id = None
             self._running_cell_id = None
-            self._running_request = None
-        if reply.status == "error" and self._running_stops_on_error and self._ahead:
+            request, self._running_request = self._running_request, None
+        if reply.status == "error" and request is not None and request.stop_on_error and self._ahead:
             self._abort_ahead()  # the kernel aborts what it queued behind a failure, as the log cancels the batch
         duration_ms = (time.perf_counter() - started) * 1000
         restarted = self._restart_during == queue_id
@@ -743,7 +731,7 @@ class RuntimeAgent:
         for _attempt in range(3):
             request = self.kernel.send(source, writer.on_output, on_input=self._input_for(queue_id),
                                        input_timeout=self.input_timeout, stop_on_error=batch_id is not None)
-            self._running_request, self._running_stops_on_error = request, batch_id is not None
+            self._running_request = request
             if send_ahead:
                 self._send_ahead(queue_id, batch_id)
                 send_ahead = False
@@ -760,24 +748,21 @@ class RuntimeAgent:
 
         Only a run job's batches (requested by an ``automation`` actor): nobody edits a run's cells while it runs,
         and it is cancelled as a whole. A cancel of one cell the kernel already has can only interrupt it."""
-        if self._ahead or not self.send_ahead or not self.kernel.aborts_queue_on_error:
+        if batch_id is None or self._ahead or not self.send_ahead or not self.kernel.aborts_queue_on_error:
             return
         for item in self.client.replica.view(views.queued_behind, self.session_id, queue_id, self.send_ahead):
-            if not item.claimed or item.cancel_requested or item.batch_id is None or item.batch_id != batch_id \
-                    or item.cell_type != "code" or item.requester_kind != "automation" \
-                    or item.queue_id in self._handled_claims:
+            if not item.claimed or item.cancel_requested or item.batch_id != batch_id or item.cell_type != "code" \
+                    or item.requester_kind != "automation" or item.queue_id in self._handled_claims:
                 break
-            request = self.kernel.send(item.source, on_input=self._input_for(item.queue_id),
-                                       input_timeout=self.input_timeout, stop_on_error=batch_id is not None)
-            self._ahead[item.queue_id] = _SentAhead(request, item.source, batch_id is not None)
+            self._ahead[item.queue_id] = self.kernel.send(item.source, on_input=self._input_for(item.queue_id),
+                                                          input_timeout=self.input_timeout, stop_on_error=True)
             self.sent_ahead += 1
 
-    async def _run_sent_ahead(self, queue_id: str, ahead: _SentAhead, writer: OutputWriter,
+    async def _run_sent_ahead(self, queue_id: str, request: SentRequest, writer: OutputWriter,
                               timeout: float | None) -> ExecuteReply:
         """Wait for a request sent ahead, now started in the log: its held outputs go out first. Cancelled, it is
         interrupted if it still runs; aborted by the kernel though the log still wants it, it is sent again."""
-        request = ahead.request
-        self._running_request, self._running_stops_on_error = request, ahead.stop_on_error
+        self._running_request = request
         self.kernel.release(request, writer.on_output)
         if self._cancel_requested(queue_id) and not request.done.done() and not self._interrupted_by_cancel:
             self._interrupted_by_cancel = True
@@ -785,14 +770,14 @@ class RuntimeAgent:
         reply = await self.kernel.wait(request, timeout)
         if reply.status == "aborted" and not self._interrupted_by_cancel:
             log.info("runtime %s: the kernel aborted %s, sent ahead; sending it again", self.runtime_id, queue_id)
-            return await self._run_code(queue_id, ahead.source, writer, timeout, send_ahead=False)
+            return await self._run_code(queue_id, request.code, writer, timeout, send_ahead=False)
         return reply
 
     def _abort_ahead(self) -> None:
         """After a failure with ``stop_on_error``: the kernel aborts the requests sent ahead. They are the log's
         again (cancelled with their batch, or sent anew); their answers are awaited before anything is sent."""
-        for queue_id, ahead in list(self._ahead.items()):
-            task = asyncio.ensure_future(self._await_abort(queue_id, ahead.request))
+        for queue_id, request in self._ahead.items():
+            task = asyncio.ensure_future(self._await_abort(queue_id, request))
             self._aborting.add(task)
             task.add_done_callback(self._aborting.discard)
         self._ahead.clear()
@@ -808,8 +793,8 @@ class RuntimeAgent:
 
     def _abandon_ahead(self) -> None:
         """Forget the requests sent ahead (the kernel restarts and loses them); they are sent again in turn."""
-        for ahead in self._ahead.values():
-            self.kernel.discard(ahead.request)
+        for request in self._ahead.values():
+            self.kernel.discard(request)
         self._ahead.clear()
 
     async def _run_ai(self, queue_id: str, cell_id: str, writer: OutputWriter, timeout: float | None) -> ExecuteReply:

@@ -147,6 +147,7 @@ class _Execution:
     """State of one in-flight execute_request, filled in by the channel readers."""
 
     __slots__ = (
+        "code",
         "died",
         "done",
         "held",
@@ -158,11 +159,16 @@ class _Execution:
         "on_input",
         "on_output",
         "reply",
+        "stop_on_error",
     )
 
     def __init__(
-        self, on_output: OutputCallback | None, on_input: InputCallback | None, input_timeout: float
+        self, code: str, on_output: OutputCallback | None, on_input: InputCallback | None, input_timeout: float,
+        stop_on_error: bool = True,
     ) -> None:
+        self.code = code
+        self.stop_on_error = stop_on_error
+        """If it fails, the kernel aborts the requests queued behind it."""
         self.msg_id = ""
         self.on_output: OutputCallback = on_output if on_output is not None else _ignore_output
         self.held: list[tuple[Callable[[dict[str, Any]], None], dict[str, Any]]] | None = (
@@ -493,7 +499,7 @@ class KernelSession:
         """Send an execute_request now and wait for it later (``wait``). Without ``on_output`` it is sent ahead:
         the kernel runs it after what it runs now, and its messages are held until ``wait`` gives them a
         callback. ``stop_on_error``: if it fails, the kernel aborts the requests queued behind it."""
-        ex = _Execution(on_output, on_input, input_timeout)
+        ex = _Execution(code, on_output, on_input, input_timeout, stop_on_error)
         if self._dead is not None or self._kc is None:
             ex.died = self._dead or "The kernel is not running."
             ex.finish()
