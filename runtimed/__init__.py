@@ -19,25 +19,18 @@ The public names load lazily, so ``import runtimed`` (and the ``runt`` CLI) stay
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False
+"""typing's own flag (type checkers take any ``TYPE_CHECKING`` as true), without importing typing: ``runt run``
+imports this package first, and typing with the error registry cost it a tenth of its start."""
 
-from runtimed.errors import (
-    AuthError,
-    CellNotFoundError,
-    ConnectionLostError,
-    DaemonNotRunningError,
-    DaemonStartError,
-    EventRejected,
-    ExecutionTimeoutError,
-    InvalidNotebookError,
-    KernelError,
-    NotFoundError,
-    RuntimedError,
-)
+_ERRORS = ("AuthError", "CellNotFoundError", "ConnectionLostError", "DaemonNotRunningError", "DaemonStartError",
+           "EventRejected", "ExecutionTimeoutError", "InvalidNotebookError", "KernelError", "NotFoundError",
+           "RuntimedError")
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    **dict.fromkeys(_ERRORS, "runtimed.errors"),
     "Session": "runtimed.client.session",
     "AsyncSession": "runtimed.client.session",
     "DaemonClient": "runtimed.client.daemon_client",
@@ -65,6 +58,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from runtimed.automation.run import run_notebook
     from runtimed.client.daemon_client import DaemonClient
     from runtimed.client.models import (
@@ -90,6 +85,19 @@ if TYPE_CHECKING:
     )
     from runtimed.client.session import AsyncSession, Session
     from runtimed.client.sidecar import load_ipython_extension, sidecar, unload_ipython_extension
+    from runtimed.errors import (
+        AuthError,
+        CellNotFoundError,
+        ConnectionLostError,
+        DaemonNotRunningError,
+        DaemonStartError,
+        EventRejected,
+        ExecutionTimeoutError,
+        InvalidNotebookError,
+        KernelError,
+        NotFoundError,
+        RuntimedError,
+    )
 
 
 def __getattr__(name: str) -> Any:

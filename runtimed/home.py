@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtimed import home_files
+from runtimed.home_files import home_folder
+from runtimed.home_files import pid_alive as pid_alive  # where the clients have always imported it from
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8730
 PRIVATE_FILE = 0o600
@@ -31,11 +35,7 @@ _user_umask: int | None = None
 
 
 def default_home() -> Path:
-    env = os.environ.get("RUNTIMED_HOME")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "runtimed"
+    return Path(home_folder())
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,7 @@ class Home:
             _user_umask = previous
 
     def read_token(self) -> str | None:
-        try:
-            return self.token_file.read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        return home_files.read_token(self.path)
 
     def ensure_token(self) -> str:
         """The home's token, created with mode 0600 on first use."""
@@ -122,11 +119,7 @@ class Home:
         return shared or self.ensure_token()
 
     def read_daemon_info(self) -> dict[str, Any] | None:
-        try:
-            info = json.loads(self.daemon_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-        return info if isinstance(info, dict) and "url" in info else None
+        return home_files.read_daemon_info(self.path)
 
     def write_daemon_info(self, info: dict[str, Any]) -> None:
         self._mkdir()
@@ -188,13 +181,3 @@ def user_umask() -> int:
     """The umask this process had before :meth:`Home.make_process_private` (-1: unchanged), for the
     processes it starts on the user's behalf (kernels): their files are the user's, not the home's."""
     return -1 if _user_umask is None else _user_umask
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -8,6 +8,7 @@ same run, reached by adding a flag that changes nothing), and every other comman
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -52,6 +53,11 @@ NOT_PLAIN = [
     ["run", "in.ipynb", "out.ipynb", "--", "-p", "a", "1"],
     ["run", "a.ipynb", "b.ipynb", "c.ipynb"],
 ]
+
+
+HEAVY = {"typing", "dataclasses", "http.client", "asyncio", "logging", "pathlib", "runtimed.errors",
+         "runtimed.automation.options", "runtimed.automation.parameters", "runtimed.client.discovery"}
+"""What the plain ``runt run`` of a notebook that succeeds never loads (each costs the run's start 5-40 ms)."""
 
 
 def _normal(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +136,8 @@ def test_plain_run_and_clicks_give_the_same_results(daemon: Any, tmp_path: Path)
             imported = _imported(proc)
             if path == "plain":  # click loads only to show a failure (in red)
                 assert ("click" in imported) == (expected != ExitCode.OK), (args, sorted(imported))
+                if expected == ExitCode.OK:  # submitted and followed on the lightest modules (run_plain.py)
+                    assert not imported & HEAVY, (args, sorted(imported & HEAVY))
             else:
                 assert "click" in imported
             messages[path] = _messages(proc, out)
@@ -152,3 +160,45 @@ def test_unusual_flags_still_go_through_click(daemon: Any, tmp_path: Path) -> No
     assert "after '7'" in str(_cells(out)[-1][1])
     usage = _runt("run", str(fail), str(out), "-p", "a", env=daemon.env())  # -p takes NAME VALUE
     assert usage.returncode == ExitCode.USAGE and "requires 2 arguments" in usage.stderr
+
+
+def test_plain_and_clicks_submit_the_same_run(daemon: Any, tmp_path: Path) -> None:
+    """The plain path sends only the options that differ from their defaults: the daemon must end up with the
+    options the full path sends for the same command line."""
+    nb = write(make_notebook(("code", "x = 1", ["parameters"]), ("code", "print(x)")), tmp_path / "nb.ipynb")
+    for path, extra in (("plain", []), ("click", ["--no-progress-bar"])):
+        proc = _runt("run", str(nb), str(tmp_path / "out.ipynb"), "-p", "x", "2.5", "-p", "y", "True", *extra,
+                     env=daemon.env())
+        assert proc.returncode == 0, (path, proc.stderr[-3000:])
+    listed = subprocess.run([*RUNT, "runs", "--json"], env=daemon.env(), capture_output=True, text=True,
+                            timeout=60)
+    runs = json.loads(listed.stdout)
+    assert len(runs) == 2, listed.stdout
+    first, second = (runt_run["options"] for runt_run in runs)
+    assert first.pop("notebook_id").startswith("run-nb-") and second.pop("notebook_id").startswith("run-nb-")
+    assert first == second
+    assert first["parameters"] == {"x": 2.5, "y": True} and first["write_output_file"] is True
+
+
+def test_a_daemon_gone_since_it_wrote_daemon_json_is_replaced(home: Path, tmp_path: Path) -> None:
+    """``daemon.json`` names a live process (its pid reused) and a port where nothing listens: the plain path's
+    submit is refused, and the full path starts a daemon and runs the notebook."""
+    import os
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    (home / "token").write_text("a-token-of-this-home")
+    (home / "daemon.json").write_text(json.dumps({"url": f"http://127.0.0.1:{port}", "pid": os.getpid()}))
+    nb = write(make_notebook(("code", "print('ran')")), tmp_path / "nb.ipynb")
+    out = tmp_path / "out.ipynb"
+    env = {**os.environ, "RUNTIMED_HOME": str(home)}
+    try:
+        proc = _runt("run", str(nb), str(out), env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "ran" in str(_cells(out)[0][1])
+        info = json.loads((home / "daemon.json").read_text())
+        assert info["pid"] != os.getpid() and info["url"] != f"http://127.0.0.1:{port}"
+    finally:
+        subprocess.run([*RUNT, "daemon", "stop"], env=env, capture_output=True, timeout=60)

@@ -15,6 +15,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from runtimed import __version__
+from runtimed.automation.param_values import resolve_type as resolve_type  # its home since issue 16
 from runtimed.errors import RuntimedError
 
 if TYPE_CHECKING:  # nbformat, yaml, fsspec (and ast, copy, base64) load when used: `runt run` parses -p without them
@@ -35,22 +36,6 @@ class ParameterError(RuntimedError):
 
 
 # -- reading parameters from the command line --------------------------------------------------------
-
-
-def resolve_type(value: str) -> Any:
-    """Papermill's ``-p`` type inference: True/False/None, int, float, else the string itself."""
-    if value == "True":
-        return True
-    if value == "False":
-        return False
-    if value == "None":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 @cache

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing's flag without importing typing (see runtimed/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 _GROUP_NAMES = ("cli", "COMMANDS", "ALIASES", "LazyGroup", "load", "CONTEXT_SETTINGS")
 

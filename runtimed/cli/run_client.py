@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing's flag without importing typing (see runtimed/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from runtimed.client.discovery import DaemonEndpoint
 
 FINAL = {"success", "error", "cancelled", "kernel_died", "timeout", "start_failed", "failed", "prepared", "expectations_failed"}
@@ -35,23 +37,31 @@ class RunClient:
     Each call is one standard-library request (``client/light_http.py``): ``runt run`` makes a handful of them, and httpx's import would cost more than a small run.
     This module imports asyncio only where it is used: ``runt run`` submits before it needs it."""
 
-    def __init__(self, endpoint: DaemonEndpoint) -> None:
-        self.endpoint = endpoint
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+
+    @classmethod
+    def of(cls, endpoint: DaemonEndpoint) -> RunClient:
+        return cls(endpoint.url, endpoint.token)
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                 timeout: float = POLL_S + 30) -> Any:
         """One blocking call (``runt run`` submits this way, before it imports asyncio)."""
         from runtimed.client import light_http
-        from runtimed.errors import DaemonNotRunningError
 
         try:
-            status, content = light_http.request(self.endpoint.url, method, path, headers=self.endpoint.headers(),
+            status, content = light_http.request(self.url, method, path, headers=light_http.bearer(self.token),
                                                  body=json, params=params, timeout=timeout)
-        except DaemonNotRunningError:
-            raise DaemonNotRunningError(f"cannot reach the daemon at {self.endpoint.url}; "
-                                        "start it with `runt daemon start`") from None
         except light_http.Timeout:
-            raise light_http.daemon_timeout(self.endpoint.url, method, path, timeout) from None
+            raise light_http.daemon_timeout(self.url, method, path, timeout) from None
+        except Exception as exc:
+            from runtimed.errors import DaemonNotRunningError  # the registry loads only for an error
+
+            if isinstance(exc, DaemonNotRunningError):
+                raise DaemonNotRunningError(f"cannot reach the daemon at {self.url}; "
+                                            "start it with `runt daemon start`") from None
+            raise
         return light_http.json_or_error(status, content)
 
     async def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
@@ -76,12 +86,11 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
     warned = 0  # the run's warnings shown so far
     log_task = None
     if log_output:
-        log_task = asyncio.create_task(_stream_log(client.endpoint, run["notebook_id"], log_to_stderr))
+        log_task = asyncio.create_task(_stream_log(client, run["notebook_id"], log_to_stderr))
     try:
         try:
             while run["status"] not in FINAL:
-                run = await client.call("GET", f"/api/runs/{run['id']}", params={
-                    "version": run["version"], "wait": POLL_S, "settle": PROGRESS_SETTLE_S if progress_bar else SETTLE_S})
+                run = await asyncio.to_thread(poll, client, run, PROGRESS_SETTLE_S if progress_bar else SETTLE_S)
                 warned = _show_warnings(run, warned)
                 if progress is None and progress_bar and run.get("total"):
                     progress = CellProgress(run["total"], enabled=True)
@@ -90,8 +99,7 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
                 if on_change is not None:
                     on_change(run)
         except (KeyboardInterrupt, asyncio.CancelledError):
-            say(f"runt run: cancelling run {run['id']} (its output is kept; "
-                f"`runt runs resume {run['id']}` continues it)")
+            say(_cancelling(run))
             run = await asyncio.shield(_cancel_and_wait(client, run))
     finally:
         _show_warnings(run, warned)  # a run that ended before the first poll
@@ -107,15 +115,48 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
     return run
 
 
-def _show_warnings(run: dict[str, Any], shown: int) -> int:
+def follow_plainly(client: RunClient, run: dict[str, Any], *, log_level: str,
+                   on_change: Callable[[dict[str, Any]], None], say: Callable[[str], None]) -> dict[str, Any]:
+    """:func:`follow` without a progress bar or a live log, and without asyncio (the plain ``runt run``, whose
+    cell runs while this process would import it): blocking long polls; Ctrl-C cancels the run."""
+    warned = 0
+    try:
+        while run["status"] not in FINAL:
+            run = poll(client, run, SETTLE_S)
+            warned = _show_warnings(run, warned, log_level)
+            on_change(run)
+    except KeyboardInterrupt:
+        say(_cancelling(run))
+        import asyncio
+
+        run = asyncio.run(_cancel_and_wait(client, run))
+    finally:
+        _show_warnings(run, warned, log_level)  # a run that ended before the first poll
+    return run
+
+
+def poll(client: RunClient, run: dict[str, Any], settle: float) -> dict[str, Any]:
+    """The run once it has changed since ``run`` (a long poll of at most ``POLL_S``; blocking)."""
+    return client.request("GET", f"/api/runs/{run['id']}",
+                          params={"version": run["version"], "wait": POLL_S, "settle": settle})
+
+
+def _cancelling(run: dict[str, Any]) -> str:
+    return f"runt run: cancelling run {run['id']} (its output is kept; `runt runs resume {run['id']}` continues it)"
+
+
+def _show_warnings(run: dict[str, Any], shown: int, log_level: str | None = None) -> int:
     """Log the run's warnings not shown yet on the CLI's logger (papermill's ``--log-level`` applies); how many
-    are shown now."""
+    are shown now. With ``log_level``, the logger is set up first (the plain ``runt run`` loads logging only
+    when there is something to log)."""
     warnings = run.get("warnings") or []
     if len(warnings) > shown:
         import logging
 
-        from runtimed.automation.papermill_compat import LOGGER
+        from runtimed.automation.papermill_compat import LOGGER, setup_logging
 
+        if log_level is not None:
+            setup_logging(log_level)
         for message in warnings[shown:]:
             logging.getLogger(LOGGER).warning(message)
     return max(shown, len(warnings))
@@ -132,7 +173,7 @@ async def _cancel_and_wait(client: RunClient, run: dict[str, Any]) -> dict[str, 
     return run
 
 
-async def _stream_log(endpoint: DaemonEndpoint, notebook_id: str, to_stderr: bool) -> None:
+async def _stream_log(daemon: RunClient, notebook_id: str, to_stderr: bool) -> None:
     """``--log-output``: the run's cell output as it arrives (a replica of the run's notebook)."""
     import asyncio
     import uuid
@@ -141,7 +182,7 @@ async def _stream_log(endpoint: DaemonEndpoint, notebook_id: str, to_stderr: boo
     from runtimed.client.sync import SyncClient
 
     actor = {"id": f"runt-log-{uuid.uuid4().hex[:8]}", "kind": "automation", "name": "runt run --log-output"}
-    client = SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run")
+    client = SyncClient(daemon.url, daemon.token, notebook_id, actor, client="runt-run")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LOG_OPEN_WAIT_S
     while True:  # the daemon imports the notebook just after the submit: wait for it, bounded
@@ -152,7 +193,7 @@ async def _stream_log(endpoint: DaemonEndpoint, notebook_id: str, to_stderr: boo
             await client.close()
             if loop.time() >= deadline:
                 break
-            client = SyncClient(endpoint.url, endpoint.token, notebook_id, actor, client="runt-run")
+            client = SyncClient(daemon.url, daemon.token, notebook_id, actor, client="runt-run")
             await asyncio.sleep(0.05)
     if not client.is_connected:
         await client.close()

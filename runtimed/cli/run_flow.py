@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import PurePath
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False  # typing's flag without importing typing (see runtimed/__init__.py): the plain runt run
+if TYPE_CHECKING:      # loads this module while its cell starts
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 
 NOTEBOOK_SUFFIXES = (".ipynb", ".yaml", ".yml")
 
@@ -52,6 +55,8 @@ def _output_for(template: str | None, output_dir: str | None, input_path: str, p
         return template
     if not output_dir:
         return None
+    from pathlib import PurePath
+
     stem = PurePath(input_path).stem
     suffix = "".join(f"-{k}={v}" for k, v in params.items())
     return os.path.join(output_dir, f"{stem}{suffix}.ipynb")
@@ -74,16 +79,21 @@ def invoke(arguments: dict[str, Any]) -> int:
     try:
         return _run(**arguments)
     except Exception as exc:  # every failure is reported with its exit code, never a traceback
-        from runtimed.automation.parameters import ParameterError
-        from runtimed.errors import RuntimedError
+        return report_failure(exc)
 
-        if isinstance(exc, ParameterError):  # bad -p/-y/-f/-b/--grid or a path template: a usage error
-            _usage(exc.message)
-        if not isinstance(exc, RuntimedError | OSError | ValueError):
-            raise
-        from runtimed.cli.errors import report
 
-        return report(exc)
+def report_failure(exc: Exception) -> int:
+    """A failure of ``runt run`` shown as its message, and its exit code (a usage error as click shows it)."""
+    from runtimed.automation.parameters import ParameterError
+    from runtimed.errors import RuntimedError
+
+    if isinstance(exc, ParameterError):  # bad -p/-y/-f/-b/--grid or a path template: a usage error
+        _usage(exc.message)
+    if not isinstance(exc, RuntimedError | OSError | ValueError):
+        raise exc
+    from runtimed.cli.errors import report
+
+    return report(exc)
 
 
 def _run(notebooks, params, raw, files, yamls, b64s, kernel_name, cwd, start_timeout, execution_timeout,
@@ -195,7 +205,7 @@ def _submit(opts: Any, *, detach: bool, as_json: bool) -> int:
     opts.client_cwd = os.getcwd()
     client_writes = opts.output_path == "-" or not is_local(endpoint)
     opts.write_output_file = not client_writes
-    client = RunClient(endpoint)
+    client = RunClient.of(endpoint)
     run = client.request("POST", "/api/runs", json={"options": submittable(opts), "notebook": notebook})
     if detach:
         _echo(run["id"])
@@ -211,17 +221,7 @@ async def _follow(client: Any, run: dict[str, Any], opts: Any, *, client_writes:
     """Show the submitted run's progress to its end, write its output if the daemon cannot; its exit code."""
     from runtimed.cli.run_client import fetch_notebook, follow, write_notebook
 
-    _say(f"Input notebook:  {opts.input_path}")
-    if opts.output_path:
-        _say(f"Output notebook: {opts.output_path}")
-    announced: list[bool] = []
-
-    def live(current: dict[str, Any]) -> None:  # once the notebook is in the daemon, its cells requested
-        if not announced and (current.get("total") is not None or current["status"] not in ("queued", "starting")):
-            announced.append(True)
-            _say(f"Live notebook: {current['url']}")
-
-    live(run)
+    live = announce(opts.input_path, opts.output_path, run)
     run = await follow(client, run, progress_bar=bool(opts.progress_bar), log_output=opts.log_output,
                        log_to_stderr=opts.output_path == "-", on_change=live, say=_say)
     live({**run, "total": 0})
@@ -230,7 +230,24 @@ async def _follow(client: Any, run: dict[str, Any], opts: Any, *, client_writes:
 
         path = parameterize_path(opts.output_path, opts.parameters)
         write_notebook(await fetch_notebook(client, run["id"]), path or "-")
-    return _report_run(run, as_json and opts.output_path != "-")
+    return report_run(run, as_json and opts.output_path != "-")
+
+
+def announce(input_path: str, output_path: str | None, run: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """Say what runs where, as papermill does; the returned function says where to watch it live once the
+    daemon has the notebook and its cells are requested (call it with each new state of the run)."""
+    _say(f"Input notebook:  {input_path}")
+    if output_path:
+        _say(f"Output notebook: {output_path}")
+    announced: list[bool] = []
+
+    def live(current: dict[str, Any]) -> None:
+        if not announced and (current.get("total") is not None or current["status"] not in ("queued", "starting")):
+            announced.append(True)
+            _say(f"Live notebook: {current['url']}")
+
+    live(run)
+    return live
 
 
 async def _submit_many(options: list[Any], parallel: int) -> list[dict[str, Any]]:
@@ -244,7 +261,7 @@ async def _submit_many(options: list[Any], parallel: int) -> list[dict[str, Any]
     from runtimed.home import Home
 
     endpoint = await asyncio.to_thread(ensure_daemon, Home.resolve(options[0].home if options else None))
-    client = RunClient(endpoint)
+    client = RunClient.of(endpoint)
     limit = asyncio.Semaphore(max(1, parallel))
 
     async def one(opts: Any) -> dict[str, Any]:
@@ -279,7 +296,7 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _report_run(run: dict[str, Any], as_json: bool) -> int:
+def report_run(run: dict[str, Any], as_json: bool) -> int:
     summary = _summary(run)
     if as_json:
         _echo(json.dumps(summary, indent=2))

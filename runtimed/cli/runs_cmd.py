@@ -77,9 +77,9 @@ def attach(run_id: str, log_output: bool, progress_bar: bool | None, as_json: bo
 async def _attach(run_id: str, log_output: bool, progress_bar: bool | None, as_json: bool) -> int:
     from runtimed.cli.common import ensure_endpoint
     from runtimed.cli.run_client import RunClient, follow
-    from runtimed.cli.run_flow import _report_run, _say
+    from runtimed.cli.run_flow import _say, report_run
 
-    client = RunClient(ensure_endpoint())
+    client = RunClient.of(ensure_endpoint())
     try:
         run = await client.call("GET", f"/api/runs/{run_id}")
         _say(f"Live notebook: {run['url']}")
@@ -88,7 +88,7 @@ async def _attach(run_id: str, log_output: bool, progress_bar: bool | None, as_j
         run = await follow(client, run, progress_bar=progress_bar, log_output=log_output, say=_say)
     finally:
         await client.close()
-    return _report_run(run, as_json)
+    return report_run(run, as_json)
 
 
 @runs.command("cancel")

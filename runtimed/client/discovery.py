@@ -40,7 +40,9 @@ class DaemonEndpoint:
         return "ws" + self.url[4:] if self.url.startswith("http") else self.url
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        from runtimed.client.light_http import bearer
+
+        return bearer(self.token)
 
 
 def _healthy(url: str, timeout: float = 1.0) -> bool:
