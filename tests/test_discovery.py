@@ -216,3 +216,17 @@ def test_a_port_taken_by_another_program_is_not_a_daemon() -> None:
         with pytest.raises(DaemonNotRunningError, match="did not answer as a runtimed daemon"):
             request(url, "GET", "/health", timeout=10)
         thread.join(10)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8730", "http://localhost:8730/", "http://host:1/pre/fix",
+                                 "http://[::1]:8730", "https://x.example:443/a", "http://user:pw@h:1", "http://h",
+                                 "http://h:1?x=1", "http://h:1/a%20b"])
+def test_light_http_splits_a_daemon_url_as_urllib_does(url: str) -> None:
+    """The plain ``runt run`` splits the usual ``http://HOST:PORT`` by hand (urllib.parse costs its start 5 ms):
+    every URL comes out as urllib.parse splits it."""
+    from urllib.parse import urlsplit
+
+    from runtimed.client.light_http import _split
+
+    parts = urlsplit(url)
+    assert _split(url) == (parts.scheme, parts.hostname, parts.port, parts.path)

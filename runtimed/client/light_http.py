@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import socket
-from urllib.parse import urlencode, urlsplit
 
 TYPE_CHECKING = False  # typing's flag without importing typing (see runtimed/__init__.py)
 if TYPE_CHECKING:
@@ -35,16 +34,20 @@ def request(url: str, method: str, path: str, *, headers: dict[str, str] | None 
 
     Raises DaemonNotRunningError when no connection can be made or what answers is not HTTP, :class:`Timeout`
     when no answer comes."""
-    parts = urlsplit(url)
-    target = (parts.path.rstrip("/") + path) + (f"?{urlencode(params)}" if params else "")
+    scheme, host, port, prefix = _split(url)
+    if params:
+        from urllib.parse import urlencode
+
+        path += f"?{urlencode(params)}"
+    target = prefix.rstrip("/") + path
     data = None if body is None else json.dumps(body).encode()
     sent = dict(headers or {})
     if data is not None:
         sent["Content-Type"] = "application/json"
     try:
-        if parts.scheme == "https":
-            return _https(parts.hostname or "127.0.0.1", parts.port, method, target, data, sent, timeout)
-        return _http(parts.hostname or "127.0.0.1", parts.port or 80, method, target, data, sent, timeout)
+        if scheme == "https":
+            return _https(host, port, method, target, data, sent, timeout)
+        return _http(host, port or 80, method, target, data, sent, timeout)
     except TimeoutError:
         raise Timeout(f"{method} {path}") from None
     except (ConnectionRefusedError, socket.gaierror) as exc:
@@ -63,11 +66,25 @@ def request(url: str, method: str, path: str, *, headers: dict[str, str] | None 
                                     "another program? Start the daemon with `runt daemon start`") from None
 
 
+def _split(url: str) -> tuple[str, str, int | None, str]:
+    """Scheme, host, port and path of a daemon URL. The usual ``http://HOST:PORT`` is split by hand: the plain
+    ``runt run`` submits before anything else loads, and ``urllib.parse`` is 5 ms of its start here."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    host, _, port = netloc.partition(":")
+    if scheme == "http" and host and port.isdigit() and not any(c in url for c in "@[]?#%\\ "):
+        return scheme, host, int(port), slash + path
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname or "127.0.0.1", parts.port, parts.path
+
+
 def _http(host: str, port: int, method: str, target: str, data: bytes | None, headers: dict[str, str],
           timeout: float) -> tuple[int, bytes]:
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
              f"Content-Length: {len(data or b'')}", *(f"{k}: {v}" for k, v in headers.items())]
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with _connect(host, port, timeout) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (data or b""))
         chunks = []
         try:
@@ -77,6 +94,25 @@ def _http(host: str, port: int, method: str, target: str, data: bytes | None, he
             if not chunks:
                 raise
     return _response(b"".join(chunks))
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A connection to ``host``; an IP address (the local daemon's 127.0.0.1) skips the name lookup, whose
+    IDNA encoding of the name would load three modules into a client that must start fast."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    return socket.create_connection((host, port), timeout=timeout)
 
 
 def _response(raw: bytes) -> tuple[int, bytes]:
