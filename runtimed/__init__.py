@@ -101,11 +101,13 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "errors":  # ``import runtimed; runtimed.errors`` worked while this package imported it eagerly
+        return importlib.import_module("runtimed.errors")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runtimed' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value

@@ -55,6 +55,20 @@ def test_public_names() -> None:
         _ = runtimed.NoSuchThing  # type: ignore[attr-defined]
 
 
+def test_import_runtimed_loads_the_error_registry_only_when_used() -> None:
+    """``import runtimed`` is the first import of every ``runt`` command: it loads neither typing nor the error
+    registry (issue 16), and the errors, as names or as the submodule, are there when asked for."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runtimed; print('typing' in sys.modules, 'runtimed.errors' in sys.modules); "
+            "print(runtimed.errors.RuntimedError is runtimed.RuntimedError, issubclass(runtimed.AuthError, "
+            "runtimed.RuntimedError))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False", "True", "True"]
+
+
 def test_error_hierarchy() -> None:
     distinct = [runtimed.CellNotFoundError, runtimed.ConnectionLostError, runtimed.DaemonNotRunningError,
                 runtimed.DaemonStartError, runtimed.EventRejected, runtimed.ExecutionTimeoutError,
