@@ -21,7 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "settings": set(),
     "tasks": set(),
-    "home": {"errors"},
+    "home_files": set(),  # os and json only: the plain runt run reads the home before anything else loads
+    "home": {"errors", "home_files"},
     "durations": {"errors"},
     "schema": {"errors", "settings"},
     "store": {"schema", "errors"},
@@ -33,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     # the daemon hosts the store, the supervised runtimes and the MCP endpoint (which speaks as a client)
     "server": {"tasks", "store", "schema", "runtime", "client", "formats", "agents", "errors", "home", "durations", "settings"},
     "cli": {"server", "runtime", "client", "agents", "automation", "formats", "schema", "store", "errors", "home",
-            "durations"},
+            "home_files", "durations"},
     "web": set(),
     "__init__": {"client", "automation", "errors"},
 }
