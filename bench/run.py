@@ -190,7 +190,7 @@ def notebooks_section(entry: dict[str, Any], machine: dict[str, Any]) -> list[st
         groups.setdefault(f["group"], []).append(f)
     for group, figures in groups.items():
         lines += [f"### {group}", ""]
-        for unit in ("s", "x"):
+        for unit in ("s", "ms", "x"):
             if any(f["unit"] == unit for f in figures):
                 lines += [*figures_table([f for f in figures if f["unit"] == unit]), ""]
     for note in data.get("notes") or []:  # the suite's own prose: part of its section, so a regeneration keeps it
