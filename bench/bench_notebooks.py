@@ -87,6 +87,16 @@ NOTES = [
     "it the "
     "submit connects to an IP address without a name lookup and splits the URL without urllib.parse "
     "(together ~10 ms of the client's imports): 0.105 s and 0.111 s (medians of 10, throwaway script, load ~0.5).",
+    "**Machines differ** (2026-12-01): the run above is on a machine about twice as fast as the one of 2026-11-30 "
+    "(a raw trivial round trip 3.9-4.2 ms here, 9.5 ms there at load ~3). The same client and daemon that measured "
+    "0.105-0.114 s from launch to the cell's start there measure 0.050-0.055 s here; the fixed-cost target is met "
+    "here with room to spare, and was missed there by about a tenth.",
+    "**Per-cell overhead** (issue 16: *per-cell overhead over a raw jupyter_client execute round trip <= 1 ms*): "
+    "from the output notebooks of one round, the median time from one cell's end to the next one's "
+    "(`metadata.execution['shell.execute_reply']`, stamped by the daemon as it records each completion, and by the "
+    "raw loop as it reads each reply), runt run's minus the raw loop's. It is what each further cell costs a run. "
+    "A lone `execute_cell` outside a run, with nothing to send ahead, costs more: `trivial.overhead_ms` in the "
+    "runtime section (2.15 ms over 4.25 ms on 2026-12-01).",
     "**Per cell** (trivial200): claim-ahead removed the claim's round trip between cells (the agent waited 7 ms "
     "per cell for it; now 0.2 ms), but the kernel still waited between two cells while the daemon recorded the "
     "first (about 13 ms of the daemon's CPU per trivial cell: appending and materializing each event in the "

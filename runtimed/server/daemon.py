@@ -25,6 +25,7 @@ from runtimed.store.base import EventStore
 from runtimed.store.urls import DEFAULT_STORE_URL, open_store
 
 if TYPE_CHECKING:
+    from runtimed.server.idle_notebooks import IdleNotebooks
     from runtimed.server.runs_api import RunService
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class Daemon:
         self.people = People(self.home.path / "people.json", token)
         self.auth = Auth(token, people=self.people)
         self.services: dict[str, NotebookService] = {}
-        self.notebook_closer: Any = None
+        self.notebook_closer: IdleNotebooks | None = None
         """Closes notebooks nobody uses (``server/idle_notebooks.IdleNotebooks``, while the app runs)."""
         self.started_at = datetime.now(UTC).isoformat()
         self.started_monotonic = time.monotonic()

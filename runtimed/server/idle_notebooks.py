@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runtimed.settings import env_number
 from runtimed.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from runtimed.server.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ def max_open_setting() -> int:
     return env_number("RUNTIMED_MAX_OPEN_NOTEBOOKS", DEFAULT_MAX_OPEN, int)
 
 
-def close_idle_notebooks(daemon: Any, idle: float, max_open: int) -> list[str]:
+def close_idle_notebooks(daemon: Daemon, idle: float, max_open: int) -> list[str]:
     """Close the notebooks not in use that were idle for ``idle`` seconds, then the least recently used of the
     others while more than ``max_open`` are open; their ids."""
     now = time.monotonic()
@@ -60,7 +63,7 @@ def close_idle_notebooks(daemon: Any, idle: float, max_open: int) -> list[str]:
 class IdleNotebooks:
     """Closes idle notebooks every quarter of the idle time (at most every minute)."""
 
-    def __init__(self, daemon: Any, idle: float, max_open: int) -> None:
+    def __init__(self, daemon: Daemon, idle: float, max_open: int) -> None:
         self.daemon = daemon
         self.idle = idle
         self.max_open = max_open
