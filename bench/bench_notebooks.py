@@ -96,7 +96,7 @@ NOTES = [
     "(`metadata.execution['shell.execute_reply']`, stamped by the daemon as it records each completion, and by the "
     "raw loop as it reads each reply), runt run's minus the raw loop's. It is what each further cell costs a run. "
     "A lone `execute_cell` outside a run, with nothing to send ahead, costs more: `trivial.overhead_ms` in the "
-    "runtime section (2.15 ms over 4.25 ms on 2026-12-01).",
+    "runtime section (2.15-2.20 ms over a raw round trip of about 4.2 ms in two runs on 2026-12-01).",
     "**Per cell** (trivial200): claim-ahead removed the claim's round trip between cells (the agent waited 7 ms "
     "per cell for it; now 0.2 ms), but the kernel still waited between two cells while the daemon recorded the "
     "first (about 13 ms of the daemon's CPU per trivial cell: appending and materializing each event in the "
