@@ -17,7 +17,9 @@ Each tool runs as the user runs it, as a subprocess of its command line:
 
 Rounds alternate the tools (the order rotates every round) so that drifts in machine load hit
 all of them alike; ratios are taken per round, then summarised as median (min – max).
-Targets: seven.ipynb warm <= 0.35x papermill; trivial200.ipynb warm <= 0.25x papermill.
+Targets (issue 16): seven.ipynb warm <= 0.35x papermill; trivial200.ipynb warm <= 0.25x papermill and
+<= 1.1x the raw loop, and each further cell <= 1 ms over the raw loop's (the median time from one cell's end
+to the next one's, from both output notebooks of a round); one ``pass`` cell <= 0.1 s before and after it.
 When a target is missed (or with --profile) a profiling pass explains where runt run's time goes.
 """
 
