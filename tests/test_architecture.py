@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     # the daemon hosts the store, the supervised runtimes and the MCP endpoint (which speaks as a client)
     "server": {"tasks", "store", "schema", "runtime", "client", "formats", "agents", "errors", "home", "durations", "settings"},
     "cli": {"server", "runtime", "client", "agents", "automation", "formats", "schema", "store", "errors", "home",
-            "home_files", "durations"},
+            "home_files", "durations", "tasks"},
     "web": set(),
     "__init__": {"client", "automation", "errors"},
 }

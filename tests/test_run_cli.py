@@ -22,6 +22,8 @@ import papermill
 import pytest
 from conftest import BENCH_NOTEBOOKS, make_notebook, write
 
+from runtimed.automation.papermill_compat import banner
+
 pytestmark = pytest.mark.timeout(180)
 
 ERROR_TAG = "papermill-error-cell-tag"
@@ -230,6 +232,35 @@ def test_log_output_stdout_stderr_files(daemon: Any, tmp_path: Path) -> None:
     assert (tmp_path / "e.txt").read_text() == "to err\n"
     quiet = runt("run", str(src), "--no-log-output", env=daemon.env())
     assert "to out" not in text(quiet) and "to out" not in quiet.stdout.decode()
+
+
+def test_log_output_follows_the_live_url_and_shows_the_last_output(daemon: Any, tmp_path: Path) -> None:
+    """The live log starts once the live URL is announced (it never cuts into that line, even while the first cells
+    run), and it shows the last cell's output, which may reach it after the run's end was reported."""
+    flag = tmp_path / "go"
+    src = write(make_notebook(("code", "print('first cell')"),
+                              ("code", f"import os, time\nfor _ in range(1200):\n    if os.path.exists({str(flag)!r}):"
+                                       "\n        break\n    time.sleep(0.05)\nprint('last cell')")), tmp_path / "two.ipynb")
+    out = tmp_path / "out.ipynb"
+    proc = subprocess.Popen([*RUNT, "run", str(src), str(out), "--log-output", "--no-progress-bar"], env=daemon.env(),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        for raw in proc.stderr:  # until the live URL: the second cell waits for the flag meanwhile
+            lines.append(raw.decode().rstrip("\n"))
+            if lines[-1].startswith("Live notebook: "):
+                break
+        flag.touch()
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, lines + rest.decode().splitlines()
+    assert lines == [f"Input notebook:  {src}", f"Output notebook: {out}", lines[-1]]
+    rest_lines = rest.decode().splitlines()
+    assert rest_lines[0] == "Executing notebook with kernel: python3"
+    assert rest_lines.index("first cell") < rest_lines.index("last cell") < rest_lines.index(banner("end", 2))
 
 
 def test_progress_bar_flags(daemon: Any, params_nb: Path) -> None:

@@ -15,6 +15,7 @@ import sys
 
 TYPE_CHECKING = False  # typing's flag without importing typing (see runtimed/__init__.py)
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
     from typing import Any
 
@@ -29,6 +30,20 @@ PROGRESS_SETTLE_S = 0.2
 CANCEL_WAIT_S = 60.0
 LOG_OPEN_WAIT_S = 60.0
 """How long ``--log-output`` waits for the run's notebook to open in the daemon (the run goes on regardless)."""
+LOG_CATCH_UP_S = 2.0
+"""After the run's end, how long ``--log-output`` may take to show the outputs it has not shown yet."""
+LOG_END_WAIT_S = 10.0
+"""After the run's end, how long ``runt run`` waits for its log in all (a log still connecting included)."""
+
+
+def cells_requested(run: dict[str, Any]) -> bool:
+    """The daemon has the run's notebook and has requested its cells: its live URL shows them. Until then a follow
+    polls without settling, so that the URL is announced (and the live log starts) as soon as it is worth opening."""
+    return run.get("total") is not None or run["status"] not in ("queued", "starting")
+
+
+def _settle(run: dict[str, Any], settle: float) -> float:
+    return settle if cells_requested(run) else 0.0
 
 
 class RunClient:
@@ -81,16 +96,25 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
     import asyncio
 
     from runtimed.automation.options import CellProgress
+    from runtimed.tasks import cancel_and_wait
 
     progress: CellProgress | None = None
     warned = 0  # the run's warnings shown so far
-    log_task = None
-    if log_output:
-        log_task = asyncio.create_task(_stream_log(client, run["notebook_id"], log_to_stderr))
+    log_task: asyncio.Task[None] | None = None
+    run_ended = asyncio.Event()
+
+    def start_log() -> None:  # once the live URL is announced: the log does not cut into that line
+        nonlocal log_task
+        if log_output and log_task is None:
+            log_task = asyncio.create_task(_stream_log(client, run["notebook_id"], log_to_stderr, run_ended))
+
     try:
         try:
+            if cells_requested(run):
+                start_log()
             while run["status"] not in FINAL:
-                run = await asyncio.to_thread(poll, client, run, PROGRESS_SETTLE_S if progress_bar else SETTLE_S)
+                settle = PROGRESS_SETTLE_S if progress_bar else SETTLE_S
+                run = await asyncio.to_thread(poll, client, run, _settle(run, settle))
                 warned = _show_warnings(run, warned)
                 if progress is None and progress_bar and run.get("total"):
                     progress = CellProgress(run["total"], enabled=True)
@@ -98,6 +122,8 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
                     progress.update(run.get("done") or 0)
                 if on_change is not None:
                     on_change(run)
+                if cells_requested(run):
+                    start_log()
         except (KeyboardInterrupt, asyncio.CancelledError):
             say(_cancelling(run))
             run = await asyncio.shield(_cancel_and_wait(client, run))
@@ -105,13 +131,13 @@ async def follow(client: RunClient, run: dict[str, Any], *, progress_bar: bool =
         _show_warnings(run, warned)  # a run that ended before the first poll
         if progress is not None:
             progress.close()
+        if run["status"] in FINAL:  # the log shows what it has not shown yet, then ends
+            start_log()
+            run_ended.set()
+            if log_task is not None:
+                await asyncio.wait({log_task}, timeout=LOG_END_WAIT_S)
         if log_task is not None:
-            if run["status"] in FINAL:  # let the log catch up with the last outputs, briefly
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(log_task), 2.0)
-            log_task.cancel()
-            with contextlib.suppress(BaseException):
-                await log_task
+            await cancel_and_wait(log_task)
     return run
 
 
@@ -122,7 +148,7 @@ def follow_plainly(client: RunClient, run: dict[str, Any], *, log_level: str,
     warned = 0
     try:
         while run["status"] not in FINAL:
-            run = poll(client, run, SETTLE_S)
+            run = poll(client, run, _settle(run, SETTLE_S))
             warned = _show_warnings(run, warned, log_level)
             on_change(run)
     except KeyboardInterrupt:
@@ -173,8 +199,9 @@ async def _cancel_and_wait(client: RunClient, run: dict[str, Any]) -> dict[str, 
     return run
 
 
-async def _stream_log(daemon: RunClient, notebook_id: str, to_stderr: bool) -> None:
-    """``--log-output``: the run's cell output as it arrives (a replica of the run's notebook)."""
+async def _stream_log(daemon: RunClient, notebook_id: str, to_stderr: bool, run_ended: asyncio.Event) -> None:
+    """``--log-output``: the run's cell output as it arrives (a replica of the run's notebook), until the run has
+    ended and the log has shown everything the notebook held then."""
     import asyncio
     import uuid
 
@@ -204,7 +231,11 @@ async def _stream_log(daemon: RunClient, notebook_id: str, to_stderr: bool) -> N
     client.on_events(live)
     live.replay()  # what ran before we connected (same loop turn: no event slips between the two)
     try:
-        await asyncio.Event().wait()
+        await run_ended.wait()
+        head = (await daemon.call("GET", f"/api/notebooks/{notebook_id}/events",
+                                  params={"since": client.replica.head, "limit": 1}))["head"]
+        with contextlib.suppress(TimeoutError):
+            await client.wait_for(lambda: client.replica.head >= head, LOG_CATCH_UP_S)
     finally:
         await client.close()
 

@@ -236,13 +236,15 @@ async def _follow(client: Any, run: dict[str, Any], opts: Any, *, client_writes:
 def announce(input_path: str, output_path: str | None, run: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     """Say what runs where, as papermill does; the returned function says where to watch it live once the
     daemon has the notebook and its cells are requested (call it with each new state of the run)."""
+    from runtimed.cli.run_client import cells_requested
+
     _say(f"Input notebook:  {input_path}")
     if output_path:
         _say(f"Output notebook: {output_path}")
     announced: list[bool] = []
 
     def live(current: dict[str, Any]) -> None:
-        if not announced and (current.get("total") is not None or current["status"] not in ("queued", "starting")):
+        if not announced and cells_requested(current):
             announced.append(True)
             _say(f"Live notebook: {current['url']}")
 
