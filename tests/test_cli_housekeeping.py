@@ -17,6 +17,7 @@ from conftest import DaemonProcess, make_notebook, running_daemon, write
 from test_cli import clean_env, runt
 
 from runtimed.cli import errors as exit_codes
+from runtimed.cli.common import duration
 from runtimed.durations import parse_duration
 from runtimed.errors import RuntimedError
 
@@ -159,6 +160,13 @@ def test_gc_needs_older_than(env: dict[str, str]) -> None:
     result = runt("gc", "--dry-run", env=env)
     assert result.returncode == exit_codes.USAGE
     assert "--older-than" in result.stderr
+
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0.0, "0.0s"), (0.54, "0.5s"), (9.94, "9.9s"), (9.96, "10s"),
+                                               (59.4, "59s"), (59.6, "1m00s"), (61, "1m01s"), (7322, "2h02m")])
+def test_durations_are_shown_in_tenths_under_ten_seconds(seconds: float, shown: str) -> None:
+    assert duration(seconds) == shown
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600),

@@ -126,7 +126,10 @@ def when(value: Any, short: bool = False) -> str:
 
 
 def duration(seconds: float) -> str:
-    seconds = int(seconds)
+    """A short human duration: tenths under 10 s (most runs of a small notebook take less than a second)."""
+    if round(seconds, 1) < 10:
+        return f"{max(seconds, 0.0):.1f}s"
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
