@@ -140,6 +140,8 @@ def test_plain_run_and_clicks_give_the_same_results(daemon: Any, tmp_path: Path)
                     assert not imported & HEAVY, (args, sorted(imported & HEAVY))
             else:
                 assert "click" in imported
+            if expected == ExitCode.FAILURE:  # the kernel's grace period in local time, not the daemon's ISO stamp
+                assert re.search(r"\(kernel kept until (\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\)", proc.stderr), proc.stderr
             messages[path] = _messages(proc, out)
             outputs[path] = _cells(out) if out.exists() else None
         assert messages["plain"] == messages["click"], args
