@@ -290,11 +290,16 @@ async def test_displaced_runtime_stops_and_its_process_exits(bare: DaemonProcess
             first.close()
 
 
-async def test_racing_runtimes_run_every_request_exactly_once(bare: DaemonProcess) -> None:
+async def test_racing_runtimes_run_every_request_exactly_once(bare: DaemonProcess, tmp_path: Path) -> None:
     notebook = "faults-race"
     n = 120
+    # the cells after the first quarter wait for the handover: a fast runtime would otherwise finish them all
+    # before the test cancels it, and no other runtime would ever take over
+    flag = tmp_path / "handed-over"
+    gate = (f"import os, time\nfor _ in range(2400):\n    if os.path.exists({str(flag)!r}):\n        break\n"
+            "    time.sleep(0.025)\n")
     async with session(bare, notebook) as s:
-        cells = [await s.create_cell(f"print({i})") for i in range(n)]
+        cells = [await s.create_cell((gate if i >= n // 4 else "") + f"print({i})") for i in range(n)]
         queue_ids = []
         for cell_id in cells:
             queue_ids.append(await s.queue_cell(cell_id))
@@ -310,6 +315,7 @@ async def test_racing_runtimes_run_every_request_exactly_once(bare: DaemonProces
             working = next(t for t, a in ((task_a, agents_a), (task_b, agents_b))
                            if a and a[0].session_id == first["session_id"])
             working.cancel()  # the working runtime shuts down mid-queue; the waiting one takes over
+            flag.touch()
             await s.client.wait_for(lambda: done() >= n // 2, 60)
             async with in_process_runtime(bare, notebook, displace=True):
                 await s.client.wait_for(lambda: done() == n, 90)
