@@ -309,23 +309,14 @@ def report_run(run: dict[str, Any], as_json: bool) -> int:
     else:
         import click
 
+        from runtimed.cli.common import when
+
         click.secho(f"runt run: {run['message']}", fg="red", err=True)
         _say(f"  see the notebook at {run['url']}")
         if run.get("resumable_until"):
             _say(f"  fix the cell and continue with `runt runs resume {run['id']}` "
-                 f"(kernel kept until {_local_time(run['resumable_until'])})")
+                 f"(kernel kept until {when(run['resumable_until'], short=True)})")
     return code
-
-
-def _local_time(iso: str) -> str:
-    """A daemon's UTC timestamp as this terminal's local time of day (with the date when it is not today)."""
-    from datetime import datetime
-
-    try:
-        when = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
-    except ValueError:
-        return iso
-    return when.strftime("%H:%M:%S" if when.date() == datetime.now().astimezone().date() else "%Y-%m-%d %H:%M:%S")
 
 
 def _approve_tools(value: str | None) -> tuple[str, ...]:
